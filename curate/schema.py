@@ -1,0 +1,49 @@
+"""The row that flows through generate → filter → select (DESIGN.md, "The row").
+
+Polars in memory, Parquet (zstd) on disk. `prompt`, `sampling`, `tests` and `extra`
+hold JSON text so that every shard has the same flat, typed schema.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("sample_id", pa.string()),
+        ("source", pa.string()),
+        ("domain", pa.string()),
+        ("problem", pa.string()),
+        ("reference_answer", pa.string()),
+        ("tests", pa.string()),
+        ("template", pa.string()),
+        ("template_sha", pa.string()),
+        ("prompt", pa.string()),
+        ("model", pa.string()),
+        ("backend", pa.string()),
+        ("sampling", pa.string()),
+        ("completion", pa.string()),
+        ("reasoning", pa.string()),
+        ("answer", pa.string()),
+        ("final_answer", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("error", pa.string()),
+        ("extra", pa.string()),
+    ]
+)
+
+COLUMNS = GENERATION_SCHEMA.names
+
+
+def sample_id(problem_id: str, model: str, index: int) -> str:
+    """problem_id + model + sample index: unique per generation, readable."""
+    return f"{problem_id}:{model_tag(model)}:{index}"
+
+
+def model_tag(model: str) -> str:
+    """The last path component of a model name or path ("Qwen/Qwen2.5-7B" -> "Qwen2.5-7B")."""
+    return model.rstrip("/").rsplit("/", 1)[-1]

