@@ -159,6 +159,7 @@ def run(p: Plan, progress: bool = True) -> dict:
     handler = _attach_log(store.log_path)
     started, t0 = now(), time.time()
     manifest = _manifest(p, store.read_manifest() if p.resuming else None)
+    store.write_manifest(manifest)  # before any shard: a killed run is always recognisable
     writer = None
     try:
         done = store.done()

@@ -63,6 +63,8 @@ _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _FILE_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _MISSING = object()  # a key that a JSON record does not have
+# Encodes extra and tests; `default=str` covers what Arrow hands back (dates, decimals, bytes).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def load_problems(spec: InputSpec) -> tuple[pl.DataFrame, dict]:
     kind = _input_kind(spec.path)
     if kind in ("jsonl", "json"):
         read = _read_jsonl if kind == "jsonl" else _read_json
-        records, lines = read(Path(spec.path), spec.limit)
+        records, lines = read(spec.path, spec.limit)
         locator = _Locator(spec.path, lines)
         plan = _plan(_ordered_keys(records), spec)
         _validate_records(records, plan, locator)
@@ -161,7 +163,7 @@ def _sha256_files(files: list[Path]) -> str:
 # --- JSON and JSONL ---------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, limit: int | None) -> tuple[list[dict], list[int]]:
+def _read_jsonl(path: str, limit: int | None) -> tuple[list[dict], list[int]]:
     """The first `limit` objects of a JSONL file and the 1-based line of each."""
     records: list[dict] = []
     lines: list[int] = []
@@ -190,9 +192,9 @@ def _read_jsonl(path: Path, limit: int | None) -> tuple[list[dict], list[int]]:
     return records, lines
 
 
-def _read_json(path: Path, limit: int | None) -> tuple[list[dict], list[int]]:
+def _read_json(path: str, limit: int | None) -> tuple[list[dict], list[int]]:
     """The first `limit` objects of a JSON file's list and the 1-based line where each starts."""
-    text = _decode(path.read_bytes(), path, first_line=1).removeprefix("\ufeff")
+    text = _decode(Path(path).read_bytes(), path, first_line=1).removeprefix("\ufeff")
     if not text.strip():
         raise CurateError(f"{path}: the file is empty (only blank lines)")
     try:
@@ -215,7 +217,7 @@ def _read_json(path: Path, limit: int | None) -> tuple[list[dict], list[int]]:
     return items, lines
 
 
-def _decode(data: bytes, path: Path, first_line: int) -> str:
+def _decode(data: bytes, path: str, first_line: int) -> str:
     """`data` as UTF-8 text; bad bytes are an error at their line and column."""
     try:
         return data.decode("utf-8")
@@ -229,7 +231,7 @@ def _decode(data: bytes, path: Path, first_line: int) -> str:
         ) from None
 
 
-def _list_key(document: Any, path: Path) -> str | None:
+def _list_key(document: Any, path: str) -> str | None:
     """None when `document` is the list of problems, else the key of its one list."""
     if isinstance(document, list):
         return None
@@ -288,41 +290,49 @@ def _ordered_keys(records: list[dict]) -> list[str]:
 
 def _read_table(kind: str, spec: InputSpec) -> tuple[pa.Table, str | None]:
     """The Arrow table of a Parquet file, a datasets folder or a Hub dataset, and its sha256."""
-    path = Path(spec.path)
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
-            raise CurateError(f"{spec.path}: not a readable Parquet file ({_reason(error)})") from None
-        return table, _sha256_files([path])
+        return _read_parquet(spec.path)
     if kind == "datasets":
-        import datasets
+        return _read_datasets_folder(spec.path, spec.split)
+    return _read_hub(spec.path, spec.split)
 
-        try:
-            dataset = datasets.load_from_disk(str(path))
-        except Exception as error:
-            raise CurateError(
-                f"{spec.path}: could not load the datasets folder ({_reason(error)})"
-            ) from None
-        if isinstance(dataset, datasets.DatasetDict):
-            if spec.split not in dataset:
-                raise CurateError(
-                    f'{spec.path}: no split "{spec.split}"; '
-                    f'the splits are: {", ".join(dataset)}; pass --split'
-                )
-            dataset = dataset[spec.split]
-        files = sorted(file for file in path.rglob("*") if file.is_file())
-        return dataset.with_format("arrow")[:], _sha256_files(files)
+
+def _read_parquet(path: str) -> tuple[pa.Table, str]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
+        raise CurateError(f"{path}: not a readable Parquet file ({_reason(error)})") from None
+    return table, _sha256_files([Path(path)])
+
+
+def _read_datasets_folder(path: str, split: str) -> tuple[pa.Table, str]:
+    """A save_to_disk folder's table (the `split` of a DatasetDict); its files' sha256."""
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(path)
+    except Exception as error:
+        raise CurateError(f"{path}: could not load the datasets folder ({_reason(error)})") from None
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            splits = ", ".join(dataset)
+            raise CurateError(f'{path}: no split "{split}"; the splits are: {splits}; pass --split')
+        dataset = dataset[split]
+    files = sorted(file for file in Path(path).rglob("*") if file.is_file())
+    return dataset.with_format("arrow")[:], _sha256_files(files)
+
+
+def _read_hub(name: str, split: str) -> tuple[pa.Table, str | None]:
+    """A Hub dataset's `split` and its fingerprint; any failure is one line."""
     try:
         import datasets
 
-        dataset = datasets.load_dataset(spec.path, split=spec.split)
-    except Exception as error:  # offline, unknown name, bad split, no network ...
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as error:  # offline, unknown name, bad split, no network, ...
         raise CurateError(
-            f"{spec.path}: could not load the Hub dataset ({_reason(error)}); "
-            "pass a local file or check the name"
+            f"{name}: could not load the Hub dataset ({_reason(error)}); pass a local file or check the name"
         ) from None
     return dataset.with_format("arrow")[:], getattr(dataset, "_fingerprint", None)
 
@@ -544,7 +554,7 @@ def _build_frame(records: list[dict], plan: _Plan, locator: _Locator) -> pl.Data
         columns["reference_answer"].append(_reference_answer(answer))
         columns["tests"].append(_tests_json(record.get(plan.tests)) if plan.tests else None)
         extra = {key: value for key, value in record.items() if key not in used}
-        columns["extra"].append(json.dumps(extra, ensure_ascii=False, default=str))
+        columns["extra"].append(_ENCODER.encode(extra))
     return pl.DataFrame(columns, schema={name: pl.String for name in OUTPUT_COLUMNS})
 
 
@@ -585,4 +595,4 @@ def _tests_json(value: Any) -> str | None:
     """A tests value as JSON text; a string is taken to be JSON already."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return _ENCODER.encode(value)

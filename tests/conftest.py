@@ -56,6 +56,16 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
+@pytest.fixture(scope="session")
+def vllm_url(tiny_model, tmp_path_factory):
+    """A real vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny model as "tiny"."""
+    from servers import vllm_server
+
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    with vllm_server(tiny_model, log_path) as url:
+        yield url
+
+
 @pytest.fixture
 def problems_file(tmp_path) -> Path:
     """Eight GSM8K test problems (MIT, Copyright (c) 2021 OpenAI)."""

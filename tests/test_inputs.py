@@ -187,7 +187,10 @@ def test_datasets_dataset_folder(tmp_path):
     import datasets
 
     folder = tmp_path / "saved"
-    rows = [{"problem": "What is 1+1?", "answer": 2, "level": "easy"}, {"problem": "Name a prime.", "answer": None, "level": None}]
+    rows = [
+        {"problem": "What is 1+1?", "answer": 2, "level": "easy"},
+        {"problem": "Name a prime.", "answer": None, "level": None},
+    ]
     datasets.Dataset.from_list(rows).save_to_disk(str(folder))
     frame, info = load_problems(InputSpec(str(folder)))
     assert info["kind"] == "datasets"
@@ -195,7 +198,7 @@ def test_datasets_dataset_folder(tmp_path):
     assert frame["problem"].to_list() == ["What is 1+1?", "Name a prime."]
     assert frame["reference_answer"].to_list() == ["2", None]
     assert frame["extra"].to_list() == ['{"level": "easy"}', '{"level": null}']
-    assert frame["problem_id"].to_list() == [hash_id("saved", "What is 1+1?"), hash_id("saved", "Name a prime.")]
+    assert frame["problem_id"].to_list() == [hash_id("saved", row["problem"]) for row in rows]
     assert frame["source"].to_list() == ["saved"] * 2
     files = sorted(file for file in folder.rglob("*") if file.is_file())
     assert info["sha256"] == sha256_of(*files)
@@ -454,6 +457,17 @@ def test_tests_column_from_parquet_struct_list(tmp_path):
     assert frame["tests"].to_list() == ['[{"input": "1", "output": "2"}]', None]
 
 
+def test_extra_from_parquet_dates_and_nulls(tmp_path):
+    import datetime
+
+    path = write_parquet(
+        tmp_path / "dated.parquet",
+        {"problem": ["a", "b"], "day": [datetime.date(2024, 1, 2), None], "tags": [["x"], []]},
+    )
+    frame, _ = load_problems(InputSpec(str(path)))
+    assert frame["extra"].to_list() == ['{"day": "2024-01-02", "tags": ["x"]}', '{"day": null, "tags": []}']
+
+
 # --- Limit --------------------------------------------------------------------------
 
 
@@ -507,6 +521,16 @@ def test_malformed_jsonl_names_line_and_column(tmp_path):
     assert error_of(InputSpec(str(path))) == (
         f"{path}:3:17: malformed JSON: Expecting property name enclosed in double quotes"
     )
+
+
+def test_messages_use_the_path_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel.jsonl").write_text('{"problem": 1}\n')
+    (tmp_path / "rel.json").write_text("[1]")
+    assert error_of(InputSpec("./rel.jsonl")) == (
+        './rel.jsonl:1: column "problem": expected a non-empty string, got a number (1)'
+    )
+    assert error_of(InputSpec("./rel.json")) == "./rel.json:1:2: expected a JSON object, got a number (1)"
 
 
 def test_truncated_jsonl_line(tmp_path):
@@ -630,7 +654,10 @@ def test_empty_datasets_folder(tmp_path):
             '{"problem": "p", "answer": {"v": 1}}',
             'column "answer": expected a string or a number, got an object',
         ),
-        ('{"problem": "p", "tests": 3}', 'column "tests": expected a string, a list or an object, got a number (3)'),
+        (
+            '{"problem": "p", "tests": 3}',
+            'column "tests": expected a string, a list or an object, got a number (3)',
+        ),
         ('{"problem": "p", "source": 1}', 'column "source": expected a string, got a number (1)'),
         ('{"problem": "p", "domain": ["x"]}', 'column "domain": expected a string, got a list'),
     ],
@@ -684,7 +711,11 @@ def test_missing_problem_column_lists_columns(tmp_path):
 
 @pytest.mark.parametrize(
     "option, field",
-    [("--problem-column", "problem_column"), ("--answer-column", "answer_column"), ("--id-column", "id_column")],
+    [
+        ("--problem-column", "problem_column"),
+        ("--answer-column", "answer_column"),
+        ("--id-column", "id_column"),
+    ],
 )
 def test_explicit_column_not_found_names_the_option(tmp_path, option, field):
     path = write_jsonl(tmp_path / "cols.jsonl", [{"problem": "a", "answer": "1"}])
@@ -804,7 +835,9 @@ def test_duplicates_in_parquet_name_rows(tmp_path):
 
 def test_duplicates_in_json_array_name_object_lines(tmp_path):
     path = tmp_path / "dup.json"
-    path.write_text('[\n{"id": "a", "problem": "x"},\n{"id": "b", "problem": "y"},\n{"id": "a", "problem": "z"}\n]')
+    path.write_text(
+        '[\n{"id": "a", "problem": "x"},\n{"id": "b", "problem": "y"},\n{"id": "a", "problem": "z"}\n]'
+    )
     assert error_of(InputSpec(str(path), id_column="id")) == (
         f'{path}:4: duplicate problem_id "a" (first seen on line 2)'
     )

