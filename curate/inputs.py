@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ("problem_id", "source", "domain", "problem", "reference_answer", "tests", "extra")
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction")
-ANSWER_COLUMNS = ("answer", "reference_answer", "final_answer")
+ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer")  # a run's rows: reference first
 SUPPORTED = ".jsonl, .json, .parquet, a datasets save_to_disk folder, or a Hub dataset name"
 
 # A path that does not exist is taken for a Hub dataset name when it looks like one...

@@ -303,8 +303,9 @@ def test_auto_problem_column_order(tmp_path, keys, expected):
 @pytest.mark.parametrize(
     "keys, expected",
     [
-        (["final_answer", "reference_answer", "answer"], "answer"),
-        (["final_answer", "reference_answer"], "reference_answer"),
+        # a generate run's rows hold both: the gold `reference_answer` and the model's `answer`
+        (["final_answer", "reference_answer", "answer"], "reference_answer"),
+        (["final_answer", "answer"], "answer"),
         (["final_answer"], "final_answer"),
         ([], None),
     ],
