@@ -52,6 +52,8 @@ def cli():
 @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL).")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable that holds the API key (never logged).")
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1), help="openai: requests in flight.")
+@click.option("--max-retries", default=6, show_default=True, type=click.IntRange(min=0), help="openai: retries per call on 429/5xx/timeouts.")
+@click.option("--request-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="openai: seconds per call.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="transformers: prompts per generate call.")
 @click.option("--max-model-len", default=None, type=int, help="vllm: context length.")
 @click.option("--tensor-parallel-size", default=None, type=int, help="vllm (GPU): GPUs per engine.")
@@ -64,7 +66,7 @@ def cli():
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def generate(input_path, out, model, backend, template, examples, num_samples, max_tokens, temperature, top_p, seed,
              stop, split, problem_column, answer_column, id_column, domain, source, limit, base_url, api_key_env,
-             concurrency, batch_size, max_model_len, tensor_parallel_size, kv_cache_gb, dtype, shard_rows,
+             concurrency, max_retries, request_timeout, batch_size, max_model_len, tensor_parallel_size, kv_cache_gb, dtype, shard_rows,
              flush_seconds, overwrite, dry_run, no_progress):
     """Batch-generate NUM_SAMPLES completions per problem into a resumable run directory."""
     import os
@@ -79,7 +81,8 @@ def generate(input_path, out, model, backend, template, examples, num_samples, m
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop),
         overwrite=overwrite, dry_run=dry_run, shard_rows=shard_rows, flush_seconds=flush_seconds,
         engine={"base_url": base_url or os.environ.get("OPENAI_BASE_URL"), "api_key_env": api_key_env,
-                "concurrency": concurrency, "batch_size": batch_size, "max_model_len": max_model_len,
+                "concurrency": concurrency, "max_retries": max_retries, "timeout": request_timeout,
+                "batch_size": batch_size, "max_model_len": max_model_len,
                 "tensor_parallel_size": tensor_parallel_size, "kv_cache_gb": kv_cache_gb, "dtype": dtype},
         command=["curate", *sys.argv[1:]],
     )
@@ -89,12 +92,17 @@ def generate(input_path, out, model, backend, template, examples, num_samples, m
     if dry_run:
         _print_plan(plan)
         return
+    from curate.backends.base import TransientBackendError
+
     gen.install_sigterm_handler()
     try:
         summary = gen.run(plan, progress=not no_progress)
     except KeyboardInterrupt:
         click.echo(f"interrupted: finished samples are saved in {out}; re-run the same command to resume", err=True)
         sys.exit(130)
+    except TransientBackendError as e:
+        click.echo(f"error: {e}; finished samples are saved in {out}; re-run the same command to retry", err=True)
+        sys.exit(1)
     _print_summary(summary, plan)
     if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
         sys.exit(1)

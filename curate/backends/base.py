@@ -17,6 +17,11 @@ R1_TEMPERATURE = 0.6
 R1_TOP_P = 0.95
 
 
+class TransientBackendError(RuntimeError):
+    """Some requests failed on transient errors (429, 5xx, timeouts, connection errors)
+    even after every retry. They were not yielded; running again retries them."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     n: int = 1

@@ -96,7 +96,8 @@ from typing import Iterable, Iterator
 
 import httpx
 
-from curate.backends.base import Backend, Request, Sample, Sampling, derive_seed, split_prefill
+from curate.backends.base import (Backend, Request, Sample, Sampling, TransientBackendError, derive_seed,
+                                  split_prefill)
 from curate.errors import CurateError
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,6 @@ MAX_BACKOFF_S = 60.0
 MAX_ERROR_CHARS = 300
 # vLLM treats a temperature below this as greedy sampling.
 GREEDY_TEMPERATURE = 1e-5
-
-
-class TransientBackendError(RuntimeError):
-    """Some requests failed on transient errors (429, 5xx, timeouts, connection errors)
-    even after every retry. They were not yielded; running again retries them."""
 
 
 class _PermanentFailure(Exception):
