@@ -234,17 +234,14 @@ class ShardWriter:
     def __init__(self, p: Plan, store: RunStore, manifest: dict):
         self.p, self.store, self.manifest = p, store, manifest
         self.rows: list[dict] = []
-        self.by_id = {}
         self.last_flush = time.time()
         self.session_samples = 0
         self.session_tokens = 0
         self.sampling_json = json.dumps(p.sampling.to_dict(), sort_keys=True)
-        self.problem_rows = None
+        self.problem_rows = {r["problem_id"]: r for r in p.problems.iter_rows(named=True)}
         self.generation_started: float | None = None
 
     def add(self, req: Request, samples: list[Sample]) -> None:
-        if self.problem_rows is None:
-            self.problem_rows = {r["problem_id"]: r for r in self.p.problems.iter_rows(named=True)}
         row = self.problem_rows[req.key]
         _, prefill = split_prefill(req.prompt)
         prompt = req.prompt if isinstance(req.prompt, str) else json.dumps(req.prompt, ensure_ascii=False)

@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
+from curate.errors import CurateError
+
 # DeepSeek-R1's recommended sampling for its models (model card: "temperature within
 # 0.5-0.7 (0.6 is recommended)", top-p 0.95).
 R1_TEMPERATURE = 0.6
@@ -102,3 +104,18 @@ def split_prefill(prompt: str | list[dict]) -> tuple[list[dict] | None, str]:
     if prompt and prompt[-1].get("role") == "assistant":
         return list(prompt[:-1]), prompt[-1].get("content", "")
     return list(prompt), ""
+
+
+def prompt_text(tokenizer, prompt: str | list[dict], model: str) -> tuple[str, bool]:
+    """The text an engine tokenises, and whether the tokenizer should add its special
+    tokens: raw text as is (with BOS where the model uses one); chat messages through
+    the model's own chat template, continuing a final assistant prefill."""
+    messages, prefill = split_prefill(prompt)
+    if messages is None:
+        return prompt, True
+    if not getattr(tokenizer, "chat_template", None):
+        raise CurateError(f"{model}: the model has no chat template; use a raw-text template such as r1_zero")
+    chat = messages + ([{"role": "assistant", "content": prefill}] if prefill else [])
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=not prefill,
+                                         continue_final_message=bool(prefill))
+    return text, False

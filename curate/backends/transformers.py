@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import groupby, islice
 from typing import Iterable, Iterator
 
-from curate.backends.base import Backend, Request, Sample, split_prefill
+from curate.backends.base import Backend, Request, Sample, prompt_text
 
 
 class TransformersBackend(Backend):
@@ -36,17 +36,6 @@ class TransformersBackend(Backend):
 
         return {"backend": self.name, "model": self.model, "transformers": transformers.__version__, "device": self.device}
 
-    def _text(self, prompt: str | list[dict]) -> tuple[str, bool]:
-        """Prompt text, and whether the tokenizer should add its special tokens."""
-        messages, prefill = split_prefill(prompt)
-        if messages is None:
-            return prompt, True
-        chat = messages + ([{"role": "assistant", "content": prefill}] if prefill else [])
-        text = self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=not prefill, continue_final_message=bool(prefill)
-        )
-        return text, False
-
     def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
         it = iter(requests)
         while batch := list(islice(it, self.batch_size)):
@@ -56,7 +45,7 @@ class TransformersBackend(Backend):
 
     def _generate(self, batch: list[Request]) -> Iterator[tuple[Request, list[Sample]]]:
         torch, s, tok = self.torch, self.sampling, self.tokenizer
-        texts = [self._text(r.prompt) for r in batch]
+        texts = [prompt_text(tok, r.prompt, self.model) for r in batch]
         special = texts[0][1]
         enc = tok([t for t, _ in texts], return_tensors="pt", padding=True, add_special_tokens=special).to(self.device)
         n = batch[0].n

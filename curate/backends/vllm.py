@@ -23,7 +23,7 @@ from collections import deque
 from itertools import islice
 from typing import Iterable, Iterator
 
-from curate.backends.base import Backend, Request, Sample, split_prefill
+from curate.backends.base import Backend, Request, Sample, prompt_text
 
 DEFAULT_CPU_KV_CACHE_GB = 2.0
 
@@ -80,14 +80,8 @@ class VLLMBackend(Backend):
         }
 
     def tokenize(self, prompt: str | list[dict]) -> list[int]:
-        messages, prefill = split_prefill(prompt)
-        if messages is None:
-            return self.tokenizer.encode(prompt)
-        chat = messages + ([{"role": "assistant", "content": prefill}] if prefill else [])
-        text = self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=not prefill, continue_final_message=bool(prefill)
-        )
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        text, special = prompt_text(self.tokenizer, prompt, self.model)
+        return self.tokenizer.encode(text, add_special_tokens=special)
 
     def params(self, request: Request):
         from vllm import SamplingParams
