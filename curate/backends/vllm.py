@@ -32,7 +32,7 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __post_init__(self):
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine chatter stays out of the progress bar
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # engine chatter stays out of the progress bar
         from vllm import LLM
         from vllm.platforms import current_platform
 
