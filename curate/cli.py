@@ -151,6 +151,50 @@ def _print_summary(summary: dict, plan) -> None:
     Console().print(table)
 
 
+@cli.command("filter")
+@click.option("--input", "input_path", required=True, help="A generate run folder, a folder of Parquet files, or a .parquet/.jsonl file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: kept/, rejected/, manifest.json.")
+@click.option("--chain", "chain_path", default=None, type=click.Path(dir_okay=False), help="Chain YAML (filters in order, with parameters). Default: the shipped chain.")
+@click.option("--filters", "filter_names", default=None, help="Comma list of filters with default parameters, e.g. format,length,math.")
+@click.option("--map", "mapping", multiple=True, help="COLUMN=INPUT_COLUMN: read a column under another name (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing filter run with a different config.")
+@click.option("--no-progress", is_flag=True)
+def filter_(input_path, out, chain_path, filter_names, mapping, overwrite, no_progress):
+    """Run the filter chain; every dropped row is kept in rejected/ with its reason."""
+    from curate import chain
+
+    column_map = {}
+    for item in mapping:
+        dst, sep, src = item.partition("=")
+        if not sep or not dst or not src:
+            raise CurateError(f"--map {item!r}: expected COLUMN=INPUT_COLUMN")
+        column_map[dst] = src
+    opts = chain.FilterOptions(input=input_path, out=out, chain=chain_path, filters=filter_names,
+                               column_map=column_map, overwrite=overwrite, progress=not no_progress,
+                               command=["curate", *sys.argv[1:]])
+    p = chain.plan(opts)
+    try:
+        manifest = chain.run(p)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished shards are saved in {out}; re-run the same command to resume", err=True)
+        sys.exit(130)
+    _print_funnel(manifest["funnel"], out)
+
+
+def _print_funnel(funnel: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"curate filter · funnel · {out}")
+    for col, justify in (("filter", "left"), ("rows in", "right"), ("dropped", "right"), ("kept", "right"), ("top reasons", "left")):
+        table.add_column(col, justify=justify)
+    for step in funnel["steps"]:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in list(step["by_reason"].items())[:3])
+        table.add_row(step["filter"], f"{step['rows_in']:,}", f"{step['dropped']:,}", f"{step['kept']:,}", reasons)
+    table.add_row("total", f"{funnel['rows_in']:,}", f"{funnel['rejected']:,}", f"{funnel['kept']:,}", "", style="bold")
+    Console().print(table)
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--limit", default=3, show_default=True, type=click.IntRange(min=1), help="How many samples to show.")

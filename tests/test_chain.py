@@ -1,0 +1,145 @@
+"""The chain runner (`curate filter`) with the format and length filters: funnel,
+rejected rows with reasons, resume, and errors."""
+
+import json
+
+import polars as pl
+import pytest
+
+from curate import chain
+from curate.errors import CurateError
+from curate.filters.format import Format, check_format
+from curate.filters.length import Length, is_truncated
+from helpers import curate
+
+GOOD = "<think>\nadd them\n</think>\n\nThe answer is \\boxed{4}."
+
+
+def make_run(tmp_path, shards=3, per_shard=4):
+    """A generate-shaped run: some good, some truncated, some malformed completions."""
+    run = tmp_path / "run"
+    run.mkdir()
+    kinds = [GOOD, "<think>\nstill going", "no tags at all", GOOD.replace("add them", "")]
+    reasons = ["stop", "length", "stop", "stop"]
+    i = 0
+    for s in range(shards):
+        rows = []
+        for j in range(per_shard):
+            kind = (s * per_shard + j) % 4
+            rows.append({"sample_id": f"p{i}:m:0", "problem": f"problem {i}", "completion": kinds[kind],
+                         "finish_reason": reasons[kind], "completion_tokens": 10 + i})
+            i += 1
+        pl.DataFrame(rows).write_parquet(run / f"part-{s:05d}.parquet")
+    return run
+
+
+def test_check_format_cases():
+    assert check_format(GOOD) is None
+    assert check_format("reasoning only\n</think>\nanswer") is None  # template prefilled <think>
+    assert check_format("<think>a</think>") == "no answer after </think>"
+    assert check_format("<think> </think> x") == "empty reasoning"
+    assert check_format("<think>a</think><think>b</think> x") == "2 think blocks"
+    assert check_format("intro <think>a</think> x") == "text before <think>"
+    assert check_format("plain") == "no <think> block"
+    assert check_format("<think> r </think> <answer> 5 </answer>", "r1_zero") is None
+    assert check_format("<think> r </think> 5", "r1_zero") == "not <think>…</think> <answer>…</answer>"
+    assert check_format("<think> r </think> <answer> </answer>", "r1_zero") == "empty answer"
+
+
+def test_length_filter_reasons():
+    df = pl.DataFrame({"completion": [GOOD, "<think>x", GOOD, GOOD], "finish_reason": ["stop", "stop", "length", "stop"],
+                       "completion_tokens": [5, 6, 7, 500]})
+    d = Length(max_tokens=100)(df)
+    assert d.keep.to_list() == [True, False, False, False]
+    assert d.reason.to_list() == [None, "truncated", "truncated", "longer than 100 tokens"]
+    assert is_truncated("<think> a </think> b", "stop") is False
+
+
+def test_filter_run_funnel_rejected_and_kept(tmp_path):
+    run = make_run(tmp_path)
+    out = tmp_path / "filtered"
+    r = curate("filter", "--input", run, "--out", out, "--filters", "format,length", "--no-progress")
+    assert "funnel" in r.stdout
+    kept = pl.read_parquet(sorted((out / "kept").glob("part-*.parquet")))
+    rejected = pl.concat([pl.read_parquet(p) for p in sorted((out / "rejected").glob("*.parquet"))], how="diagonal_relaxed")
+    assert kept.height + rejected.height == 12
+    assert kept["completion"].unique().to_list() == [GOOD]
+    assert set(rejected.columns) >= {"sample_id", "problem", "completion", "finish_reason", "rejected_by", "reason"}
+    by = {(f, r): n for f, r, n in rejected.group_by("rejected_by", "reason").len().iter_rows()}
+    assert by == {("format", "no </think>"): 3, ("format", "no <think> block"): 3, ("format", "empty reasoning"): 3}
+    manifest = json.loads((out / "manifest.json").read_text())
+    funnel = manifest["funnel"]
+    assert funnel["rows_in"] == 12 and funnel["kept"] == 3 and funnel["rejected"] == 9
+    assert [s["filter"] for s in funnel["steps"]] == ["format", "length"]
+    assert funnel["steps"][0]["by_reason"] == {"no </think>": 3, "no <think> block": 3, "empty reasoning": 3}
+    assert manifest["status"] == "complete" and not (out / ".stages").exists()
+
+
+def test_length_first_then_format(tmp_path):
+    run = make_run(tmp_path)
+    out = tmp_path / "filtered"
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text("filters:\n  - length: {max_tokens: 15}\n  - format\n")
+    curate("filter", "--input", run, "--out", out, "--chain", chain_file, "--no-progress")
+    funnel = json.loads((out / "manifest.json").read_text())["funnel"]
+    assert funnel["steps"][0]["by_reason"] == {"truncated": 3, "longer than 15 tokens": 5}
+    assert funnel["steps"][1]["rows_in"] == 4 and funnel["kept"] + funnel["rejected"] == 12
+
+
+def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
+    run = make_run(tmp_path, shards=4)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(whole), filters="format,length", progress=False)))
+
+    calls = {"n": 0}
+    real = Format.__call__
+
+    def interrupt_on_third_shard(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(Format, "__call__", interrupt_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length", progress=False)))
+    assert json.loads((cut / "manifest.json").read_text())["status"] == "interrupted"
+    assert len(list((cut / ".stages" / "00-format").glob("part-*.parquet"))) == 2
+    monkeypatch.setattr(Format, "__call__", real)
+    chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length", progress=False)))
+
+    for sub in ("kept", "rejected"):
+        a = sorted(p.name for p in (whole / sub).glob("*.parquet"))
+        assert a == sorted(p.name for p in (cut / sub).glob("*.parquet"))
+        for name in a:
+            assert pl.read_parquet(whole / sub / name).equals(pl.read_parquet(cut / sub / name))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--filters", "format,nope"], "unknown filter 'nope'; available: format, length"),
+    (["--filters", "format", "--map", "completion=output"], "--map completion=output: the input has no column 'output'"),
+])
+def test_bad_chains_are_one_line_errors(tmp_path, args, message):
+    run = make_run(tmp_path)
+    out = tmp_path / "out"
+    r = curate("filter", "--input", run, "--out", out, *args, check=False)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_bad_parameter_and_missing_column(tmp_path):
+    run = make_run(tmp_path)
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text("filters:\n  - length: {max_tokens: -3}\n")
+    with pytest.raises(CurateError, match="filter length: parameter max_tokens must be >= 1, got -3"):
+        chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
+    chain_file.write_text("filters:\n  - format: {colour: red}\n")
+    with pytest.raises(CurateError, match="filter format: bad parameter .*colour"):
+        chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
+    chain_file.write_text("filters: [format\n")
+    with pytest.raises(CurateError, match=r"chain.yaml:\d+:\d+: bad YAML"):
+        chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
+    pl.read_parquet(run / "part-00000.parquet").drop("finish_reason").write_parquet(tmp_path / "x.parquet")
+    with pytest.raises(CurateError, match="filter length needs column 'finish_reason'"):
+        chain.plan(chain.FilterOptions(input=str(tmp_path / "x.parquet"), out=str(tmp_path / "o"), filters="length"))
+    assert not (tmp_path / "o").exists()
