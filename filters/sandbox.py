@@ -1,0 +1,346 @@
+"""Run untrusted Python (a model's code answer) so that it cannot hurt the host.
+
+`run_untrusted(code, stdin=...)` writes the code to `main.py` in a fresh temp dir and
+runs it in a child process, returning a `SandboxResult`. What contains what:
+
+- **bubblewrap** (when `/usr/bin/bwrap` works; `isolation == "bwrap"`): new network
+  namespace (only a private loopback: nothing outside, not even the host's 127.0.0.1),
+  new PID namespace (the parent and every other host process are invisible; when the
+  program exits, the namespace's init exits and the kernel kills whatever it left
+  behind), new IPC namespace, a read-only view of `/`, a private size-capped tmpfs for
+  the working dir and for `/tmp`, and `/root` and `/home` hidden behind empty tmpfs
+  mounts (the interpreter's own prefix is mounted back, read-only).
+- **unshare** (fallback; `isolation == "unshare"`): `unshare --net --pid --fork` (with
+  `--map-root-user` when not root): no network and a private PID namespace, but the
+  file system is the host's (writes are limited only by permissions).
+- **nothing** (`isolation == "none"`): rlimits, the process group and the wall clock
+  only. The program CAN reach the network and write wherever the user running curate
+  can. `Code(require_isolation=True)` refuses to run in that case.
+
+Always, whatever the isolation:
+- an empty environment (PATH, LANG, HOME=<work dir> only): no tokens or keys leak;
+- `python -I` (no PYTHON* variables, no user site, script dir not trusted);
+- a bootstrap sets rlimits inside the child before running the code: CPU seconds
+  (timeout + 1), address space (`memory_mb`), file size (10 MB), open files (64), no
+  core dumps, processes (64);
+- under bubblewrap and as root, the bootstrap also drops to uid/gid 65534 (nobody):
+  the kernel does not enforce RLIMIT_NPROC for root, so this is what makes the process
+  limit (and thus fork-bomb containment) real; it also removes every capability;
+- its own session and process group, SIGKILLed as a whole at the wall-clock timeout,
+  at the output cap, and as soon as the main program exits (a child that outlives it
+  is reaped);
+- stdout and stderr are read in chunks; past `max_output_bytes` (both together) the
+  group is killed and the status is "output_limit".
+
+The rlimits are set by a bootstrap inside the child, not by `preexec_fn`: the code
+filter runs sandboxes from a thread pool, and `preexec_fn` is not safe with threads.
+
+What is probed once per process: whether bwrap runs a trivial program here, else
+whether unshare does. See `isolation()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+NOBODY = 65534
+MAX_PROCESSES = 64
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_OPEN_FILES = 64
+WORKDIR_TMPFS_BYTES = 64 * 1024 * 1024  # bwrap only: the working dir and /tmp are tmpfs of this size
+HIDDEN_DIRS = ("/root", "/home")  # bwrap only: replaced by empty tmpfs mounts
+
+# Runs first inside the child: set the limits, drop root if asked, then become the
+# real program (exec keeps the limits and the uid). argv: cpu, as, nproc, fsize,
+# nofile, uid (-1: keep), python, script.
+BOOTSTRAP = """\
+import os, resource, sys
+cpu, mem, nproc, fsize, nofile, uid = map(int, sys.argv[1:7])
+python, script = sys.argv[7:9]
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if uid >= 0:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+os.execv(python, [python, "-I", script])
+"""
+
+
+@dataclass
+class SandboxResult:
+    status: str  # "ok" | "error" | "timeout" | "killed" | "output_limit"
+    returncode: int | None
+    stdout: str  # truncated to max_output_bytes
+    stderr: str
+    wall_s: float
+    isolation: str  # "bwrap" | "unshare" | "none"
+
+
+def run_untrusted(
+    code: str,
+    *,
+    stdin: str = "",
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    max_output_bytes: int = 1_000_000,
+    python: str = sys.executable,
+) -> SandboxResult:
+    """Run `code` as a Python program with `stdin` as its input; never raises for
+    anything the program does."""
+    mode = isolation(python)
+    workdir = tempfile.mkdtemp(prefix="curate-sandbox-")
+    try:
+        script = os.path.join(workdir, "main.py")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(code)
+        os.chmod(workdir, 0o755)
+        os.chmod(script, 0o644)
+        argv = _command(mode, python, workdir, script, timeout, memory_mb)
+        return _run(argv, workdir, stdin, timeout, max_output_bytes, mode)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@lru_cache(maxsize=None)
+def isolation(python: str = sys.executable) -> str:
+    """The strongest isolation that works here: "bwrap", "unshare" or "none" (probed
+    once per process and interpreter, by running a trivial program)."""
+    for mode in ("bwrap", "unshare"):
+        if _works(mode, python):
+            return mode
+    return "none"
+
+
+def _works(mode: str, python: str) -> bool:
+    tool = "bwrap" if mode == "bwrap" else "unshare"
+    if shutil.which(tool) is None:
+        return False
+    workdir = tempfile.mkdtemp(prefix="curate-sandbox-probe-")
+    try:
+        script = os.path.join(workdir, "main.py")
+        with open(script, "w") as f:
+            f.write("print('ok')\n")
+        os.chmod(workdir, 0o755)
+        os.chmod(script, 0o644)
+        argv = _command(mode, python, workdir, script, 10.0, 512)
+        result = _run(argv, workdir, "", 10.0, 10_000, mode)
+        return result.status == "ok" and result.stdout.strip() == "ok"
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _command(mode: str, python: str, workdir: str, script: str, timeout: float, memory_mb: int) -> list[str]:
+    """The argv: the isolation wrapper, then the bootstrap, which execs the program."""
+    drop_root = mode == "bwrap" and os.geteuid() == 0
+    limits = [
+        int(timeout) + 1,
+        memory_mb * 1024 * 1024,
+        MAX_PROCESSES,
+        MAX_FILE_BYTES,
+        MAX_OPEN_FILES,
+        NOBODY if drop_root else -1,
+    ]
+    program = [python, "-I", "-c", BOOTSTRAP, *map(str, limits), python, script]
+    if mode == "bwrap":
+        return _bwrap(python, workdir, script) + program
+    if mode == "unshare":
+        user = [] if os.geteuid() == 0 else ["--map-root-user"]
+        return ["unshare", "--net", "--pid", "--fork", "--kill-child", *user, "--"] + program
+    return program
+
+
+def _bwrap(python: str, workdir: str, script: str) -> list[str]:
+    """bubblewrap: read-only root, no network, private PIDs, private writable work dir."""
+    argv = [
+        "bwrap",
+        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--die-with-parent", "--new-session",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--perms", "1777", "--size", str(WORKDIR_TMPFS_BYTES), "--tmpfs", "/tmp",
+    ]  # fmt: skip
+    hidden = [d for d in HIDDEN_DIRS if os.path.isdir(d)]
+    for d in hidden:
+        argv += ["--tmpfs", d]
+    # The interpreter may live under a hidden dir (pyenv under /root, a venv under
+    # /home): mount its install prefix and its venv back, read-only.
+    # bwrap creates missing parents as 0700, which uid 65534 could not traverse.
+    for d in _interpreter_dirs(python):
+        for h in hidden:
+            if d == h or d.startswith(h + "/"):
+                parts = d[len(h) :].strip("/").split("/")[:-1]
+                for i in range(1, len(parts) + 1):
+                    argv += ["--perms", "0755", "--dir", os.path.join(h, *parts[:i])]
+                argv += ["--ro-bind", d, d]
+    argv += [
+        "--perms", "1777", "--size", str(WORKDIR_TMPFS_BYTES), "--tmpfs", workdir,
+        "--ro-bind", script, script,
+        "--chdir", workdir,
+        "--",
+    ]  # fmt: skip
+    return argv
+
+
+def _interpreter_dirs(python: str) -> list[str]:
+    """The directories the interpreter needs: its venv (two levels above the given
+    path), its real install prefix, and for this interpreter sys.prefix/base_prefix."""
+    dirs = {os.path.dirname(os.path.dirname(os.path.abspath(python)))}
+    dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        dirs |= {sys.prefix, sys.base_prefix}
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
+def _run(argv: list[str], workdir: str, stdin: str, timeout: float, cap: int, mode: str) -> SandboxResult:
+    """Start the child in its own session, feed stdin, read both pipes up to `cap`
+    bytes, and kill the whole group at the deadline, at the cap, or once the main
+    program has exited."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
+    start = time.monotonic()
+    deadline = start + timeout
+    info_r, info_w = os.pipe() if mode == "bwrap" else (None, None)
+    if mode == "bwrap":  # bwrap tells us the host pid of the namespace's init
+        argv = [argv[0], "--info-fd", str(info_w), *argv[1:]]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=(info_w,) if info_w is not None else (),
+        )
+    finally:
+        if info_w is not None:
+            os.close(info_w)
+    proc.namespace_init = _read_info(info_r) if info_r is not None else None
+    _feed_stdin(proc, stdin.encode("utf-8"))
+    out, err = bytearray(), bytearray()
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    why = None  # "timeout" | "output_limit" when we killed it
+    try:
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = "timeout"
+                break
+            for key, _ in sel.select(timeout=min(remaining, 0.05)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                key.data.extend(chunk)
+                if len(out) + len(err) > cap:
+                    why = "output_limit"
+                    break
+            if why:
+                break
+            if proc.poll() is not None:
+                # The main program is done; whatever it left running still holds the
+                # pipes. Kill the group so they close, then drain what is buffered.
+                _kill_group(proc)
+    finally:
+        _kill_group(proc)
+        proc.wait()
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    wall = time.monotonic() - start
+    code = proc.returncode
+    status = why or _status(code, mode)
+    return SandboxResult(
+        status=status,
+        returncode=code,
+        stdout=bytes(out[:cap]).decode("utf-8", "replace"),
+        stderr=bytes(err[:cap]).decode("utf-8", "replace"),
+        wall_s=wall,
+        isolation=mode,
+    )
+
+
+def _feed_stdin(proc: subprocess.Popen, data: bytes) -> None:
+    """Write stdin and close it. Inputs larger than the pipe buffer go through a
+    thread so a program that never reads cannot block us past the deadline."""
+    if len(data) <= 32768:
+        try:
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        return
+
+    def write():
+        try:
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+def _read_info(fd: int) -> int | None:
+    """bwrap's --info-fd JSON ({"child-pid": N}); None if bwrap failed before writing it."""
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(4096)  # bwrap closes it right after writing, or on failure
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (its session leader's group). Under
+    bwrap, first SIGKILL the PID namespace's init: the kernel then kills every process
+    in the namespace, and the outer bwrap exits only once they are all gone, so
+    `proc.wait()` returning means nothing is left."""
+    if getattr(proc, "namespace_init", None) and proc.poll() is None:
+        try:
+            os.kill(proc.namespace_init, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _status(code: int, mode: str) -> str:
+    """ok / error / timeout (CPU limit) / killed (any other signal). bwrap and unshare
+    report a program killed by signal N as exit code 128 + N."""
+    if code == 0:
+        return "ok"
+    sig = -code if code < 0 else (code - 128 if mode != "none" and code > 128 else None)
+    if sig == signal.SIGXCPU:
+        return "timeout"
+    if sig is not None:
+        return "killed"
+    return "error"
