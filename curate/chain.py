@@ -135,7 +135,10 @@ def read_shard(path: Path, column_map: dict[str, str]) -> pl.DataFrame:
         df = pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - polars raises many kinds
         raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    return df.rename({src: dst for dst, src in column_map.items()}) if column_map else df
+    df = df.rename({src: dst for dst, src in column_map.items()}) if column_map else df
+    if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
+        df = df.with_columns((pl.lit(f"{path.stem}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"))
+    return df
 
 
 def input_columns(shards: list[Path], column_map: dict[str, str]) -> list[str]:
@@ -179,9 +182,7 @@ def plan(opts: FilterOptions) -> FilterPlan:
     shards = input_shards(opts.input)
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
-    columns = set(input_columns(shards, opts.column_map))
-    if "sample_id" not in columns:
-        raise CurateError(f"{opts.input}: no sample_id column (rows need a unique id; map one with --map sample_id=COL)")
+    columns = set(input_columns(shards, opts.column_map)) | {"sample_id"}  # made from file and row when absent
     for f in filters:
         missing = [c for c in f.needs if c not in columns]
         if missing:

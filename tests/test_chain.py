@@ -143,3 +143,16 @@ def test_bad_parameter_and_missing_column(tmp_path):
     with pytest.raises(CurateError, match="filter length needs column 'finish_reason'"):
         chain.plan(chain.FilterOptions(input=str(tmp_path / "x.parquet"), out=str(tmp_path / "o"), filters="length"))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_hub_style_file_with_other_column_names(tmp_path):
+    """A dataset file from elsewhere: no sample_id (made from file and row), columns mapped."""
+    path = tmp_path / "train-00000-of-00001.jsonl"
+    rows = [{"problem": f"q{i}", "generation": GOOD if i % 2 else "<think>cut", "finish": "stop"} for i in range(6)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    curate("filter", "--input", path, "--out", out, "--filters", "format,length", "--map", "completion=generation",
+           "--map", "finish_reason=finish", "--no-progress")
+    kept = pl.read_parquet(out / "kept" / "part-00000.parquet")
+    assert kept["sample_id"].to_list() == ["train-00000-of-00001:1", "train-00000-of-00001:3", "train-00000-of-00001:5"]
+    assert kept["completion"].to_list() == [GOOD] * 3
