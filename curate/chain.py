@@ -85,7 +85,9 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
             name, params = next(iter(item.items()))
             if params is not None and not isinstance(params, dict):
                 raise CurateError(f"{shown}: filter {i} ({name}): parameters must be a mapping")
-            chain.append((name, params or {}))
+            # YAML 1.1 reads a bare `on:` key as true (dedup's `on` parameter)
+            params = {("on" if k is True else k): v for k, v in (params or {}).items()}
+            chain.append((name, params))
         else:
             raise CurateError(f"{shown}: filter {i} must be a name or a one-key mapping name: {{params}}")
     return chain, shown

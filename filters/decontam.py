@@ -1,0 +1,199 @@
+"""Decontamination: drop training problems that overlap a benchmark.
+
+The pure function is `ngrams(text, n)`: the set of word n-grams of a normalised problem.
+Words are what is left after NFKC and lowercasing: runs of letters/digits (`\\w+`) and
+LaTeX commands, which stay one token with their backslash (`\\frac`, `\\theta`), so a
+command never collides with the plain word (`\\pi` is not "pi"). Everything else
+(punctuation, `$`, braces, operators) separates tokens and is dropped, so
+"the point $(0,3)$ in" reads "the point 0 3 in" whatever the LaTeX spacing.
+
+A text shorter than n words has one "n-gram": its whole word sequence. So a short
+training problem is caught only when it equals a short benchmark problem word for word,
+and a benchmark problem shorter than n words is never found inside a longer problem.
+
+Pieces, read top to bottom:
+
+- `Benchmark`: a name and a list of problem texts, loaded from a local file
+  (.jsonl / .json / .parquet with a problem / question / prompt column) or from the Hub
+  by `datasets.load_dataset` (imported only then). Aliases: math500, aime24, aime25,
+  gpqa_diamond, livecodebench. Offline, a Hub benchmark fails with one line that names
+  it and suggests a local file.
+- Methods, registered by name in `METHODS`. A method has `index(benchmarks)` and
+  `match(problem) -> (benchmark name, evidence) | None`. `NgramOverlap` (open-r1's
+  method, n = 8) is the one shipped; it catches verbatim and lightly edited copies but
+  only ~4% of LLM-rephrased items (DESIGN), so a paraphrase-robust method (embedding
+  similarity, an LLM judge) is meant to register beside it under its own name.
+- `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch)
+  and checks each distinct problem of a batch once (samples share problems).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from curate.errors import CurateError
+from curate.filters.base import Decision, Filter
+
+WORD = re.compile(r"\\[a-z]+|\w+")
+
+# alias -> (display name, Hub repo, config, split, problem column)
+HUB = {
+    "math500": ("MATH-500", "HuggingFaceH4/MATH-500", None, "test", "problem"),
+    "aime24": ("AIME 2024", "HuggingFaceH4/aime_2024", None, "train", "problem"),
+    "aime25": ("AIME 2025", "yentinglin/aime_2025", None, "train", "problem"),
+    "gpqa_diamond": ("GPQA-Diamond", "Idavidrein/gpqa", "gpqa_diamond", "train", "Question"),
+    "livecodebench": ("LiveCodeBench", "livecodebench/code_generation_lite", None, "test", "question_content"),
+}
+# benchmarks shipped with curate (curate/data, MIT): no Hub needed
+SHIPPED = {"math500": ("MATH-500", "math500_problems.jsonl")}
+PROBLEM_COLUMNS = ("problem", "question", "prompt", "Problem", "Question", "question_content")
+
+
+def words(text: str) -> list[str]:
+    """NFKC, lowercase, then words and LaTeX commands (see the module docstring)."""
+    return WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Word n-grams of the normalised text; a shorter text gives its whole word tuple."""
+    w = words(text)
+    if len(w) < n:
+        return {tuple(w)} if w else set()
+    return set(zip(*(w[i:] for i in range(n))))
+
+
+@dataclass
+class Benchmark:
+    name: str
+    problems: list[str]
+
+    @classmethod
+    def load(cls, spec: str | dict) -> Benchmark:
+        """`spec`: an alias (math500, aime24, ...), a Hub repo ("owner/name"), a local
+        file path, "Name=path" to name a local file, or {"name", "path", "column"}."""
+        if isinstance(spec, dict):
+            return cls.from_file(spec["path"], spec.get("name"), spec.get("column"))
+        if spec in SHIPPED:  # works offline
+            return cls.from_file(str(resources.files("curate.data") / SHIPPED[spec][1]), SHIPPED[spec][0])
+        if spec in HUB:
+            name, repo, config, split, column = HUB[spec]
+            return cls.from_hub(name, repo, config, split, column)
+        if Path(spec).exists():
+            return cls.from_file(spec)
+        if "=" in spec:
+            name, path = spec.split("=", 1)
+            return cls.from_file(path, name)
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+            return cls.from_hub(spec, spec, None, None, None)
+        raise CurateError(
+            f"filter decontam: benchmark {spec!r} is neither a known name ({', '.join(HUB)}), "
+            "a local .jsonl/.json/.parquet file, nor a Hub repo"
+        )
+
+    @classmethod
+    def from_file(cls, path: str, name: str | None = None, column: str | None = None) -> Benchmark:
+        p = Path(path)
+        if not p.is_file():
+            raise CurateError(f"filter decontam: benchmark file {path} does not exist")
+        readers = {".jsonl": pl.read_ndjson, ".ndjson": pl.read_ndjson,
+                   ".json": pl.read_json, ".parquet": pl.read_parquet}
+        if p.suffix not in readers:
+            raise CurateError(f"filter decontam: benchmark file {path}: expected .jsonl, .json or .parquet")
+        frame = readers[p.suffix](p)
+        return cls(name or p.stem, problem_texts(frame.columns, frame.get_column, column, path))
+
+    @classmethod
+    def from_hub(cls, name: str, repo: str, config: str | None, split: str | None, column: str | None) -> Benchmark:
+        try:
+            import datasets
+
+            loaded = datasets.load_dataset(repo, config)
+            data = loaded[split] if split in loaded else loaded[next(iter(loaded))]
+        except Exception as e:  # offline, gated, renamed: one line the user can act on
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            file = re.sub(r"\W+", "_", name.lower()).strip("_")
+            raise CurateError(
+                f"filter decontam: benchmark {name} could not be loaded from the Hub ({repo}): {first}; "
+                f"download it once and pass a local file instead, e.g. benchmarks: [\"{name}={file}.jsonl\"]"
+            ) from None
+        return cls(name, problem_texts(data.column_names, data.__getitem__, column, repo))
+
+
+def problem_texts(columns: list[str], get, column: str | None, where: str) -> list[str]:
+    """The problem column of a benchmark table: `column`, or the first usual name."""
+    found = column if column in columns else next((c for c in PROBLEM_COLUMNS if c in columns), None)
+    if found is None:
+        raise CurateError(f"filter decontam: {where} has no problem column ({', '.join(PROBLEM_COLUMNS)})")
+    return [t for t in get(found) if isinstance(t, str)]
+
+
+class NgramOverlap:
+    """A problem is contaminated when it shares one word n-gram with a benchmark problem
+    (open-r1's decontamination, n = 8). Evidence: the first shared n-gram, in the
+    problem's word order."""
+
+    def __init__(self, n: int = 8):
+        self.n = n
+        self._owner: dict[tuple[str, ...], str] = {}  # n-gram -> first benchmark holding it
+
+    def index(self, benchmarks: list[Benchmark]) -> None:
+        for bench in benchmarks:
+            for problem in bench.problems:
+                for gram in ngrams(problem, self.n):
+                    self._owner.setdefault(gram, bench.name)
+
+    def match(self, problem: str) -> tuple[str, str] | None:
+        w = words(problem)
+        grams = [tuple(w)] if len(w) < self.n else zip(*(w[i:] for i in range(self.n)))
+        for gram in grams:
+            if gram in self._owner:
+                return self._owner[gram], " ".join(gram)
+        return None
+
+
+METHODS = {"ngram": NgramOverlap}
+
+
+def contaminated(hit: tuple[str, str], n: int) -> str:
+    """The reason: benchmark, what kind of match, and the shared words."""
+    bench, evidence = hit
+    kind = f"{n}-gram" if len(evidence.split(" ")) >= n else "whole problem"
+    return f"contaminated: {bench} {kind} '{evidence}'"
+
+
+class Decontam(Filter):
+    name = "decontam"
+    needs = ("problem",)
+
+    def __init__(self, benchmarks: list | None = None, n: int = 8, method: str = "ngram"):
+        self.benchmarks = self.param("benchmarks", benchmarks if benchmarks is not None else ["math500"], list)
+        if not self.benchmarks:
+            raise CurateError("filter decontam: parameter benchmarks must name at least one benchmark")
+        self.n = self.param("n", n, int, minimum=1)
+        self.method = self.param("method", method, str, choices=tuple(METHODS))
+        self._matcher = None
+
+    def prepare(self, frame: pl.DataFrame | None = None) -> None:
+        matcher = METHODS[self.method](n=self.n)
+        matcher.index([Benchmark.load(spec) for spec in self.benchmarks])
+        self._matcher = matcher
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        if self._matcher is None:
+            self.prepare()
+        problems = batch["problem"].cast(pl.String)
+        hits = {p: self._matcher.match(p) for p in problems.unique().drop_nulls()}
+        bench, reason = [], []
+        for p in problems:
+            hit = hits.get(p) if p is not None else None
+            bench.append(hit[0] if hit else None)
+            reason.append(contaminated(hit, self.n) if hit else None)
+        reason = pl.Series("reason", reason, dtype=pl.String)
+        scores = {"decontam_benchmark": pl.Series("decontam_benchmark", bench, dtype=pl.String)}
+        return Decision(reason.is_null().alias("keep"), reason, scores)
