@@ -30,7 +30,10 @@ demo: install
 	$(BIN)/curate generate --input curate/data/gsm8k_sample.jsonl --out runs/demo \
 	    --template reasoning_chat --num-samples 2 --max-tokens 384
 	$(BIN)/curate show runs/demo --limit 3
-	@echo "demo output: runs/demo (Parquet shards, manifest.json, generate.log)"
+	@# the default chain without `format`: SmolLM2 writes no <think> block
+	$(BIN)/curate filter --input runs/demo --out runs/demo-filter \
+	    --filters length,math,language,readability,dedup,decontam
+	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
