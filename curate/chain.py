@@ -164,6 +164,7 @@ class FilterOptions:
     column_map: dict = field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     command: list[str] = field(default_factory=list)
 
 
@@ -219,11 +220,12 @@ def run(p: FilterPlan) -> dict:
     (out / "rejected").mkdir(exist_ok=True)
     t0 = time.time()
     timings = {}
+    pool = Workers(p.opts.workers)
     try:
         current = p.shards
         for k, f in enumerate(p.filters):
             start = time.time()
-            current = _run_stage(p, k, f, current)
+            current = _run_stage(p, k, f, current, pool)
             timings[f"{k}-{f.name}"] = round(time.time() - start, 2)
         _publish_kept(out, current, p.shards)
         funnel = compute_funnel(out, p)
@@ -237,6 +239,7 @@ def run(p: FilterPlan) -> dict:
         store.write_manifest(manifest)
         raise
     finally:
+        pool.close()
         for f in p.filters:
             close = getattr(f, "close", None)
             if close:
@@ -244,7 +247,7 @@ def run(p: FilterPlan) -> dict:
         store.close()
 
 
-def _run_stage(p: FilterPlan, k: int, f, shards: list[Path]) -> list[Path]:
+def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") -> list[Path]:
     out = Path(p.opts.out)
     stage = out / ".stages" / f"{k:02d}-{f.name}"
     done = stage / "DONE"
@@ -265,7 +268,7 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path]) -> list[Path]:
                 advance(_rows(target))
                 continue
             batch = read_shard(shard, column_map)
-            decision = f(batch) if batch.height else None
+            decision = pool.apply(f, batch) if batch.height else None
             if decision is None:  # nothing left to filter
                 kept = batch
                 rejected = batch.with_columns(pl.lit(f.name).alias("rejected_by"), pl.lit(None, pl.String).alias("reason"))
@@ -280,6 +283,48 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path]) -> list[Path]:
             advance(batch.height)
     done.touch()
     return [stage / n for n in names]
+
+
+class Workers:
+    """Runs a `parallel` filter (pure per-row work in Python: language, readability) on
+    slices of a batch in worker processes, one slice per worker, and joins the
+    decisions in order. Small batches, and filters that parallelise themselves (math's
+    pool, code's sandboxes) or keep state (dedup, decontam), run in this process."""
+
+    MIN_ROWS_PER_WORKER = 256
+
+    def __init__(self, workers: int):
+        self.workers = max(1, int(workers))
+        self._pool = None
+
+    def apply(self, f, batch: pl.DataFrame):
+        if not getattr(f, "parallel", False) or self.workers < 2 or batch.height < 2 * self.MIN_ROWS_PER_WORKER:
+            return f(batch)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: polars runs threads, which a fork would copy mid-flight
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        size = -(-batch.height // self.workers)
+        slices = [batch.slice(i, size) for i in range(0, batch.height, size)]
+        return join_decisions(list(self._pool.map(_apply_filter, [f] * len(slices), slices)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def _apply_filter(f, batch: pl.DataFrame):
+    return f(batch)
+
+
+def join_decisions(decisions: list):
+    from curate.filters.base import Decision
+
+    return Decision(pl.concat([d.keep for d in decisions]), pl.concat([d.reason for d in decisions]),
+                    {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores})
 
 
 def _base_prepare():

@@ -157,9 +157,10 @@ def _print_summary(summary: dict, plan) -> None:
 @click.option("--chain", "chain_path", default=None, type=click.Path(dir_okay=False), help="Chain YAML (filters in order, with parameters). Default: the shipped chain.")
 @click.option("--filters", "filter_names", default=None, help="Comma list of filters with default parameters, e.g. format,length,math.")
 @click.option("--map", "mapping", multiple=True, help="COLUMN=INPUT_COLUMN: read a column under another name (repeatable).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes for per-row filters (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing filter run with a different config.")
 @click.option("--no-progress", is_flag=True)
-def filter_(input_path, out, chain_path, filter_names, mapping, overwrite, no_progress):
+def filter_(input_path, out, chain_path, filter_names, mapping, workers, overwrite, no_progress):
     """Run the filter chain; every dropped row is kept in rejected/ with its reason."""
     from curate import chain
 
@@ -171,7 +172,7 @@ def filter_(input_path, out, chain_path, filter_names, mapping, overwrite, no_pr
         column_map[dst] = src
     opts = chain.FilterOptions(input=input_path, out=out, chain=chain_path, filters=filter_names,
                                column_map=column_map, overwrite=overwrite, progress=not no_progress,
-                               command=["curate", *sys.argv[1:]])
+                               command=["curate", *sys.argv[1:]], **({"workers": workers} if workers else {}))
     p = chain.plan(opts)
     try:
         manifest = chain.run(p)

@@ -53,6 +53,7 @@ class Filter:
 
     name: str = "filter"
     needs: tuple[str, ...] = ("completion",)
+    parallel: bool = False  # True: rows are independent; the chain may split a batch across processes
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
         raise NotImplementedError

@@ -104,11 +104,21 @@ _NON_PROSE = [
 ]
 
 
+_NON_LETTERS = re.compile(r"[\W\d_]+")
+_SPACES = re.compile(r"\s+")
+
+
+def count_letters(text: str) -> int:
+    """How many letters `text` has (str.isalpha, up to numeric symbols such as ½): one
+    regex pass in C, ~10x faster than counting in Python, which dominated the filter."""
+    return len(_NON_LETTERS.sub("", text))
+
+
 def _is_maths_line(line: str) -> bool:
     """A line whose letters are under half its non-space characters is a formula
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
-    visible = sum(not c.isspace() for c in line)
-    return sum(c.isalpha() for c in line) * 2 < visible
+    visible = len(_SPACES.sub("", line))
+    return count_letters(line) * 2 < visible
 
 
 # Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
@@ -165,7 +175,7 @@ CYRILLIC_LANGUAGES = frozenset({
 def script_ratio(text: str) -> dict[str, float]:
     """Share of the letters of `text` that are CJK and that are Cyrillic:
     {"cjk": …, "cyrillic": …}; both 0.0 when there are no letters."""
-    letters = sum(c.isalpha() for c in text)
+    letters = count_letters(text)
     if not letters:
         return {"cjk": 0.0, "cyrillic": 0.0}
     return {"cjk": len(_CJK.findall(text)) / letters, "cyrillic": len(_CYRILLIC.findall(text)) / letters}
@@ -220,12 +230,14 @@ def classify_sentences(text: str) -> list[Sentence]:
     fastText call."""
     sentences = []
     for s in split_sentences(strip_non_prose(text)):
-        letters = sum(c.isalpha() for c in s)
+        letters = count_letters(s)
         if letters:
             size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s))
             sentences.append((s, letters, size))
     to_classify = [s for s, _, size in sentences if size >= MIN_CLASSIFY_LETTERS]
-    labels, probs = lid_model().predict([" ".join(s.split()) for s in to_classify], k=1) if to_classify else ([], [])
+    # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
+    # they are split at newlines), so no re-joining here
+    labels, probs = lid_model().predict(to_classify, k=1) if to_classify else ([], [])
     predictions = iter(zip(labels, probs))
     out = []
     for s, letters, size in sentences:
@@ -297,6 +309,7 @@ class Language(Filter):
     confidently foreign sentence, null when there is none)."""
 
     name = "language"
+    parallel = True  # pure per-row Python work: the chain runs it on slices in worker processes
     needs = ("completion",)
 
     def __init__(self, lang: str = "en", field: str = "completion", min_ratio: float = 0.95,

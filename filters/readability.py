@@ -119,6 +119,7 @@ def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
 
 class Readability(Filter):
     name = "readability"
+    parallel = True  # pure per-row Python work: the chain runs it on slices in worker processes
     needs = ("completion",)
 
     def __init__(

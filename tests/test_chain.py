@@ -156,3 +156,26 @@ def test_a_hub_style_file_with_other_column_names(tmp_path):
     kept = pl.read_parquet(out / "kept" / "part-00000.parquet")
     assert kept["sample_id"].to_list() == ["train-00000-of-00001:1", "train-00000-of-00001:3", "train-00000-of-00001:5"]
     assert kept["completion"].to_list() == [GOOD] * 3
+
+
+def test_parallel_filters_in_worker_processes_decide_exactly_as_in_process(tmp_path):
+    """language and readability are `parallel`: a big batch is split across worker
+    processes; the decisions must be the same as in one process, row for row."""
+    from traces import planted_rows
+
+    rows, _ = planted_rows()
+    many = [dict(r, sample_id=f"{r['sample_id']}#{i}") for i in range(50) for r in rows]  # 700 rows, one shard
+    run = tmp_path / "run"
+    run.mkdir()
+    pl.DataFrame(many).write_parquet(run / "part-00000.parquet")
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(out), filters="language,readability",
+                                                 progress=False, workers=workers)))
+        outs[workers] = out
+    for sub in ("kept", "rejected"):
+        for path in sorted((outs[1] / sub).glob("*.parquet")):
+            assert pl.read_parquet(path).equals(pl.read_parquet(outs[2] / sub / path.name)), path.name
+    funnel = json.loads((outs[2] / "manifest.json").read_text())["funnel"]
+    assert funnel["steps"][0]["dropped"] == 100 and funnel["rows_in"] == 700  # the zh and ru rows, 50 each
