@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -118,8 +119,13 @@ def _type_error(e: TypeError) -> str:
 # -- inputs ---------------------------------------------------------------------------
 
 
-def input_shards(path: str) -> list[Path]:
+HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+def input_shards(path: str, split: str = "train") -> list[Path]:
     p = Path(path)
+    if not p.exists() and HUB_NAME.fullmatch(path) and p.suffix not in (".parquet", ".jsonl", ".json"):
+        return [hub_shard(path, split)]
     if p.is_dir():
         shards = sorted(p.glob("part-*.parquet")) or sorted(p.glob("*.parquet"))
         if not shards:
@@ -130,6 +136,22 @@ def input_shards(path: str) -> list[Path]:
             return [p]
         raise CurateError(f"{path}: unsupported input; give a run folder, a .parquet or a .jsonl file")
     raise CurateError(f"{path}: no such file or folder")
+
+
+def hub_shard(name: str, split: str) -> Path:
+    """A Hub dataset's split as one Parquet file in the curate cache (keyed by the
+    dataset's fingerprint); a failure to load it is one line."""
+    from curate.embedded import cache_dir
+    from curate.inputs import read_hub
+
+    table, fingerprint = read_hub(name, split)
+    path = cache_dir() / "hub" / name.replace("/", "--") / f"{split}-{fingerprint or 'latest'}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    return path
 
 
 def read_shard(path: Path, column_map: dict[str, str]) -> pl.DataFrame:
@@ -161,6 +183,7 @@ class FilterOptions:
     out: str
     chain: str | None = None
     filters: str | None = None
+    split: str = "train"
     column_map: dict = field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True
@@ -182,7 +205,7 @@ class FilterPlan:
 
 def plan(opts: FilterOptions) -> FilterPlan:
     """Validate everything before anything is written."""
-    shards = input_shards(opts.input)
+    shards = input_shards(opts.input, opts.split)
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
     columns = set(input_columns(shards, opts.column_map)) | {"sample_id"}  # made from file and row when absent

@@ -152,7 +152,8 @@ def _print_summary(summary: dict, plan) -> None:
 
 
 @cli.command("filter")
-@click.option("--input", "input_path", required=True, help="A generate run folder, a folder of Parquet files, or a .parquet/.jsonl file.")
+@click.option("--input", "input_path", required=True, help="A generate run folder, a folder of Parquet files, a .parquet/.jsonl file, or a Hub dataset name.")
+@click.option("--split", default="train", show_default=True, help="Split of a Hub dataset.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: kept/, rejected/, manifest.json.")
 @click.option("--chain", "chain_path", default=None, type=click.Path(dir_okay=False), help="Chain YAML (filters in order, with parameters). Default: the shipped chain.")
 @click.option("--filters", "filter_names", default=None, help="Comma list of filters with default parameters, e.g. format,length,math.")
@@ -160,7 +161,7 @@ def _print_summary(summary: dict, plan) -> None:
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes for per-row filters (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing filter run with a different config.")
 @click.option("--no-progress", is_flag=True)
-def filter_(input_path, out, chain_path, filter_names, mapping, workers, overwrite, no_progress):
+def filter_(input_path, split, out, chain_path, filter_names, mapping, workers, overwrite, no_progress):
     """Run the filter chain; every dropped row is kept in rejected/ with its reason."""
     from curate import chain
 
@@ -170,7 +171,7 @@ def filter_(input_path, out, chain_path, filter_names, mapping, workers, overwri
         if not sep or not dst or not src:
             raise CurateError(f"--map {item!r}: expected COLUMN=INPUT_COLUMN")
         column_map[dst] = src
-    opts = chain.FilterOptions(input=input_path, out=out, chain=chain_path, filters=filter_names,
+    opts = chain.FilterOptions(input=input_path, out=out, chain=chain_path, filters=filter_names, split=split,
                                column_map=column_map, overwrite=overwrite, progress=not no_progress,
                                command=["curate", *sys.argv[1:]], **({"workers": workers} if workers else {}))
     p = chain.plan(opts)

@@ -24,7 +24,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_dir() -> Path:
-    """Where curate keeps converted models: $CURATE_CACHE, else $XDG_CACHE_HOME/curate."""
+    """Where curate keeps converted models and Hub inputs: $CURATE_CACHE, else $XDG_CACHE_HOME/curate."""
     if os.environ.get("CURATE_CACHE"):
         return Path(os.environ["CURATE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -294,7 +294,7 @@ def _read_table(kind: str, spec: InputSpec) -> tuple[pa.Table, str | None]:
         return _read_parquet(spec.path)
     if kind == "datasets":
         return _read_datasets_folder(spec.path, spec.split)
-    return _read_hub(spec.path, spec.split)
+    return read_hub(spec.path, spec.split)
 
 
 def _read_parquet(path: str) -> tuple[pa.Table, str]:
@@ -324,7 +324,7 @@ def _read_datasets_folder(path: str, split: str) -> tuple[pa.Table, str]:
     return dataset.with_format("arrow")[:], _sha256_files(files)
 
 
-def _read_hub(name: str, split: str) -> tuple[pa.Table, str | None]:
+def read_hub(name: str, split: str) -> tuple[pa.Table, str | None]:
     """A Hub dataset's `split` and its fingerprint; any failure is one line."""
     try:
         import datasets

@@ -179,3 +179,23 @@ def test_parallel_filters_in_worker_processes_decide_exactly_as_in_process(tmp_p
             assert pl.read_parquet(path).equals(pl.read_parquet(outs[2] / sub / path.name)), path.name
     funnel = json.loads((outs[2] / "manifest.json").read_text())["funnel"]
     assert funnel["steps"][0]["dropped"] == 100 and funnel["rows_in"] == 700  # the zh and ru rows, 50 each
+
+
+def test_a_hub_dataset_name_offline_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    r = curate("filter", "--input", "no-such-owner/no-such-traces", "--out", out, "--filters", "format", check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: no-such-owner/no-such-traces: could not load the Hub dataset")
+    assert not out.exists()
+
+
+def test_a_datasets_parquet_export_reads_like_a_hub_download(tmp_path):
+    """What a Hub download becomes: the split as Parquet, read through the same path."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"completion": [GOOD, "plain"], "finish_reason": ["stop", "stop"]})
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    out = tmp_path / "out"
+    chain.run(chain.plan(chain.FilterOptions(input=str(tmp_path / "train.parquet"), out=str(out), filters="format",
+                                             progress=False)))
+    assert pl.read_parquet(out / "kept" / "part-00000.parquet")["completion"].to_list() == [GOOD]
