@@ -250,7 +250,7 @@ def run(p: FilterPlan) -> dict:
             start = time.time()
             current = _run_stage(p, k, f, current, pool)
             timings[f"{k}-{f.name}"] = round(time.time() - start, 2)
-        _publish_kept(out, current, p.shards)
+        _publish_kept(out, current)
         funnel = compute_funnel(out, p)
         manifest.update(status="complete", funnel=funnel, filters_info=_filters_info(p.filters),
                         timings={"seconds": round(time.time() - t0, 2), "per_filter": timings, "finished": now()})
@@ -302,7 +302,8 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") ->
                 rejected = scored.filter(~keep).with_columns(
                     pl.lit(f.name).alias("rejected_by"), decision.reason.filter(~keep).alias("reason"))
             _write(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
-            _write(kept, target)  # last: a stage shard exists only when its rejected rows do
+            _write(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do
+            # (lz4: stage files are read once by the next stage; kept/ is rewritten as zstd)
             advance(batch.height)
     done.touch()
     return [stage / n for n in names]
@@ -360,21 +361,18 @@ def _rows(path: Path) -> int:
     return pl.read_ndjson(path).height if path.suffix == ".jsonl" else pq.read_metadata(path).num_rows
 
 
-def _write(df: pl.DataFrame, path: Path) -> None:
+def _write(df: pl.DataFrame, path: Path, compression: str = "zstd") -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    df.write_parquet(tmp, compression="zstd")
+    df.write_parquet(tmp, compression=compression)
     os.replace(tmp, path)
 
 
-def _publish_kept(out: Path, current: list[Path], inputs: list[Path]) -> None:
+def _publish_kept(out: Path, current: list[Path]) -> None:
     kept = out / "kept"
     kept.mkdir(exist_ok=True)
     for i, shard in enumerate(current):
         target = kept / f"part-{i:05d}.parquet"
-        if shard in inputs:  # an empty chain: the input is the output
-            _write(read_shard(shard, {}), target)
-        else:
-            os.replace(shard, target)
+        _write(read_shard(shard, {}), target)  # zstd, like every other output
 
 
 def compute_funnel(out: Path, p: FilterPlan) -> dict:
