@@ -33,9 +33,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import yaml
 
-from curate import __version__
 from curate.errors import CurateError
-from curate.store import RunStore, now
+from curate.store import RunStore, now, package_versions, read_table_file, table_files
 
 FILTERS = {
     "format": ("curate.filters.format", "Format"),
@@ -126,16 +125,7 @@ def input_shards(path: str, split: str = "train") -> list[Path]:
     p = Path(path)
     if not p.exists() and HUB_NAME.fullmatch(path) and p.suffix not in (".parquet", ".jsonl", ".json"):
         return [hub_shard(path, split)]
-    if p.is_dir():
-        shards = sorted(p.glob("part-*.parquet")) or sorted(p.glob("*.parquet"))
-        if not shards:
-            raise CurateError(f"{path}: no Parquet shards in the folder")
-        return shards
-    if p.is_file():
-        if p.suffix in (".parquet", ".jsonl"):
-            return [p]
-        raise CurateError(f"{path}: unsupported input; give a run folder, a .parquet or a .jsonl file")
-    raise CurateError(f"{path}: no such file or folder")
+    return table_files(path)
 
 
 def hub_shard(name: str, split: str) -> Path:
@@ -155,10 +145,7 @@ def hub_shard(name: str, split: str) -> Path:
 
 
 def read_shard(path: Path, column_map: dict[str, str]) -> pl.DataFrame:
-    try:
-        df = pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_parquet(path)
-    except Exception as e:  # noqa: BLE001 - polars raises many kinds
-        raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    df = read_table_file(path)
     df = df.rename({src: dst for dst, src in column_map.items()}) if column_map else df
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
         df = df.with_columns((pl.lit(f"{path.stem}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"))
@@ -237,7 +224,7 @@ def run(p: FilterPlan) -> dict:
     manifest = {**(store.read_manifest() or {}), "status": "running", "config": p.config,
                 "command": p.opts.command, "chain_source": p.chain_source,
                 "inputs": {"path": p.opts.input, "shards": [str(s) for s in p.shards]},
-                "versions": {"curate": __version__, "polars": pl.__version__}}
+                "versions": package_versions()}
     manifest.setdefault("created", now())
     store.write_manifest(manifest)
     (out / "rejected").mkdir(exist_ok=True)

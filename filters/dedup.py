@@ -47,7 +47,6 @@ prepare, in order, starting at row 0 (the filter counts rows as batches pass).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -56,6 +55,7 @@ from rensa import RMinHash, RMinHashLSH
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
+from curate.store import read_table_file, table_files
 
 SEED = 42
 NGRAM = 5
@@ -130,6 +130,11 @@ class Dedup(Filter):
         if self.bands is not None and self.num_perm % self.bands:
             raise CurateError(f"filter dedup: parameter bands must divide num_perm ({num_perm}), got {bands}")
         self.against = [str(p) for p in self.param("against", against or [], list)]
+        for path in self.against:  # refused when the chain is planned, before anything is written
+            try:
+                table_files(path)
+            except CurateError as e:
+                raise CurateError(f"filter dedup: against {e}") from None
         self._drops: pl.DataFrame | None = None  # id, reason
         self._by_position = False
         self._seen = 0
@@ -272,17 +277,8 @@ class Dedup(Filter):
 
 
 def read_dataset(path: str) -> pl.DataFrame:
-    """An earlier dataset: a Parquet file, a folder of Parquet files, or JSONL."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(p.rglob("*.parquet"))
-        if not files:
-            raise CurateError(f"filter dedup: against {path}: no Parquet files in the folder")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-    if not p.exists():
-        raise CurateError(f"filter dedup: against {path}: no such file or folder")
-    if p.suffix == ".parquet":
-        return pl.read_parquet(p)
-    if p.suffix in (".jsonl", ".ndjson"):
-        return pl.read_ndjson(p)
-    raise CurateError(f"filter dedup: against {path}: expected .parquet, .jsonl or a folder of Parquet")
+    """An earlier dataset: a Parquet or JSONL file, or a folder of Parquet."""
+    try:
+        return pl.concat([read_table_file(f) for f in table_files(path)], how="diagonal_relaxed")
+    except CurateError as e:
+        raise CurateError(f"filter dedup: against {e}") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from curate.filters.base import Decision, Filter, decide
+from curate.filters.base import Filter, decide
 
 R1_ZERO = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
 

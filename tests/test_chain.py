@@ -189,8 +189,9 @@ def test_a_hub_dataset_name_offline_is_one_line(tmp_path):
     assert not out.exists()
 
 
-def test_a_datasets_parquet_export_reads_like_a_hub_download(tmp_path):
-    """What a Hub download becomes: the split as Parquet, read through the same path."""
+def test_a_parquet_file_written_by_datasets(tmp_path):
+    """Hub datasets are Parquet written by `datasets` (with its schema metadata): such a
+    file is read as any other. (Loading by Hub name is only testable offline as an error.)"""
     import datasets
 
     ds = datasets.Dataset.from_dict({"completion": [GOOD, "plain"], "finish_reason": ["stop", "stop"]})
@@ -199,3 +200,17 @@ def test_a_datasets_parquet_export_reads_like_a_hub_download(tmp_path):
     chain.run(chain.plan(chain.FilterOptions(input=str(tmp_path / "train.parquet"), out=str(out), filters="format",
                                              progress=False)))
     assert pl.read_parquet(out / "kept" / "part-00000.parquet")["completion"].to_list() == [GOOD]
+
+
+@pytest.mark.parametrize("chain_text, message", [
+    ("filters:\n  - decontam: {benchmarks: [aime24]}\n", "filter decontam: benchmark AIME 2024: HuggingFaceH4/aime_2024: could not load"),
+    ("filters:\n  - dedup: {against: [nowhere.parquet]}\n", "filter dedup: against nowhere.parquet: no such file or folder"),
+])
+def test_unreachable_data_for_a_filter_is_refused_before_anything_is_written(tmp_path, chain_text, message):
+    run = make_run(tmp_path)
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text(chain_text)
+    out = tmp_path / "out"
+    r = curate("filter", "--input", run, "--out", out, "--chain", chain_file, check=False)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1
+    assert not out.exists()

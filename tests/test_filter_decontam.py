@@ -81,9 +81,8 @@ def test_benchmark_files_parquet_and_json(tmp_path, math500):
 
 
 def test_hub_benchmark_offline_is_one_clean_line():
-    f = Decontam(benchmarks=["aime24"])
-    with pytest.raises(CurateError) as e:
-        f.prepare(pl.DataFrame({"problem": ["x"]}))
+    with pytest.raises(CurateError) as e:  # when the chain is built, before any work
+        Decontam(benchmarks=["aime24"])
     message = str(e.value)
     assert "\n" not in message
     assert "AIME 2024" in message and "HuggingFaceH4/aime_2024" in message and "local file" in message
@@ -93,7 +92,7 @@ def test_bad_parameters():
     with pytest.raises(CurateError, match="parameter method"):
         Decontam(method="embedding")
     with pytest.raises(CurateError, match="neither a known name"):
-        Decontam(benchmarks=["no such thing"]).prepare()
+        Decontam(benchmarks=["no such thing"])
     assert Decontam().params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram"}
 
 

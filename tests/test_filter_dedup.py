@@ -143,4 +143,4 @@ def test_errors_are_one_line_curate_errors(tmp_path):
     with pytest.raises(CurateError, match="prepare"):
         Dedup()(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
     with pytest.raises(CurateError, match="no such file"):
-        Dedup(against=[str(tmp_path / "missing.parquet")]).prepare(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
+        Dedup(against=[str(tmp_path / "missing.parquet")])

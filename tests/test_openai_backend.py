@@ -15,7 +15,7 @@ import pytest
 
 from curate.backends.base import Request, Sampling, derive_seed
 from curate.backends.openai import OpenAIBackend, TransientBackendError
-from servers import Reply, ScriptedServer, chat_response, vllm_server
+from servers import Reply, ScriptedServer, chat_response
 
 # -- vLLM's api_server -------------------------------------------------------------
 

@@ -75,6 +75,10 @@ class Backend:
     def __post_init__(self) -> None:
         """Subclasses load their engine here."""
 
+    def validate(self, prompt: str | list[dict]) -> None:
+        """Raise CurateError if this engine cannot take such a prompt (checked on the
+        first prompt, before the run dir is written)."""
+
     def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
         raise NotImplementedError
 

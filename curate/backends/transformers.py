@@ -36,6 +36,9 @@ class TransformersBackend(Backend):
 
         return {"backend": self.name, "model": self.model, "transformers": transformers.__version__, "device": self.device}
 
+    def validate(self, prompt: str | list[dict]) -> None:
+        prompt_text(self.tokenizer, prompt, self.model)
+
     def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
         it = iter(requests)
         while batch := list(islice(it, self.batch_size)):

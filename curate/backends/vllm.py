@@ -83,6 +83,9 @@ class VLLMBackend(Backend):
         text, special = prompt_text(self.tokenizer, prompt, self.model)
         return self.tokenizer.encode(text, add_special_tokens=special)
 
+    def validate(self, prompt: str | list[dict]) -> None:
+        prompt_text(self.tokenizer, prompt, self.model)
+
     def params(self, request: Request):
         from vllm import SamplingParams
 
