@@ -34,3 +34,21 @@ def test_embedded_default_model_writes_real_traces(tmp_path):
         assert len(words) >= 5 and sum(w.strip(".,:;$").isalpha() for w in words) / len(words) > 0.5, text
     shown = curate("show", out, "--limit", "1")
     assert "final answer" in shown.stdout and "2 samples in" in shown.stdout
+
+
+def test_a_model_without_a_chat_template_is_refused_before_anything_is_written(tiny_model, problems_file, tmp_path):
+    import shutil
+
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_model, base)
+    (base / "chat_template.jinja").unlink()
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    r = curate("generate", "--input", problems_file, "--out", out, "--backend", "transformers", "--model", base,
+               "--max-tokens", "4", "--no-progress", check=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # beside transformers' load bar
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert errors == [f"error: {base}: the model has no chat template; use a raw-text template such as r1_zero"]
+    assert not out.exists()
