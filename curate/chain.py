@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate.errors import CurateError
+from curate.progress import Progress
 from curate.store import RunStore, now, package_versions, read_table_file, table_files
 
 FILTERS = {
@@ -271,11 +272,11 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") ->
         frames = [read_shard(s, column_map).select(cols) for s in shards]
         f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
     total = sum(_rows(s) for s in shards)
-    with _progress(f.name, total, p.opts.progress) as advance:
+    with Progress(f.name, total, "rows", enabled=p.opts.progress) as bar:
         for shard, name in zip(shards, names):
             target = stage / name
             if target.exists():
-                advance(_rows(target))
+                bar.advance(_rows(target))
                 continue
             batch = read_shard(shard, column_map)
             decision = pool.apply(f, batch) if batch.height else None
@@ -291,7 +292,7 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") ->
             _write(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
             _write(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do
             # (lz4: stage files are read once by the next stage; kept/ is rewritten as zstd)
-            advance(batch.height)
+            bar.advance(batch.height)
     done.touch()
     return [stage / n for n in names]
 
@@ -384,30 +385,3 @@ def compute_funnel(out: Path, p: FilterPlan) -> dict:
 
 def _filters_info(filters) -> dict:
     return {f.name: info for f in filters if (info := getattr(f, "manifest_info", lambda: None)())}
-
-
-class _progress:
-    """A rich progress bar per filter (rows, rows/s, ETA); silent when disabled."""
-
-    def __init__(self, name: str, total: int, enabled: bool):
-        self.name, self.total, self.enabled = name, total, enabled
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn, TextColumn
-        from rich.text import Text
-
-        class Rate(ProgressColumn):
-            def render(self, task):
-                return Text(f"{task.speed:,.0f} rows/s" if task.speed else "… rows/s")
-
-        self.bar = Progress(TextColumn(f"{self.name:12s}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                            TextColumn("ETA"), TimeRemainingColumn())
-        self.task = self.bar.add_task(self.name, total=self.total)
-        self.bar.start()
-        return lambda n: self.bar.update(self.task, advance=n)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()

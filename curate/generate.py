@@ -30,6 +30,7 @@ from curate.backends.base import R1_TEMPERATURE, R1_TOP_P, Request, Sample, Samp
 from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
 from curate.parsing import parse_completion
+from curate.progress import Progress
 from curate.schema import GENERATION_SCHEMA, sample_id
 from curate.store import RunStore, now, package_versions
 from curate.templates import Template, load_examples, load_template
@@ -186,7 +187,7 @@ def run(p: Plan, progress: bool = True) -> dict:
             manifest["engine"] = backend.describe()
             manifest["versions"] = package_versions()
             writer.generation_started = time.time()
-            with Progress(total, already, enabled=progress) as bar:
+            with Progress("generating", total, "samples", already, progress, tokens=True) as bar:
                 for req, samples in backend.run(_requests(p, pending)):
                     writer.add(req, samples)
                     bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
@@ -364,37 +365,6 @@ def _attach_log(path: Path) -> logging.Handler:
     root.setLevel(logging.INFO)
     root.addHandler(handler)
     return handler
-
-
-class Progress:
-    """A rich progress bar: samples done / total, output tokens/s, ETA (stderr)."""
-
-    def __init__(self, total: int, already: int, enabled: bool = True):
-        self.enabled = enabled
-        self.tokens = 0
-        self.t0 = time.time()
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Bar(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
-                           TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                           TimeRemainingColumn(), transient=False)
-            self.task = self.bar.add_task("generate", total=total, completed=already, tps="-")
-
-    def __enter__(self):
-        if self.enabled:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-
-    def advance(self, samples: int, tokens: int) -> None:
-        self.tokens += tokens
-        if self.enabled:
-            tps = self.tokens / max(time.time() - self.t0, 1e-9)
-            self.bar.update(self.task, advance=samples, tps=f"{tps:,.0f}")
 
 
 def install_sigterm_handler() -> None:
