@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate.errors import CurateError
+from curate.filters.base import Decision, Filter
 from curate.progress import Progress
 from curate.store import RunStore, now, package_versions, read_table_file, table_files
 
@@ -267,7 +268,7 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") ->
         return [stage / n for n in names]
     stage.mkdir(parents=True, exist_ok=True)
     column_map = p.opts.column_map if k == 0 else {}
-    if type(f).prepare is not _base_prepare():
+    if type(f).prepare is not Filter.prepare:  # stateful: sees every survivor first
         cols = sorted({*f.needs, "sample_id"})
         frames = [read_shard(s, column_map).select(cols) for s in shards]
         f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
@@ -332,17 +333,9 @@ def _apply_filter(f, batch: pl.DataFrame):
     return f(batch)
 
 
-def join_decisions(decisions: list):
-    from curate.filters.base import Decision
-
+def join_decisions(decisions: list) -> Decision:
     return Decision(pl.concat([d.keep for d in decisions]), pl.concat([d.reason for d in decisions]),
                     {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores})
-
-
-def _base_prepare():
-    from curate.filters.base import Filter
-
-    return Filter.prepare
 
 
 def _rows(path: Path) -> int:
