@@ -277,6 +277,20 @@ def templates_render(template, problem, reference_answer, final_answer, examples
             click.echo(f"[{m['role']}]\n{m['content']}\n")
 
 
+@cli.group()
+def train():
+    """Train students on curate data: SFT distillation and R1-style GRPO (TRL)."""
+
+
+# --- select / mix / card / publish / report (issue 4) ---
+
+
+# --- train sft (issue 5) ---
+
+
+# --- train grpo / eval (issue 5) ---
+
+
 def main() -> None:
     cli(prog_name="curate")
 
