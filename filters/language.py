@@ -84,28 +84,35 @@ from curate.parsing import parse_completion
 
 _BRACED = r"\{(?:[^{}]|\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\})*\}"  # up to 4 levels deep
 
-# Applied in order: code first (it may contain $), then display maths, then inline.
+# Applied in order: code first (it may contain $), then display maths, then inline. Each
+# pattern runs only when one of its literal openers is in the text (a substring test is
+# ~100x cheaper than a regex scan that finds nothing: the URL pattern alone cost 14% of
+# the filter on maths traces, which have none).
 _NON_PROSE = [
-    re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S),  # fenced code (unclosed: to the end)
-    re.compile(r"`[^`\n]+`"),  # inline code
-    re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S),  # Asymptote figures (MATH solutions)
-    re.compile(r"<<[^<>\n]*>>"),  # GSM8K calculator annotations <<16-3-4=9>>
-    re.compile(r"(?:https?|ftp)://\S+|www\.\S+"),  # URLs
-    re.compile(r"<\|?/?[A-Za-z_]+\|?>"),  # markup: <think>, </answer>, <|begin_of_thought|>
-    re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S),  # environments
-    re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S),  # $$ display $$
-    re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S),  # \[ display \]
-    re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S),  # \( inline \)
+    (("```", "~~~"), re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)),  # fenced code (unclosed: to the end)
+    (("`",), re.compile(r"`[^`\n]+`")),  # inline code
+    (("[asy]",), re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S)),  # Asymptote figures (MATH solutions)
+    (("<<",), re.compile(r"<<[^<>\n]*>>")),  # GSM8K calculator annotations <<16-3-4=9>>
+    (("://", "www."), re.compile(r"(?:https?|ftp)://\S+|www\.\S+")),  # URLs
+    (("<",), re.compile(r"<\|?/?[A-Za-z_]+\|?>")),  # markup: <think>, </answer>, <|begin_of_thought|>
+    (("\\begin",), re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S)),  # environments
+    (("$$",), re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S)),  # $$ display $$
+    (("\\[",), re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S)),  # \[ display \]
+    (("\\(",), re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S)),  # \( inline \)
     # $inline$ by pandoc's rule, so currency ("$2 and $3") is left alone: no space
     # after the opening $, none before the closing one, and no digit right after it.
-    re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)"),
-    re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED),  # the answer box with its content
-    re.compile(r"\\[A-Za-z]+\*?|\\."),  # any other \command (its braced text stays)
+    (("$",), re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)")),
+    (("\\boxed", "\\fbox"), re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED)),  # the answer box with its content
+    (("\\",), re.compile(r"\\[A-Za-z]+\*?|\\.")),  # any other \command (its braced text stays)
 ]
 
 
 _NON_LETTERS = re.compile(r"[\W\d_]+")
 _SPACES = re.compile(r"\s+")
+# Letters and spaces of ASCII text, counted with bytes.translate (C, no regex matches):
+# the bytes to delete to keep only letters (and newlines), and only non-spaces (and newlines).
+_ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha() and c != 10)
+_ASCII_SPACES = bytes(c for c in range(128) if chr(c).isspace() and c != 10)
 
 
 def count_letters(text: str) -> int:
@@ -114,11 +121,30 @@ def count_letters(text: str) -> int:
     return len(_NON_LETTERS.sub("", text))
 
 
-def _is_maths_line(line: str) -> bool:
-    """A line whose letters are under half its non-space characters is a formula
+def letters_per_line(lines: list[str]) -> list[int]:
+    """count_letters of each line (lines without newlines), in bulk: ASCII text goes
+    through one bytes.translate, ~6x faster than a regex per line."""
+    joined = "\n".join(lines)
+    if joined.isascii():
+        return [len(x) for x in joined.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
+    return [len(x.encode().translate(None, _ASCII_NON_LETTERS)) if x.isascii() else count_letters(x)
+            for x in lines]
+
+
+def _visible_per_line(lines: list[str]) -> list[int]:
+    """Non-space characters of each line."""
+    joined = "\n".join(lines)
+    if joined.isascii():
+        return [len(x) for x in joined.encode().translate(None, _ASCII_SPACES).split(b"\n")]
+    return [len(_SPACES.sub("", x)) for x in lines]
+
+
+def _drop_maths_lines(text: str) -> str:
+    """Drop the lines whose letters are under half their non-space characters: formulas
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
-    visible = len(_SPACES.sub("", line))
-    return count_letters(line) * 2 < visible
+    lines = text.split("\n")
+    return "\n".join(line for line, letters, visible in zip(lines, letters_per_line(lines), _visible_per_line(lines))
+                     if letters * 2 >= visible)
 
 
 # Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
@@ -134,9 +160,10 @@ def strip_non_prose(text: str) -> str:
     """The prose of `text`: LaTeX maths and environments, \\boxed{…}, other \\commands,
     fenced and inline code, Asymptote, calculator annotations, URLs and maths-only
     lines removed. Letters are never added, only removed."""
-    for pattern in _NON_PROSE:
-        text = pattern.sub(_blank, text)
-    return "\n".join(line for line in text.split("\n") if not _is_maths_line(line))
+    for openers, pattern in _NON_PROSE:
+        if any(o in text for o in openers):
+            text = pattern.sub(_blank, text)
+    return _drop_maths_lines(text)
 
 
 # ---------------------------------------------------------------------------------
@@ -144,13 +171,18 @@ def strip_non_prose(text: str) -> str:
 # ---------------------------------------------------------------------------------
 
 # . ! ? end a sentence when followed by a space ("3.5" and "e.g.x" stay whole);
-# 。！？ end one anywhere; a newline always does.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\s*\n\s*")
+# 。！？ end one anywhere; a newline always does. Sentence ends become newlines, then
+# the text is split at newlines (3x faster than one regex split with both rules).
+_AFTER_STOP = re.compile(r"(?<=[.!?])\s+")
+_AFTER_CJK_STOP = re.compile(r"(?<=[。！？])")
 
 
 def split_sentences(text: str) -> list[str]:
     """Non-empty, stripped sentences of `text`, in order."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and not s.isspace()]
+    text = _AFTER_STOP.sub("\n", text)
+    if not text.isascii():
+        text = _AFTER_CJK_STOP.sub("\n", text)
+    return [s for s in (piece.strip() for piece in text.split("\n")) if s]
 
 
 # ---------------------------------------------------------------------------------
@@ -176,7 +208,7 @@ def script_ratio(text: str) -> dict[str, float]:
     """Share of the letters of `text` that are CJK and that are Cyrillic:
     {"cjk": …, "cyrillic": …}; both 0.0 when there are no letters."""
     letters = count_letters(text)
-    if not letters:
+    if not letters or text.isascii():
         return {"cjk": 0.0, "cyrillic": 0.0}
     return {"cjk": len(_CJK.findall(text)) / letters, "cyrillic": len(_CYRILLIC.findall(text)) / letters}
 
@@ -228,11 +260,12 @@ class Sentence(NamedTuple):
 def classify_sentences(text: str) -> list[Sentence]:
     """Strip, split, and label every sentence long enough to classify, in one
     fastText call."""
+    pieces = split_sentences(strip_non_prose(text))
+    has_cjk = not "".join(pieces).isascii() and any(_CJK.search(p) for p in pieces)
     sentences = []
-    for s in split_sentences(strip_non_prose(text)):
-        letters = count_letters(s)
+    for s, letters in zip(pieces, letters_per_line(pieces)):
         if letters:
-            size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s))
+            size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if has_cjk else letters
             sentences.append((s, letters, size))
     to_classify = [s for s, _, size in sentences if size >= MIN_CLASSIFY_LETTERS]
     # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
@@ -244,7 +277,7 @@ def classify_sentences(text: str) -> list[Sentence]:
         if size >= MIN_CLASSIFY_LETTERS:
             label, prob = next(predictions)
             lang = label[0].removeprefix("__label__")
-            if lang == "ja" and _CJK.search(s) and not _KANA.search(s):
+            if lang == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
                 lang = "zh"  # short Chinese is often read as ja; Japanese prose has kana
             out.append(Sentence(s, letters, size, lang, float(prob[0])))
         else:
