@@ -1,0 +1,141 @@
+"""R1's rule-based rewards for GRPO, each a thin wrapper around a verifier in
+curate.filters: one verifier, two uses, so filtering and reward never disagree.
+
+Every reward has TRL's signature, `reward(completions, **columns) -> list[float | None]`
+(TRL passes the dataset's columns by name, one value per completion, and logs each
+reward function under its own name: `rewards/accuracy/mean`, `rewards/format/mean`, ...).
+None means "cannot be scored" (no reference answer); TRL leaves it out of that reward.
+
+| reward | verifier | value |
+| --- | --- | --- |
+| `accuracy` | `filters/math.py verify_math` (math-verify in the Math filter's spawn pool, per-chunk wall-clock guard); `filters/code.py verify_code` (the sandbox) for rows with `tests` | 1.0 right, 0.0 wrong; None without a reference answer or tests |
+| `format` | `filters/format.py check_format` (`think`: `<think>…</think>` then an answer; `r1_zero`: `<think>…</think> <answer>…</answer>`) | 1.0 well formed, else 0.0 |
+| `language` | `filters/language.py target_language_ratio` of the reasoning (R1: "the proportion of target language words in the CoT") | the share, 0.0–1.0 |
+| `overlong` | `filters/length.py is_truncated`, plus DAPO's soft overlong punishment (Yu et al., 2025, eq. 13) | 0 up to `max_len - buffer` tokens, then down linearly to -1 at `max_len`; -1 when truncated |
+
+A prompt whose template (or the model's chat template) already opened `<think>` leaves
+the completion without its opening tag. The `prefill` column (written by
+curate.train.grpo) holds that text; each reward checks `prefill + completion`, the whole
+assistant turn, so a prefilled completion is read exactly like one that wrote the tag
+itself (and an unclosed think block is still "no answer").
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from curate.filters.code import verify_code
+from curate.filters.format import check_format
+from curate.filters.language import normalise_language, target_language_ratio
+from curate.filters.length import is_truncated
+from curate.filters.math import UNVERIFIABLE, Math
+from curate.parsing import parse_completion
+
+NAMES = ("accuracy", "format", "language", "overlong")
+
+
+def assistant_text(completion, prefill: str | None = None) -> str:
+    """The whole assistant turn: the prefill the prompt put there, then what the model
+    wrote. TRL hands completions as text, or as messages for chat datasets."""
+    if not isinstance(completion, str):
+        completion = "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
+    return (prefill or "") + completion
+
+
+def _texts(completions, prefill) -> list[str]:
+    prefill = prefill if prefill is not None else [None] * len(completions)
+    return [assistant_text(c, p) for c, p in zip(completions, prefill)]
+
+
+# --- accuracy ------------------------------------------------------------------------
+
+# One math-verify pool per process, started on first use and reused every step (the
+# Math filter's: spawned workers, one chunk per worker in flight, a wall clock per chunk).
+_math: Math | None = None
+MATH_OPTIONS = {"workers": min(4, os.cpu_count() or 1), "timeout": 5.0}
+
+
+def math_verifier() -> Math:
+    global _math
+    if _math is None:
+        _math = Math(**MATH_OPTIONS)
+    return _math
+
+
+def close() -> None:
+    """End the math-verify worker pool (a later reward call starts a new one)."""
+    global _math
+    if _math is not None:
+        _math.close()
+        _math = None
+
+
+def accuracy(completions, reference_answer=None, tests=None, prefill=None, **_) -> list[float | None]:
+    """1.0 when the answer verifies (maths: against `reference_answer`; code: every test
+    in `tests` passes in the sandbox), 0.0 when it does not, None when the row has
+    neither a usable reference answer nor tests."""
+    texts = _texts(completions, prefill)
+    n = len(texts)
+    golds = reference_answer if reference_answer is not None else [None] * n
+    tests = tests if tests is not None else [None] * n
+    out: list[float | None] = [None] * n
+    code_rows = [i for i in range(n) if tests[i]]
+    math_rows = [i for i in range(n) if not tests[i] and golds[i] is not None and str(golds[i]).strip()]
+    if math_rows:
+        verdicts = math_verifier().verify_all([(str(golds[i]), texts[i]) for i in math_rows])
+        for i, (correct, status, _) in zip(math_rows, verdicts):
+            out[i] = None if status in UNVERIFIABLE else float(correct)
+    if code_rows:
+        with ThreadPoolExecutor(min(4, len(code_rows))) as pool:  # each test case is its own subprocess
+            verdicts = list(pool.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
+        for i, v in zip(code_rows, verdicts):
+            out[i] = None if v.status == "no_tests" else float(v.passed)
+    return out
+
+
+# --- format ------------------------------------------------------------------------
+
+
+def format(completions, prefill=None, style: str = "think", **_) -> list[float]:  # noqa: A001 - TRL logs it as "format"
+    """1.0 when `check_format(text, style)` finds nothing wrong, else 0.0."""
+    return [0.0 if check_format(t, style) else 1.0 for t in _texts(completions, prefill)]
+
+
+# --- language consistency ------------------------------------------------------------
+
+
+def language(completions, prefill=None, lang: str = "en", **columns) -> list[float]:
+    """The target-language share of the reasoning's letters (the language filter's
+    ratio). The target is the row's `language` column when set, else `lang`. No
+    reasoning: 1.0, as the filter (nothing foreign found; `format` judges the shape)."""
+    rows = columns.get("language") or [None] * len(completions)
+    out = []
+    for text, row_lang in zip(_texts(completions, prefill), rows):
+        reasoning = parse_completion(text).reasoning
+        out.append(target_language_ratio(reasoning, normalise_language(row_lang or lang)) if reasoning else 1.0)
+    return out
+
+
+# --- overlong ------------------------------------------------------------------------
+
+
+def overlong(completions, completion_ids=None, prefill=None, max_len: int = 1024, buffer: int = 256,
+             **_) -> list[float]:
+    """DAPO's soft overlong punishment on the completion's length in tokens L:
+    0 when L <= max_len - buffer, (max_len - buffer - L) / buffer up to max_len, and -1
+    for a truncated completion (`is_truncated`: it hit max_len, or its think block never
+    closed)."""
+    out = []
+    for i, text in enumerate(_texts(completions, prefill)):
+        length = len(completion_ids[i]) if completion_ids is not None else 0
+        if is_truncated(text, "length" if length >= max_len else "stop"):
+            out.append(-1.0)
+        elif length <= max_len - buffer:
+            out.append(0.0)
+        else:
+            out.append(max(-1.0, (max_len - buffer - length) / buffer))
+    return out
+
+
+REWARDS = {"accuracy": accuracy, "format": format, "language": language, "overlong": overlong}
