@@ -285,6 +285,123 @@ def train():
 # --- select / mix / card / publish / report (issue 4) ---
 
 
+@cli.command("select")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="A `curate filter` output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: data/, problems.parquet, manifest.json.")
+@click.option("--policy", type=click.Choice(["all", "one", "best-k"]), default="all", show_default=True,
+              help="Per problem, from the kept rows: all of them, one, or the k best by --score.")
+@click.option("--one-by", type=click.Choice(["random", "shortest", "longest"]), default="random", show_default=True,
+              help="--policy one: which row (random is seeded).")
+@click.option("--max-per-problem", default=None, type=click.IntRange(min=1), help="At most N rows per problem (the k of best-k).")
+@click.option("--score", default=None, help="--policy best-k: the column to rank by (e.g. language_ratio).")
+@click.option("--score-order", type=click.Choice(["desc", "asc"]), default="desc", show_default=True)
+@click.option("--pass-rate-band", nargs=2, type=float, default=None, metavar="LOW HIGH",
+              help="Keep only problems whose pass rate (correct / generated) lies in [LOW, HIGH].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace an existing select run with a different config.")
+@click.option("--no-progress", is_flag=True)
+def select_(input_path, out, policy, one_by, max_per_problem, score, score_order, pass_rate_band, seed, overwrite, no_progress):
+    """Rejection sampling: pick samples per problem from a filter run; pass rates per problem."""
+    from curate import select
+
+    m = select.run(select.SelectOptions(
+        input=input_path, out=out, policy=policy, one_by=one_by, max_per_problem=max_per_problem, score=score,
+        score_order=score_order, pass_rate_band=tuple(pass_rate_band) if pass_rate_band else None, seed=seed,
+        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]]))
+    c = m["counts"]
+    correct = f"{c['correct']:,} correct" if c["correct"] is not None else "correctness unknown (no math/code filter)"
+    click.echo(f"selected {c['selected']:,} rows for {c['problems_selected']:,} problems ({c['problems_in_band']:,} of "
+               f"{c['problems']:,} in the pass-rate band; {correct} of {c['generated']:,} generated, "
+               f"{c['kept']:,} kept) -> {out}")
+
+
+@cli.command("mix")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: data/, dataset/, README.md, plots/, manifest.json.")
+@click.option("--source", "sources", multiple=True, required=True, metavar="NAME=PATH:COUNT_OR_RATIO",
+              help="A source and its target: an exact count (600000) or a ratio of --total (0.75 or 75%). Repeatable.")
+@click.option("--total", default=None, type=int, help="Total rows; needed by ratio targets, checked against counts.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--test-size", default=None, type=float, help="Share of rows (whole problems) in a test split.")
+@click.option("--allow-upsample", is_flag=True, help="Let a target exceed its source: rows are repeated (and the card says so).")
+@click.option("--tokenizer", default=None, help="Tokenizer for num_tokens (name or folder). Default: the embedded SmolLM2's.")
+@click.option("--no-cot", multiple=True, metavar="NAME", help="Source whose answers go without a chain of thought (an empty think block).")
+@click.option("--missing-think", type=click.Choice(["empty", "drop"]), default="empty", show_default=True,
+              help="Rows without a <think> block: write an empty one, or drop them.")
+@click.option("--license", "license_", default="other", show_default=True, help="The dataset's licence for the card.")
+@click.option("--language", default="en", show_default=True, help="Comma list of language codes for the card.")
+@click.option("--pretty-name", default=None, help="The card's title (default: the folder name).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing mix with a different config.")
+@click.option("--no-progress", is_flag=True)
+def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot, missing_think, license_, language,
+         pretty_name, overwrite, no_progress):
+    """Mix sources into a DatasetDict with exact counts, Hub Parquet shards and a dataset card."""
+    from curate import mix
+
+    m = mix.run(mix.MixOptions(
+        out=out, sources=list(sources), total=total, seed=seed, test_size=test_size, allow_upsample=allow_upsample,
+        tokenizer=tokenizer, no_cot=tuple(no_cot), missing_think=missing_think, license=license_,
+        language=tuple(x.strip() for x in language.split(",") if x.strip()), pretty_name=pretty_name,
+        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]]))
+    for s in m["sources"]:
+        click.echo(f"{s['name']:12s} requested {s['requested']:,} · available {s['available']:,} · delivered "
+                   f"{s['delivered']:,}{' (up-sampled)' if s['upsampled'] else ''}")
+    splits = ", ".join(f"{k} {v:,}" for k, v in m["splits"].items())
+    click.echo(f"dataset: {out}/dataset ({splits}) · Parquet: {out}/data · card: {out}/README.md")
+
+
+@cli.command("card")
+@click.argument("mix_dir", type=click.Path(file_okay=False))
+@click.option("--license", "license_", default=None, help="Override the licence recorded by mix.")
+@click.option("--language", default=None, help="Override the languages (comma list).")
+@click.option("--pretty-name", default=None, help="Override the title.")
+def card_(mix_dir, license_, language, pretty_name):
+    """(Re)write the dataset card README.md and plots/ of a mix folder, and check it offline."""
+    from curate import card
+
+    path = card.write_card(mix_dir, license=license_, pretty_name=pretty_name,
+                           language=[x.strip() for x in language.split(",")] if language else None)
+    click.echo(f"card: {path} (metadata checked offline) · plots: {path.parent / 'plots'}")
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option("--repo", required=True, help="Hub dataset repo, USER/NAME (created if missing).")
+@click.option("--private", is_flag=True, help="Create the repo private (an existing repo keeps its visibility).")
+@click.option("--revision", default=None, help="Branch to commit to (created if missing). Default: main.")
+@click.option("--dry-run", is_flag=True, help="Check everything, print the files and the card; upload nothing.")
+def publish(directory, repo, private, revision, dry_run):
+    """Upload a `curate mix` output (shards, card, plots, manifest) to the Hub in one commit.
+
+    The token comes from HF_TOKEN or `hf auth login`; it is never printed or written."""
+    from curate import publish as pub
+
+    p = pub.plan(directory, repo, revision, private)
+    if dry_run:
+        click.echo(pub.describe(p))
+        return
+    record = pub.push(p, pub.get_token(), log=lambda line: click.echo(line, err=True))
+    click.echo(f"published {len(record['files'])} files ({record['rows']:,} rows) to {record['repo_url']} "
+               f"at {record['revision']}: {record['commit_url']}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="The HTML file. Default: RUN_DIR/report.html.")
+@click.option("--samples", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Problems in the sample browser (a seeded random sample when the run has more).")
+@click.option("--language-sample", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Rows to run language ID on when the run has no language scores.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-progress", is_flag=True)
+def report(run_dir, out, samples, language_sample, seed, no_progress):
+    """One self-contained HTML page: funnel, lengths, pass rates, languages, kept vs rejected traces."""
+    from curate import report as rep
+
+    path = rep.write_report(run_dir, out, samples=samples, language_sample=language_sample, seed=seed,
+                            progress=not no_progress)
+    click.echo(f"report: {path}")
+
+
 # --- train sft (issue 5) ---
 
 

@@ -1,0 +1,577 @@
+"""`curate mix`: build a training mixture with exact counts from several sources.
+
+    curate mix --out runs/mix --source reasoning=runs/r1/select:600000 \\
+                              --source general=runs/chat/select:200000
+
+Each `--source NAME=PATH:TARGET` names a table and what to take from it:
+
+* PATH: a `curate select` / `filter` / `generate` folder, a Parquet or JSONL file, a
+  folder of Parquet, a `datasets` save_to_disk folder, or a Hub dataset name (train split).
+* TARGET: an exact count (`600000`) or a ratio of `--total` (`0.75` or `75%`).
+
+Rows become chat `messages`: curate rows (`problem`, `completion`, `reasoning`,
+`answer`) give a user turn with the problem and an assistant turn
+`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`; tables that already have `messages`
+keep them. A row without a `<think>` block (a non-reasoning teacher, such as the
+embedded SmolLM2) gets an empty one, `<think>\\n\\n</think>\\n\\n{completion}`, which is
+also what `--no-cot NAME` writes for every row of a source (R1 answered simple queries
+without a chain of thought); `--missing-think drop` drops such rows instead.
+
+Counts are exact. Down-sampling is stratified by domain within each source (largest
+remainders); up-sampling (only with `--allow-upsample`) repeats every row
+TARGET // AVAILABLE times plus a stratified sample of the rest, and the card says so.
+Everything random draws from numpy generators seeded by `--seed` and the source name, so
+the same command gives the same Parquet bytes. `num_tokens` counts the tokens of the
+message contents (no chat-template tokens) with `--tokenizer` (default: the embedded
+SmolLM2's).
+
+Output (written in a temporary folder next to OUT, renamed at the end):
+
+    OUT/data/train-00000-of-00001.parquet   the Hub layout (and data/test-… with --test-size)
+    OUT/dataset/                            DatasetDict.save_to_disk
+    OUT/README.md, OUT/plots/*.png          the dataset card (curate/card.py)
+    OUT/manifest.json                       sources, requested vs delivered, lineage, timings
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from curate.errors import CurateError
+from curate.progress import Progress
+from curate.store import RunStore, now, package_versions, read_table_file, table_files
+
+COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+SHARD_BYTES = 500 * 1024 * 1024  # the Hub's usual Parquet shard size
+ROW_GROUP_ROWS = 10_000
+_RATIO = re.compile(r"^(\d*\.\d+|\d+\.\d*)$|^(\d+(\.\d+)?)%$")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+
+
+@dataclass
+class SourceSpec:
+    name: str
+    path: str
+    count: int | None = None  # an exact count...
+    ratio: float | None = None  # ...or a share of --total
+    target: int = 0  # resolved
+
+    @property
+    def shown(self) -> str:
+        return f"{self.name}={self.path}"
+
+
+@dataclass
+class MixOptions:
+    out: str
+    sources: list[str]
+    total: int | None = None
+    seed: int = 0
+    test_size: float | None = None
+    allow_upsample: bool = False
+    tokenizer: str | None = None
+    no_cot: tuple[str, ...] = ()
+    missing_think: str = "empty"
+    license: str = "other"
+    language: tuple[str, ...] = ("en",)
+    pretty_name: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+# -- the plan: parse and check everything before any work ---------------------------
+
+
+def parse_source(text: str) -> SourceSpec:
+    name, sep, rest = text.partition("=")
+    path, colon, target = rest.rpartition(":")
+    if not sep or not colon or not name or not path or not target:
+        raise CurateError(f"--source {text!r}: expected NAME=PATH:COUNT or NAME=PATH:RATIO, "
+                          "e.g. reasoning=runs/r1/select:600000 or general=chat.parquet:0.25")
+    if not _NAME.match(name):
+        raise CurateError(f"--source {text!r}: the name {name!r} must be letters, digits, '_', '-' or '.'")
+    if target.isdigit():
+        if int(target) < 1:
+            raise CurateError(f"--source {text!r}: the count must be at least 1")
+        return SourceSpec(name, path, count=int(target))
+    m = _RATIO.match(target)
+    if not m:
+        raise CurateError(f"--source {text!r}: target {target!r} is neither a count (600000) nor a ratio (0.75 or 75%)")
+    ratio = float(m.group(1)) if m.group(1) else float(m.group(2)) / 100
+    if not 0 < ratio <= 1:
+        raise CurateError(f"--source {text!r}: a ratio must lie in (0, 1], got {ratio}")
+    return SourceSpec(name, path, ratio=ratio)
+
+
+def resolve_targets(specs: list[SourceSpec], total: int | None) -> None:
+    """Exact counts stay; ratios become counts of --total (largest remainders)."""
+    ratios = [s for s in specs if s.ratio is not None]
+    if ratios and total is None:
+        raise CurateError(f"--source {ratios[0].name}: a ratio target needs --total N")
+    for s in specs:
+        if s.count is not None:
+            s.target = s.count
+    if ratios:
+        share = sum(s.ratio for s in ratios)
+        wanted = round(share * total)
+        for s, n in zip(ratios, largest_remainder([s.ratio for s in ratios], wanted)):
+            s.target = n
+            if n < 1:
+                raise CurateError(f"--source {s.name}: ratio {s.ratio} of --total {total} is less than one row")
+    delivered = sum(s.target for s in specs)
+    if total is not None and delivered != total:
+        raise CurateError(f"the targets add up to {delivered:,} rows, not --total {total:,}; "
+                          "make the counts and ratios agree with the total")
+
+
+def largest_remainder(weights: list[float], total: int) -> list[int]:
+    """Integers proportional to `weights` that add up to `total` exactly (Hamilton's method)."""
+    s = float(sum(weights))
+    if total == 0 or s == 0:
+        return [0] * len(weights)
+    quotas = [w * total / s for w in weights]
+    floors = [math.floor(q) for q in quotas]
+    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - floors[i]), i))
+    for i in order[: total - sum(floors)]:
+        floors[i] += 1
+    return floors
+
+
+@dataclass
+class Source:
+    spec: SourceSpec
+    kind: str
+    files: list[str]
+    rows: pl.DataFrame  # converted: messages, domain, problem_id, sample_id, origin, run
+    manifest: dict | None  # the source run's manifest (lineage), when it is a curate run
+    no_think: int  # rows that had no <think> block
+    dropped_no_think: int
+
+
+def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, str, list[str], dict | None]:
+    """The raw table a source names, its kind, its files, and its curate manifest if any."""
+    p = Path(spec.path)
+    if p.is_dir():
+        manifest = _manifest(p)
+        stage = (manifest or {}).get("stage")
+        if stage in ("select", "filter", "generate"):
+            sub = {"select": p / "data", "filter": p / "kept", "generate": p}[stage]
+            if manifest.get("status") not in (None, "complete"):
+                raise CurateError(f"{spec.shown}: the {stage} run is {manifest.get('status')}; finish it first")
+            files = table_files(sub) if any(sub.glob("*.parquet")) else []
+            frames = [read_table_file(f) for f in files]
+            df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            return df, stage, [str(f) for f in files], manifest
+        if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
+            import datasets
+
+            try:
+                ds = datasets.load_from_disk(str(p))
+            except Exception as e:  # noqa: BLE001
+                raise CurateError(f"{spec.shown}: could not load the datasets folder ({type(e).__name__}: {e})") from None
+            if isinstance(ds, datasets.DatasetDict):
+                if "train" not in ds:
+                    raise CurateError(f"{spec.shown}: the DatasetDict has no train split (splits: {', '.join(ds)})")
+                ds = ds["train"]
+            return pl.from_arrow(ds.with_format("arrow")[:]), "datasets", [str(p)], None
+        files = table_files(p)
+        return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "parquet", [str(f) for f in files], None
+    if p.is_file():
+        files = table_files(p)
+        return read_table_file(files[0]), p.suffix[1:], [str(p)], None
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec.path) and not re.search(r"\.(parquet|jsonl|json)$", spec.path):
+        from curate.inputs import read_hub
+
+        table, _ = read_hub(spec.path, "train")
+        return pl.from_arrow(table), "hub", [spec.path], None
+    raise CurateError(f"{spec.shown}: no such file or folder")
+
+
+def _manifest(p: Path) -> dict | None:
+    f = p / "manifest.json"
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CurateError(f"{f}: unreadable manifest ({e})") from None
+
+
+def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str) -> tuple[pl.DataFrame, int, int]:
+    """The source's rows in the mixture's shape (without num_tokens); rows without a
+    <think> block, and how many were dropped."""
+    cols = set(df.columns)
+    if df.height == 0:
+        raise CurateError(f"{spec.shown}: the source has no rows")
+    if "messages" in cols:
+        messages = _normalise_messages(df, spec)
+        if no_cot:
+            after = pl.element().struct.field("content").str.replace(r"(?s)^\s*<think>.*?</think>\s*", "")
+            messages = messages.list.eval(pl.struct(
+                role=pl.element().struct.field("role"),
+                content=pl.when(pl.element().struct.field("role") == "assistant").then(pl.lit(EMPTY_THINK) + after)
+                .otherwise(pl.element().struct.field("content"))))
+        no_think = 0
+        out = df.select(messages.alias("messages"))
+    elif {"problem", "completion"} <= cols:
+        reasoning = pl.col("reasoning") if "reasoning" in cols else pl.lit(None, pl.String)
+        answer = pl.col("answer") if "answer" in cols else pl.lit(None, pl.String)
+        has_think = reasoning.is_not_null() & ~pl.lit(no_cot)
+        text_after = pl.when(reasoning.is_not_null()).then(pl.coalesce(answer, pl.lit(""))).otherwise(pl.col("completion"))
+        assistant = (pl.when(has_think)
+                     .then(pl.lit("<think>\n") + reasoning.str.strip_chars() + pl.lit("\n</think>\n\n")
+                           + text_after.str.strip_chars())
+                     .otherwise(pl.lit(EMPTY_THINK) + pl.coalesce(text_after, pl.lit("")).str.strip_chars()))
+        messages = pl.concat_list(pl.struct(role=pl.lit("user"), content=pl.col("problem").cast(pl.String)),
+                                  pl.struct(role=pl.lit("assistant"), content=assistant))
+        no_think = int(df.select(reasoning.is_null().sum()).item()) if not no_cot else 0
+        out = df.select(messages.alias("messages"), reasoning.is_null().alias("_no_think"))
+    else:
+        raise CurateError(f"{spec.shown}: needs a `messages` column, or `problem` and `completion` "
+                          f"(columns: {', '.join(df.columns) or 'none'})")
+    keys = pl.col("messages").list.first().struct.field("content")
+    n = df.height
+    out = out.with_columns(
+        domain=_series(df, "domain", spec.name, n), problem_id=_series(df, "problem_id", None, n),
+        sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
+        run=_series(df, "run", spec.path, n))
+    # rows from elsewhere get ids: the problem from its first message, the sample from its row
+    out = out.with_columns(
+        pl.coalesce("problem_id", keys.hash(seed=0).cast(pl.String).str.zfill(20)).alias("problem_id"),
+        pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),
+        pl.coalesce("domain", pl.lit(spec.name)).alias("domain"))
+    dropped = 0
+    if "_no_think" in out.columns:
+        if missing_think == "drop" and not no_cot:
+            dropped = no_think
+            out = out.filter(~pl.col("_no_think"))
+        out = out.drop("_no_think")
+    if out.height == 0:
+        raise CurateError(f"{spec.shown}: no rows left (all {dropped:,} had no <think> block and "
+                          "--missing-think drop was given)")
+    return out, no_think, dropped
+
+
+def _series(df: pl.DataFrame, name: str, default, n: int) -> pl.Series:
+    if name in df.columns:
+        return df[name].cast(pl.String)
+    return pl.Series(name, [default] * n, dtype=pl.String)
+
+
+def _normalise_messages(df: pl.DataFrame, spec: SourceSpec) -> pl.Expr:
+    dtype = df.schema["messages"]
+    if dtype == pl.String:  # JSON-encoded messages
+        dtype = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+        try:
+            df.select(pl.col("messages").str.json_decode(dtype))
+        except Exception as e:  # noqa: BLE001
+            raise CurateError(f"{spec.shown}: column `messages` is text but not JSON chat messages ({e})") from None
+        return pl.col("messages").str.json_decode(dtype).list.eval(
+            pl.struct(role=pl.element().struct.field("role"), content=pl.element().struct.field("content")))
+    inner = getattr(dtype, "inner", None)
+    if not isinstance(dtype, pl.List) or not isinstance(inner, pl.Struct) or \
+            not {"role", "content"} <= {f.name for f in inner.fields}:
+        raise CurateError(f"{spec.shown}: column `messages` must be a list of {{role, content}}, got {dtype}")
+    return pl.col("messages").list.eval(
+        pl.struct(role=pl.element().struct.field("role").cast(pl.String),
+                  content=pl.element().struct.field("content").cast(pl.String)))
+
+
+# -- sampling -------------------------------------------------------------------------
+
+
+def rng_for(seed: int, name: str) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:8], "little")))
+
+
+def sample_indices(domains: pl.Series, target: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Row indices (with repeats when target > rows) stratified by domain; and the number
+    of full passes over the rows (0 when down-sampling)."""
+    n = len(domains)
+    passes, rest = divmod(target, n)
+    groups = {d: np.flatnonzero((domains == d).to_numpy()) for d in sorted(domains.unique().to_list())}
+    alloc = largest_remainder([len(g) for g in groups.values()], rest)
+    picked = [g[np.sort(rng.choice(len(g), size=k, replace=False))] for g, k in zip(groups.values(), alloc) if k]
+    idx = np.concatenate([np.tile(np.arange(n), passes), *picked]) if passes or picked else np.arange(0)
+    return idx.astype(np.int64), passes
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+def load_tokenizer(name: str | None):
+    if name is None:
+        from curate.embedded import load_tokenizer as embedded
+
+        return embedded()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown name, ...
+        raise CurateError(f"--tokenizer {name}: could not load it ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
+def count_tokens(tokenizer, messages: pl.Series, bar: Progress | None = None, chunk: int = 20_000) -> np.ndarray:
+    """Tokens of all message contents of each row (no special or chat-template tokens),
+    batch-encoded by the Rust tokenizer."""
+    exploded = messages.rename("m").to_frame().with_row_index("row").explode("m")
+    rows = exploded["row"].to_numpy()
+    texts = exploded["m"].struct.field("content").fill_null("").to_list()
+    backend = getattr(tokenizer, "backend_tokenizer", None) or tokenizer._tokenizer
+    fast = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    lengths = np.empty(len(texts), dtype=np.int64)
+    for i in range(0, len(texts), chunk):
+        encs = fast(texts[i:i + chunk], add_special_tokens=False)
+        lengths[i:i + chunk] = [len(e.ids) for e in encs]
+        if bar:
+            bar.advance(len(encs))
+    return np.bincount(rows, weights=lengths, minlength=len(messages)).astype(np.int64)
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
+    if not o.sources:
+        raise CurateError("give at least one --source NAME=PATH:COUNT_OR_RATIO")
+    specs = [parse_source(s) for s in o.sources]
+    names = [s.name for s in specs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise CurateError(f"--source {dup}: the name is given twice")
+    for n in o.no_cot:
+        if n not in names:
+            raise CurateError(f"--no-cot {n}: unknown source (sources: {', '.join(names)})")
+    if o.total is not None and o.total < 1:
+        raise CurateError(f"--total must be at least 1, got {o.total}")
+    if o.test_size is not None and not 0 < o.test_size < 1:
+        raise CurateError(f"--test-size must lie in (0, 1), got {o.test_size}")
+    if o.missing_think not in ("empty", "drop"):
+        raise CurateError(f"--missing-think {o.missing_think!r}: choose empty or drop")
+    resolve_targets(specs, o.total)
+    config = {"sources": [{"name": s.name, "path": str(Path(s.path).resolve()) if Path(s.path).exists() else s.path,
+                           "count": s.count, "ratio": s.ratio, "target": s.target} for s in specs],
+              "total": o.total, "seed": o.seed, "test_size": o.test_size, "allow_upsample": o.allow_upsample,
+              "tokenizer": o.tokenizer, "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
+              "license": o.license, "language": list(o.language), "pretty_name": o.pretty_name}
+    store = RunStore(o.out, stage="mix")
+    store.check(config, o.overwrite)
+    return specs, config, store
+
+
+def run(o: MixOptions) -> dict:
+    t0 = time.time()
+    timings = {}
+    specs, config, store = plan(o)
+    sources: list[Source] = []
+    for s in specs:  # read and check every source before sampling anything
+        raw, kind, files, manifest = read_source(s)
+        rows, no_think, dropped = to_messages(raw, s, s.name in o.no_cot, o.missing_think)
+        if s.target > rows.height and not o.allow_upsample:
+            raise CurateError(f"--source {s.shown}: target {s.target:,} is larger than the source's {rows.height:,} rows; "
+                              "pass --allow-upsample to repeat rows, or lower the target")
+        sources.append(Source(s, kind, files, rows, manifest, no_think, dropped))
+    timings["read"] = round(time.time() - t0, 2)
+
+    t = time.time()
+    tokenizer = load_tokenizer(o.tokenizer)
+    timings["load_tokenizer"] = round(time.time() - t, 2)
+    parts, report = [], []
+    t = time.time()
+    picks = []
+    for src in sources:
+        idx, passes = sample_indices(src.rows["domain"], src.spec.target, rng_for(o.seed, src.spec.name))
+        picks.append((idx, passes))
+    unique_rows = sum(len(np.unique(idx)) for idx, _ in picks)
+    timings["sample"] = round(time.time() - t, 2)
+    t = time.time()
+    with Progress("tokens", 0, "texts", enabled=o.progress) as bar:
+        if o.progress:
+            bar.bar.update(bar.task, total=sum(int(src.rows["messages"].list.len().sum()) for src in sources))
+        for src, (idx, passes) in zip(sources, picks):
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            pool = src.rows[uniq]
+            tokens = count_tokens(tokenizer, pool["messages"], bar)
+            part = pool.with_columns(pl.Series("num_tokens", tokens, dtype=pl.Int64),
+                                     pl.lit(src.spec.name).alias("source"))[inverse]
+            parts.append(part.select(COLUMNS))
+            domains = part.group_by("domain").len().sort("domain")
+            report.append({
+                "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
+                "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
+                "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
+                "full_passes": passes, "repeated_rows": int(part.height - len(uniq)),
+                "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
+                "dropped_without_think": src.dropped_no_think,
+                "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)})
+    timings["tokenize"] = round(time.time() - t, 2)
+
+    t = time.time()
+    mixture = pl.concat(parts, how="vertical_relaxed")
+    mixture = mixture[rng_for(o.seed, "shuffle").permutation(mixture.height)]
+    train, test = split(mixture, o.test_size, rng_for(o.seed, "test"))
+    timings["shuffle_split"] = round(time.time() - t, 2)
+    manifest = {"stage": "mix", "status": "complete", "config": config, "command": o.command,
+                "sources": report, "tokenizer": o.tokenizer or "embedded SmolLM2-135M-Instruct",
+                "splits": {"train": train.height, **({"test": test.height} if test is not None else {})},
+                "counts": {"rows": mixture.height, "unique_rows": unique_rows}, "versions": package_versions(),
+                "created": now()}
+    write(Path(o.out), train, test, manifest, o, timings, t0)
+    return manifest
+
+
+def split(mixture: pl.DataFrame, test_size: float | None, rng) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """A test split of whole problems (no problem, and no repeat of a row, in both
+    splits): problems in seeded random order until test_size of the rows are in."""
+    if test_size is None:
+        return mixture, None
+    sizes = mixture.group_by("problem_id").len().sort("problem_id")
+    order = rng.permutation(sizes.height)
+    counts = sizes["len"].to_numpy()[order]
+    need = max(1, round(test_size * mixture.height))
+    take = int(np.searchsorted(np.cumsum(counts), need) + 1)
+    if take >= sizes.height:
+        raise CurateError(f"--test-size {test_size}: the mixture has only {sizes.height} problems; "
+                          "nothing would be left for train")
+    test_ids = sizes["problem_id"].gather(order[:take])
+    is_test = pl.col("problem_id").is_in(test_ids.implode())
+    return mixture.filter(~is_test), mixture.filter(is_test)
+
+
+def lineage(manifest: dict | None, path: str) -> dict | None:
+    """What the card tells about a curate source (select -> filter -> generate), read
+    now so that the card needs only the mixture folder later."""
+    if not manifest:
+        return None
+    from curate.select import generate_lineage, pass_rate_histogram
+
+    stage, inputs = manifest.get("stage"), manifest.get("inputs") or {}
+    out = {}
+    if stage == "select":
+        out["select"] = {k: manifest.get(k) for k in ("config", "counts", "command")}
+        out["filter"], out["generate"] = inputs.get("filter"), inputs.get("generate")
+        problems = Path(path) / "problems.parquet"
+        if problems.is_file() and manifest.get("correctness", {}).get("filters"):
+            out["pass_rates"] = pass_rate_histogram(pl.read_parquet(problems, columns=["pass_rate"]))
+    elif stage == "filter":
+        out["filter"] = {"path": str(Path(path).resolve()), "chain": (manifest.get("config") or {}).get("chain"),
+                         "funnel": manifest.get("funnel"), "command": manifest.get("command")}
+        out["generate"] = generate_lineage(manifest, path)
+    elif stage == "generate":
+        cfg = manifest.get("config", {})
+        out["generate"] = {"path": str(Path(path).resolve()), "model": cfg.get("model"), "backend": cfg.get("backend"),
+                           "template": inputs.get("template"), "sampling": cfg.get("sampling"),
+                           "problems": inputs.get("problems"), "command": manifest.get("command")}
+    if out.get("filter"):
+        out["decontam"] = decontam_results(out["filter"])
+    return out
+
+
+def decontam_results(f: dict) -> dict | None:
+    """Rows the decontam step removed, per benchmark, from the filter run's rejected files."""
+    chain = f.get("chain") or []
+    steps = [(k, s) for k, s in enumerate(chain) if s.get("filter") == "decontam"]
+    if not steps:
+        return None
+    k, step = steps[-1]
+    params = step.get("params") or {}
+    hits: dict[str, int] = {}
+    root = Path(f.get("path") or "")
+    for file in sorted((root / "rejected").glob(f"{k:02d}-decontam-part-*.parquet")) if f.get("path") else []:
+        df = pl.read_parquet(file)
+        if "decontam_benchmark" in df.columns:
+            for bench, n in df.group_by("decontam_benchmark").len().iter_rows():
+                hits[str(bench)] = hits.get(str(bench), 0) + n
+    funnel_steps = (f.get("funnel") or {}).get("steps") or []
+    return {"benchmarks": [str(b) for b in params.get("benchmarks") or []], "n": params.get("n"),
+            "method": params.get("method"), "hits": hits,
+            "rows_in": funnel_steps[k]["rows_in"] if k < len(funnel_steps) else None}
+
+
+def to_dataset(df: pl.DataFrame, split_name: str):
+    """A datasets.Dataset over the frame's Arrow table, with a fingerprint from its
+    content, so save_to_disk is reproducible too."""
+    import datasets
+
+    table = df.to_arrow(compat_level=pl.CompatLevel.oldest())
+    features = datasets.Features({
+        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        "source": datasets.Value("string"), "domain": datasets.Value("string"),
+        "num_tokens": datasets.Value("int64"), "problem_id": datasets.Value("string"),
+        "sample_id": datasets.Value("string"), "origin": datasets.Value("string"), "run": datasets.Value("string")})
+    table = table.cast(features.arrow_schema)
+    digest = hashlib.sha256()
+    for col in ("sample_id", "source"):
+        for chunk in table.column(col).chunks:
+            for buf in chunk.buffers():
+                if buf is not None:
+                    digest.update(buf)
+    digest.update(str(table.num_rows).encode())
+    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features),
+                            split=split_name, fingerprint=digest.hexdigest()[:16])
+
+
+def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: dict, o: MixOptions,
+          timings: dict, t0: float) -> None:
+    import datasets
+    import pyarrow.parquet as pq
+
+    from curate import card
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "data").mkdir(parents=True)
+    if not o.progress:
+        datasets.disable_progress_bars()
+    try:
+        t = time.time()
+        splits = {"train": to_dataset(train, "train")}
+        if test is not None:
+            splits["test"] = to_dataset(test, "test")
+        files = {}
+        for name, ds in splits.items():
+            table = ds.data.table
+            n = max(1, math.ceil(table.nbytes / SHARD_BYTES))
+            per = math.ceil(table.num_rows / n) if table.num_rows else 0
+            files[name] = []
+            for i in range(n):
+                path = tmp / "data" / f"{name}-{i:05d}-of-{n:05d}.parquet"
+                pq.write_table(table.slice(i * per, per), path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+                files[name].append(f"data/{path.name}")
+        timings["write_parquet"] = round(time.time() - t, 2)
+        t = time.time()
+        datasets.DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
+        timings["save_to_disk"] = round(time.time() - t, 2)
+        manifest["files"] = files
+        t = time.time()
+        manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
+        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
+        card.write_card(tmp, license=o.license, language=list(o.language), pretty_name=o.pretty_name or out.name)
+        timings["card"] = round(time.time() - t, 2)
+        manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
+        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
+        if out.exists():
+            old = out.with_name(f".old-{os.getpid()}-{out.name}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

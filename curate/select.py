@@ -1,0 +1,274 @@
+"""`curate select`: rejection sampling over a filter run.
+
+Reads a `curate filter` output folder and writes
+
+    OUT/data/part-00000.parquet   the selected rows: every column of the kept rows, plus
+                                  `run` (the generate run they came from); one file
+    OUT/problems.parquet          one row per problem: problem_id, source, domain,
+                                  generated, correct, kept, pass_rate, in_band, selected
+    OUT/manifest.json             the policy, the counts, and the lineage: the filter
+                                  folder (its chain and funnel) and the generate run
+                                  (its model, template + sha, sampling)
+
+A sample is *correct* when it passed the correctness filters (`math`, `code`): it was
+kept, or it was rejected by a filter that runs after the last correctness filter in the
+chain (a correct answer dropped later for, say, mixed language is still a correct
+answer). A sample rejected before the correctness filter (truncated, malformed) counts
+as generated and not correct. The pass rate of a problem is correct / generated, over
+every sample the filter saw, not only the kept ones.
+
+The policy picks, per problem, from the kept rows:
+
+    all      every kept row (capped by --max-per-problem, chosen at random with --seed)
+    one      one row: at random (--seed), the shortest or the longest completion
+    best-k   the --max-per-problem rows with the highest --score column
+
+`--pass-rate-band LOW HIGH` first keeps only the problems whose pass rate lies in
+[LOW, HIGH] (the usual way to pick RL prompts that are neither solved nor hopeless).
+The output is a pure function of the input and the options: re-running gives the same
+files; a different config into the same --out is refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from curate.errors import CurateError
+from curate.progress import Progress
+from curate.store import RunStore, now, package_versions, read_table_file
+
+CORRECTNESS_FILTERS = ("math", "code")
+POLICIES = ("all", "one", "best-k")
+ONE_BY = ("random", "shortest", "longest")
+REJECTED_RE = re.compile(r"^(\d+)-(.+)-part-\d+\.parquet$")
+
+
+@dataclass
+class SelectOptions:
+    input: str
+    out: str
+    policy: str = "all"
+    one_by: str = "random"
+    max_per_problem: int | None = None
+    score: str | None = None
+    score_order: str = "desc"
+    pass_rate_band: tuple[float, float] | None = None
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+def check_options(o: SelectOptions) -> None:
+    if o.policy not in POLICIES:
+        raise CurateError(f"--policy {o.policy!r}: choose one of {', '.join(POLICIES)}")
+    if o.one_by not in ONE_BY:
+        raise CurateError(f"--one-by {o.one_by!r}: choose one of {', '.join(ONE_BY)}")
+    if o.max_per_problem is not None and o.max_per_problem < 1:
+        raise CurateError(f"--max-per-problem must be at least 1, got {o.max_per_problem}")
+    if o.policy == "best-k" and (o.score is None or o.max_per_problem is None):
+        raise CurateError("--policy best-k needs --score COLUMN and --max-per-problem K (the k)")
+    if o.score_order not in ("desc", "asc"):
+        raise CurateError(f"--score-order {o.score_order!r}: choose desc or asc")
+    if o.pass_rate_band is not None:
+        low, high = o.pass_rate_band
+        if not (0.0 <= low <= high <= 1.0):
+            raise CurateError(f"--pass-rate-band {low} {high}: expected 0 <= LOW <= HIGH <= 1")
+
+
+def read_filter_dir(path: str) -> tuple[dict, list[Path], list[tuple[int, Path]]]:
+    """The filter manifest, the kept shards, and (chain index, file) of each rejected shard."""
+    root = Path(path)
+    manifest_path = root / "manifest.json"
+    if not root.is_dir():
+        raise CurateError(f"{path}: no such folder (give a `curate filter` output folder)")
+    if not manifest_path.is_file():
+        raise CurateError(f"{path}: no manifest.json; give a `curate filter` output folder")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CurateError(f"{manifest_path}: unreadable manifest ({e})") from None
+    if manifest.get("stage") != "filter":
+        raise CurateError(f"{path}: holds a `{manifest.get('stage')}` run, not a `filter` run")
+    if manifest.get("status") != "complete":
+        raise CurateError(f"{path}: the filter run is {manifest.get('status')}; finish it first (re-run curate filter)")
+    kept = sorted((root / "kept").glob("part-*.parquet"))
+    rejected = []
+    for f in sorted((root / "rejected").glob("*.parquet")):
+        m = REJECTED_RE.match(f.name)
+        if m:
+            rejected.append((int(m.group(1)), f))
+    return manifest, kept, rejected
+
+
+def correctness_index(chain: list[dict]) -> int | None:
+    """Index of the last correctness filter in the chain, or None when there is none."""
+    found = [k for k, step in enumerate(chain) if step.get("filter") in CORRECTNESS_FILTERS]
+    return found[-1] if found else None
+
+
+def generate_lineage(filter_manifest: dict, filter_dir: str) -> dict:
+    """What the card needs about the generate run the filter read (when it was one)."""
+    path = (filter_manifest.get("inputs") or {}).get("path")
+    info = {"path": path}
+    if not path:
+        return info
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = Path(filter_dir).parent / path
+    info["path"] = str(p.resolve()) if p.exists() else path
+    mpath = p / "manifest.json" if p.is_dir() else None
+    if mpath and mpath.is_file():
+        try:
+            m = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError):
+            return info
+        if m.get("stage") == "generate":
+            cfg = m.get("config", {})
+            info.update(stage="generate", model=cfg.get("model"), backend=cfg.get("backend"),
+                        template=(m.get("inputs") or {}).get("template") or cfg.get("template"),
+                        sampling=cfg.get("sampling"), problems=(m.get("inputs") or {}).get("problems"),
+                        counts=m.get("counts"), command=m.get("command"))
+    return info
+
+
+def problem_table(kept: pl.DataFrame, rejected: list[tuple[int, Path]], correct_after: int | None) -> pl.DataFrame:
+    """Per problem: generated, correct, kept, pass_rate (null without a correctness filter)."""
+    parts = [kept.select("problem_id", pl.lit(True).alias("correct"), pl.lit(True).alias("is_kept"))]
+    for k, f in rejected:
+        ids = read_table_file(f).select("problem_id")
+        is_correct = correct_after is not None and k > correct_after
+        parts.append(ids.with_columns(pl.lit(is_correct).alias("correct"), pl.lit(False).alias("is_kept")))
+    rows = pl.concat(parts, how="vertical_relaxed")
+    table = rows.group_by("problem_id").agg(
+        pl.len().alias("generated"), pl.col("correct").sum().alias("correct"), pl.col("is_kept").sum().alias("kept"))
+    if correct_after is None:  # no correctness filter: correctness unknown
+        return table.with_columns(pl.lit(None, pl.UInt32).alias("correct"),
+                                  pl.lit(None, pl.Float64).alias("pass_rate")).sort("problem_id")
+    return table.with_columns((pl.col("correct") / pl.col("generated")).alias("pass_rate")).sort("problem_id")
+
+
+def pick(kept: pl.DataFrame, o: SelectOptions) -> pl.DataFrame:
+    """Apply the policy per problem to the kept rows; rows come back sorted by problem, sample."""
+    if kept.height == 0:
+        return kept
+    # a seeded random key per row, stable whatever order the shards came in
+    keyed = kept.with_columns(pl.col("sample_id").cast(pl.String).hash(seed=o.seed).alias("_r"))
+    length = pl.col("completion_tokens") if "completion_tokens" in kept.columns else pl.col("completion").str.len_chars()
+    if o.policy == "one":
+        order, desc = {"random": (["_r"], [False]), "shortest": ([length, "_r"], [False, False]),
+                       "longest": ([length, "_r"], [True, False])}[o.one_by]
+        n = 1
+    elif o.policy == "best-k":
+        order, desc, n = [pl.col(o.score), "_r"], [o.score_order == "desc", False], o.max_per_problem
+    else:
+        order, desc, n = ["_r"], [False], o.max_per_problem
+    ranked = keyed.sort(order, descending=desc, nulls_last=True)
+    if n is not None:
+        ranked = ranked.filter(pl.int_range(pl.len()).over("problem_id") < n)
+    return ranked.drop("_r").sort(["problem_id", "sample_id"])
+
+
+def run(o: SelectOptions) -> dict:
+    check_options(o)
+    t0 = time.time()
+    fmanifest, kept_files, rejected = read_filter_dir(o.input)
+    chain = (fmanifest.get("config") or {}).get("chain") or []
+    correct_after = correctness_index(chain)
+    if o.pass_rate_band is not None and correct_after is None:
+        raise CurateError(f"{o.input}: --pass-rate-band needs pass rates, but the chain has no correctness filter "
+                          f"({', '.join(CORRECTNESS_FILTERS)}); chain: {', '.join(s['filter'] for s in chain)}")
+    config = {"input": str(Path(o.input).resolve()), "policy": o.policy,
+              "one_by": o.one_by if o.policy == "one" else None, "max_per_problem": o.max_per_problem,
+              "score": o.score, "score_order": o.score_order if o.score else None,
+              "pass_rate_band": list(o.pass_rate_band) if o.pass_rate_band else None, "seed": o.seed,
+              "filter_updated": fmanifest.get("updated")}
+    store = RunStore(o.out, stage="select")
+    store.check(config, o.overwrite)
+
+    with Progress("select", len(kept_files) + len(rejected), "files", enabled=o.progress) as bar:
+        frames = []
+        for f in kept_files:
+            frames.append(read_table_file(f))
+            bar.advance(1)
+        kept = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
+            schema={"problem_id": pl.String, "sample_id": pl.String})
+        if o.score and o.score not in kept.columns:
+            raise CurateError(f"--score {o.score!r}: the kept rows have no such column "
+                              f"(columns: {', '.join(kept.columns)})")
+        problems = problem_table(kept, rejected, correct_after)
+        bar.advance(len(rejected))
+
+    lineage = generate_lineage(fmanifest, o.input)
+    kept = kept.with_columns(pl.lit(lineage.get("path") or str(o.input)).alias("run"))
+    if o.pass_rate_band is not None:
+        low, high = o.pass_rate_band
+        in_band = pl.col("pass_rate").is_between(low, high, closed="both")
+    else:
+        in_band = pl.lit(True)
+    problems = problems.with_columns(in_band.alias("in_band"))
+    band_ids = problems.filter("in_band")["problem_id"]
+    selected = pick(kept.filter(pl.col("problem_id").is_in(band_ids.implode())), o)
+    per = selected.group_by("problem_id").len().rename({"len": "selected"})
+    problems = problems.join(per, on="problem_id", how="left").with_columns(pl.col("selected").fill_null(0))
+    if "source" in kept.columns and "domain" in kept.columns:
+        labels = kept.select("problem_id", "source", "domain").unique("problem_id", keep="first")
+        for k, f in rejected:  # problems with no kept row take their labels from a rejected one
+            labels = pl.concat([labels, read_table_file(f).select("problem_id", "source", "domain")],
+                               how="vertical_relaxed").unique("problem_id", keep="first")
+        problems = problems.join(labels, on="problem_id", how="left")
+    problems = problems.select(*[c for c in ("problem_id", "source", "domain") if c in problems.columns],
+                               "generated", "correct", "kept", "pass_rate", "in_band", "selected").sort("problem_id")
+
+    counts = {"problems": problems.height, "problems_in_band": int(problems["in_band"].sum()),
+              "problems_selected": int((problems["selected"] > 0).sum()), "generated": int(problems["generated"].sum()),
+              "correct": int(problems["correct"].sum()) if correct_after is not None else None, "kept": kept.height, "selected": selected.height}
+    manifest = {"stage": "select", "status": "complete", "config": config, "command": o.command,
+                "inputs": {"filter": {"path": str(Path(o.input).resolve()), "chain": chain, "funnel": fmanifest.get("funnel"),
+                                      "command": fmanifest.get("command")},
+                           "generate": lineage},
+                "correctness": {"filters": [s["filter"] for s in chain if s.get("filter") in CORRECTNESS_FILTERS],
+                                "rule": "kept, or rejected by a filter after the last correctness filter"},
+                "counts": counts, "versions": package_versions(), "created": now(),
+                "timings": {"seconds": round(time.time() - t0, 2)}}
+    _write_atomically(Path(o.out), selected, problems, manifest)
+    return manifest
+
+
+def _write_atomically(out: Path, selected: pl.DataFrame, problems: pl.DataFrame, manifest: dict) -> None:
+    """Everything into a temporary folder next to OUT, renamed into place at the end."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "data").mkdir(parents=True)
+    try:
+        selected.write_parquet(tmp / "data" / "part-00000.parquet", compression="zstd")
+        problems.write_parquet(tmp / "problems.parquet", compression="zstd")
+        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
+        if out.exists():
+            old = out.with_name(f".old-{os.getpid()}-{out.name}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pass_rate_histogram(problems: pl.DataFrame, bins: int = 10) -> list[dict]:
+    """Problems per pass-rate bin [i/bins, (i+1)/bins) (the last bin includes 1.0)."""
+    rates = problems["pass_rate"].drop_nulls().to_list()
+    counts = [0] * bins
+    for r in rates:
+        counts[min(int(r * bins), bins - 1)] += 1
+    return [{"low": i / bins, "high": (i + 1) / bins, "problems": c} for i, c in enumerate(counts)]
+
