@@ -77,3 +77,32 @@ def problems_file(tmp_path) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def mixture_dir(tiny_model, tmp_path_factory) -> Path:
+    """A small real mixture, built through the CLI as a user would: the tiny random Qwen2
+    generates 2 samples for 8 GSM8K problems (transformers backend), `filter` (dedup,
+    decontam: a random model's answers are all wrong, so no correctness filter here),
+    `select --policy all`, then `mix` of 16 reasoning rows and 8 general chat rows (4
+    rows up-sampled, `--no-cot`) with a test split. The folder has data/, dataset/
+    (a DatasetDict with train and test), README.md, plots/ and manifest.json."""
+    from helpers import curate
+
+    root = tmp_path_factory.mktemp("mixture")
+    problems = root / "problems.jsonl"
+    problems.write_text("\n".join((SHARED_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:8]) + "\n")
+    chat = root / "chat.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                                        "domain": "general"}) + "\n"
+                            for q, a in [("Hello!", "Hello! How can I help you today?"),
+                                         ("Name a primary colour.", "Red."),
+                                         ("Translate 'merci' to English.", "Thank you."),
+                                         ("What is the capital of France?", "Paris.")]))
+    curate("generate", "--input", problems, "--out", root / "generate", "--backend", "transformers", "--model", tiny_model,
+           "-n", "2", "--max-tokens", "16", "--batch-size", "8", "--no-progress")
+    curate("filter", "--input", root / "generate", "--out", root / "filter", "--filters", "dedup,decontam", "--no-progress")
+    curate("select", "--input", root / "filter", "--out", root / "select", "--policy", "all", "--no-progress")
+    curate("mix", "--out", root / "mix", "--source", f"reasoning={root / 'select'}:16", "--source", f"general={chat}:8",
+           "--allow-upsample", "--no-cot", "general", "--test-size", "0.25", "--seed", "0", "--no-progress")
+    return root / "mix"
