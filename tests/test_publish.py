@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -290,3 +291,21 @@ def test_a_refused_token_is_one_line_without_the_token(tmp_path, mix_dir):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "could not create the repo" in r.stderr and "401 (is the token valid?)" in r.stderr
     assert TOKEN not in r.stdout + r.stderr and [k for k, _, _ in hub.calls] == ["create"]
+
+
+def test_a_real_mix_output_publishes(tmp_path, mixture_dir):
+    """`curate mix`'s own output (the shared session fixture): its card passes the offline
+    checks, and all of it but dataset/ reaches the (scripted) Hub in one commit."""
+    root = tmp_path / "mix"
+    shutil.copytree(mixture_dir, root)
+    p = publish.plan(root, "someone/mix")
+    paths = [f.path_in_repo for f in p.files]
+    assert paths[:2] == ["README.md", "manifest.json"] and any(x.startswith("data/train-") for x in paths)
+    assert any(x.startswith("plots/") for x in paths) and not any(x.startswith("dataset/") for x in paths)
+    dry = curate("publish", root, "--repo", "someone/mix", "--dry-run", extra_env=no_token_env(tmp_path))
+    assert f"would publish {len(paths)} files" in dry.stdout and p.card.splitlines()[1] in dry.stdout
+    with fake_hub({}) as hub:
+        r = online("publish", root, "--repo", "someone/mix", env=no_token_env(tmp_path, HF_TOKEN=TOKEN, HF_ENDPOINT=hub.endpoint))
+    assert r.returncode == 0, r.stderr
+    (commit,) = hub.commits
+    assert [f["value"]["path"] for f in commit[1:]] == paths and TOKEN not in r.stdout + r.stderr
