@@ -36,6 +36,8 @@ demo: install
 	@# the default chain without `format`: SmolLM2 writes no <think> block
 	$(BIN)/curate filter --input runs/demo --out runs/demo-filter \
 	    --filters length,math,language,readability,dedup,decontam
+	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
+	$(BIN)/curate report runs/demo-filter --no-progress
 	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
 
 test: install
