@@ -405,7 +405,123 @@ def report(run_dir, out, samples, language_sample, seed, no_progress):
 # --- train sft (issue 5) ---
 
 
+@train.command("sft", context_settings={"max_content_width": 110})
+@click.option("--student", default=None, help="Model to train: Hub name, local folder, or `embedded` (SmolLM2-135M-Instruct).")
+@click.option("--data", default=None, help="A `curate mix` folder, a datasets folder, Parquet/JSONL with `messages`, or a Hub dataset.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: checkpoints, the final model, manifest.json.")
+@click.option("--config", default=None, help="Recipe: a built-in name (e.g. r1-distill-qwen-1.5b) or a YAML file; flags override it.")
+@click.option("--split", default=None, help="Split of a DatasetDict or Hub dataset [train].")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Train on the first N rows only.")
+@click.option("--epochs", default=None, type=float, help="Epochs [2, as R1's SFT].")
+@click.option("--max-steps", default=None, type=int, help="Stop after N optimizer steps (overrides --epochs).")
+@click.option("--lr", default=None, type=float, help="Peak learning rate [2e-5].")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Rows per device per step [8].")
+@click.option("--grad-accum", default=None, type=click.IntRange(min=1), help="Gradient accumulation steps [1].")
+@click.option("--max-length", default=None, type=click.IntRange(min=1), help="Tokens per row (packed sequence with --packing) [32768].")
+@click.option("--loss", default=None, type=click.Choice(["completion", "assistant", "all"]),
+              help="Trained tokens: the last assistant turn (any template) | every assistant turn ({% generation %}) | all [completion].")
+@click.option("--lora-r", default=None, type=click.IntRange(min=0), help="LoRA rank (peft, all linear layers); 0 = full fine-tune [0].")
+@click.option("--lora-alpha", default=None, type=int, help="LoRA alpha [2 × rank].")
+@click.option("--packing/--no-packing", default=None, help="BFD packing, padding-free (needs a flash-attention kernel) [off].")
+@click.option("--padding-free/--no-padding-free", default=None, help="Padding-free batches (with --packing) [off].")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="[on]")
+@click.option("--bf16/--no-bf16", default=None, help="[on where the GPU supports it]")
+@click.option("--liger/--no-liger", default=None, help="Liger kernels [on where installed, with a GPU].")
+@click.option("--attn-implementation", default=None, help="e.g. flash_attention_2 [transformers' default: sdpa].")
+@click.option("--chat-template", default=None, type=click.Path(dir_okay=False), help="A .jinja chat template for the student.")
+@click.option("--eos-token", default=None, help="The token the student stops at (e.g. '<|im_end|>' for a base model).")
+@click.option("--pad-token", default=None, help="Pad token [the tokenizer's, or a distinct special token when it is the EOS].")
+@click.option("--warmup-ratio", default=None, type=float, help="[0.03]")
+@click.option("--lr-scheduler", default=None, help="transformers scheduler name [cosine_with_min_lr, to 10%].")
+@click.option("--weight-decay", default=None, type=float, help="[0.0]")
+@click.option("--seed", default=None, type=int, help="[42]")
+@click.option("--save-steps", default=None, type=click.IntRange(min=1), help="Checkpoint every N steps (and at the end) [500].")
+@click.option("--save-total-limit", default=None, type=click.IntRange(min=1), help="Keep only the last N checkpoints.")
+@click.option("--logging-steps", default=None, type=click.IntRange(min=1), help="[10]")
+@click.option("--lint-rows", default=None, type=click.IntRange(min=1), help="Rows the chat-template lint checks [64].")
+@click.option("--lint-only", is_flag=True, help="Print a rendered row, its trained tokens and the lint verdict; train nothing.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier `curate train sft` run in --out.")
+@click.option("--push-to-hub", default=None, metavar="REPO", help="Upload the final model to this Hub repo (token from `hf auth login` / HF_TOKEN).")
+@click.option("--num-processes", default=None, type=click.IntRange(min=1), help="Train on N GPUs through `accelerate launch`.")
+@click.option("--accelerate-config", default=None, help="zero3, fsdp (shipped) or an accelerate YAML; implies `accelerate launch`.")
+@click.option("--print-launch", is_flag=True, help="Print the `accelerate launch` line and stop.")
+@click.option("--no-progress", is_flag=True)
+@click.option("--launched", is_flag=True, hidden=True)
+def train_sft(no_progress, **values):
+    """Distil a student on curate data with TRL's SFTTrainer, after linting its chat template."""
+    from curate.train import sft
+
+    flags = ("lint_only", "resume", "overwrite", "print_launch", "launched")
+    values = {k: (v or None) if k in flags else v for k, v in values.items()}
+    values["progress"] = False if no_progress else None
+    sys.exit(sft.run(values, echo=click.echo, command=["curate", *sys.argv[1:]]))
+
+
 # --- train grpo / eval (issue 5) ---
+
+
+def _key_values(items, option: str) -> dict:
+    """KEY=VALUE pairs; values read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CurateError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@train.command("grpo")
+@click.option("--policy", required=True, help="The model to train: Hub name or local folder.")
+@click.option("--prompts", required=True, help="Problems with reference answers (file, run dir, select output, Hub name), or a `curate mix` output.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: manifest.json, log.jsonl, checkpoint-N/, model/.")
+@click.option("--rewards", default="accuracy,format", show_default=True, help="NAME[:WEIGHT],... of accuracy, format, language, overlong.")
+@click.option("--template", default="r1_zero", show_default=True, help="Prompt template for problems (r1_zero: base models; reasoning_chat: chat models).")
+@click.option("--answers", default=None, help="Reference answers by problem_id (problems file or run), for prompts that lack them (a mixture).")
+@click.option("--split", default="train", show_default=True)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Use only the first N prompts.")
+@click.option("--lang", default="en", show_default=True, help="Target language of the language reward (a row's `language` column wins).")
+@click.option("--format-style", type=click.Choice(["think", "r1_zero"]), default=None, help="Default: r1_zero with the r1_zero template, else think.")
+@click.option("--num-generations", default=16, show_default=True, type=int, help="Samples per prompt (R1: 16).")
+@click.option("--prompts-per-step", default=32, show_default=True, type=int, help="Prompts per optimizer step (R1: 32).")
+@click.option("--micro-batch", default=16, show_default=True, type=int, help="Completions per forward/backward pass.")
+@click.option("--max-steps", default=-1, show_default=True, type=int, help="Optimizer steps (-1: --epochs over the prompts).")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--max-completion-length", default=1024, show_default=True, type=int)
+@click.option("--learning-rate", default=3e-6, show_default=True, type=float, help="R1: 3e-6.")
+@click.option("--beta", default=0.001, show_default=True, type=float, help="KL coefficient (R1: 0.001; k3 estimator).")
+@click.option("--epsilon", default=0.2, show_default=True, type=float, help="Clip range of the ratio.")
+@click.option("--temperature", default=1.0, show_default=True, type=float, help="Rollout temperature (R1: 1.0).")
+@click.option("--loss-type", default="grpo", show_default=True, help="TRL loss_type (R1: grpo; TRL's default: dapo).")
+@click.option("--overlong-buffer", default=256, show_default=True, type=int, help="overlong reward: tokens before the limit where the penalty ramps.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--save-steps", default=100, show_default=True, type=int, help="Checkpoint every N steps (re-running resumes from the last).")
+@click.option("--vllm/--no-vllm", "use_vllm", default=None, help="Generate with vLLM (default: when a GPU and vLLM are present).")
+@click.option("--trl", "trl_args", multiple=True, help="KEY=VALUE: any other GRPOConfig field (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run with a different config.")
+@click.option("--no-progress", is_flag=True)
+def train_grpo(policy, prompts, out, rewards, template, answers, split, limit, lang, format_style, num_generations,
+               prompts_per_step, micro_batch, max_steps, epochs, max_completion_length, learning_rate, beta, epsilon,
+               temperature, loss_type, overlong_buffer, seed, save_steps, use_vllm, trl_args, overwrite, no_progress):
+    """R1-Zero / R1 reasoning RL: TRL's GRPOTrainer with R1's rule rewards and settings."""
+    from curate.train import grpo
+
+    m = grpo.run(grpo.GRPOOptions(
+        policy=policy, prompts=prompts, out=out, rewards=rewards, template=template, answers=answers, split=split,
+        limit=limit, lang=lang, format_style=format_style, num_generations=num_generations,
+        prompts_per_step=prompts_per_step, micro_batch=micro_batch, max_steps=max_steps, epochs=epochs,
+        max_completion_length=max_completion_length, learning_rate=learning_rate, beta=beta, epsilon=epsilon,
+        temperature=temperature, loss_type=loss_type, overlong_buffer=overlong_buffer, seed=seed,
+        save_steps=save_steps, vllm=use_vllm, trl=_key_values(trl_args, "--trl"), overwrite=overwrite,
+        progress=not no_progress, command=["curate", *sys.argv[1:]]))
+    last = m.get("last_metrics") or {}
+    parts = ", ".join(f"{name} {last[f'rewards/{name}/mean']:.3f}" for name in m["rewards"] if f"rewards/{name}/mean" in last)
+    click.echo(f"{'already complete: ' if m.get('already_complete') else ''}{m['steps']} steps on "
+               f"{m['data']['rows']:,} prompts ({m['generation']}); last step: reward {last.get('reward', float('nan')):.3f}"
+               f" ({parts}), kl {last.get('kl', float('nan')):.4f} -> {out}/model")
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("curate/cli.py", "curate/filters/__init__.py", "curate/train/__init__.py",
                      "curate/prompts/r1_zero.jinja", "curate/prompts/examples/cold_start_math.jsonl",
-                     "curate/data_cards/README.md", "curate/data/gsm8k_sample.jsonl", "curate/data/LICENSE-gsm8k"):
+                     "curate/data_cards/README.md", "curate/data/gsm8k_sample.jsonl", "curate/data/LICENSE-gsm8k",
+                     "curate/train/recipes/r1-distill-qwen-1.5b.yaml", "curate/train/accelerate/zero3.yaml",
+                     "curate/train/accelerate/fsdp.yaml"):
         assert expected in names, expected
     assert not [n for n in names if n.startswith(("filters/", "train/", "prompts/", "tests/"))]
 

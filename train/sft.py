@@ -1,0 +1,589 @@
+"""`curate train sft`: distil a student on a curate mixture with TRL's SFTTrainer.
+
+TRL does the training. What this module adds, in the order it runs:
+
+1. one config from three layers: our defaults (SFT_DEFAULTS) < a recipe YAML
+   (`--config NAME_OR_PATH`, train/recipes/) < the flags given on the command line;
+2. the data: a `curate mix` folder, a datasets folder, Parquet / JSONL with `messages`,
+   or a Hub dataset, checked for a `messages` column before any model is loaded;
+3. the student's tokenizer with the overrides (`--chat-template`, `--eos-token`,
+   `--pad-token`; with pad == EOS and no `--pad-token`, a distinct special token);
+4. the lint (train/lint.py) on real rows: a refusal is one line, exit 2, nothing written;
+5. with `--num-processes N` or `--accelerate-config`, the exact `accelerate launch` line,
+   printed and run (it re-enters here through `python -m curate.train.sft`);
+6. TRL's SFTTrainer, a progress bar, checkpoints in OUT/checkpoint-N (`--resume` continues
+   from the last), the final model in OUT, OUT/manifest.json, and `--push-to-hub`.
+
+Where our defaults differ from TRL's SFTConfig, and why:
+
+| option | TRL | curate | why |
+| --- | --- | --- | --- |
+| loss | whole sequence for `messages` rows | `completion`: the last assistant turn only | a student should not learn to write the prompts; needs no `{% generation %}` markers |
+| epochs | 3 | 2 | DeepSeek-R1's SFT on its 800k samples ran two epochs (arXiv 2501.12948, §2.3.3) |
+| max_length | 1024 | 32768 | R1 traces run to thousands of tokens; 1024 truncates nearly all (open-r1 distils at 32768) |
+| lr schedule | linear, no warm-up | cosine to 10% + 3% warm-up | open-r1's OpenR1-Distill-7B recipe |
+| bf16 | on, even on CPU | on where the GPU supports it | fp32 on CPU |
+| pad token | pad, else EOS | a distinct special token when pad == EOS | see the lint |
+| packing / padding-free | off | off; refused without a varlen attention kernel | with sdpa, packed rows attend to each other (measured) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from curate.errors import CurateError
+
+HERE = Path(__file__).resolve().parent
+RECIPES = HERE / "recipes"
+ACCELERATE = HERE / "accelerate"
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn2",
+                   "kernels-community/flash-attn3", "kernels-community/vllm-flash-attn3")
+
+SFT_DEFAULTS = {
+    "student": None,
+    "data": None,
+    "split": "train",
+    "limit": None,
+    "epochs": 2.0,
+    "max_steps": -1,
+    "lr": 2e-5,
+    "batch_size": 8,
+    "grad_accum": 1,
+    "max_length": 32768,
+    "loss": "completion",
+    "lora_r": 0,
+    "lora_alpha": None,
+    "packing": False,
+    "padding_free": False,
+    "gradient_checkpointing": True,
+    "bf16": None,  # None: on where the GPU supports bf16
+    "liger": None,  # None: on where liger-kernel is installed and a GPU is present
+    "attn_implementation": None,
+    "chat_template": None,
+    "eos_token": None,
+    "pad_token": None,
+    "warmup_ratio": 0.03,
+    "lr_scheduler": "cosine_with_min_lr",
+    "min_lr_rate": 0.1,
+    "weight_decay": 0.0,
+    "seed": 42,
+    "save_steps": 500,
+    "save_total_limit": None,
+    "logging_steps": 10,
+    "lint_rows": 64,
+    "push_to_hub": None,
+}
+# Options that only steer this process (never part of a recipe, never passed on by a launch).
+RUN_FLAGS = ("out", "config", "resume", "overwrite", "lint_only", "num_processes", "accelerate_config",
+             "print_launch", "progress", "launched", "command")
+
+
+# --- config ------------------------------------------------------------------------
+
+
+def resolve(cli_values: dict) -> dict:
+    """Defaults < recipe (`config`) < the flags given (not None)."""
+    cfg = dict(SFT_DEFAULTS)
+    if cli_values.get("config"):
+        cfg.update(load_recipe(cli_values["config"]))
+    cfg.update({k: v for k, v in cli_values.items() if v is not None and k not in RUN_FLAGS})
+    for key in ("student", "data"):
+        if not cfg[key]:
+            raise CurateError(f"--{key} is required (or set `{key}:` in the recipe)")
+    if cfg["loss"] not in ("completion", "assistant", "all"):
+        raise CurateError(f"loss: {cfg['loss']!r} is not one of completion, assistant, all")
+    if (cfg["packing"] or cfg["padding_free"]) and cfg["attn_implementation"] not in FLASH_ATTENTION:
+        raise CurateError(
+            f"--packing / --padding-free put several rows in one sequence; with attention "
+            f"{cfg['attn_implementation'] or 'sdpa'!r} they attend to each other (measured: wrong logits for every row "
+            "after the first); fix: --attn-implementation flash_attention_2 (GPU), or drop --packing / --padding-free")
+    if cfg["padding_free"] and not cfg["packing"]:
+        raise CurateError("--padding-free without --packing cannot enforce --max-length (TRL); add --packing")
+    for key in ("epochs", "lr", "batch_size", "grad_accum", "max_length", "lint_rows"):
+        if not isinstance(cfg[key], (int, float)) or cfg[key] <= 0:
+            raise CurateError(f"{key}: must be a positive number, got {cfg[key]!r}")
+    return cfg
+
+
+def recipe_path(name: str) -> Path:
+    p = Path(name)
+    if p.is_file():
+        return p
+    builtin = RECIPES / f"{name.removesuffix('.yaml')}.yaml"
+    if builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(x.stem for x in RECIPES.glob("*.yaml")))
+    raise CurateError(f"--config {name}: no such file or built-in recipe (built-in: {names})")
+
+
+def load_recipe(name: str) -> dict:
+    import yaml
+
+    path = recipe_path(name)
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise CurateError(f"{path}{where}: malformed YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(recipe, dict):
+        raise CurateError(f"{path}: a recipe is a mapping of option: value")
+    recipe = {str(k).replace("-", "_"): v for k, v in recipe.items()}
+    unknown = sorted(set(recipe) - set(SFT_DEFAULTS))
+    if unknown:
+        raise CurateError(f"{path}: unknown option {unknown[0]!r} (options: {', '.join(SFT_DEFAULTS)})")
+    return recipe
+
+
+def accelerate_config_path(name: str) -> Path:
+    p = Path(name)
+    if p.is_file():
+        return p.resolve()
+    builtin = ACCELERATE / f"{name.removesuffix('.yaml')}.yaml"
+    if builtin.is_file():
+        return builtin
+    raise CurateError(f"--accelerate-config {name}: no such file (built-in: zero3, fsdp)")
+
+
+# --- data --------------------------------------------------------------------------
+
+
+def load_data(path: str, split: str, limit: int | None):
+    """A `messages` dataset from a mix folder, a datasets folder, Parquet/JSONL or the Hub."""
+    import datasets
+
+    p = Path(path)
+    if p.is_dir() and (p / "dataset").is_dir():
+        folder, kind = p / "dataset", "mixture"
+    elif p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
+        folder, kind = p, "datasets"
+    else:
+        folder, kind = None, "files" if p.exists() else "hub"
+    if folder is not None:
+        try:
+            ds = datasets.load_from_disk(str(folder))
+        except Exception as e:  # noqa: BLE001
+            raise CurateError(f"{folder}: could not load the datasets folder ({type(e).__name__}: {e})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise CurateError(f"{path}: no split {split!r}; the splits are: {', '.join(ds)}; pass --split")
+            ds = ds[split]
+    elif kind == "files":
+        import polars as pl
+
+        from curate.store import read_table_file, table_files
+
+        ds = datasets.Dataset(pl.concat([read_table_file(f) for f in table_files(p)], how="diagonal_relaxed").to_arrow())
+    else:
+        from curate.inputs import read_hub
+
+        table, _ = read_hub(path, split)
+        ds = datasets.Dataset(table)
+    if "messages" not in ds.column_names:
+        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(ds.column_names)}); "
+                          "give a `curate mix` output or rows with a list of {role, content} messages")
+    if len(ds) == 0:
+        raise CurateError(f"{path}: no rows")
+    if limit:
+        ds = ds.select(range(min(limit, len(ds))))
+    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": ds._fingerprint}
+    return ds, info
+
+
+def check_row(messages, where: str) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise CurateError(f"{where}: `messages` must be a non-empty list of {{role, content}}")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise CurateError(f"{where}: every message needs a string role and content, got {str(m)[:80]}")
+    roles = [m["role"] for m in messages]
+    if "assistant" not in roles[1:]:
+        raise CurateError(f"{where}: no assistant turn after the prompt (roles: {', '.join(roles)})")
+
+
+def to_training_rows(ds, loss: str, path: str):
+    """The shape TRL trains on: prompt/completion for `completion` loss, else messages."""
+    from curate.train.lint import to_prompt_completion
+
+    def convert(row, i):
+        check_row(row["messages"], f"{path}: row {i}")
+        messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        return to_prompt_completion(messages) if loss == "completion" else {"messages": messages}
+
+    return ds.map(convert, with_indices=True, remove_columns=ds.column_names, desc="Checking rows")
+
+
+# --- student -----------------------------------------------------------------------
+
+
+def student_path(name: str) -> str:
+    if name == "embedded":
+        from curate.embedded import embedded_model_dir
+
+        return str(embedded_model_dir())
+    return name
+
+
+def load_tokenizer(cfg: dict):
+    from transformers import AutoTokenizer
+
+    student = student_path(cfg["student"])
+    try:
+        tok = AutoTokenizer.from_pretrained(student)
+    except Exception as e:  # noqa: BLE001 - offline, unknown name, no tokenizer files
+        raise CurateError(f"--student {cfg['student']}: could not load its tokenizer ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160]})") from None
+    if cfg["chat_template"]:
+        p = Path(cfg["chat_template"])
+        if not p.is_file():
+            raise CurateError(f"--chat-template {p}: no such file")
+        tok.chat_template = p.read_text()
+    for key in ("eos_token", "pad_token"):
+        token = cfg[key]
+        if token and token not in tok.get_vocab():
+            raise CurateError(f"--{key.replace('_', '-')} {token!r}: not in the student's vocabulary")
+    if cfg["eos_token"]:
+        tok.eos_token = cfg["eos_token"]
+    return tok
+
+
+def student_eos_ids(student: str, tok) -> list[int]:
+    """The token ids the student stops at: its generation config's EOS, else its config's."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(student).eos_token_id
+    except Exception:  # noqa: BLE001 - no generation_config.json
+        try:
+            eos = AutoConfig.from_pretrained(student).eos_token_id
+        except Exception:  # noqa: BLE001
+            eos = None
+    ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    return ids + [tok.eos_token_id]
+
+
+def lint_rows(ds, n: int) -> list[dict]:
+    """Up to `n` rows spread evenly over the data (deterministic)."""
+    step = max(1, len(ds) // n)
+    idx = list(range(0, len(ds), step))[:n]
+    rows = []
+    for i in idx:
+        messages = ds[i]["messages"]
+        check_row(messages, f"row {i}")
+        rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]})
+    return rows
+
+
+def run_lint(cfg: dict, tok, ds):
+    from curate.train.lint import choose_pad_token, lint
+
+    rows = lint_rows(ds, cfg["lint_rows"])
+    notes = []
+    if not cfg["pad_token"] and (tok.pad_token is None or tok.pad_token == tok.eos_token):
+        rendered = [tok.apply_chat_template(r["messages"], tokenize=False) for r in rows[:8]] if tok.chat_template else []
+        pad = choose_pad_token(tok, tok.eos_token, rendered)
+        if pad:
+            notes.append(f"pad token {tok.pad_token!r} is the EOS token; padding with {pad!r} instead")
+            tok.pad_token = pad
+    elif cfg["pad_token"]:
+        tok.pad_token = cfg["pad_token"]
+    report = lint(tok, rows, loss=cfg["loss"], max_length=cfg["max_length"],
+                  eos_token_ids=student_eos_ids(student_path(cfg["student"]), tok),
+                  padding_free=cfg["packing"] or cfg["padding_free"])
+    report.notes[:0] = notes
+    return report
+
+
+# --- multi-GPU -----------------------------------------------------------------------
+
+
+def launch_command(cli_values: dict) -> list[str]:
+    """`accelerate launch [--config_file F] [--num_processes N] -m curate.train.sft ARGS --launched`."""
+    exe = Path(sys.executable).parent / "accelerate"
+    cmd = [str(exe) if exe.exists() else "accelerate", "launch"]
+    if cli_values.get("accelerate_config"):
+        cmd += ["--config_file", str(accelerate_config_path(cli_values["accelerate_config"]))]
+    if cli_values.get("num_processes"):
+        cmd += ["--num_processes", str(cli_values["num_processes"])]
+    cmd += ["-m", "curate.train.sft"]
+    for key, value in cli_values.items():
+        if value is None or key in ("num_processes", "accelerate_config", "print_launch", "launched"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "progress":
+            cmd += ["--no-progress"]
+        elif isinstance(value, bool):
+            cmd += [flag] if value else [f"--no-{key.replace('_', '-')}"] if key in SFT_DEFAULTS else []
+        else:
+            cmd += [flag, str(value)]
+    return cmd + ["--launched"]
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def check_out(out: Path, cfg: dict, resume: bool, overwrite: bool) -> str | None:
+    """Refuse to mix runs; returns the checkpoint to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"{out}: exists and is not a directory")
+    manifest = out / "manifest.json"
+    old = json.loads(manifest.read_text()) if manifest.is_file() else None
+    if resume:
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise CurateError(f"{out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
+        if old and (old["config"]["student"], old["config"]["data"]) != (cfg["student"], cfg["data"]):
+            raise CurateError(f"{out}: holds a run of {old['config']['student']} on {old['config']['data']}; "
+                              "resume it with the same --student and --data")
+        return last
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise CurateError(f"{out}: exists and is not empty; pass --resume to continue from its last checkpoint, "
+                              "--overwrite to replace it, or choose another --out")
+        if not old or old.get("stage") != "sft":
+            raise CurateError(f"{out}: holds no `curate train sft` run; --overwrite replaces only those")
+        shutil.rmtree(out)
+    return None
+
+
+def check_hub(repo: str) -> None:
+    """Before any training: the Hub is reachable and a token is set (never printed)."""
+    from huggingface_hub import HfApi, constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise CurateError(f"--push-to-hub {repo}: the Hub is offline (HF_HUB_OFFLINE=1); unset it or drop --push-to-hub")
+    if not get_token():
+        raise CurateError(f"--push-to-hub {repo}: no Hugging Face token; run `hf auth login` or set HF_TOKEN")
+    try:
+        HfApi().whoami()
+    except Exception as e:  # noqa: BLE001
+        raise CurateError(f"--push-to-hub {repo}: the Hub did not accept the token ({type(e).__name__})") from None
+
+
+def run(cli_values: dict, echo=print, command: list | None = None) -> int:
+    """The whole command. Returns the exit code of the (launched) training."""
+    cfg = resolve(cli_values)
+    launched = bool(cli_values.get("launched"))
+    main = int(os.environ.get("RANK", "0")) == 0
+    say = echo if main else (lambda *a, **k: None)
+    out = Path(cli_values["out"])
+    resume = bool(cli_values.get("resume"))
+    lint_only = bool(cli_values.get("lint_only"))
+    launch = not launched and (cli_values.get("num_processes") or cli_values.get("accelerate_config"))
+    if cfg["push_to_hub"] and not lint_only:
+        check_hub(cfg["push_to_hub"])
+    checkpoint = None
+    if not lint_only and not launched:
+        checkpoint = check_out(out, cfg, resume, bool(cli_values.get("overwrite")))
+    elif launched and resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(str(out))
+
+    ds, data_info = load_data(cfg["data"], cfg["split"], cfg["limit"])
+    tok = load_tokenizer(cfg)
+    report = run_lint(cfg, tok, ds)
+    if lint_only or not launched:
+        say(report.render() if lint_only else "\n".join([f"note: {n}" for n in report.notes] + [report.verdict()]))
+    if not report.ok:
+        raise CurateError(report.problems[0])
+    if lint_only:
+        return 0
+
+    if launch:
+        cmd = launch_command(cli_values)
+        say(shlex.join(cmd))
+        if cli_values.get("print_launch"):
+            return 0
+        return subprocess.call(cmd)
+    if cli_values.get("print_launch"):
+        raise CurateError("--print-launch needs --num-processes or --accelerate-config")
+    return train(cfg, cli_values, out, ds, data_info, tok, report, checkpoint, say, main, command)
+
+
+def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, say, main, command) -> int:
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from curate.store import now, package_versions
+
+    cuda = torch.cuda.is_available()
+    bf16 = cfg["bf16"] if cfg["bf16"] is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    liger = cfg["liger"] if cfg["liger"] is not None else bool(cuda and _installed("liger_kernel"))
+    if liger and not _installed("liger_kernel"):
+        raise CurateError("--liger: liger-kernel is not installed; `pip install liger-kernel` or pass --no-liger")
+    student = student_path(cfg["student"])
+    rows = to_training_rows(ds, cfg["loss"], cfg["data"])
+    progress = cli_values.get("progress") is not False and main
+
+    args = SFTConfig(
+        output_dir=str(out),
+        num_train_epochs=cfg["epochs"],
+        max_steps=cfg["max_steps"],
+        learning_rate=cfg["lr"],
+        per_device_train_batch_size=cfg["batch_size"],
+        gradient_accumulation_steps=cfg["grad_accum"],
+        max_length=cfg["max_length"],
+        packing=cfg["packing"],
+        padding_free=cfg["padding_free"],
+        completion_only_loss=cfg["loss"] == "completion",
+        assistant_only_loss=cfg["loss"] == "assistant",
+        gradient_checkpointing=cfg["gradient_checkpointing"],
+        bf16=bf16,
+        use_liger_kernel=liger,
+        eos_token=cfg["eos_token"],
+        warmup_steps=cfg["warmup_ratio"],
+        lr_scheduler_type=cfg["lr_scheduler"],
+        lr_scheduler_kwargs={"min_lr_rate": cfg["min_lr_rate"]} if cfg["lr_scheduler"] == "cosine_with_min_lr" else None,
+        weight_decay=cfg["weight_decay"],
+        seed=cfg["seed"],
+        save_strategy="steps",
+        save_steps=cfg["save_steps"],
+        save_total_limit=cfg["save_total_limit"],
+        logging_steps=cfg["logging_steps"],
+        report_to=[],
+        disable_tqdm=True,
+    )
+    model_kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float32}
+    if cfg["attn_implementation"]:
+        model_kwargs["attn_implementation"] = cfg["attn_implementation"]
+    try:
+        model = AutoModelForCausalLM.from_pretrained(student, **model_kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise CurateError(f"--student {cfg['student']}: could not load the model ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160]})") from None
+    peft_config = None
+    if cfg["lora_r"]:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"] or 2 * cfg["lora_r"], lora_dropout=0.05,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+
+    bar = progress_callback(progress)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, peft_config=peft_config,
+                         callbacks=[bar])
+    bar.trainer = trainer
+    _check_trainer_labels(trainer, tok, report)
+
+    manifest = {
+        "stage": "sft", "status": "running", "started": now(), "command": command,
+        "config": cfg, "data": data_info, "student": student, "lint": report.to_dict(),
+        "trl_config": {"bf16": bf16, "use_liger_kernel": liger, "resume_from": checkpoint},
+        "versions": {**package_versions(), **_versions("trl", "peft", "accelerate", "datasets")},
+    }
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "manifest.json", manifest)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.time() - t0
+    tokens = trainer._total_train_tokens
+    if main:
+        tmp = out / f".tmp-final-{os.getpid()}"
+        trainer.save_model(str(tmp))
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+        tmp.rmdir()
+    trainer.accelerator.wait_for_everyone()
+    manifest.update(status="done", finished=now(), train={
+        "global_step": trainer.state.global_step, "train_loss": result.training_loss,
+        "seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+        "log_history": trainer.state.log_history[-20:]})
+    if main:
+        _write_json(out / "manifest.json", manifest)
+        say(f"trained {trainer.state.global_step} steps in {seconds:.1f} s ({tokens:,} tokens, "
+            f"{tokens / max(seconds, 1e-9):,.0f} tok/s, loss {result.training_loss:.4f}); model in {out}")
+        if cfg["push_to_hub"]:
+            push(out, cfg["push_to_hub"], say)
+    return 0
+
+
+def push(out: Path, repo: str, say) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo, exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=repo, ignore_patterns=["checkpoint-*", ".tmp-*"])
+    except Exception as e:  # noqa: BLE001
+        raise CurateError(f"--push-to-hub {repo}: upload failed ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                          f"the model is saved in {out}") from None
+    say(f"pushed {out} to https://huggingface.co/{repo}")
+
+
+def _check_trainer_labels(trainer, tok, report) -> None:
+    """TRL's prepared training rows must agree with the lint: the end-of-turn token is trained."""
+    end = tok.convert_tokens_to_ids(report.end_token)
+    first = trainer.train_dataset[0]
+    if end not in [t for t, label in zip(first["input_ids"], first["labels"]) if label != -100]:
+        raise CurateError(f"TRL's prepared first row does not train the end-of-turn token {report.end_token!r} "
+                          "(truncated by --max-length?); fix: raise --max-length")
+
+
+def progress_callback(enabled: bool):
+    """A TrainerCallback that drives curate's progress bar (steps, and tokens/s from TRL's count)."""
+    from transformers import TrainerCallback
+
+    from curate.progress import Progress
+
+    class ProgressCallback(TrainerCallback):
+        trainer = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = Progress("sft", state.max_steps, "steps", state.global_step, enabled, tokens=True).__enter__()
+            self.tokens = 0
+
+        def on_step_end(self, args, state, control, **kw):
+            total = self.trainer._total_train_tokens if self.trainer else 0
+            self.bar.advance(1, tokens=total - self.tokens)
+            self.tokens = total
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.__exit__(None, None, None)
+
+    return ProgressCallback()
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _versions(*names) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    """`python -m curate.train.sft ARGS` is `curate train sft ARGS` (the target of `accelerate launch`)."""
+    from curate.cli import cli
+
+    cli(["train", "sft", *sys.argv[1:]], prog_name="curate")
+
+
+if __name__ == "__main__":
+    main()
