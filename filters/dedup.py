@@ -6,8 +6,10 @@ Pure helpers, usable on one text:
     normalize_text(s)            NFKC, lowercase, punctuation and symbols -> space,
                                  whitespace collapsed, ends stripped
     exact_key(s) -> int          xxh3_64 of normalize_text(s)
-    minhash_signature(s)         rensa RMinHash over word 5-grams of the normalised text
-                                 (a text of fewer than 5 words is one shingle: itself)
+    minhash_signature(s)         MinHash digest (rensa R-MinHash, uint32[num_perm]) of the
+                                 word 5-grams of the normalised text (a text of fewer
+                                 than 5 words is one shingle: itself)
+    estimated_jaccard(a, b)      share of equal digest slots
 
 `Dedup` is a stateful filter. `prepare(frame)` sees the whole input once and decides
 everything; `__call__(batch)` only looks the batch's rows up by `sample_id`.
@@ -18,10 +20,18 @@ How prepare decides:
    completion joined by a newline: the pair is the unit). Null texts take no part.
 2. Exact: polars computes the normalised text column (vectorised), xxh3_64 keys it, and
    rows with equal keys form a group.
-3. Near (`mode="near"` or `"both"`): one MinHash signature per distinct exact key,
-   inserted into rensa's `RMinHashLSH(threshold, num_perm, bands)`; every LSH candidate
-   pair is verified with the estimated Jaccard (share of equal signature slots) >=
-   `threshold` (the "estimated-Jaccard check": LSH only proposes, it never decides).
+3. Near (`mode="near"` or `"both"`): one MinHash signature per distinct exact key.
+   No Python string is made per shingle: polars splits the normalised texts into
+   words and hashes them, numpy combines each run of 5 word hashes into one shingle
+   hash, and rensa computes all the signatures from that flat buffer in one call.
+   rensa's `RMinHashLSH(threshold, num_perm, bands)` then flags the rows that share a
+   band with another row (most rows share none and are done); only the flagged rows'
+   signatures come back to numpy, where rows sharing a band (the same layout: `bands`
+   consecutive slices of `num_perm / bands` slots) become candidate pairs, and every
+   candidate pair is verified with the estimated Jaccard (share of equal signature
+   slots) >= `threshold` (the "estimated-Jaccard check": LSH only proposes, it never
+   decides). Word hashes come from polars' seeded hash, which polars does not promise
+   to keep across its versions: signatures are recomputed on every run, never stored.
 4. Clusters: union-find over exact groups and verified near pairs. The survivor of a
    cluster is the row with the smallest `sample_id` (string order), so the choice does
    not depend on batch order or on the order of the input files; without a
@@ -47,6 +57,7 @@ prepare, in order, starting at row 0 (the filter counts rows as batches pass).
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -79,19 +90,64 @@ def exact_key(s: str) -> int:
     return xxhash.xxh3_64_intdigest(normalize_text(s).encode())
 
 
-def shingles(normalised: str, ngram: int = NGRAM) -> list[str]:
-    """Word n-grams of an already normalised text; a shorter text is one shingle."""
-    words = normalised.split(" ")
-    if len(words) < ngram:
-        return [normalised]
-    return list(map(" ".join, zip(*(words[i:] for i in range(ngram)))))
+# One odd 64-bit constant per position of a word in its n-gram: a shingle's hash is
+# sum(word_hash[k] * C[k]) mod 2**64, so "a b c d e" and "b a c d e" differ.
+_POSITION_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                  0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0x94D049BB133111EB,
+                                  0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D], dtype=np.uint64)
 
 
-def minhash_signature(text: str, num_perm: int = 128, ngram: int = NGRAM) -> RMinHash:
-    """rensa RMinHash over word n-grams of normalize_text(text)."""
-    m = RMinHash(num_perm, SEED)
-    m.update(shingles(normalize_text(text), ngram))
-    return m
+def shingle_hashes(normalised: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
+    """The word n-grams of every (non-null, normalised) text as uint64 hashes in one flat
+    array, and the row offsets into it (length rows + 1). A text of fewer than `ngram`
+    words is one shingle: the hash of the whole text."""
+    if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
+        raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
+    words = normalised.str.split(" ")
+    lengths = words.list.len().to_numpy().astype(np.int64)
+    word_hashes = words.explode().hash(seed=SEED).to_numpy()
+    m = max(len(word_hashes) - ngram + 1, 0)  # an n-gram starts at every flat position < m
+    grams = word_hashes[:m] * _POSITION_MULTIPLIERS[0]
+    product = np.empty_like(grams)
+    for k in range(1, ngram):
+        grams += np.multiply(word_hashes[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
+    # keep the n-grams that end inside their own text. The starts to drop are the last
+    # ngram-1 positions before each text's end: for a long text, those that reach into
+    # the next one; a short text's own positions are all among them; and any earlier
+    # position they hit is one of these of an earlier text already.
+    ends = np.cumsum(lengths)
+    crossing = (ends[:, None] - np.arange(1, ngram)[None, :]).ravel()
+    valid = np.ones(m, dtype=bool)
+    valid[crossing[(crossing >= 0) & (crossing < m)]] = False
+    grams = grams[valid]
+    short = lengths < ngram
+    counts = np.where(short, 1, lengths - ngram + 1)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    flat = np.empty(offsets[-1], dtype=np.uint64)
+    own = np.zeros(offsets[-1], dtype=bool)
+    own[offsets[:-1][short]] = True
+    flat[~own] = grams
+    if short.any():
+        flat[own] = normalised.filter(pl.Series(short)).hash(seed=SEED).to_numpy()
+    return flat, offsets
+
+
+def signature_matrix(normalised: pl.Series, num_perm: int):
+    """rensa's digest matrix (one row of num_perm uint32 per text) of the shingle hashes."""
+    flat, offsets = shingle_hashes(normalised)
+    return RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
+
+
+def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray:
+    """The MinHash digest of normalize_text(text), as the filter computes it."""
+    matrix = signature_matrix(pl.Series([normalize_text(text)], dtype=pl.String), num_perm)
+    return np.array(matrix.to_rows()[0], dtype=np.uint32)
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Share of equal digest slots (row-wise for matrices)."""
+    return (a == b).mean(axis=-1)
 
 
 def lsh_bands(threshold: float, num_perm: int) -> int:
@@ -102,12 +158,45 @@ def lsh_bands(threshold: float, num_perm: int) -> int:
     return next((b for b in divisors if (1 / b) ** (b / num_perm) <= threshold - 0.05), num_perm)
 
 
-def signatures(normalised: list[str], num_perm: int) -> tuple[list[RMinHash], np.ndarray]:
-    """RMinHash objects (for the LSH index) and the digests as an (n, num_perm) matrix
-    (for the Jaccard check)."""
-    hashes = RMinHash.from_token_sets([shingles(t) for t in normalised], num_perm, SEED)
-    matrix = np.array([m.digest() for m in hashes], dtype=np.uint32).reshape(len(hashes), num_perm)
-    return hashes, matrix
+def candidate_pairs(digests: np.ndarray, bands: int) -> np.ndarray:
+    """(i, j), i < j, for the rows of `digests` that are equal on all the slots of at
+    least one band (bands consecutive slices, as rensa's index bands them): an (k, 2)
+    int64 array, each pair once."""
+    n, num_perm = digests.shape
+    if n < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    rows = num_perm // bands
+    keyed = [pl.Series(f"s{k}", digests[:, k]) for k in range(num_perm)]
+    frames = [pl.DataFrame([pl.Series("row", np.arange(n)), *keyed[b * rows : (b + 1) * rows]])
+              .rename({f"s{b * rows + k}": f"s{k}" for k in range(rows)}).with_columns(band=pl.lit(b))
+              for b in range(bands)]
+    slots = [f"s{k}" for k in range(rows)]
+    members = pl.concat(frames).filter(pl.len().over(["band", *slots]) > 1)
+    pairs = (members.join(members, on=["band", *slots], suffix="_b")
+             .filter(pl.col("row") < pl.col("row_b")).select("row", "row_b").unique())
+    return pairs.to_numpy().astype(np.int64).reshape(-1, 2)
+
+
+class NearPairs(NamedTuple):
+    pairs: list[tuple[int, int]]  # verified (i, j), i < j, row positions in the input
+    digests: dict[int, np.ndarray]  # uint32 digest of every row that is in a candidate pair
+
+
+def near_pairs(normalised: pl.Series, num_perm: int, threshold: float, bands: int) -> NearPairs:
+    """The near-duplicate pairs among the (non-null, normalised) texts: rensa computes
+    every signature and flags the rows that share an LSH band with another; only the
+    flagged rows' digests come back to numpy, where their candidate pairs are checked
+    with the estimated Jaccard >= threshold."""
+    lsh = RMinHashLSH(threshold, num_perm, bands)
+    flags = lsh.insert_matrix_and_query_duplicate_flags(signature_matrix(normalised, num_perm), 0)
+    flagged = np.flatnonzero(np.asarray(flags, dtype=bool))
+    if len(flagged) < 2:
+        return NearPairs([], {})
+    digests = np.array(signature_matrix(normalised.gather(flagged), num_perm).to_rows(), dtype=np.uint32)
+    pairs = candidate_pairs(digests, bands)
+    verified = pairs[estimated_jaccard(digests[pairs[:, 0]], digests[pairs[:, 1]]) >= threshold]
+    return NearPairs([(int(flagged[i]), int(flagged[j])) for i, j in verified],
+                     {int(row): digest for row, digest in zip(flagged, digests)})
 
 
 class Dedup(Filter):
@@ -196,11 +285,11 @@ class Dedup(Filter):
 
         rep_id = dict(zip(reps["key"], reps["id"]))
         rank = {k: i for i, k in enumerate(reps["key"])}  # reps are sorted: lower rank wins
-        hashes, matrix = [], None
+        near = NearPairs([], {})
         if self._near() and reps.height:
-            hashes, matrix = signatures(reps["norm"].to_list(), self.num_perm)
+            near = near_pairs(reps["norm"], self.num_perm, self.threshold, self._bands())
             keys_list = reps["key"].to_list()
-            for i, j in self._near_pairs(hashes, matrix):
+            for i, j in near.pairs:
                 a, b = find(keys_list[i]), find(keys_list[j])
                 if a != b:
                     parent[max(a, b, key=rank.get)] = min(a, b, key=rank.get)
@@ -214,45 +303,32 @@ class Dedup(Filter):
             if key == root and self._exact():
                 reasons[rid] = f"exact duplicate of {survivor}"
             else:  # in mode "near" an exact copy is a near duplicate with J = 1
-                j = float(np.mean(matrix[rank[key]] == matrix[rank[root]]))
+                j = 1.0 if key == root else float(estimated_jaccard(near.digests[rank[key]], near.digests[rank[root]]))
                 reasons[rid] = f"near duplicate of {survivor} (J≈{j:.2f})"
-        reasons.update(self._against(rows, reps, hashes, matrix))
+        reasons.update(self._against(rows, reps))
         dtype = pl.Int64 if self._by_position else pl.String
         self._drops = pl.DataFrame(
             {"id": list(reasons), "reason": list(reasons.values())},
             schema={"id": dtype, "reason": pl.String},
         )
 
-    def _lsh(self, hashes: list[RMinHash]) -> RMinHashLSH:
-        bands = self.bands or lsh_bands(self.threshold, self.num_perm)
-        lsh = RMinHashLSH(self.threshold, self.num_perm, bands)
-        lsh.insert_many(hashes, 0)
-        return lsh
+    def _bands(self) -> int:
+        return self.bands or lsh_bands(self.threshold, self.num_perm)
 
-    def _near_pairs(self, hashes: list[RMinHash], matrix: np.ndarray):
-        """(i, j) for LSH candidates i < j whose estimated Jaccard is >= threshold."""
-        for i, candidates in enumerate(self._lsh(hashes).query_all(hashes)):
-            others = np.array([j for j in candidates if j > i], dtype=np.int64)
-            if len(others):
-                jac = (matrix[others] == matrix[i]).mean(axis=1)
-                yield from ((i, int(j)) for j in others[jac >= self.threshold])
-
-    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame, hashes, matrix) -> dict:
+    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame) -> dict:
         """Rows of the input that duplicate (exact, or verified near) a row of an
-        earlier dataset."""
+        earlier dataset. Near: the input's distinct texts and the earlier ones go through
+        near_pairs together, and the pairs that join the two sides count."""
         found: dict = {}
         for path in self.against:
             earlier = self._normalised_text(read_dataset(path), path).drop_nulls()
             earlier_keys = {xxhash.xxh3_64_intdigest(t.encode()) for t in earlier}
             rep_keys = reps["key"].to_list()
             dup_keys = {k for k in rep_keys if k in earlier_keys}
-            if self._near() and hashes and len(earlier):
-                earlier_hashes, earlier_matrix = signatures(earlier.to_list(), self.num_perm)
-                lsh = self._lsh(earlier_hashes)
-                for i, candidates in enumerate(lsh.query_all(hashes)):
-                    cand = np.array(list(candidates), dtype=np.int64)
-                    if len(cand) and ((earlier_matrix[cand] == matrix[i]).mean(axis=1) >= self.threshold).any():
-                        dup_keys.add(rep_keys[i])
+            if self._near() and reps.height and len(earlier):
+                both = pl.concat([reps["norm"], earlier.alias("norm")])
+                pairs = near_pairs(both, self.num_perm, self.threshold, self._bands()).pairs
+                dup_keys.update(rep_keys[i] for i, j in pairs if i < reps.height <= j)
             for rid in rows.filter(pl.col("key").is_in(list(dup_keys)))["id"]:
                 found.setdefault(rid, f"duplicate of {path}")
         return found

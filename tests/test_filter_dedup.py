@@ -5,7 +5,16 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.filters.dedup import Dedup, exact_key, lsh_bands, minhash_signature, normalize_text
+from curate.filters.dedup import (
+    Dedup,
+    candidate_pairs,
+    estimated_jaccard,
+    exact_key,
+    lsh_bands,
+    minhash_signature,
+    normalize_text,
+    shingle_hashes,
+)
 
 from conftest import SHARED_DATA
 
@@ -36,11 +45,38 @@ def test_normalize_text_and_exact_key_ignore_case_punctuation_space():
 
 def test_minhash_signature_near_copy_vs_unrelated(solutions):
     long = next(s for s in solutions if len(s.split()) > 200)
-    assert minhash_signature(long).jaccard(minhash_signature(word_edits(long, 1))) > 0.9
-    assert minhash_signature(long).jaccard(minhash_signature(solutions[0])) < 0.1
+    assert estimated_jaccard(minhash_signature(long), minhash_signature(word_edits(long, 1))) > 0.9
+    assert estimated_jaccard(minhash_signature(long), minhash_signature(solutions[0])) < 0.1
     # shorter than 5 words: the whole text is the one shingle
-    assert minhash_signature("Answer: 18").jaccard(minhash_signature("answer 18")) == 1.0
-    assert minhash_signature("Answer: 18").jaccard(minhash_signature("answer 19")) == 0.0
+    assert estimated_jaccard(minhash_signature("Answer: 18"), minhash_signature("answer 18")) == 1.0
+    assert estimated_jaccard(minhash_signature("Answer: 18"), minhash_signature("answer 19")) == 0.0
+
+
+def test_shingle_hashes_are_word_ngrams_within_each_text():
+    import polars as pl
+
+    texts = pl.Series(["a b c d e f", "a b c d e", "x y", "b c d e f a", ""])
+    flat, offsets = shingle_hashes(texts)
+    assert offsets.tolist() == [0, 2, 3, 4, 6, 7]  # 2 five-grams, 1, one short text, 2, one (empty) text
+    rows = [flat[offsets[i] : offsets[i + 1]].tolist() for i in range(5)]
+    assert rows[0][0] == rows[1][0]  # "a b c d e" in both texts
+    assert rows[0][1] == rows[3][0]  # "b c d e f" in both: n-grams never cross into the next text
+    assert rows[3][1] not in rows[0]  # "c d e f a" is not "a b c d e": word order counts
+    assert rows[2] != rows[4] and len(set(flat.tolist())) == 5
+    # the same text gives the same hashes wherever it sits in the batch
+    again, _ = shingle_hashes(pl.Series(["x y", "a b c d e f"]))
+    assert again[0] == rows[2][0] and again[1:].tolist() == rows[0]
+
+
+def test_candidate_pairs_share_a_whole_band():
+    import numpy as np
+
+    d = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
+    d[3, :4] = d[0, :4]  # rows 0 and 3 share band 0 (slots 0-3)
+    d[4, 4:] = d[1, 4:]  # rows 1 and 4 share band 1
+    d[2, :3] = d[1, :3]  # rows 1 and 2 share 3 of band 0's 4 slots: not a candidate
+    assert sorted(map(tuple, candidate_pairs(d, bands=2).tolist())) == [(0, 3), (1, 4)]
+    assert candidate_pairs(d[:1], bands=2).shape == (0, 2)
 
 
 def test_lsh_bands_from_threshold():
