@@ -524,6 +524,65 @@ def train_grpo(policy, prompts, out, rewards, template, answers, split, limit, l
                f" ({parts}), kl {last.get('kl', float('nan')):.4f} -> {out}/model")
 
 
+@cli.command("eval")
+@click.option("--model", default=None, help="Hub name or local folder (served name with --backend openai). Default: the embedded SmolLM2-135M-Instruct.")
+@click.option("--benchmarks", default="math500", show_default=True, help="Comma list: math500, gsm8k, aime24, aime25, or problems files.")
+@click.option("-k", "k", default=16, show_default=True, type=click.IntRange(min=1), help="Samples per problem.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: <benchmark>/generate/ run dirs, scores, results.json.")
+@click.option("--backend", type=click.Choice(["vllm", "openai", "transformers"]), default="vllm", show_default=True)
+@click.option("--template", default="reasoning_chat", show_default=True, help="Prompt template (R1's: step by step, answer in \\boxed{}).")
+@click.option("--max-tokens", default=32768, show_default=True, type=click.IntRange(min=1), help="R1: 32,768.")
+@click.option("--temperature", default=0.6, show_default=True, type=float, help="R1: 0.6.")
+@click.option("--top-p", default=0.95, show_default=True, type=float, help="R1: 0.95.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N problems of each benchmark.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="math-verify processes (default: up to 4).")
+@click.option("--verify-timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds per math-verify step.")
+@click.option("--base-url", default=None, help="openai backend: server URL (default: $OPENAI_BASE_URL).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True)
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-model-len", default=None, type=int, help="vllm: context length.")
+@click.option("--tensor-parallel-size", default=None, type=int)
+@click.option("--kv-cache-gb", default=None, type=float, help="vllm (CPU): KV-cache size in GiB.")
+@click.option("--dtype", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
+@click.option("--overwrite", is_flag=True, help="Replace existing generations made with a different config.")
+@click.option("--no-progress", is_flag=True)
+def eval_(model, benchmarks, k, out, backend, template, max_tokens, temperature, top_p, seed, limit, workers,
+          verify_timeout, base_url, api_key_env, concurrency, max_model_len, tensor_parallel_size, kv_cache_gb, dtype,
+          as_json, overwrite, no_progress):
+    """k samples per problem, scored with the filters' verifiers: pass@1 (mean over k) ± s.e., maj@k."""
+    import os
+
+    from curate.train import eval as ev
+
+    if backend == "openai" and not (base_url or os.environ.get("OPENAI_BASE_URL")):
+        raise CurateError("--base-url is required with --backend openai (or set OPENAI_BASE_URL)")
+    m = ev.run(ev.EvalOptions(
+        benchmarks=benchmarks, out=out, model=model, k=k, backend=backend, template=template, max_tokens=max_tokens,
+        temperature=temperature, top_p=top_p, seed=seed, limit=limit, timeout=verify_timeout,
+        engine={"base_url": base_url or os.environ.get("OPENAI_BASE_URL"), "api_key_env": api_key_env,
+                "concurrency": concurrency, "max_model_len": max_model_len,
+                "tensor_parallel_size": tensor_parallel_size, "kv_cache_gb": kv_cache_gb, "dtype": dtype},
+        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]],
+        **({"workers": workers} if workers else {})))
+    if as_json:
+        click.echo(json.dumps({k_: m[k_] for k_ in ("model", "k", "sampling", "template", "results")}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"curate eval · {m['model']} · k={m['k']} · T={m['sampling']['temperature']} top-p={m['sampling']['top_p']}")
+    for col in ("benchmark", "problems", "pass@1", "± s.e.", f"maj@{m['k']}", "answered", "truncated", "mean tokens"):
+        table.add_column(col, justify="left" if col == "benchmark" else "right")
+    for r in m["results"].values():
+        table.add_row(r["benchmark"], f"{r['problems']:,}", f"{100 * r['pass@1']:.1f}", f"{100 * r['pass@1_stderr']:.1f}",
+                      f"{100 * r['maj@k']:.1f}", f"{100 * r['answered']:.0f}%", f"{100 * r['truncated']:.0f}%",
+                      f"{r['mean_completion_tokens']:,.0f}")
+    Console().print(table)
+    click.echo(f"results: {out}/results.json")
+
+
 def main() -> None:
     cli(prog_name="curate")
 

@@ -1,0 +1,272 @@
+"""`curate eval`: k samples per benchmark problem, scored with the filters' verifiers.
+
+For each benchmark, generation is an ordinary `curate generate` run (curate.generate's
+plan and run: vLLM by default, resumable, any backend), kept under OUT so that `curate
+filter`, `curate show` and reports work on it; scoring uses the math filter's verifier
+(math-verify in worker processes with timeouts), the same one that filters data and
+rewards GRPO:
+
+    OUT/
+      <benchmark>/generate/     the generations: a curate run dir (part-*.parquet, manifest)
+      <benchmark>/scores.parquet  one row per sample: correct, status, predicted, vote
+      results.json              per benchmark: pass@1 ± standard error, maj@k, counts
+      manifest.json             config, results, versions, timings
+
+Metrics (DeepSeek-R1, "Evaluation setup": k samples per problem at temperature 0.6,
+top-p 0.95, pass@1 averaged over the k samples; also cons@64, here maj@k):
+
+- pass@1 = mean over problems of c_i / k (c_i correct samples of problem i's k);
+- its standard error: the sample standard deviation of c_i / k across problems
+  (ddof 1) over sqrt(problems); 0 with one problem. It measures the spread between
+  problems, the usual error bar on a benchmark score; it ignores the (smaller)
+  sampling noise within a problem;
+- maj@k: per problem, the k final answers vote; answers that math-verify finds
+  equivalent (1/2, 0.5 and \\frac{1}{2}) vote together; samples without an answer do
+  not vote. The problem counts as solved when the winning answer is correct. Ties are
+  broken by the earliest sample: the answer class whose first sample has the lowest
+  sample index wins. Equivalence is checked pairwise between distinct answers (each
+  answer as the gold, the other as the prediction) and classes are formed greedily in
+  sample order: an answer joins the first class whose first answer it matches.
+
+Benchmarks: `math500` and `gsm8k` ship with curate (curate/data, MIT); `aime24`
+(HuggingFaceH4/aime_2024) and `aime25` (yentinglin/aime_2025) come from the Hub; any
+local problems file (.jsonl/.json/.parquet, a datasets folder) with a problem and an
+answer column works too, named by its file stem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from curate.errors import CurateError
+from curate.store import now, package_versions
+
+# name -> (display name, path or Hub name, split); shipped paths are resolved in curate.data
+BENCHMARKS = {
+    "math500": ("MATH-500", "shipped:math500.jsonl", "train"),
+    "gsm8k": ("GSM8K", "shipped:gsm8k_test.jsonl", "train"),
+    "aime24": ("AIME 2024", "HuggingFaceH4/aime_2024", "train"),
+    "aime25": ("AIME 2025", "yentinglin/aime_2025", "train"),
+}
+
+# DeepSeek-R1's evaluation sampling (paper, "Evaluation setup"; model card)
+R1_EVAL = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
+
+
+@dataclass
+class EvalOptions:
+    benchmarks: str  # comma list of names or files
+    out: str
+    model: str | None = None  # None: the embedded model
+    k: int = 16
+    backend: str = "vllm"
+    template: str = "reasoning_chat"
+    max_tokens: int = R1_EVAL["max_tokens"]
+    temperature: float = R1_EVAL["temperature"]
+    top_p: float = R1_EVAL["top_p"]
+    seed: int = 0
+    limit: int | None = None
+    workers: int = min(4, os.cpu_count() or 1)  # math-verify processes
+    timeout: float = 5.0  # seconds per math-verify step
+    engine: dict = field(default_factory=dict)  # generate backend options
+    overwrite: bool = False
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Benchmark:
+    name: str  # the directory name under OUT
+    label: str
+    path: str
+    split: str
+
+
+def resolve(spec: str) -> list[Benchmark]:
+    """"math500,gsm8k,my.jsonl" -> benchmarks; a name that is neither known nor a file
+    is one line naming it."""
+    out, seen = [], set()
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item in BENCHMARKS:
+            label, path, split = BENCHMARKS[item]
+            if path.startswith("shipped:"):
+                path = str(resources.files("curate.data") / path.removeprefix("shipped:"))
+            bench = Benchmark(item, label, path, split)
+        elif Path(item).exists():
+            bench = Benchmark(Path(item).stem, Path(item).name, item, "train")
+        else:
+            raise CurateError(f"--benchmarks: {item!r} is neither a benchmark ({', '.join(BENCHMARKS)}) nor a file")
+        if bench.name in seen:
+            raise CurateError(f"--benchmarks: {bench.name} is given twice")
+        seen.add(bench.name)
+        out.append(bench)
+    if not out:
+        raise CurateError("--benchmarks: give at least one benchmark")
+    return out
+
+
+# --- the arithmetic ------------------------------------------------------------------------
+
+
+def pass_at_1(correct: list[list[bool]]) -> tuple[float, float]:
+    """(pass@1, standard error): the mean over problems of the share of correct samples,
+    and the standard deviation of those shares (ddof 1) over sqrt(problems)."""
+    if not correct:
+        return 0.0, 0.0
+    shares = [sum(c) / len(c) if c else 0.0 for c in correct]
+    n = len(shares)
+    mean = sum(shares) / n
+    if n < 2:
+        return mean, 0.0
+    variance = sum((s - mean) ** 2 for s in shares) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
+def vote(answers: list[str | None], equivalent: dict[tuple[str, str], bool]) -> tuple[int | None, list[int | None]]:
+    """Majority vote over one problem's samples. `answers[i]` is sample i's final answer
+    (None: no answer, no vote); `equivalent[(a, b)]` says whether answer b matches answer a
+    (a pair missing from it counts as no match; equal strings always match). Returns the
+    index of the winning class's first sample (None when nobody answered) and each
+    sample's class (its first sample's index). Ties go to the class that appeared first."""
+    firsts: list[int] = []  # first sample index of each class
+    classes: list[int | None] = []
+    for i, a in enumerate(answers):
+        if a is None:
+            classes.append(None)
+            continue
+        home = next((f for f in firsts if answers[f] == a or equivalent.get((answers[f], a), False)), None)
+        if home is None:
+            firsts.append(i)
+            home = i
+        classes.append(home)
+    if not firsts:
+        return None, classes
+    counts = {f: classes.count(f) for f in firsts}
+    winner = max(firsts, key=lambda f: (counts[f], -f))
+    return winner, classes
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+def score(rows, workers: int, timeout: float):
+    """Score one benchmark's generations (a polars frame of a generate run). Returns the
+    per-sample frame and the metrics."""
+    import polars as pl
+
+    from curate.backends.base import split_prefill
+    from curate.filters.math import Math
+    from curate.train.rewards import assistant_text
+
+    def prefill(prompt: str) -> str:
+        try:
+            messages = json.loads(prompt)
+        except (TypeError, ValueError):
+            return ""
+        return split_prefill(messages)[1] if isinstance(messages, list) else ""
+
+    texts = [assistant_text(c or "", prefill(p)) for c, p in zip(rows["completion"], rows["prompt"])]
+    verifier = Math(workers=workers, timeout=timeout)
+    try:
+        verdicts = verifier.verify_all(list(zip(rows["reference_answer"].to_list(), texts)))
+        frame = rows.select("problem_id", "sample_index", "sample_id", "finish_reason", "completion_tokens").with_columns(
+            correct=pl.Series([bool(v[0]) for v in verdicts], dtype=pl.Boolean),
+            status=pl.Series([v[1] for v in verdicts], dtype=pl.String),
+            predicted=pl.Series([v[2] if v[1] in ("correct", "wrong") else None for v in verdicts], dtype=pl.String),
+        )
+        # equivalence between the distinct answers of each problem, in the same worker pool
+        groups = frame.group_by("problem_id", maintain_order=True).agg(pl.col("predicted"), pl.col("correct"))
+        pairs = []
+        for answers in groups["predicted"].to_list():
+            distinct = list(dict.fromkeys(a for a in answers if a is not None))
+            pairs += [(a, b) for a in distinct for b in distinct if a != b]
+        checked = verifier.verify_all([(a, f"\\boxed{{{b}}}") for a, b in pairs]) if pairs else []
+        equivalent = {pair: bool(v[0]) for pair, v in zip(pairs, checked)}
+    finally:
+        verifier.close()
+
+    votes, maj, correct_lists = [], [], []
+    for answers, correct in zip(groups["predicted"].to_list(), groups["correct"].to_list()):
+        winner, classes = vote(answers, equivalent)
+        votes += classes
+        maj.append(winner is not None and correct[winner])
+        correct_lists.append(correct)
+    frame = frame.with_columns(vote=pl.Series(votes, dtype=pl.Int64))  # rows are in (problem, sample) order
+    p1, se = pass_at_1(correct_lists)
+    n = len(correct_lists)
+    metrics = {
+        "problems": n,
+        "samples": frame.height,
+        "k": max((len(c) for c in correct_lists), default=0),
+        "pass@1": p1,
+        "pass@1_stderr": se,
+        "maj@k": sum(maj) / n if n else 0.0,
+        "answered": frame["predicted"].is_not_null().mean() if frame.height else 0.0,
+        "truncated": (frame["finish_reason"] == "length").mean() if frame.height else 0.0,
+        "mean_completion_tokens": frame["completion_tokens"].mean() if frame.height else 0.0,
+        "statuses": dict(sorted(frame["status"].value_counts().rows())),
+    }
+    return frame, metrics
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def run(opts: EvalOptions) -> dict:
+    """Plan every benchmark first (bad names, files, templates or a config clash: one
+    line, nothing written), then generate what is missing and score."""
+    from curate import generate as gen
+    from curate.inputs import InputSpec
+    from curate.store import read_run
+
+    if opts.k < 1:
+        raise CurateError("-k must be at least 1")
+    benches = resolve(opts.benchmarks)
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"{out}: exists and is not a directory")
+    plans = []
+    for b in benches:
+        g = gen.GenerateOptions(
+            input=InputSpec(path=b.path, split=b.split, limit=opts.limit), out=str(out / b.name / "generate"),
+            model=opts.model, backend=opts.backend, template=opts.template, num_samples=opts.k,
+            max_tokens=opts.max_tokens, temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+            overwrite=opts.overwrite, engine=opts.engine, command=opts.command)
+        plan = gen.plan(g)
+        if plan.problems["reference_answer"].is_null().all():
+            raise CurateError(f"{b.path}: no reference answers (an `answer` or `reference_answer` column is needed)")
+        plans.append(plan)
+
+    t0, started = time.time(), now()
+    results = {}
+    for b, plan in zip(benches, plans):
+        summary = gen.run(plan, progress=opts.progress)
+        if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
+            raise CurateError(f"{b.name}: generation incomplete ({summary['counts']['samples_done']} of "
+                              f"{summary['counts']['samples_expected']} samples); re-run to resume")
+        frame, metrics = score(read_run(plan.opts.out), opts.workers, opts.timeout)
+        tmp = out / b.name / f".tmp-{os.getpid()}-scores.parquet"
+        frame.write_parquet(tmp)
+        os.replace(tmp, out / b.name / "scores.parquet")
+        results[b.name] = {"benchmark": b.label, "source": b.path, **metrics}
+
+    record = {"model": plans[0].model_label, "k": opts.k, "sampling": plans[0].sampling.to_dict(),
+              "template": opts.template, "results": results}
+    _write_json(out / "results.json", record)
+    manifest = {"stage": "eval", "status": "complete", "command": opts.command, "created": started, "updated": now(),
+                "config": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
+                **record, "versions": package_versions(), "seconds": round(time.time() - t0, 2)}
+    _write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

