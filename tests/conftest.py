@@ -57,6 +57,12 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """The same tiny shape as a LlamaForCausalLM (the R1-Distill-Llama students' architecture)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), arch="llama")
+
+
+@pytest.fixture(scope="session")
 def vllm_url(tiny_model, tmp_path_factory):
     """A real vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny model as "tiny"."""
     from servers import vllm_server
