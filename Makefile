@@ -39,6 +39,20 @@ demo: install
 	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
 	$(BIN)/curate report runs/demo-filter --no-progress
 	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
+	@# select -> mix -> card. SmolLM2 gets (nearly) every GSM8K answer wrong, so the math
+	@# filter above keeps (almost) nothing: the select in runs/demo-select-math gives the pass
+	@# rates, and the mixture is built from a second chain without `math` (well-formed,
+	@# English, readable, unique, uncontaminated rows; one per problem, the shortest),
+	@# up-sampled to 40 rows. Rows without <think> get an empty think block. Plumbing, not data.
+	$(BIN)/curate select --input runs/demo-filter --out runs/demo-select-math --policy all --no-progress
+	$(BIN)/curate filter --input runs/demo --out runs/demo-filter-nomath \
+	    --filters length,language,readability,dedup,decontam --no-progress
+	$(BIN)/curate select --input runs/demo-filter-nomath --out runs/demo-select \
+	    --policy one --one-by shortest --no-progress
+	$(BIN)/curate mix --out runs/demo-mix --source gsm8k=runs/demo-select:40 --allow-upsample \
+	    --test-size 0.2 --license mit --pretty-name curate-demo-mix --no-progress
+	$(BIN)/curate card runs/demo-mix
+	@echo "dataset: runs/demo-mix/dataset (DatasetDict, load_from_disk), runs/demo-mix/data (Hub Parquet); card: runs/demo-mix/README.md, plots: runs/demo-mix/plots"
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

@@ -224,10 +224,14 @@ def plot_pass_rates(sources: list[dict], path: Path) -> bool:
     for i, (name, hist) in enumerate(hists):
         xs = [h["low"] + (i + 0.5) * width * (h["high"] - h["low"]) + 0.1 * (h["high"] - h["low"]) for h in hist]
         ax.bar(xs, [h["problems"] for h in hist], width=width * (hist[0]["high"] - hist[0]["low"]), label=name)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("pass rate (correct / generated samples per problem)")
     ax.set_ylabel("problems")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, 1)
-    ax.set_title("Pass rate per problem")
-    ax.legend(frameon=False)
+    ax.set_title("Pass rate per problem" + (f": {hists[0][0]}" if len(hists) == 1 else ""))
+    if len(hists) > 1:
+        ax.legend(frameon=False, loc="upper center")
     _save(fig, path)
     return True

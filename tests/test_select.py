@@ -151,3 +151,20 @@ def test_band_without_a_correctness_filter_is_refused(filtered, tmp_path):
     m = select.run(select.SelectOptions(input=str(tmp_path / "f"), out=str(tmp_path / "o"), progress=False))
     problems = pl.read_parquet(tmp_path / "o" / "problems.parquet")
     assert problems["pass_rate"].null_count() == 5 and m["counts"]["correct"] is None
+
+
+def test_mix_of_a_select_run_carries_pass_rates_into_the_card(filtered):
+    from curate import mix
+
+    run_select(filtered, "for-mix", "--policy", "all")
+    out = filtered / "mix"
+    m = mix.run(mix.MixOptions(out=str(out), sources=[f"r={filtered / 'for-mix'}:9"], progress=False))
+    lineage = m["sources"][0]["lineage"]
+    assert [h["problems"] for h in lineage["pass_rates"]] == [1, 0, 1, 0, 0, 1, 0, 1, 0, 1]  # 0, .25, .5, .75, 1
+    assert lineage["generate"]["model"] == "teacher" and lineage["filter"]["funnel"]["kept"] == 9
+    text = (out / "README.md").read_text()
+    assert "policy `all`: 9 rows for 4 of 5 problems; 10 of 20 samples correct" in text
+    assert "| 2 | math |" in text and "wrong answer: " in text  # the funnel, with reasons
+    assert "teacher `teacher` (vllm); template `reasoning_chat`" in text
+    for png in ("pass_rate.png", "funnel.png", "token_lengths.png"):
+        assert (out / "plots" / png).stat().st_size > 1000 and f"(plots/{png})" in text
