@@ -36,8 +36,6 @@ demo: install
 	@# the default chain without `format`: SmolLM2 writes no <think> block
 	$(BIN)/curate filter --input runs/demo --out runs/demo-filter \
 	    --filters length,math,language,readability,dedup,decontam
-	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
-	$(BIN)/curate report runs/demo-filter --no-progress
 	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
 	@# select -> mix -> card. SmolLM2 gets (nearly) every GSM8K answer wrong, so the math
 	@# filter above keeps (almost) nothing: the select in runs/demo-select-math gives the pass
@@ -53,6 +51,11 @@ demo: install
 	    --test-size 0.2 --license mit --pretty-name curate-demo-mix --no-progress
 	$(BIN)/curate card runs/demo-mix
 	@echo "dataset: runs/demo-mix/dataset (DatasetDict, load_from_disk), runs/demo-mix/data (Hub Parquet); card: runs/demo-mix/README.md, plots: runs/demo-mix/plots"
+	@# what `curate publish` would upload (checks the card offline; no token, no network)
+	$(BIN)/curate publish runs/demo-mix --repo demo/curate-demo-mix --dry-run
+	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
+	$(BIN)/curate report runs/demo-filter --no-progress
+	@echo "report: runs/demo-filter/report.html (open it in a browser)"
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
