@@ -10,6 +10,8 @@ from conftest import SHARED_DATA
 
 from curate.errors import CurateError
 from curate.filters.language import (
+    classify_sentences,
+    evidently_english,
     Language,
     language_report,
     script_ratio,
@@ -93,6 +95,20 @@ def test_split_sentences_multilingual():
     assert split_sentences("首先计算。然后检查！Is 3.5 right? Yes.\nNext line") == [
         "首先计算。", "然后检查！", "Is 3.5 right?", "Yes.", "Next line"]
     assert split_sentences("  \n\n ") == []
+
+
+def test_evidently_english_shortcut_only_for_plain_english():
+    assert evidently_english("Let me check the arithmetic of this step again.")
+    assert evidently_english("So we have to divide the total by the number of boxes.")
+    assert not evidently_english("Entonces la suma de las raices es igual al coeficiente.")  # ASCII Spanish
+    assert not evidently_english("Donc la somme des racines est egale au coefficient oppose.")  # ASCII French
+    assert not evidently_english("Let me check 这个 step.")  # not ASCII: the model decides
+    assert not evidently_english("The answer is")  # under 4 words
+    # the shortcut labels en with probability 1.0; a foreign sentence still goes to the model
+    labelled = classify_sentences("Let me check the arithmetic of this step again. "
+                                  "Donc la somme des racines est egale au coefficient oppose.")
+    assert [(s.lang, s.prob) for s in labelled][0] == ("en", 1.0)
+    assert labelled[1].lang == "fr" and labelled[1].prob < 1.0
 
 
 def test_script_ratio():
