@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.progress import Progress
@@ -140,14 +141,26 @@ def generate_lineage(filter_manifest: dict, filter_dir: str) -> dict:
     return info
 
 
-def problem_table(kept: pl.DataFrame, rejected: list[tuple[int, Path]], correct_after: int | None) -> pl.DataFrame:
-    """Per problem: generated, correct, kept, pass_rate (null without a correctness filter)."""
-    parts = [kept.select("problem_id", pl.lit(True).alias("correct"), pl.lit(True).alias("is_kept"))]
+def read_rejected(rejected: list[tuple[int, Path]]) -> pl.DataFrame:
+    """problem_id (and source, domain when present) and the chain index of every rejected row."""
+    frames = []
     for k, f in rejected:
-        ids = read_table_file(f).select("problem_id")
-        is_correct = correct_after is not None and k > correct_after
-        parts.append(ids.with_columns(pl.lit(is_correct).alias("correct"), pl.lit(False).alias("is_kept")))
-    rows = pl.concat(parts, how="vertical_relaxed")
+        try:
+            names = pq.read_schema(f).names
+            cols = [c for c in ("problem_id", "source", "domain") if c in names]
+            frames.append(pl.read_parquet(f, columns=cols).with_columns(pl.lit(k).alias("step")))
+        except Exception as e:  # noqa: BLE001 - pyarrow/polars raise many kinds
+            raise CurateError(f"{f}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
+        schema={"problem_id": pl.String, "step": pl.Int32})
+
+
+def problem_table(kept: pl.DataFrame, rejected: pl.DataFrame, correct_after: int | None) -> pl.DataFrame:
+    """Per problem: generated, correct, kept, pass_rate (null without a correctness filter)."""
+    is_correct = (pl.col("step") > correct_after) if correct_after is not None else pl.lit(False)
+    rows = pl.concat([kept.select("problem_id", pl.lit(True).alias("correct"), pl.lit(True).alias("is_kept")),
+                      rejected.select("problem_id", is_correct.alias("correct"), pl.lit(False).alias("is_kept"))],
+                     how="vertical_relaxed")
     table = rows.group_by("problem_id").agg(
         pl.len().alias("generated"), pl.col("correct").sum().alias("correct"), pl.col("is_kept").sum().alias("kept"))
     if correct_after is None:  # no correctness filter: correctness unknown
@@ -204,7 +217,8 @@ def run(o: SelectOptions) -> dict:
         if o.score and o.score not in kept.columns:
             raise CurateError(f"--score {o.score!r}: the kept rows have no such column "
                               f"(columns: {', '.join(kept.columns)})")
-        problems = problem_table(kept, rejected, correct_after)
+        dropped = read_rejected(rejected)
+        problems = problem_table(kept, dropped, correct_after)
         bar.advance(len(rejected))
 
     lineage = generate_lineage(fmanifest, o.input)
@@ -220,10 +234,11 @@ def run(o: SelectOptions) -> dict:
     per = selected.group_by("problem_id").len().rename({"len": "selected"})
     problems = problems.join(per, on="problem_id", how="left").with_columns(pl.col("selected").fill_null(0))
     if "source" in kept.columns and "domain" in kept.columns:
-        labels = kept.select("problem_id", "source", "domain").unique("problem_id", keep="first")
-        for k, f in rejected:  # problems with no kept row take their labels from a rejected one
-            labels = pl.concat([labels, read_table_file(f).select("problem_id", "source", "domain")],
-                               how="vertical_relaxed").unique("problem_id", keep="first")
+        # problems with no kept row take their labels from a rejected one
+        labels = pl.concat([kept.select("problem_id", "source", "domain"),
+                            dropped.select("problem_id", "source", "domain")] if "domain" in dropped.columns
+                           else [kept.select("problem_id", "source", "domain")], how="vertical_relaxed")
+        labels = labels.unique("problem_id", keep="first", maintain_order=True)
         problems = problems.join(labels, on="problem_id", how="left")
     problems = problems.select(*[c for c in ("problem_id", "source", "domain") if c in problems.columns],
                                "generated", "correct", "kept", "pass_rate", "in_band", "selected").sort("problem_id")
