@@ -316,8 +316,11 @@ def sample_indices(domains: pl.Series, target: int, rng: np.random.Generator) ->
 def load_tokenizer(name: str | None):
     """`name` (a folder or Hub name), or the embedded SmolLM2's tokenizer, which is read
     from the GGUF once (~10 s) and kept as a folder in the curate cache (~0.5 s)."""
-    from transformers import AutoTokenizer
-
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise CurateError("curate mix counts num_tokens with transformers, which is not installed: "
+                          "pip install 'curate[hf]' (or [cpu], [gpu])") from None
     if name is None:
         from curate.embedded import EMBEDDED_NAME, cache_dir, load_tokenizer as from_gguf
 
