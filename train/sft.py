@@ -392,10 +392,12 @@ def run(cli_values: dict, echo=print, command: list | None = None) -> int:
     ds, data_info = load_data(cfg["data"], cfg["split"], cfg["limit"])
     tok = load_tokenizer(cfg)
     report = run_lint(cfg, tok, ds)
-    if lint_only or not launched:
-        say(report.render() if lint_only else "\n".join([f"note: {n}" for n in report.notes] + [report.verdict()]))
+    if lint_only:
+        say(report.render())
     if not report.ok:
         raise CurateError(report.problems[0])
+    if not launched and not lint_only:
+        say("\n".join([f"note: {n}" for n in report.notes] + [report.verdict()]))
     if lint_only:
         return 0
 
