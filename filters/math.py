@@ -19,7 +19,11 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
    `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse to nothing or to a
    fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all parse and all
    500 self-verify.
-5. math-verify's timeout is `signal.alarm`: it counts whole seconds (a float such as 0.5
+5. Integers are compared as integers: when the gold and the boxed answer are both plain
+   integers (after step 3), math-verify's answer is known (it compares them exactly),
+   so it is not called. Most maths answers are integers (all of GSM8K, 57% of MATH-500's
+   golds); this skips ~0.8 ms of parsing per row.
+6. math-verify's timeout is `signal.alarm`: it counts whole seconds (a float such as 0.5
    makes every parse fail silently, so it is rounded up here) and it works only in a
    process's main thread. The batch filter therefore runs verify_math in worker
    processes, never threads, and guards each chunk with a wall clock on top, for the
@@ -84,6 +88,8 @@ def normalise_digit_groups(text: str) -> str:
 
 # --- the verifier -------------------------------------------------------------------
 
+_INTEGER = re.compile(r"-?\d+")
+
 
 def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.0) -> MathVerdict:
     """Check the answer part of `completion` against the reference answer `gold`.
@@ -105,6 +111,11 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
     try:
         # gold first, then the prediction, then verify(gold, prediction): the order matters
         gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip())
+        if boxed is not None and _INTEGER.fullmatch(gold_text.strip()):
+            boxed_text = normalise_digit_groups(boxed).strip()
+            if _INTEGER.fullmatch(boxed_text):
+                ok = int(gold_text) == int(boxed_text)
+                return MathVerdict(ok, "correct" if ok else "wrong", predicted)
         gold_parsed = parse(f"\\boxed{{{gold_text}}}", parsing_timeout=seconds, raise_on_error=True)
         if not any(isinstance(g, (Basic, MatrixBase)) for g in gold_parsed):
             # only a raw-string fallback (or nothing): there is no mathematical object to compare with

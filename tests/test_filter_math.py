@@ -118,7 +118,17 @@ def test_timeout_is_never_a_pass():
 
 def test_sub_second_timeout_still_verifies():
     """signal.alarm counts whole seconds; math-verify given 0.5 silently parses nothing."""
-    assert verify_math("18", boxed("18"), timeout=0.5).status == "correct"
+    assert verify_math("\\frac{1}{2}", boxed("0.5"), timeout=0.5).status == "correct"
+
+
+@pytest.mark.parametrize("gold, pred", [("18", "18"), ("18", "19"), ("007", "7"), ("-3", "-3"), ("-3", "3"),
+                                        ("1,000", "1000"), ("1000", "1\\,000"), ("0", "1\\,000"), ("-0", "0")])
+def test_integer_shortcut_agrees_with_math_verify(gold, pred):
+    """Plain integers on both sides skip math-verify; the verdict is the one it gives."""
+    from math_verify import parse, verify
+
+    expected = verify(parse(f"\\boxed{{{normalise_digit_groups(gold)}}}"), parse(f"\\boxed{{{normalise_digit_groups(pred)}}}"))
+    assert verify_math(gold, boxed(pred)).correct == expected
 
 
 def test_verifier_refuses_a_thread():
