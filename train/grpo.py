@@ -12,6 +12,8 @@ data into prompts with reference answers, wires in the rewards of curate.train.r
       log.jsonl          TRL's log, one line per step: loss, kl, reward, and each reward
                          on its own (rewards/accuracy/mean, rewards/format/mean, ...)
       checkpoint-N/      TRL checkpoints; re-running the same command resumes from the last
+                         (also with a larger --max-steps / --epochs: training goes on);
+                         a finished run re-run as it was returns at once
       model/             the trained policy and its tokenizer (written last, atomically)
 
 R1-faithful defaults (DeepSeek-AI, "DeepSeek-R1 incentivizes reasoning in LLMs through
@@ -89,6 +91,11 @@ R1_DEFAULTS = {
     "max_completion_length": 1024,
     "logging_steps": 1,
 }
+
+
+# How long to train and how often to save: not part of the run's identity, so re-running
+# with more steps continues from the last checkpoint.
+LENGTH_KEYS = ("max_steps", "num_train_epochs", "save_steps", "save_total_limit")
 
 
 @dataclass
@@ -173,6 +180,8 @@ def _read_rows(path: str, split: str):
     import polars as pl
 
     p = Path(path)
+    if p.is_dir() and (p / "dataset" / "dataset_dict.json").is_file():  # a `curate mix` output
+        p = p / "dataset"
     if p.is_dir() and any((p / n).is_file() for n in ("dataset_dict.json", "state.json")):
         import datasets
 
@@ -225,7 +234,7 @@ def load_prompts(opts: GRPOOptions, tokenizer) -> tuple[list[dict], dict]:
         seen = set()
         for r in table.iter_rows(named=True):
             pid = r.get("problem_id")
-            if pid in seen:
+            if pid is not None and pid in seen:
                 left_out["problem_id already used"] = left_out.get("problem_id already used", 0) + 1
                 continue
             seen.add(pid)
@@ -381,26 +390,27 @@ def run(opts: GRPOOptions) -> dict:
     """Train; returns the manifest. Everything is checked (options, rewards, prompts,
     the tokenizer's chat template, the run dir's config) before the run dir is written."""
     _check(opts)
+    reward_funcs, weights = parse_rewards(opts.rewards, opts)
     from transformers import AutoTokenizer
 
-    reward_funcs, weights = parse_rewards(opts.rewards, opts)
     try:
         tokenizer = AutoTokenizer.from_pretrained(opts.policy)
     except Exception as e:  # noqa: BLE001 - missing folder, offline Hub, no tokenizer files
         raise CurateError(f"--policy {opts.policy}: could not load its tokenizer ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]})") from None
-    rows, data_info = load_prompts(opts, tokenizer)
     use_vllm = _use_vllm(opts)
     kwargs = config_kwargs(opts, use_vllm)
+    rows, data_info = load_prompts(opts, tokenizer)
     config = {"policy": opts.policy, "data": {k: data_info[k] for k in ("path", "kind", "template_sha256", "answers",
                                                                            "rows")},
               "rewards": opts.rewards, "format_style": opts.format_style, "lang": opts.lang,
-              "grpo": {k: v for k, v in kwargs.items() if k not in ("disable_tqdm", "report_to", "save_total_limit")}}
+              "grpo": {k: v for k, v in kwargs.items() if k not in LENGTH_KEYS + ("disable_tqdm", "report_to")}}
     store = RunStore(opts.out, stage="train-grpo")
     resuming = store.check(config, opts.overwrite)
     old = store.read_manifest() if resuming else None
     model_dir = Path(opts.out) / "model"
-    if old and old.get("status") == "complete" and model_dir.is_dir():
+    same_length = old and all(old.get("options", {}).get(k) == getattr(opts, k) for k in ("max_steps", "epochs"))
+    if same_length and old.get("status") == "complete" and model_dir.is_dir():
         return {**old, "already_complete": True}
 
     store.open(opts.overwrite)
