@@ -26,7 +26,7 @@ import io
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -54,9 +54,8 @@ class Run:
     kind: str  # filter | generate | select | mix
     manifest: dict
     files: list[Path]  # every table file, in the order of rows' `file` index
-    rows: pl.DataFrame  # one light row per sample: file, row, problem_id, status, rejected_by, reason, length, …
+    rows: pl.DataFrame  # one light row per sample: file, row, problem_id, status, step, rejected_by, reason, length, …
     length_unit: str
-    rejected_files: list[tuple[int, Path]] = field(default_factory=list)  # (chain index, file): filter runs
 
 
 def load_run(path: str | os.PathLike) -> Run:
@@ -90,16 +89,15 @@ def load_run(path: str | os.PathLike) -> Run:
     else:
         raise CurateError(f"{path}: not a curate run (no manifest.json stage, kept/, part-*.parquet or data/)")
     frames, units = [], set()
-    for i, (f, status, rejected_by, _) in enumerate(groups):
-        frame, unit = _light(f, i, status, rejected_by)
+    for i, (f, status, rejected_by, step) in enumerate(groups):
+        frame, unit = _light(f, i, status, rejected_by, step)
         frames.append(frame)
         units.add(unit)
     rows = pl.concat(frames, how="diagonal_relaxed")
     unit = "tokens" if units == {"tokens"} else "characters"
     if unit == "characters":  # some files have no token counts: characters for all, comparable
         rows = rows.with_columns(pl.col("length_chars").alias("length"))
-    rejected_files = [(k, f) for f, status, _, k in groups if status == "rejected" and k is not None]
-    return Run(root, kind, manifest, [g[0] for g in groups], rows, unit, rejected_files)
+    return Run(root, kind, manifest, [g[0] for g in groups], rows, unit)
 
 
 def _manifest(root: Path) -> dict:
@@ -113,7 +111,7 @@ def _manifest(root: Path) -> dict:
     return m if isinstance(m, dict) else {}
 
 
-def _light(path: Path, index: int, status: str, rejected_by: str | None) -> tuple[pl.DataFrame, str]:
+def _light(path: Path, index: int, status: str, rejected_by: str | None, step: int | None) -> tuple[pl.DataFrame, str]:
     """The light columns of one file (text columns only as lengths)."""
     try:
         names = pq.read_schema(path).names
@@ -134,7 +132,8 @@ def _light(path: Path, index: int, status: str, rejected_by: str | None) -> tupl
     else:
         length, unit = chars, "characters"
     df = scan.select(*cols, length.cast(pl.Int64).alias("length"), chars.cast(pl.Int64).alias("length_chars")).collect()
-    df = df.with_row_index("row").with_columns(pl.lit(index).alias("file"), pl.lit(status).alias("status"))
+    df = df.with_row_index("row").with_columns(pl.lit(index).alias("file"), pl.lit(status).alias("status"),
+                                               pl.lit(step, pl.Int64).alias("step"))
     if "problem_id" not in df.columns:
         df = df.with_columns((pl.lit(f"{path.stem}:") + pl.col("row").cast(pl.String)).alias("problem_id"))
     if rejected_by and "rejected_by" not in df.columns:
@@ -223,7 +222,8 @@ def pass_rate_section(run: Run) -> dict:
         if correct_after is None:
             return {"note": "the chain has no correctness filter (math or code): no pass rates"}
         kept = run.rows.filter(pl.col("status") == "kept").select("problem_id")
-        problems = problem_table(kept, run.rejected_files, correct_after)
+        rejected = run.rows.filter(pl.col("status") == "rejected").select("problem_id", "step")
+        problems = problem_table(kept, rejected, correct_after)
         source = f"correct = passed the `{chain[correct_after]['filter']}` filter (kept, or dropped by a later filter)"
     elif run.kind == "select" and (run.path / "problems.parquet").is_file():
         problems = pl.read_parquet(run.path / "problems.parquet")
