@@ -325,7 +325,7 @@ def _retry_after(response) -> float | None:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError]
+    errors: list[type[BaseException]] = []
     for module in ("httpx2", "httpx", "requests"):
         try:
             mod = __import__(module)
