@@ -304,6 +304,27 @@ def _chain_param(run: Run, name: str, key: str, default):
     return default
 
 
+def teacher(run: Run) -> str | None:
+    """Model, template and sampling of the generate run behind this run, when known."""
+    if run.kind == "generate":
+        cfg = run.manifest.get("config") or {}
+        info = {"model": cfg.get("model"), "backend": cfg.get("backend"), "template": cfg.get("template"),
+                "sampling": cfg.get("sampling")}
+    elif run.kind == "filter":
+        from curate.select import generate_lineage
+
+        info = generate_lineage(run.manifest, str(run.path))
+    else:
+        return None
+    if not info.get("model"):
+        return None
+    template = info.get("template")
+    name = template.get("name") if isinstance(template, dict) else template
+    parts = [f"{info['model']} ({info.get('backend') or '?'})", f"template {name}" if name else None,
+             f"sampling {json.dumps(info['sampling'])}" if info.get("sampling") else None]
+    return " · ".join(p for p in parts if p)
+
+
 def browser_section(run: Run, samples: int, seed: int) -> tuple[dict, list[dict]]:
     """A seeded sample of problems (those with both kept and rejected traces first), with
     up to TRACES_PER_SIDE traces on each side."""
@@ -385,7 +406,7 @@ def build_page(run_dir, samples: int = 200, language_sample: int = 2000, seed: i
                 "problems": run.rows["problem_id"].n_unique(),
                 "created": run.manifest.get("created"), "command": " ".join(run.manifest.get("command") or []),
                 "chain": [s.get("filter") for s in (run.manifest.get("config") or {}).get("chain") or []],
-                "input": (run.manifest.get("inputs") or {}).get("path")},
+                "input": (run.manifest.get("inputs") or {}).get("path"), "teacher": teacher(run)},
         "funnel": funnel_section(run),
         "lengths": length_section(run),
         "pass_rates": pass_rate_section(run),

@@ -44,7 +44,8 @@ def generate_run(root: Path) -> Path:
     store = RunStore(root, "generate")
     store.open(overwrite=False)
     store.write_shard(pa.Table.from_pylist(rows + extra, schema=GENERATION_SCHEMA))
-    store.write_manifest({"config": {}, "status": "complete"})
+    store.write_manifest({"config": {"model": "teacher", "backend": "vllm", "template": {"name": "reasoning_chat"},
+                                     "sampling": {"n": 3}}, "status": "complete"})
     store.close()
     return root
 
@@ -83,6 +84,7 @@ def test_the_page_is_self_contained_and_escapes_model_text(runs, tmp_path):
     text = out.read_text()
     page = Page(text)
     assert set(SECTIONS) <= page.ids
+    assert "<th>teacher</th><td>teacher (vllm) · template reasoning_chat" in text  # from the generate run's manifest
     # no external resource: inline CSS/JS, images as data: URLs, links only within the page
     assert "link" not in page.tags and text.count("<script") == 2
     assert all(url.startswith(("data:image/png;base64,", "#")) for _, url in page.urls), page.urls
