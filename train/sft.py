@@ -25,6 +25,8 @@ Where our defaults differ from TRL's SFTConfig, and why:
 | bf16 | on, even on CPU | on where the GPU supports it | fp32 on CPU |
 | pad token | pad, else EOS | a distinct special token when pad == EOS | see the lint |
 | packing / padding-free | off | off; refused without a varlen attention kernel | with sdpa, packed rows attend to each other (measured) |
+| batches | random | grouped by length when not packing | reasoning traces vary 10x in length: random batches are mostly padding |
+| gradient checkpointing | on | on with a GPU, off on CPU | on CPU memory is not the limit and recomputation costs a third more |
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ SFT_DEFAULTS = {
     "lora_alpha": None,
     "packing": False,
     "padding_free": False,
-    "gradient_checkpointing": True,
+    "gradient_checkpointing": None,  # None: on with a GPU, off on CPU
+    "group_by_length": None,  # None: on without packing
     "bf16": None,  # None: on where the GPU supports bf16
     "liger": None,  # None: on where liger-kernel is installed and a GPU is present
     "attn_implementation": None,
@@ -412,22 +415,22 @@ def run(cli_values: dict, echo=print, command: list | None = None) -> int:
     return train(cfg, cli_values, out, ds, data_info, tok, report, checkpoint, say, main, command)
 
 
-def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, say, main, command) -> int:
+def sft_config(cfg: dict, out: Path):
+    """TRL's SFTConfig for a resolved config, with the automatic choices made
+    (bf16, Liger, gradient checkpointing, length-grouped batches). The benchmark uses it too."""
     import torch
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
-
-    from curate.store import now, package_versions
+    from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
-    bf16 = cfg["bf16"] if cfg["bf16"] is not None else bool(cuda and torch.cuda.is_bf16_supported())
-    liger = cfg["liger"] if cfg["liger"] is not None else bool(cuda and _installed("liger_kernel"))
-    if liger and not _installed("liger_kernel"):
+    auto = {
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
+        "liger": bool(cuda and _installed("liger_kernel")),
+        "gradient_checkpointing": cuda,  # on CPU memory is not the limit; recomputation costs a third more
+        "group_by_length": not cfg["packing"],  # batches of similar length: far less padding
+    }
+    chosen = {k: auto[k] if cfg.get(k) is None else cfg[k] for k in auto}
+    if chosen["liger"] and not _installed("liger_kernel"):
         raise CurateError("--liger: liger-kernel is not installed; `pip install liger-kernel` or pass --no-liger")
-    student = student_path(cfg["student"])
-    rows = to_training_rows(ds, cfg["loss"], cfg["data"])
-    progress = cli_values.get("progress") is not False and main
-
     args = SFTConfig(
         output_dir=str(out),
         num_train_epochs=cfg["epochs"],
@@ -440,9 +443,10 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
         padding_free=cfg["padding_free"],
         completion_only_loss=cfg["loss"] == "completion",
         assistant_only_loss=cfg["loss"] == "assistant",
-        gradient_checkpointing=cfg["gradient_checkpointing"],
-        bf16=bf16,
-        use_liger_kernel=liger,
+        gradient_checkpointing=chosen["gradient_checkpointing"],
+        bf16=chosen["bf16"],
+        use_liger_kernel=chosen["liger"],
+        train_sampling_strategy="group_by_length" if chosen["group_by_length"] else "random",
         eos_token=cfg["eos_token"],
         warmup_steps=cfg["warmup_ratio"],
         lr_scheduler_type=cfg["lr_scheduler"],
@@ -455,21 +459,45 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
         logging_steps=cfg["logging_steps"],
         report_to=[],
         disable_tqdm=True,
+        dataloader_pin_memory=cuda,
     )
-    model_kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float32}
+    return args, chosen
+
+
+def load_student(cfg: dict, bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float32}
     if cfg["attn_implementation"]:
-        model_kwargs["attn_implementation"] = cfg["attn_implementation"]
+        kwargs["attn_implementation"] = cfg["attn_implementation"]
     try:
-        model = AutoModelForCausalLM.from_pretrained(student, **model_kwargs)
+        return AutoModelForCausalLM.from_pretrained(student_path(cfg["student"]), **kwargs)
     except Exception as e:  # noqa: BLE001
         raise CurateError(f"--student {cfg['student']}: could not load the model ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:160]})") from None
-    peft_config = None
-    if cfg["lora_r"]:
-        from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"] or 2 * cfg["lora_r"], lora_dropout=0.05,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+
+def lora_config(cfg: dict):
+    if not cfg["lora_r"]:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"] or 2 * cfg["lora_r"], lora_dropout=0.05,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, say, main, command) -> int:
+    from trl import SFTTrainer
+
+    from curate.store import now, package_versions
+
+    args, chosen = sft_config(cfg, out)
+    student = student_path(cfg["student"])
+    rows = to_training_rows(ds, cfg["loss"], cfg["data"])
+    progress = cli_values.get("progress") is not False and main
+    model = load_student(cfg, chosen["bf16"])
+    peft_config = lora_config(cfg)
 
     bar = progress_callback(progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, peft_config=peft_config,
@@ -480,7 +508,7 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
     manifest = {
         "stage": "sft", "status": "running", "started": now(), "command": command,
         "config": cfg, "data": data_info, "student": student, "lint": report.to_dict(),
-        "trl_config": {"bf16": bf16, "use_liger_kernel": liger, "resume_from": checkpoint},
+        "trl_config": {**chosen, "resume_from": checkpoint},
         "versions": {**package_versions(), **_versions("trl", "peft", "accelerate", "datasets")},
     }
     if main:
