@@ -90,7 +90,8 @@ def no_token_env(tmp_path, **extra) -> dict:
     """No token anywhere: HF_TOKEN empty, HF_HOME (the saved login) an empty folder."""
     home = tmp_path / "hf-home"
     home.mkdir(exist_ok=True)
-    return {"HF_TOKEN": "", "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
+    return {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": "", "HF_OIDC_RESOURCE": "", "HF_HOME": str(home),
+            "HF_TOKEN_PATH": str(home / "token"), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
 def test_plan_lists_the_commit_operations_and_leaves_dataset_out(mix_dir):
@@ -304,8 +305,13 @@ def test_a_real_mix_output_publishes(tmp_path, mixture_dir):
     assert any(x.startswith("plots/") for x in paths) and not any(x.startswith("dataset/") for x in paths)
     dry = curate("publish", root, "--repo", "someone/mix", "--dry-run", extra_env=no_token_env(tmp_path))
     assert f"would publish {len(paths)} files" in dry.stdout and p.card.splitlines()[1] in dry.stdout
+    # the token of a saved login (`hf auth login` writes HF_HOME/token), no HF_TOKEN
+    env = no_token_env(tmp_path)
+    Path(env["HF_TOKEN_PATH"]).write_text(TOKEN + "\n")
     with fake_hub({}) as hub:
-        r = online("publish", root, "--repo", "someone/mix", env=no_token_env(tmp_path, HF_TOKEN=TOKEN, HF_ENDPOINT=hub.endpoint))
+        r = online("publish", root, "--repo", "someone/mix", env={**env, "HF_ENDPOINT": hub.endpoint})
     assert r.returncode == 0, r.stderr
     (commit,) = hub.commits
-    assert [f["value"]["path"] for f in commit[1:]] == paths and TOKEN not in r.stdout + r.stderr
+    assert [f["value"]["path"] for f in commit[1:]] == paths and hub.auth == {f"Bearer {TOKEN}"}
+    assert TOKEN not in r.stdout + r.stderr
+    assert not [f for f in root.rglob("*") if f.is_file() and TOKEN.encode() in f.read_bytes()]

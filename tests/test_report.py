@@ -148,6 +148,10 @@ def test_in_headless_chromium_the_browser_runs_and_html_in_traces_stays_text(run
     assert "<title>curate report" in dom and "pwned" not in dom.split("<title>", 1)[1].split("</title>", 1)[0]
     assert "data-pwned" not in dom and "<img src=\"x\"" not in dom
 
+    # search: one problem has Russian in a trace
+    dom, _ = dump_dom(exe, out.as_uri() + "#q=Теперь", tmp_path / "profile")
+    assert "problem 1 of 1" in dom and 'data-problem-id="gsm-06"' in dom
+
 
 def test_a_generate_run_gets_language_shares_from_language_id(runs, tmp_path):
     gen, _ = runs
