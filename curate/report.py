@@ -64,6 +64,8 @@ def load_run(path: str | os.PathLike) -> Run:
         raise CurateError(f"{path}: no such folder (give a curate filter, generate, select or mix output)")
     manifest = _manifest(root)
     stage = manifest.get("stage")
+    if stage not in (None, "filter", "generate", "select", "mix"):
+        raise CurateError(f"{path}: holds a `{stage}` run; curate report reads filter, generate, select or mix outputs")
     if stage == "filter" or (stage is None and (root / "kept").is_dir()):
         if manifest.get("status") not in (None, "complete"):
             raise CurateError(f"{path}: the filter run is {manifest.get('status')}; finish it first (re-run curate filter)")

@@ -180,7 +180,11 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path):
     running = tmp_path / "running"
     (running / "kept").mkdir(parents=True)
     (running / "manifest.json").write_text('{"stage": "filter", "status": "running"}')
+    trained = tmp_path / "trained"
+    (trained / "data").mkdir(parents=True)
+    (trained / "manifest.json").write_text('{"stage": "sft"}')
     for target, message in ((tmp_path / "empty", "not a curate run"), (tmp_path / "missing", "no such folder"),
+                            (trained, "holds a `sft` run; curate report reads filter, generate, select or mix"),
                             (running, "the filter run is running; finish it first")):
         r = curate("report", target, check=False)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
