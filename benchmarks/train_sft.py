@@ -9,7 +9,7 @@ tokens per step, peak memory, MFU, and the ratio curate / TRL.
 
 TRL defaults: SFTConfig() with only max_length, batch size and the step count set (full-
 sequence loss on `messages`, padded batches in random order, gradient checkpointing on, bf16
-on). curate: the SFTConfig `curate train sft` builds (train/sft.py, `sft_config`): on a GPU
+on; on CPU bf16 off, since TRL's default bf16=True refuses to start there). curate: the SFTConfig `curate train sft` builds (train/sft.py, `sft_config`): on a GPU
 with flash-attention, BFD packing (padding-free) at 16k tokens per sequence, bf16, Liger
 where installed, no gradient checkpointing at this size; without flash-attention or on
 CPU, batches grouped by length (no packing: sdpa cannot keep packed rows apart), and on CPU
@@ -136,8 +136,8 @@ def run_side(side: str, setup: dict, work: Path) -> dict:
     if side == "trl":
         args = SFTConfig(output_dir=str(out), max_length=setup["max_length"], max_steps=total_steps,
                          per_device_train_batch_size=setup["batch_size"], report_to=[], disable_tqdm=True,
-                         save_strategy="no", logging_steps=10_000)
-        model, data, settings = str(work / "model"), rows, {"trl": "SFTConfig defaults"}
+                         save_strategy="no", logging_steps=10_000, **({} if cuda else {"bf16": False}))
+        model, data, settings = str(work / "model"), rows, {"trl": "SFTConfig defaults" + ("" if cuda else ", bf16 off")}
     else:
         flash = cuda and _installed("flash_attn")
         cfg = sft.resolve({"student": str(work / "model"), "data": str(work / "rows.jsonl"), "max_steps": total_steps,
