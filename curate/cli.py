@@ -408,7 +408,7 @@ def report(run_dir, out, samples, language_sample, seed, no_progress):
 @train.command("sft", context_settings={"max_content_width": 110})
 @click.option("--student", default=None, help="Model to train: Hub name, local folder, or `embedded` (SmolLM2-135M-Instruct).")
 @click.option("--data", default=None, help="A `curate mix` folder, a datasets folder, Parquet/JSONL with `messages`, or a Hub dataset.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: checkpoints, the final model, manifest.json.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Output: checkpoints, the final model, manifest.json (required unless --lint-only).")
 @click.option("--config", default=None, help="Recipe: a built-in name (e.g. r1-distill-qwen-1.5b) or a YAML file; flags override it.")
 @click.option("--split", default=None, help="Split of a DatasetDict or Hub dataset [train].")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Train on the first N rows only.")

@@ -378,7 +378,13 @@ def run(cli_values: dict, echo=print, command: list | None = None) -> int:
     launched = bool(cli_values.get("launched"))
     main = int(os.environ.get("RANK", "0")) == 0
     say = echo if main else (lambda *a, **k: None)
-    out = Path(cli_values["out"])
+    if not cli_values.get("out") and not cli_values.get("lint_only"):
+        raise CurateError("--out is required (the folder for checkpoints, the model and manifest.json)")
+    out = Path(cli_values.get("out") or ".")
+    if cli_values.get("progress") is False:
+        import datasets
+
+        datasets.disable_progress_bars()
     resume = bool(cli_values.get("resume"))
     lint_only = bool(cli_values.get("lint_only"))
     launch = not launched and (cli_values.get("num_processes") or cli_values.get("accelerate_config"))
@@ -513,18 +519,20 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out / ".tmp-final", ignore_errors=True)  # left by a killed run
         _write_json(out / "manifest.json", manifest)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.time() - t0
     tokens = trainer._total_train_tokens
+    # every rank takes part in saving (ZeRO-3 / FSDP gather the shards); the main one moves the files in
+    tmp = out / ".tmp-final"
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
     if main:
-        tmp = out / f".tmp-final-{os.getpid()}"
-        trainer.save_model(str(tmp))
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
         tmp.rmdir()
-    trainer.accelerator.wait_for_everyone()
     manifest.update(status="done", finished=now(), train={
         "global_step": trainer.state.global_step, "train_loss": result.training_loss,
         "seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
