@@ -166,7 +166,11 @@ def run_side(side: str, setup: dict, work: Path) -> dict:
     m = trainer.model.config
     (t0, n0), (t1, n1) = marks[setup["warmup"] - 1], marks[-1]
     steps = [b[0] - a[0] for a, b in zip(marks[setup["warmup"] - 1:], marks[setup["warmup"]:])]
-    lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
+    columns = trainer.train_dataset.column_names
+    if "seq_lengths" in columns:  # packed: attention runs per document
+        lengths = [n for seq in trainer.train_dataset["seq_lengths"] for n in seq]
+    else:
+        lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
     params = sum(p.numel() for p in trainer.model.parameters()) - (0 if m.tie_word_embeddings else m.vocab_size * m.hidden_size)
     mean_len = sum(x * x for x in lengths) / sum(lengths)  # mean row length seen by a token
     flops_per_token = 6 * params + 6 * m.num_hidden_layers * m.hidden_size * mean_len

@@ -87,6 +87,13 @@ def test_tiny_llama_with_lora_from_a_recipe_through_a_real_accelerate_launch(mix
     assert manifest(out)["train"]["global_step"] == 1
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and adapter["base_model_name_or_path"] == str(tiny_llama)
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)
+    assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
 
 
 def test_print_launch_gives_the_exact_accelerate_line_and_writes_nothing(mixture_dir, tiny_model, tmp_path):
