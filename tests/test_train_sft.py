@@ -202,3 +202,19 @@ def test_embedded_smollm2_learns_in_a_few_steps(mixture_dir, tmp_path):
     prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True)
     assert model.generate(**prompt, max_new_tokens=8, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_overwrite_replaces_only_sft_runs_and_only_after_the_lint_passes(reasoning_jsonl, tiny_model, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", other, "--overwrite")
+    assert r.exit_code == 2 and "holds no `curate train sft` run" in r.output and (other / "notes.txt").exists()
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text(json.dumps({"stage": "sft", "config": {}}))
+    r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", earlier, "--overwrite",
+                "--pad-token", "<|im_end|>")
+    assert r.exit_code == 2 and (earlier / "manifest.json").exists()  # refused by the lint: nothing deleted
+    r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", earlier)
+    assert r.exit_code == 2 and "pass --resume to continue from its last checkpoint, --overwrite" in r.output

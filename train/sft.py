@@ -354,7 +354,6 @@ def check_out(out: Path, cfg: dict, resume: bool, overwrite: bool) -> str | None
                               "--overwrite to replace it, or choose another --out")
         if not old or old.get("stage") != "sft":
             raise CurateError(f"{out}: holds no `curate train sft` run; --overwrite replaces only those")
-        shutil.rmtree(out)
     return None
 
 
@@ -410,14 +409,17 @@ def run(cli_values: dict, echo=print, command: list | None = None) -> int:
     if lint_only:
         return 0
 
+    if cli_values.get("print_launch") and not launch:
+        raise CurateError("--print-launch needs --num-processes or --accelerate-config")
     if launch:
         cmd = launch_command(cli_values)
         say(shlex.join(cmd))
         if cli_values.get("print_launch"):
             return 0
+    if cli_values.get("overwrite") and not launched and out.is_dir():
+        shutil.rmtree(out)  # only now: the lint passed and check_out saw an earlier sft run here
+    if launch:
         return subprocess.call(cmd)
-    if cli_values.get("print_launch"):
-        raise CurateError("--print-launch needs --num-processes or --accelerate-config")
     return train(cfg, cli_values, out, ds, data_info, tok, report, checkpoint, say, main, command)
 
 
