@@ -76,6 +76,12 @@ def test_pad_token_equal_to_end_of_turn_is_refused_with_a_distinct_pad_as_the_fi
     assert "--pad-token '<|endoftext|>'" in report.problems[0]
 
 
+def test_no_pad_token_means_trl_pads_with_eos_and_is_refused_too(tok):
+    tok.pad_token = None
+    report = lint(tok, ROWS)
+    assert not report.ok and "pad token is the end-of-turn token" in report.problems[0]
+
+
 def test_the_refusal_is_real_transformers_collator_masks_eos_when_pad_is_eos(tok):
     """What the pad == EOS message claims: an id-based collator drops the EOS label.
     (TRL 1.16's own collator pads labels with -100 and keeps it.)"""

@@ -188,7 +188,8 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
         return report
 
     # 4. the pad token is not the end-of-turn token, and the real collator keeps its label
-    if tokenizer.pad_token_id == end:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token is not None else tokenizer.eos_token_id  # TRL pads with EOS
+    if pad_id == end:
         fix = choose_pad_token(tokenizer, report.end_token, texts)
         report.problems.append(
             f"the pad token is the end-of-turn token {report.end_token!r}: collators that mask padding by id "
@@ -198,7 +199,7 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
         return report
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)
+    collate = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=padding_free)
     batch = collate([{"input_ids": p["input_ids"], "labels": p["labels"]} for p in prepared])
     kept = int(((batch["labels"] == end) & (batch["input_ids"] == end)).sum())
     if kept < len(prepared):
