@@ -165,6 +165,8 @@ def test_bad_data_and_recipes_name_the_file(tiny_model, tmp_path):
     recipe.write_text("student: x\nlearning_rate: 1e-5\n")
     r = run_cli("--data", bad_row, "--out", tmp_path / "o", "--config", recipe)
     assert r.exit_code == 2 and f"{recipe}: unknown option 'learning_rate'" in r.output
+    r = run_cli("--student", tiny_model, "--data", "no-such-org/no-such-dataset", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "no-such-org/no-such-dataset: could not load the Hub dataset" in r.output
     r = run_cli("--student", "no-such-org/no-such-model", "--data", bad_row, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "--student no-such-org/no-such-model: could not load its tokenizer" in r.output
     assert not (tmp_path / "o").exists()
