@@ -175,6 +175,11 @@ def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, str, list[str], dict | 
             frames = [read_table_file(f) for f in files]
             df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
             return df, stage, [str(f) for f in files], manifest
+        if stage == "mix":  # another mixture: its train split
+            files = sorted((p / "data").glob("train-*.parquet"))
+            if not files:
+                raise CurateError(f"{spec.shown}: a mix folder without data/train-*.parquet")
+            return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "mix", [str(f) for f in files], None
         if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
             import datasets
 

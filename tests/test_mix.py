@@ -111,6 +111,16 @@ def test_messages_shape_and_num_tokens(sources, tmp_path):
     assert all(m[1]["content"].startswith("<think>\n\n</think>\n\nhello ") for m in general)  # --no-cot
 
 
+def test_a_mixture_is_a_source_too(sources, tmp_path):
+    build(sources, tmp_path / "first")
+    m = mix.run(mix.MixOptions(out=str(tmp_path / "second"), sources=[f"again={tmp_path / 'first'}:10"], progress=False))
+    df = read(tmp_path / "second")
+    assert m["sources"][0]["kind"] == "mix" and df.height == 10 and set(df["source"]) == {"again"}
+    assert set(df["origin"]) <= {"reasoning", "general"}  # the first mixture's source names
+    first = read(tmp_path / "first")
+    assert set(df["sample_id"]) <= set(first["sample_id"])
+
+
 def test_missing_think_drop(sources, tmp_path):
     m = mix.run(mix.MixOptions(out=str(tmp_path / "m"), sources=[f"r={sources / 'reasoning.parquet'}:10"],
                                missing_think="drop", progress=False))
