@@ -169,6 +169,7 @@ def load_data(path: str, split: str, limit: int | None):
         folder, kind = p, "datasets"
     else:
         folder, kind = None, "files" if p.exists() else "hub"
+    fingerprint = None
     if folder is not None:
         try:
             ds = datasets.load_from_disk(str(folder))
@@ -178,16 +179,19 @@ def load_data(path: str, split: str, limit: int | None):
             if split not in ds:
                 raise CurateError(f"{path}: no split {split!r}; the splits are: {', '.join(ds)}; pass --split")
             ds = ds[split]
+        fingerprint = ds._fingerprint
     elif kind == "files":
         import polars as pl
 
         from curate.store import read_table_file, table_files
 
-        ds = datasets.Dataset(pl.concat([read_table_file(f) for f in table_files(p)], how="diagonal_relaxed").to_arrow())
+        files = table_files(p)
+        ds = datasets.Dataset(pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed").to_arrow())
+        fingerprint = _sha256(files)
     else:
         from curate.inputs import read_hub
 
-        table, _ = read_hub(path, split)
+        table, fingerprint = read_hub(path, split)
         ds = datasets.Dataset(table)
     if "messages" not in ds.column_names:
         raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(ds.column_names)}); "
@@ -196,7 +200,7 @@ def load_data(path: str, split: str, limit: int | None):
         raise CurateError(f"{path}: no rows")
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
-    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": ds._fingerprint}
+    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": fingerprint}
     return ds, info
 
 
@@ -272,14 +276,14 @@ def student_eos_ids(student: str, tok) -> list[int]:
     return ids + [tok.eos_token_id]
 
 
-def lint_rows(ds, n: int) -> list[dict]:
+def lint_rows(ds, n: int, path: str) -> list[dict]:
     """Up to `n` rows spread evenly over the data (deterministic)."""
     step = max(1, len(ds) // n)
     idx = list(range(0, len(ds), step))[:n]
     rows = []
     for i in idx:
         messages = ds[i]["messages"]
-        check_row(messages, f"row {i}")
+        check_row(messages, f"{path}: row {i}")
         rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]})
     return rows
 
@@ -287,7 +291,7 @@ def lint_rows(ds, n: int) -> list[dict]:
 def run_lint(cfg: dict, tok, ds):
     from curate.train.lint import choose_pad_token, lint
 
-    rows = lint_rows(ds, cfg["lint_rows"])
+    rows = lint_rows(ds, cfg["lint_rows"], cfg["data"])
     notes = []
     if not cfg["pad_token"] and (tok.pad_token is None or tok.pad_token == tok.eos_token):
         rendered = [tok.apply_chat_template(r["messages"], tokenize=False) for r in rows[:8]] if tok.chat_template else []
@@ -610,6 +614,17 @@ def _versions(*names) -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+def _sha256(files) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
