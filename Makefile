@@ -48,7 +48,7 @@ demo: install
 	$(BIN)/curate select --input runs/demo-filter-nomath --out runs/demo-select \
 	    --policy one --one-by shortest --no-progress
 	$(BIN)/curate mix --out runs/demo-mix --source gsm8k=runs/demo-select:40 --allow-upsample \
-	    --test-size 0.2 --license mit --pretty-name curate-demo-mix --no-progress
+	    --test-size 0.2 --license mit --source-license gsm8k=mit --pretty-name curate-demo-mix --no-progress
 	$(BIN)/curate card runs/demo-mix
 	@echo "dataset: runs/demo-mix/dataset (DatasetDict, load_from_disk), runs/demo-mix/data (Hub Parquet); card: runs/demo-mix/README.md, plots: runs/demo-mix/plots"
 	@# what `curate publish` would upload (checks the card offline; no token, no network)

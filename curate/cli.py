@@ -328,19 +328,28 @@ def select_(input_path, out, policy, one_by, max_per_problem, score, score_order
 @click.option("--missing-think", type=click.Choice(["empty", "drop"]), default="empty", show_default=True,
               help="Rows without a <think> block: write an empty one, or drop them.")
 @click.option("--license", "license_", default="other", show_default=True, help="The dataset's licence for the card.")
+@click.option("--source-license", "source_licenses", multiple=True, metavar="NAME=LICENSE",
+              help="A source's own licence, shown in the card (repeatable).")
 @click.option("--language", default="en", show_default=True, help="Comma list of language codes for the card.")
 @click.option("--pretty-name", default=None, help="The card's title (default: the folder name).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix with a different config.")
 @click.option("--no-progress", is_flag=True)
-def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot, missing_think, license_, language,
-         pretty_name, overwrite, no_progress):
+def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot, missing_think, license_,
+         source_licenses, language, pretty_name, overwrite, no_progress):
     """Mix sources into a DatasetDict with exact counts, Hub Parquet shards and a dataset card."""
     from curate import mix
+
+    licenses = {}
+    for item in source_licenses:
+        name, sep, lic = item.partition("=")
+        if not sep or not name or not lic:
+            raise CurateError(f"--source-license {item!r}: expected NAME=LICENSE, e.g. gsm8k=mit")
+        licenses[name] = lic
 
     m = mix.run(mix.MixOptions(
         out=out, sources=list(sources), total=total, seed=seed, test_size=test_size, allow_upsample=allow_upsample,
         tokenizer=tokenizer, no_cot=tuple(no_cot), missing_think=missing_think, license=license_,
-        language=tuple(x.strip() for x in language.split(",") if x.strip()), pretty_name=pretty_name,
+        source_licenses=licenses, language=tuple(x.strip() for x in language.split(",") if x.strip()), pretty_name=pretty_name,
         overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]]))
     for s in m["sources"]:
         click.echo(f"{s['name']:12s} requested {s['requested']:,} · available {s['available']:,} · delivered "
@@ -435,6 +444,7 @@ def report(run_dir, out, samples, language_sample, seed, no_progress):
 @click.option("--warmup-ratio", default=None, type=float, help="[0.03]")
 @click.option("--lr-scheduler", default=None, help="transformers scheduler name [cosine_with_min_lr, to 10%].")
 @click.option("--weight-decay", default=None, type=float, help="[0.0]")
+@click.option("--max-grad-norm", default=None, type=float, help="Gradient clipping [1.0].")
 @click.option("--seed", default=None, type=int, help="[42]")
 @click.option("--save-steps", default=None, type=click.IntRange(min=1), help="Checkpoint every N steps (and at the end) [500].")
 @click.option("--save-total-limit", default=None, type=click.IntRange(min=1), help="Keep only the last N checkpoints.")

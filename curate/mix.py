@@ -85,6 +85,7 @@ class MixOptions:
     no_cot: tuple[str, ...] = ()
     missing_think: str = "empty"
     license: str = "other"
+    source_licenses: dict = field(default_factory=dict)  # source name -> its licence, for the card
     language: tuple[str, ...] = ("en",)
     pretty_name: str | None = None
     overwrite: bool = False
@@ -379,6 +380,9 @@ def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
         raise CurateError(f"--total must be at least 1, got {o.total}")
     if o.test_size is not None and not 0 < o.test_size < 1:
         raise CurateError(f"--test-size must lie in (0, 1), got {o.test_size}")
+    for n in o.source_licenses:
+        if n not in names:
+            raise CurateError(f"--source-license {n}: unknown source (sources: {', '.join(names)})")
     if o.missing_think not in ("empty", "drop"):
         raise CurateError(f"--missing-think {o.missing_think!r}: choose empty or drop")
     resolve_targets(specs, o.total)
@@ -386,7 +390,8 @@ def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
                            "count": s.count, "ratio": s.ratio, "target": s.target} for s in specs],
               "total": o.total, "seed": o.seed, "test_size": o.test_size, "allow_upsample": o.allow_upsample,
               "tokenizer": o.tokenizer, "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
-              "license": o.license, "language": list(o.language), "pretty_name": o.pretty_name}
+              "license": o.license, "source_licenses": dict(sorted(o.source_licenses.items())),
+              "language": list(o.language), "pretty_name": o.pretty_name}
     store = RunStore(o.out, stage="mix")
     store.check(config, o.overwrite)
     return specs, config, store
@@ -434,6 +439,7 @@ def run(o: MixOptions) -> dict:
                 "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
                 "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
                 "full_passes": passes, "repeated_rows": int(part.height - len(uniq)),
+                "license": o.source_licenses.get(src.spec.name),
                 "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
                 "dropped_without_think": src.dropped_no_think,
                 "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)})

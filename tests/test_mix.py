@@ -137,7 +137,8 @@ def test_layout_card_and_plots(sources, tmp_path):
     out = tmp_path / "mix"
     mix.run(mix.MixOptions(out=str(out), sources=[f"reasoning={sources / 'reasoning.parquet'}:12",
                                                   f"general={sources / 'chat.jsonl'}:4"],
-                           test_size=0.2, license="mit", pretty_name="tiny-mix", progress=False))
+                           test_size=0.2, license="mit", source_licenses={"reasoning": "cc-by-4.0"},
+                           pretty_name="tiny-mix", progress=False))
     assert sorted(p.name for p in (out / "data").iterdir()) == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
     ds = datasets.load_from_disk(str(out / "dataset"))
     assert set(ds) == {"train", "test"} and ds["train"].num_rows + ds["test"].num_rows == 16
@@ -152,6 +153,7 @@ def test_layout_card_and_plots(sources, tmp_path):
                     "## Rejection sampling", "### Decontamination", "## How it was made", "## How to load it"):
         assert section in text
     assert "| reasoning | parquet | 12 | 30 | 12 | no (stratified by domain) | code 4, math 8 |" in text
+    assert "**reasoning** (licence: `cc-by-4.0`)" in text and "**general** (licence: not given" in text
     for png in ("token_lengths.png",):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](plots/{png})" in text
     assert card.validate(out)["license"] == "mit"
