@@ -332,10 +332,11 @@ def select_(input_path, out, policy, one_by, max_per_problem, score, score_order
               help="A source's own licence, shown in the card (repeatable).")
 @click.option("--language", default="en", show_default=True, help="Comma list of language codes for the card.")
 @click.option("--pretty-name", default=None, help="The card's title (default: the folder name).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes that count tokens (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix with a different config.")
 @click.option("--no-progress", is_flag=True)
 def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot, missing_think, license_,
-         source_licenses, language, pretty_name, overwrite, no_progress):
+         source_licenses, language, pretty_name, workers, overwrite, no_progress):
     """Mix sources into a DatasetDict with exact counts, Hub Parquet shards and a dataset card."""
     from curate import mix
 
@@ -350,7 +351,8 @@ def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot
         out=out, sources=list(sources), total=total, seed=seed, test_size=test_size, allow_upsample=allow_upsample,
         tokenizer=tokenizer, no_cot=tuple(no_cot), missing_think=missing_think, license=license_,
         source_licenses=licenses, language=tuple(x.strip() for x in language.split(",") if x.strip()), pretty_name=pretty_name,
-        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]]))
+        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]],
+        **({"workers": workers} if workers else {})))
     for s in m["sources"]:
         click.echo(f"{s['name']:12s} requested {s['requested']:,} · available {s['available']:,} · delivered "
                    f"{s['delivered']:,}{' (up-sampled)' if s['upsampled'] else ''}")

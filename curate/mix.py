@@ -88,6 +88,7 @@ class MixOptions:
     source_licenses: dict = field(default_factory=dict)  # source name -> its licence, for the card
     language: tuple[str, ...] = ("en",)
     pretty_name: str | None = None
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes that count tokens
     overwrite: bool = False
     progress: bool = True
     command: list[str] = field(default_factory=list)
@@ -345,21 +346,70 @@ def load_tokenizer(name: str | None):
         raise CurateError(f"--tokenizer {name}: could not load it ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 
-def count_tokens(tokenizer, messages: pl.Series, bar: Progress | None = None, chunk: int = 20_000) -> np.ndarray:
+class TokenCounter:
     """Tokens of all message contents of each row (no special or chat-template tokens),
-    batch-encoded by the Rust tokenizer."""
-    exploded = messages.rename("m").to_frame().with_row_index("row").explode("m")
-    rows = exploded["row"].to_numpy()
-    texts = exploded["m"].struct.field("content").fill_null("").to_list()
-    backend = getattr(tokenizer, "backend_tokenizer", None) or tokenizer._tokenizer
+    batch-encoded by the Rust tokenizer. Its batch encoder ran on one core here, so big
+    inputs go to `workers` spawned processes, each with the same tokenizer (sent as its
+    JSON), in chunks whose results come back in order."""
+
+    CHUNK = 20_000  # texts per call
+    MIN_PARALLEL = 50_000  # below this many texts, one process is faster than starting workers
+
+    def __init__(self, tokenizer, workers: int):
+        backend = getattr(tokenizer, "backend_tokenizer", None) or tokenizer._tokenizer
+        self.backend, self.workers, self._pool = backend, max(1, workers), None
+
+    def count(self, messages: pl.Series, bar: Progress | None = None) -> np.ndarray:
+        exploded = messages.rename("m").to_frame().with_row_index("row").explode("m")
+        rows = exploded["row"].to_numpy()
+        texts = exploded["m"].struct.field("content").fill_null("").to_list()
+        chunks = [texts[i:i + self.CHUNK] for i in range(0, len(texts), self.CHUNK)]
+        if self.workers > 1 and len(texts) >= self.MIN_PARALLEL:
+            results = self.pool().map(_count_chunk, chunks)
+        else:
+            results = (_encode_lengths(self.backend, c) for c in chunks)
+        lengths = np.empty(len(texts), dtype=np.int64)
+        at = 0
+        for part in results:
+            lengths[at:at + len(part)] = part
+            at += len(part)
+            if bar:
+                bar.advance(len(part))
+        return np.bincount(rows, weights=lengths, minlength=len(messages)).astype(np.int64)
+
+    def pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: polars runs threads, which a fork would copy mid-flight
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.backend.to_str(),))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+_WORKER_TOKENIZER = None
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    global _WORKER_TOKENIZER
+    from tokenizers import Tokenizer
+
+    _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
+
+
+def _count_chunk(texts: list[str]) -> list[int]:
+    return _encode_lengths(_WORKER_TOKENIZER, texts)
+
+
+def _encode_lengths(backend, texts: list[str]) -> list[int]:
     fast = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    lengths = np.empty(len(texts), dtype=np.int64)
-    for i in range(0, len(texts), chunk):
-        encs = fast(texts[i:i + chunk], add_special_tokens=False)
-        lengths[i:i + chunk] = [len(e.ids) for e in encs]
-        if bar:
-            bar.advance(len(encs))
-    return np.bincount(rows, weights=lengths, minlength=len(messages)).astype(np.int64)
+    return [len(e) for e in fast(texts, add_special_tokens=False)]
 
 
 # -- the run --------------------------------------------------------------------------
@@ -423,26 +473,31 @@ def run(o: MixOptions) -> dict:
     unique_rows = sum(len(np.unique(idx)) for idx, _ in picks)
     timings["sample"] = round(time.time() - t, 2)
     t = time.time()
-    with Progress("tokens", 0, "texts", enabled=o.progress) as bar:
-        if o.progress:
-            bar.bar.update(bar.task, total=sum(int(src.rows["messages"].list.len().sum()) for src in sources))
-        for src, (idx, passes) in zip(sources, picks):
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            pool = src.rows[uniq]
-            tokens = count_tokens(tokenizer, pool["messages"], bar)
-            part = pool.with_columns(pl.Series("num_tokens", tokens, dtype=pl.Int64),
-                                     pl.lit(src.spec.name).alias("source"))[inverse]
-            parts.append(part.select(COLUMNS))
-            domains = part.group_by("domain").len().sort("domain")
-            report.append({
-                "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
-                "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
-                "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
-                "full_passes": passes, "repeated_rows": int(part.height - len(uniq)),
-                "license": o.source_licenses.get(src.spec.name),
-                "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
-                "dropped_without_think": src.dropped_no_think,
-                "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)})
+    pools = []
+    for src, (idx, _) in zip(sources, picks):
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        pools.append((src.rows[uniq], inverse))
+    texts = sum(int(pool["messages"].list.len().sum()) for pool, _ in pools)
+    counter = TokenCounter(tokenizer, o.workers)
+    try:
+        with Progress("tokens", texts, "texts", enabled=o.progress) as bar:
+            for src, (idx, passes), (pool, inverse) in zip(sources, picks, pools):
+                tokens = counter.count(pool["messages"], bar)
+                part = pool.with_columns(pl.Series("num_tokens", tokens, dtype=pl.Int64),
+                                         pl.lit(src.spec.name).alias("source"))[inverse]
+                parts.append(part.select(COLUMNS))
+                domains = part.group_by("domain").len().sort("domain")
+                report.append({
+                    "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
+                    "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
+                    "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
+                    "full_passes": passes, "repeated_rows": int(part.height - pool.height),
+                    "license": o.source_licenses.get(src.spec.name),
+                    "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
+                    "dropped_without_think": src.dropped_no_think,
+                    "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)})
+    finally:
+        counter.close()
     timings["tokenize"] = round(time.time() - t, 2)
 
     t = time.time()

@@ -121,6 +121,21 @@ def test_a_mixture_is_a_source_too(sources, tmp_path):
     assert set(df["sample_id"]) <= set(first["sample_id"])
 
 
+def test_token_counts_in_worker_processes_match_one_process(monkeypatch):
+    tok = mix.load_tokenizer(None)
+    messages = pl.Series([[{"role": "user", "content": f"What is {i} + {i}?"},
+                           {"role": "assistant", "content": "<think>\nadd\n</think>\n\n" + "two " * i}] for i in range(60)])
+    one = mix.TokenCounter(tok, 1).count(messages)
+    monkeypatch.setattr(mix.TokenCounter, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(mix.TokenCounter, "CHUNK", 7)  # 18 chunks over 2 processes, results in order
+    counter = mix.TokenCounter(tok, 2)
+    try:
+        assert counter.count(messages).tolist() == one.tolist()
+    finally:
+        counter.close()
+    assert one[5] == len(tok("What is 5 + 5?")["input_ids"]) + len(tok("<think>\nadd\n</think>\n\n" + "two " * 5)["input_ids"])
+
+
 def test_missing_think_drop(sources, tmp_path):
     m = mix.run(mix.MixOptions(out=str(tmp_path / "m"), sources=[f"r={sources / 'reasoning.parquet'}:10"],
                                missing_think="drop", progress=False))
