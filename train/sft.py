@@ -22,7 +22,8 @@ Where our defaults differ from TRL's SFTConfig, and why:
 | epochs | 3 | 2 | DeepSeek-R1's SFT on its 800k samples ran two epochs (arXiv 2501.12948, §2.3.3) |
 | max_length | 1024 | 32768 | R1 traces run to thousands of tokens; 1024 truncates nearly all (open-r1 distils at 32768) |
 | lr schedule | linear, no warm-up | cosine to 10% + 3% warm-up | open-r1's OpenR1-Distill-7B recipe |
-| bf16 | on, even on CPU | on where the GPU supports it | fp32 on CPU |
+| bf16 | on (on CPU the Trainer then refuses to start) | on where the GPU supports it | fp32 on CPU |
+| max_grad_norm | 1.0 | 1.0 (recipes: 0.2, open-r1) | |
 | pad token | pad, else EOS | a distinct special token when pad == EOS | see the lint |
 | packing / padding-free | off | off; refused without a varlen attention kernel | with sdpa, packed rows attend to each other (measured) |
 | batches | random | grouped by length when not packing | reasoning traces vary 10x in length: random batches are mostly padding |
