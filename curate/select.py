@@ -233,22 +233,21 @@ def run(o: SelectOptions) -> dict:
     selected = pick(kept.filter(pl.col("problem_id").is_in(band_ids.implode())), o)
     per = selected.group_by("problem_id").len().rename({"len": "selected"})
     problems = problems.join(per, on="problem_id", how="left").with_columns(pl.col("selected").fill_null(0))
-    if "source" in kept.columns and "domain" in kept.columns:
-        # problems with no kept row take their labels from a rejected one
-        labels = pl.concat([kept.select("problem_id", "source", "domain"),
-                            dropped.select("problem_id", "source", "domain")] if "domain" in dropped.columns
-                           else [kept.select("problem_id", "source", "domain")], how="vertical_relaxed")
-        labels = labels.unique("problem_id", keep="first", maintain_order=True)
+    cols = [c for c in ("source", "domain") if c in kept.columns or c in dropped.columns]
+    if cols:  # problems with no kept row take their labels from a rejected one
+        labels = pl.concat([f.select("problem_id", *[c for c in cols if c in f.columns]) for f in (kept, dropped)],
+                           how="diagonal_relaxed").unique("problem_id", keep="first", maintain_order=True)
         problems = problems.join(labels, on="problem_id", how="left")
     problems = problems.select(*[c for c in ("problem_id", "source", "domain") if c in problems.columns],
                                "generated", "correct", "kept", "pass_rate", "in_band", "selected").sort("problem_id")
 
     counts = {"problems": problems.height, "problems_in_band": int(problems["in_band"].sum()),
               "problems_selected": int((problems["selected"] > 0).sum()), "generated": int(problems["generated"].sum()),
-              "correct": int(problems["correct"].sum()) if correct_after is not None else None, "kept": kept.height, "selected": selected.height}
+              "correct": int(problems["correct"].sum()) if correct_after is not None else None,
+              "kept": kept.height, "selected": selected.height}
     manifest = {"stage": "select", "status": "complete", "config": config, "command": o.command,
-                "inputs": {"filter": {"path": str(Path(o.input).resolve()), "chain": chain, "funnel": fmanifest.get("funnel"),
-                                      "command": fmanifest.get("command")},
+                "inputs": {"filter": {"path": str(Path(o.input).resolve()), "chain": chain,
+                                      "funnel": fmanifest.get("funnel"), "command": fmanifest.get("command")},
                            "generate": lineage},
                 "correctness": {"filters": [s["filter"] for s in chain if s.get("filter") in CORRECTNESS_FILTERS],
                                 "rule": "kept, or rejected by a filter after the last correctness filter"},

@@ -78,6 +78,7 @@ def test_pass_rates_count_every_sample_and_correct_rows_dropped_later(filtered):
     # p1's duplicate correct answer was dropped by dedup, which runs after math: still correct
     assert (p1["generated"], p1["correct"], p1["kept"], p1["selected"]) == (4, 2, 1, 1)
     assert problems.filter(pl.col("problem_id") == "p4")["generated"].item() == 4  # the truncated one counts
+    assert set(problems["source"]) == {"gsm8k"} and set(problems["domain"]) == {"math"}  # p3 has no kept row
     # policy all: every kept row, with its lineage
     assert data.height == sum(problems["kept"]) == 4 + 1 + 1 + 0 + 3
     assert data.select("problem_id", "sample_id").is_unique().all()
