@@ -101,6 +101,37 @@ def test_prefilled_think_llama_resume_and_rerun(tiny_llama, problems_file, tmp_p
     assert run(2)["already_complete"]
 
 
+@pytest.mark.slow
+def test_different_rewards_in_a_group_move_the_policy(tmp_path):
+    """A random policy scores every sample alike, so its advantages, loss and gradient are
+    zero. Give the EOS token a random embedding (x0.7) and completions end at different
+    lengths; the overlong reward (a 15-token ramp below the 16-token limit) then differs
+    within each group, and one step of our configuration updates every parameter."""
+    import torch
+    from conftest import REPO, build_tiny_model
+    from transformers import AutoModelForCausalLM
+
+    from curate.train import grpo
+
+    policy = build_tiny_model(tmp_path / "policy")
+    model = AutoModelForCausalLM.from_pretrained(policy)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model.get_input_embeddings().weight[model.config.eos_token_id] = torch.randn(model.config.hidden_size) * 0.7
+    model.save_pretrained(policy)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    out = tmp_path / "grpo"
+    grpo.run(grpo.GRPOOptions(policy=str(policy), prompts=str(REPO / "curate" / "data" / "gsm8k_sample.jsonl"),
+                              out=str(out), rewards="overlong", overlong_buffer=15, max_completion_length=16,
+                              num_generations=4, prompts_per_step=2, micro_batch=8, max_steps=1, progress=False))
+    (step,) = log_steps(out)
+    assert step["completions/min_length"] < step["completions/max_length"]
+    assert step["rewards/overlong/std"] > 0 and step["grad_norm"] > 0
+    after = AutoModelForCausalLM.from_pretrained(out / "model").state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+
+
 def test_bad_options_are_one_line_and_write_nothing(tiny_model, problems_file, mixture_dir, tmp_path):
     from curate.errors import CurateError
     from curate.train import grpo
