@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import MISSING, asdict, dataclass, field
@@ -404,7 +405,7 @@ def run(opts: GRPOOptions) -> dict:
         raise CurateError(f"--policy {opts.policy}: could not load its tokenizer ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]})") from None
     use_vllm = _use_vllm(opts)
-    kwargs = config_kwargs(opts, use_vllm)
+    kwargs = config_kwargs(opts, use_vllm, world_size=int(os.environ.get("WORLD_SIZE", "1")))  # accelerate launch
     rows, data_info = load_prompts(opts, tokenizer)
     config = {"policy": opts.policy, "data": {k: data_info[k] for k in ("path", "kind", "template_sha256", "answers",
                                                                            "rows")},
