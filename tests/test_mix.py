@@ -183,6 +183,7 @@ def test_layout_card_and_plots(sources, tmp_path):
 @pytest.mark.parametrize("spec, extra, message", [
     ("r={src}/reasoning.parquet:31", [], "target 31 is larger than the source's 30 rows; pass --allow-upsample"),
     ("r={src}/nope.parquet:5", [], "r={src}/nope.parquet: no such file or folder"),
+    ("r=nobody/no-such-dataset:5", [], "nobody/no-such-dataset: could not load the Hub dataset"),  # offline
     ("r={src}/bad.parquet:5", [], "needs a `messages` column, or `problem` and `completion` (columns: question)"),
     ("r={src}/reasoning.parquet:0.5", [], "a ratio target needs --total N"),
     ("r={src}/reasoning.parquet", [], "expected NAME=PATH:COUNT or NAME=PATH:RATIO"),
