@@ -136,6 +136,19 @@ def test_token_counts_in_worker_processes_match_one_process(monkeypatch):
     assert one[5] == len(tok("What is 5 + 5?")["input_ids"]) + len(tok("<think>\nadd\n</think>\n\n" + "two " * 5)["input_ids"])
 
 
+def test_a_datasets_folder_with_messages_is_a_source(tmp_path):
+    import datasets
+
+    chat = datasets.Dataset.from_list([{"messages": [{"role": "user", "content": f"q{i}"},
+                                                     {"role": "assistant", "content": f"a{i}"}], "domain": "chat"}
+                                       for i in range(6)])
+    datasets.DatasetDict({"train": chat}).save_to_disk(str(tmp_path / "chat"))
+    m = mix.run(mix.MixOptions(out=str(tmp_path / "m"), sources=[f"chat={tmp_path / 'chat'}:4"], progress=False))
+    df = read(tmp_path / "m")
+    assert m["sources"][0]["kind"] == "datasets" and df.height == 4 and set(df["domain"]) == {"chat"}
+    assert all(r[1]["content"].startswith("a") for r in df["messages"].to_list())  # kept as they are
+
+
 def test_missing_think_drop(sources, tmp_path):
     m = mix.run(mix.MixOptions(out=str(tmp_path / "m"), sources=[f"r={sources / 'reasoning.parquet'}:10"],
                                missing_think="drop", progress=False))
@@ -221,6 +234,10 @@ def test_lineage_from_generate_to_mix_and_sft_trainer_reads_it(mixture_dir, tiny
     assert src["lineage"]["generate"]["model"] == str(tiny_model)
     assert src["lineage"]["filter"]["funnel"]["rows_in"] == 16 and src["lineage"]["select"]["config"]["policy"] == "all"
     assert "curate generate" in (mixture_dir / "README.md").read_text()
+    # a generate run is a source too (e.g. general data from the general_cot template)
+    g = mix.run(mix.MixOptions(out=str(tmp_path / "from-generate"), sources=[f"gen={root / 'generate'}:5"], progress=False))
+    assert g["sources"][0]["kind"] == "generate" and g["sources"][0]["lineage"]["generate"]["model"] == str(tiny_model)
+    assert set(read(tmp_path / "from-generate")["sample_id"]) <= set(generated["sample_id"])
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
