@@ -249,15 +249,20 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
     else:
         raise CurateError(f"{spec.shown}: needs a `messages` column, or `problem` and `completion` "
                           f"(columns: {', '.join(df.columns) or 'none'})")
-    keys = pl.col("messages").list.first().struct.field("content")
     n = df.height
     out = out.with_columns(
         domain=_series(df, "domain", spec.name, n), problem_id=_series(df, "problem_id", None, n),
         sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
         run=_series(df, "run", spec.path, n))
-    # rows from elsewhere get ids: the problem from its first message, the sample from its row
+    # rows from elsewhere get ids: the problem from its first message (xxh3, stable across
+    # versions), the sample from its source and row
+    if out["problem_id"].null_count():
+        import xxhash
+
+        firsts = out["messages"].list.first().struct.field("content").fill_null("").to_list()
+        hashed = pl.Series("h", [xxhash.xxh3_64_hexdigest(t.encode()) for t in firsts], dtype=pl.String)
+        out = out.with_columns(pl.coalesce(pl.col("problem_id"), hashed).alias("problem_id"))
     out = out.with_columns(
-        pl.coalesce("problem_id", keys.hash(seed=0).cast(pl.String).str.zfill(20)).alias("problem_id"),
         pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),
         pl.coalesce("domain", pl.lit(spec.name)).alias("domain"))
     dropped = 0
