@@ -20,7 +20,6 @@ RepoCard.validate() posts the card to the Hub and needs the network, so it is no
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 from importlib import resources
@@ -29,6 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
+from curate.store import read_manifest
 
 TEMPLATE = "dataset_card.md.jinja"
 TAGS = ["reasoning", "synthetic", "curate", "chain-of-thought"]
@@ -41,15 +41,7 @@ def size_category(rows: int) -> str:
 
 
 def read_mix(out: Path) -> dict:
-    path = out / "manifest.json"
-    if not path.is_file():
-        raise CurateError(f"{out}: no manifest.json; give a `curate mix` output folder")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{path}: unreadable manifest ({e})") from None
-    if manifest.get("stage") != "mix":
-        raise CurateError(f"{out}: holds a `{manifest.get('stage')}` run, not a `mix` run")
+    manifest = read_manifest(out, "mix", "give a `curate mix` output folder")
     return manifest
 
 

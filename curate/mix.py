@@ -50,7 +50,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_table_file, table_files
+from curate.store import RunStore, now, package_versions, read_table_file, replace_folder, table_files
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -650,12 +650,6 @@ def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: d
         timings["card"] = round(time.time() - t, 2)
         manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        if out.exists():
-            old = out.with_name(f".old-{os.getpid()}-{out.name}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions
+from curate.store import now, package_versions, read_manifest
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
@@ -90,18 +90,7 @@ def plan(directory: str | os.PathLike, repo: str, revision: str | None = None, p
 
 
 def _check_layout(root: Path) -> None:
-    if not root.is_dir():
-        raise CurateError(f"{root}: no such folder")
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise CurateError(f"{root}: not a mix output (no manifest.json); build one with `curate mix`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{manifest_path}: unreadable manifest ({e})") from None
-    stage = manifest.get("stage") if isinstance(manifest, dict) else None
-    if stage not in (None, "mix"):
-        raise CurateError(f"{root}: holds a `{stage}` run, not a mix output; build one with `curate mix`")
+    read_manifest(root, ("mix", None), "build one with `curate mix`")
     if not sorted((root / "data").glob("*.parquet")):
         raise CurateError(f"{root}: not a mix output (no data/*.parquet shards); build one with `curate mix`")
     if not (root / "README.md").is_file():

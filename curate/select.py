@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_table_file
+from curate.store import RunStore, now, package_versions, read_manifest, read_table_file, replace_folder
 
 CORRECTNESS_FILTERS = ("math", "code")
 POLICIES = ("all", "one", "best-k")
@@ -88,17 +88,7 @@ def check_options(o: SelectOptions) -> None:
 def read_filter_dir(path: str) -> tuple[dict, list[Path], list[tuple[int, Path]]]:
     """The filter manifest, the kept shards, and (chain index, file) of each rejected shard."""
     root = Path(path)
-    manifest_path = root / "manifest.json"
-    if not root.is_dir():
-        raise CurateError(f"{path}: no such folder (give a `curate filter` output folder)")
-    if not manifest_path.is_file():
-        raise CurateError(f"{path}: no manifest.json; give a `curate filter` output folder")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{manifest_path}: unreadable manifest ({e})") from None
-    if manifest.get("stage") != "filter":
-        raise CurateError(f"{path}: holds a `{manifest.get('stage')}` run, not a `filter` run")
+    manifest = read_manifest(root, "filter", "give a `curate filter` output folder")
     if manifest.get("status") != "complete":
         raise CurateError(f"{path}: the filter run is {manifest.get('status')}; finish it first (re-run curate filter)")
     kept = sorted((root / "kept").glob("part-*.parquet"))
@@ -267,13 +257,7 @@ def _write_atomically(out: Path, selected: pl.DataFrame, problems: pl.DataFrame,
         selected.write_parquet(tmp / "data" / "part-00000.parquet", compression="zstd")
         problems.write_parquet(tmp / "problems.parquet", compression="zstd")
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        if out.exists():
-            old = out.with_name(f".old-{os.getpid()}-{out.name}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

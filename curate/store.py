@@ -174,6 +174,41 @@ def read_table_file(path: Path):
         raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
+def read_manifest(path: str | os.PathLike, stage: str | tuple[str | None, ...], hint: str) -> dict:
+    """The manifest of a stage's output folder, refused in one line when the folder,
+    the manifest or its stage is not what the caller needs. `hint` says what to give
+    instead, e.g. "give a `curate filter` output folder"."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CurateError(f"{path}: no such folder ({hint})")
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise CurateError(f"{path}: no manifest.json; {hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CurateError(f"{manifest_path}: unreadable manifest ({e})") from None
+    found = manifest.get("stage") if isinstance(manifest, dict) else None
+    wanted = (stage,) if isinstance(stage, str) else stage
+    if found not in wanted:
+        raise CurateError(f"{path}: holds a `{found}` run, not a `{wanted[0]}` run; {hint}")
+    return manifest
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder `tmp` where `out` is: the old output (if any) is moved
+    aside first and deleted after, so `out` is always a whole output, old or new."""
+    if out.exists():
+        old = out.with_name(f".old-{os.getpid()}-{out.name}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def diff_config(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Human-readable differences between two configs: ["temperature: 0.6 → 0.8", ...]."""
     out = []

@@ -126,7 +126,7 @@ def test_refusals_are_one_line_exit_2(tmp_path, mix_dir):
     (filter_dir / "kept").mkdir(parents=True)
     (filter_dir / "manifest.json").write_text(json.dumps({"stage": "filter"}))
     cases = [
-        ((filter_dir, "--repo", "a/b"), "holds a `filter` run, not a mix output"),
+        ((filter_dir, "--repo", "a/b"), "holds a `filter` run, not a `mix` run"),
         ((tmp_path / "nothing", "--repo", "a/b"), "no such folder"),
         ((mix_dir, "--repo", "no-slash"), "expected USER/NAME"),
         ((mix_dir, "--repo", "a/b"), "no Hugging Face token: set HF_TOKEN or run `hf auth login`"),
