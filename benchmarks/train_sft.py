@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="measured steps per side [GPU 20, CPU 8]")
     ap.add_argument("--warmup", type=int, default=None, help="unmeasured steps first [GPU 5, CPU 2]")
     ap.add_argument("--rows", type=int, default=None, help="distinct rows [GPU 2048, CPU 256]")
-    ap.add_argument("--side", choices=["trl", "curate"], help=argparse.SUPPRESS)
+    ap.add_argument("--ablate", action="store_true",
+                    help="also run curate with random batches, and curate with gradient checkpointing")
+    ap.add_argument("--side", choices=["trl", "curate", "curate-random", "curate-ckpt"], help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     tiny = args.cpu_tiny
@@ -71,7 +73,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-sft-"))
     build(setup, work)
     results = {}
-    for side in ("trl", "curate"):
+    for side in ("trl", "curate", *(("curate-random", "curate-ckpt") if args.ablate else ())):
         cmd = [sys.executable, __file__, "--side", side, "--work", str(work), *(["--cpu-tiny"] if tiny else []),
                "--steps", str(setup["steps"]), "--warmup", str(setup["warmup"]), "--rows", str(setup["rows"])]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -144,7 +146,8 @@ def run_side(side: str, setup: dict, work: Path) -> dict:
                            "max_length": setup["packed_length"] if flash else setup["max_length"],
                            "batch_size": 1 if flash else setup["batch_size"], "packing": flash,
                            "attn_implementation": "flash_attention_2" if flash else None,
-                           "gradient_checkpointing": False, "logging_steps": 10_000})
+                           "gradient_checkpointing": side == "curate-ckpt", "logging_steps": 10_000,
+                           "group_by_length": False if side == "curate-random" else None})
         args, chosen = sft.sft_config(cfg, out)
         args.save_strategy = "no"
         model = sft.load_student(cfg, chosen["bf16"])
@@ -209,7 +212,7 @@ def report(setup: dict, results: dict) -> None:
           f" · {setup['rows']} rows, mean {ours['mean_row_tokens']:.0f} tokens · {setup['warmup']} warm-up + "
           f"{setup['steps']} measured steps per side")
     print(f"{'side':8s} {'tokens/s':>10s} {'step s':>8s} {'tok/step':>9s} {'peak GiB':>9s} {'MFU':>7s}  settings")
-    for r in (trl, ours):
+    for r in results.values():
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         print(f"{r['side']:8s} {r['tokens_per_s']:10,.0f} {r['step_s']:8.3f} {r['tokens_per_step']:9,.0f} "
               f"{r['peak_memory_gib']:9.2f} {mfu:>7s}  {json.dumps(r['settings'])}")

@@ -27,7 +27,7 @@ Where our defaults differ from TRL's SFTConfig, and why:
 | pad token | pad, else EOS | a distinct special token when pad == EOS | see the lint |
 | packing / padding-free | off | off; refused without a varlen attention kernel | with sdpa, packed rows attend to each other (measured) |
 | batches | random | grouped by length when not packing | reasoning traces vary 10x in length: random batches are mostly padding |
-| gradient checkpointing | on | on with a GPU, off on CPU | on CPU memory is not the limit and recomputation costs a third more |
+| gradient checkpointing | on | on with a GPU, off on CPU | on CPU memory is not the limit (its speed cost there was inside the noise, BENCHMARKS.md) |
 """
 
 from __future__ import annotations
@@ -439,7 +439,7 @@ def sft_config(cfg: dict, out: Path):
     auto = {
         "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
         "liger": bool(cuda and _installed("liger_kernel")),
-        "gradient_checkpointing": cuda,  # on CPU memory is not the limit; recomputation costs a third more
+        "gradient_checkpointing": cuda,  # on CPU memory is not the limit
         "group_by_length": not cfg["packing"],  # batches of similar length: far less padding
     }
     chosen = {k: auto[k] if cfg.get(k) is None else cfg[k] for k in auto}
