@@ -22,14 +22,19 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
 5. Integers are compared as integers: when the gold and the boxed answer are both plain
    integers (after step 3), math-verify's answer is known (it compares them exactly),
    so it is not called. Most maths answers are integers (all of GSM8K, 57% of MATH-500's
-   golds); this skips ~0.8 ms of parsing per row.
+   golds); this skips ~0.8 ms of parsing per row. A boxed answer that is the gold's
+   own text (after step 3) is correct without parsing either (every MATH-500 gold
+   verifies against itself; a gold math-verify cannot parse, such as `\\text{Monday}`,
+   is still matched by the same text). The gold's parse is kept per process (a
+   problem's k samples share it).
 6. math-verify's timeout is `signal.alarm`: it counts whole seconds (a float such as 0.5
    makes every parse fail silently, so it is rounded up here) and it works only in a
    process's main thread. The batch filter therefore runs verify_math in worker
    processes, never threads, and guards each chunk with a wall clock on top, for the
    hangs a signal cannot interrupt (long C-level arithmetic).
 
-A gold that is missing or unparseable, a timeout and an error are never a pass.
+A gold that is missing, a timeout and an error are never a pass; nor is a gold that
+does not parse, unless the boxed answer is its very text.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import os
 import re
 import threading
 import time
+from functools import lru_cache
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Callable, NamedTuple
@@ -91,6 +97,13 @@ def normalise_digit_groups(text: str) -> str:
 _INTEGER = re.compile(r"-?\d+")
 
 
+@lru_cache(maxsize=4096)
+def _parse_gold(gold_text: str, seconds: int) -> tuple:
+    """math-verify's parse of a gold answer, kept per process: a problem's k samples
+    share one gold (a timeout raises, and is not kept)."""
+    return tuple(parse(f"\\boxed{{{gold_text}}}", parsing_timeout=seconds, raise_on_error=True))
+
+
 def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.0) -> MathVerdict:
     """Check the answer part of `completion` against the reference answer `gold`.
 
@@ -111,12 +124,14 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
     try:
         # gold first, then the prediction, then verify(gold, prediction): the order matters
         gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip())
-        if boxed is not None and _INTEGER.fullmatch(gold_text.strip()):
+        if boxed is not None:
             boxed_text = normalise_digit_groups(boxed).strip()
-            if _INTEGER.fullmatch(boxed_text):
+            if boxed_text == gold_text.strip():  # the gold's own text
+                return MathVerdict(True, "correct", predicted)
+            if _INTEGER.fullmatch(gold_text.strip()) and _INTEGER.fullmatch(boxed_text):
                 ok = int(gold_text) == int(boxed_text)
                 return MathVerdict(ok, "correct" if ok else "wrong", predicted)
-        gold_parsed = parse(f"\\boxed{{{gold_text}}}", parsing_timeout=seconds, raise_on_error=True)
+        gold_parsed = list(_parse_gold(gold_text, seconds))
         if not any(isinstance(g, (Basic, MatrixBase)) for g in gold_parsed):
             # only a raw-string fallback (or nothing): there is no mathematical object to compare with
             return MathVerdict(False, "unparseable_gold", None)

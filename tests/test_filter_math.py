@@ -96,6 +96,14 @@ def test_verify_math(gold, answer, status):
     assert verdict.correct is (status == "correct")
 
 
+def test_gold_text_itself_is_correct_even_unparseable():
+    """The boxed answer that is the gold's very text needs no parsing; another text
+    against a gold math-verify cannot read is still never a pass."""
+    assert verify_math("\\frac{", boxed("\\frac{")).status == "correct"
+    assert verify_math("\\frac{", boxed("\\frac{1}")).status == "unparseable_gold"
+    assert verify_math("\\left( 3, \\frac{\\pi}{2} \\right)", boxed("\\left( 3, \\frac{\\pi}{2} \\right)")).correct
+
+
 def test_predicted_is_what_was_read():
     assert verify_math("18", boxed("18")).predicted == "18"
     assert verify_math("18", completion("#### 18")).predicted == "18"
