@@ -99,8 +99,8 @@ def test_verify_math(gold, answer, status):
 def test_gold_text_itself_is_correct_even_unparseable():
     """The boxed answer that is the gold's very text needs no parsing; another text
     against a gold math-verify cannot read is still never a pass."""
-    assert verify_math("\\frac{", boxed("\\frac{")).status == "correct"
-    assert verify_math("\\frac{", boxed("\\frac{1}")).status == "unparseable_gold"
+    assert verify_math("@@", boxed("@@")).status == "correct"
+    assert verify_math("@@", boxed("@")).status == "unparseable_gold"
     assert verify_math("\\left( 3, \\frac{\\pi}{2} \\right)", boxed("\\left( 3, \\frac{\\pi}{2} \\right)")).correct
 
 
