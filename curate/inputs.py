@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ def load_problems(spec: InputSpec) -> tuple[pl.DataFrame, dict]:
         locator = _Locator(spec.path, lines)
         plan = _plan(_ordered_keys(records), spec)
         _validate_records(records, plan, locator)
-        sha256 = _sha256_files([Path(spec.path)])
+        sha256 = sha256_files([Path(spec.path)])
     else:
         table, sha256 = _read_table(kind, spec)
         if spec.limit is not None:
@@ -148,16 +149,6 @@ def _input_kind(path: str) -> str:
     if _FILE_EXTENSION.search(path):
         raise CurateError(f"{path}: no such file")
     raise CurateError(f"{path}: no such file or folder")
-
-
-def _sha256_files(files: list[Path]) -> str:
-    """The sha256 of the files' bytes, one after the other."""
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- JSON and JSONL ---------------------------------------------------------------
@@ -304,24 +295,37 @@ def _read_parquet(path: str) -> tuple[pa.Table, str]:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
         raise CurateError(f"{path}: not a readable Parquet file ({_reason(error)})") from None
-    return table, _sha256_files([Path(path)])
+    return table, sha256_files([Path(path)])
+
+
+def sha256_files(files: list[Path]) -> str:
+    from curate.store import sha256_files as digest  # store imports pyarrow: only when needed
+
+    return digest(files)
+
+
+def load_datasets_folder(path: str | os.PathLike, split: str = "train", shown: str | None = None):
+    """The `datasets.Dataset` in a save_to_disk folder (the `split` of a DatasetDict);
+    any failure is one line naming `shown` (default: the path)."""
+    import datasets
+
+    shown = shown or str(path)
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as error:
+        raise CurateError(f"{shown}: could not load the datasets folder ({_reason(error)})") from None
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise CurateError(f'{shown}: no split "{split}"; the splits are: {", ".join(dataset)}; pass --split')
+        dataset = dataset[split]
+    return dataset
 
 
 def _read_datasets_folder(path: str, split: str) -> tuple[pa.Table, str]:
     """A save_to_disk folder's table (the `split` of a DatasetDict); its files' sha256."""
-    import datasets
-
-    try:
-        dataset = datasets.load_from_disk(path)
-    except Exception as error:
-        raise CurateError(f"{path}: could not load the datasets folder ({_reason(error)})") from None
-    if isinstance(dataset, datasets.DatasetDict):
-        if split not in dataset:
-            splits = ", ".join(dataset)
-            raise CurateError(f'{path}: no split "{split}"; the splits are: {splits}; pass --split')
-        dataset = dataset[split]
+    dataset = load_datasets_folder(path, split)
     files = sorted(file for file in Path(path).rglob("*") if file.is_file())
-    return dataset.with_format("arrow")[:], _sha256_files(files)
+    return dataset.with_format("arrow")[:], sha256_files(files)
 
 
 def read_hub(name: str, split: str | None, config: str | None = None) -> tuple[pa.Table, str | None]:

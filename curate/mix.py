@@ -49,6 +49,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
+from curate.inputs import load_datasets_folder
 from curate.progress import Progress
 from curate.store import RunStore, now, package_versions, read_table_file, replace_folder, table_files
 
@@ -183,16 +184,7 @@ def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, str, list[str], dict | 
                 raise CurateError(f"{spec.shown}: a mix folder without data/train-*.parquet")
             return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "mix", [str(f) for f in files], None
         if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
-            import datasets
-
-            try:
-                ds = datasets.load_from_disk(str(p))
-            except Exception as e:  # noqa: BLE001
-                raise CurateError(f"{spec.shown}: could not load the datasets folder ({type(e).__name__}: {e})") from None
-            if isinstance(ds, datasets.DatasetDict):
-                if "train" not in ds:
-                    raise CurateError(f"{spec.shown}: the DatasetDict has no train split (splits: {', '.join(ds)})")
-                ds = ds["train"]
+            ds = load_datasets_folder(p, "train", spec.shown)
             return pl.from_arrow(ds.with_format("arrow")[:]), "datasets", [str(p)], None
         files = table_files(p)
         return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "parquet", [str(f) for f in files], None

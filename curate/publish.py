@@ -32,7 +32,6 @@ the repo, revision, commit and file hashes only.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions, read_manifest
+from curate.store import now, package_versions, read_manifest, sha256_files
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
@@ -269,8 +268,8 @@ def push(p: PublishPlan, token: str, attempts: int = 5, log=print) -> dict:
     record = {
         "stage": "publish", "repo": p.repo, "repo_url": str(url), "revision": revision or "main",
         "private": p.private, "endpoint": endpoint, "commit_url": commit.commit_url, "commit": commit.oid,
-        "files": [{"path": f.path_in_repo, "bytes": f.size, "sha256": _sha256(f.local)} for f in p.files],
-        "rows": p.rows, "versions": {**package_versions(), "huggingface_hub": _hub_version()}, "published": now(),
+        "files": [{"path": f.path_in_repo, "bytes": f.size, "sha256": sha256_files([f.local])} for f in p.files],
+        "rows": p.rows, "versions": package_versions(), "published": now(),
     }
     _write_record(p.dir / "publish.json", record, token)
     return record
@@ -331,20 +330,6 @@ def _first_line(e: BaseException) -> str:
 
 def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _hub_version() -> str:
-    from importlib.metadata import version
-
-    return version("huggingface_hub")
 
 
 def _write_record(path: Path, record: dict, token: str) -> None:

