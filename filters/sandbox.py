@@ -182,10 +182,10 @@ def _bwrap(python: str, workdir: str, script: str) -> list[str]:
     for d in hidden:
         argv += ["--tmpfs", d]
     # The interpreter may live under a hidden dir (pyenv under /root, a venv under
-    # /home): mount its install prefix and its venv back, read-only.
-    # bwrap creates missing parents as 0700, which uid 65534 could not traverse.
+    # /home, a checkout under /tmp): mount its install prefix and its venv back,
+    # read-only. bwrap creates missing parents as 0700, which uid 65534 could not traverse.
     for d in _interpreter_dirs(python):
-        for h in hidden:
+        for h in ("/tmp", *hidden):
             if d == h or d.startswith(h + "/"):
                 parts = d[len(h) :].strip("/").split("/")[:-1]
                 for i in range(1, len(parts) + 1):
