@@ -259,9 +259,10 @@ def test_a_hung_worker_is_a_timeout_not_a_crash():
         started = time.perf_counter()
         decision = f(batch)
         assert time.perf_counter() - started < 15
-        # the hung chunk (rows 0-1) is a timeout, the chunk beside it is verified
-        assert decision.scores["math_status"].to_list() == ["timeout", "timeout", "correct", "wrong"]
-        assert decision.reason.to_list() == ["verification timeout", "verification timeout", None, "wrong answer"]
+        # few rows: one per chunk (4 chunks per worker at least), so only the hung row is
+        # a timeout; the rows running beside it are verified (again, on a new pool)
+        assert decision.scores["math_status"].to_list() == ["correct", "timeout", "correct", "wrong"]
+        assert decision.reason.to_list() == [None, "verification timeout", None, "wrong answer"]
         # the killed pool is replaced on the next call
         assert f(batch.slice(2, 2)).scores["math_status"].to_list() == ["correct", "wrong"]
     finally:
