@@ -32,6 +32,7 @@ the repo, revision, commit and file hashes only.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -47,6 +48,7 @@ SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "1
                    "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T")
 RETRY_STATUS = (429, 500, 502, 503, 504)
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
+_PLACEHOLDER_REPO = re.compile(r'load_dataset\("<user>/[^"]*"\)')  # the card's "how to load" line
 
 
 @dataclass
@@ -81,7 +83,8 @@ def plan(directory: str | os.PathLike, repo: str, revision: str | None = None, p
         raise CurateError(f"--revision {revision!r}: not a valid branch name")
     _check_layout(root)
     card_path = root / "README.md"
-    card = card_path.read_text(encoding="utf-8")
+    # the card shows how to load the dataset from `<user>/NAME`: now the repo is known
+    card = _PLACEHOLDER_REPO.sub(f'load_dataset("{repo}")', card_path.read_text(encoding="utf-8"))
     metadata = validate_card(card, root)
     files = upload_files(root)
     rows = _count_rows([f.local for f in files if f.path_in_repo.startswith("data/")])
@@ -261,14 +264,18 @@ def push(p: PublishPlan, token: str, attempts: int = 5, log=print) -> dict:
     log(f"uploading {len(p.files)} files ({_size(total)}) to {p.repo} at {revision or 'main'} …")
     commit = step("commit the files", lambda: api.create_commit(
         p.repo, repo_type="dataset", revision=revision,
-        operations=[CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in p.files],
+        operations=[CommitOperationAdd(path_in_repo=f.path_in_repo,
+                                       path_or_fileobj=p.card.encode() if f.path_in_repo == "README.md" else str(f.local))
+                    for f in p.files],
         commit_message=f"curate publish: {p.rows:,} rows in {sum(f.path_in_repo.startswith('data/') for f in p.files)} shards",
         commit_description=f"Uploaded by curate {package_versions()['curate']} from {p.dir.name}: "
                            + ", ".join(f.path_in_repo for f in p.files)))
+    digests = {f.path_in_repo: sha256_files([f.local]) for f in p.files}
+    digests["README.md"] = hashlib.sha256(p.card.encode()).hexdigest()  # the card as uploaded
     record = {
         "stage": "publish", "repo": p.repo, "repo_url": str(url), "revision": revision or "main",
         "private": p.private, "endpoint": endpoint, "commit_url": commit.commit_url, "commit": commit.oid,
-        "files": [{"path": f.path_in_repo, "bytes": f.size, "sha256": sha256_files([f.local])} for f in p.files],
+        "files": [{"path": f.path_in_repo, "bytes": f.size, "sha256": digests[f.path_in_repo]} for f in p.files],
         "rows": p.rows, "versions": package_versions(), "published": now(),
     }
     _write_record(p.dir / "publish.json", record, token)

@@ -300,6 +300,9 @@ def test_a_real_mix_output_publishes(tmp_path, mixture_dir):
     root = tmp_path / "mix"
     shutil.copytree(mixture_dir, root)
     p = publish.plan(root, "someone/mix")
+    # the card's "how to load" line names the repo it is published to
+    assert 'load_dataset("<user>/' in (root / "README.md").read_text()
+    assert 'load_dataset("someone/mix")' in p.card and "<user>/" not in p.card
     paths = [f.path_in_repo for f in p.files]
     assert paths[:2] == ["README.md", "manifest.json"] and any(x.startswith("data/train-") for x in paths)
     assert any(x.startswith("plots/") for x in paths) and not any(x.startswith("dataset/") for x in paths)
