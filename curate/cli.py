@@ -23,6 +23,17 @@ class Group(click.Group):
             ctx.exit(e.exit_code)
 
 
+def _pairs(items, option: str, form: str = "KEY=VALUE", parse=str) -> dict:
+    """Repeatable KEY=VALUE options as a dict; a malformed one is one line naming the option."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or (not value and parse is str):
+            raise CurateError(f"{option} {item!r}: expected {form}")
+        out[key] = parse(value)
+    return out
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="curate")
 def cli():
@@ -165,12 +176,7 @@ def filter_(input_path, split, out, chain_path, filter_names, mapping, workers, 
     """Run the filter chain; every dropped row is kept in rejected/ with its reason."""
     from curate import chain
 
-    column_map = {}
-    for item in mapping:
-        dst, sep, src = item.partition("=")
-        if not sep or not dst or not src:
-            raise CurateError(f"--map {item!r}: expected COLUMN=INPUT_COLUMN")
-        column_map[dst] = src
+    column_map = _pairs(mapping, "--map", "COLUMN=INPUT_COLUMN")
     opts = chain.FilterOptions(input=input_path, out=out, chain=chain_path, filters=filter_names, split=split,
                                column_map=column_map, overwrite=overwrite, progress=not no_progress,
                                command=["curate", *sys.argv[1:]], **({"workers": workers} if workers else {}))
@@ -260,11 +266,7 @@ def templates_render(template, problem, reference_answer, final_answer, examples
     t = load_template(template)
     variables = {"problem": problem, "reference_answer": reference_answer, "final_answer": final_answer,
                  "problem_id": "example", "domain": "math", "source": "cli", "tests": None}
-    for item in extra:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CurateError(f"--var {item!r}: expected KEY=VALUE")
-        variables[key] = value
+    variables.update(_pairs(extra, "--var", parse=lambda value: value))  # an empty value is allowed
     if examples:
         variables["examples"] = load_examples(examples)[0]
     out = t.render(variables)
@@ -340,12 +342,7 @@ def mix_(out, sources, total, seed, test_size, allow_upsample, tokenizer, no_cot
     """Mix sources into a DatasetDict with exact counts, Hub Parquet shards and a dataset card."""
     from curate import mix
 
-    licenses = {}
-    for item in source_licenses:
-        name, sep, lic = item.partition("=")
-        if not sep or not name or not lic:
-            raise CurateError(f"--source-license {item!r}: expected NAME=LICENSE, e.g. gsm8k=mit")
-        licenses[name] = lic
+    licenses = _pairs(source_licenses, "--source-license", "NAME=LICENSE, e.g. gsm8k=mit")
 
     m = mix.run(mix.MixOptions(
         out=out, sources=list(sources), total=total, seed=seed, test_size=test_size, allow_upsample=allow_upsample,
@@ -478,13 +475,7 @@ def _key_values(items, option: str) -> dict:
     """KEY=VALUE pairs; values read as YAML (numbers, booleans, lists)."""
     import yaml
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CurateError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
+    return _pairs(items, option, parse=yaml.safe_load)
 
 
 @train.command("grpo")
