@@ -20,6 +20,13 @@ from curate.train import sft
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+def assert_generates(model, tok, max_new_tokens: int = 6) -> None:
+    """The trained model answers a chat prompt with new tokens."""
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)
+    assert model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+
+
 def run_cli(*args):
     """The CLI in this process (refusals come before any training, so this is cheap)."""
     return CliRunner().invoke(cli, ["train", "sft", *map(str, args)])
@@ -62,10 +69,7 @@ def test_two_steps_on_the_mixture_then_the_checkpoint_loads_generates_and_resume
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert tok.pad_token == "<|endoftext|>" and model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
-    generated = model.generate(**prompt, max_new_tokens=6, do_sample=False)
-    assert generated.shape[1] > prompt["input_ids"].shape[1]
+    assert_generates(model, tok)
 
     r = curate("train", "sft", "--student", tiny_model, "--data", mixture_dir, "--out", out, "--max-steps", 3,
                "--batch-size", 4, "--save-steps", 2, "--lr", "1e-3", "--resume", "--no-progress")
@@ -91,9 +95,7 @@ def test_tiny_llama_with_lora_from_a_recipe_through_a_real_accelerate_launch(mix
 
     model = AutoPeftModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
-    assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+    assert_generates(model, tok)
 
 
 def test_print_launch_gives_the_exact_accelerate_line_and_writes_nothing(mixture_dir, tiny_model, tmp_path):
@@ -201,9 +203,7 @@ def test_embedded_smollm2_learns_in_a_few_steps(mixture_dir, tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0], losses
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
-    assert model.generate(**prompt, max_new_tokens=8, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+    assert_generates(model, tok)
 
 
 def test_overwrite_replaces_only_sft_runs_and_only_after_the_lint_passes(reasoning_jsonl, tiny_model, tmp_path):
