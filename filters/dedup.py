@@ -166,12 +166,12 @@ def candidate_pairs(digests: np.ndarray, bands: int) -> np.ndarray:
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
     rows = num_perm // bands
-    keyed = [pl.Series(f"s{k}", digests[:, k]) for k in range(num_perm)]
-    frames = [pl.DataFrame([pl.Series("row", np.arange(n)), *keyed[b * rows : (b + 1) * rows]])
-              .rename({f"s{b * rows + k}": f"s{k}" for k in range(rows)}).with_columns(band=pl.lit(b))
-              for b in range(bands)]
     slots = [f"s{k}" for k in range(rows)]
-    members = pl.concat(frames).filter(pl.len().over(["band", *slots]) > 1)
+    # one row per (document, band): the band's number and its `rows` slot values
+    by_band = digests.reshape(n, bands, rows).transpose(1, 0, 2).reshape(bands * n, rows)
+    frame = pl.DataFrame({"row": np.tile(np.arange(n), bands), "band": np.repeat(np.arange(bands), n),
+                          **{slot: by_band[:, k] for k, slot in enumerate(slots)}})
+    members = frame.filter(pl.len().over(["band", *slots]) > 1)
     pairs = (members.join(members, on=["band", *slots], suffix="_b")
              .filter(pl.col("row") < pl.col("row_b")).select("row", "row_b").unique())
     return pairs.to_numpy().astype(np.int64).reshape(-1, 2)
