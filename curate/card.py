@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.store import read_manifest
+from curate.store import read_manifest, write_text_atomic
 
 TEMPLATE = "dataset_card.md.jinja"
 TAGS = ["reasoning", "synthetic", "curate", "chain-of-thought"]
@@ -100,9 +100,7 @@ def write_card(out: str | os.PathLike, license: str | None = None, language: lis
         repo_id=f"<user>/{pretty_name}")
     text = re.sub(r"\n{3,}", "\n\n", text)  # the template's loops leave runs of blank lines
     card = out / "README.md"
-    tmp = out / f".tmp-{os.getpid()}-README.md"
-    tmp.write_text(text)
-    os.replace(tmp, card)
+    write_text_atomic(card, text)
     validate(out)
     return card
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions, read_manifest, sha256_files
+from curate.store import now, package_versions, read_manifest, sha256_files, write_text_atomic
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
@@ -343,6 +343,4 @@ def _write_record(path: Path, record: dict, token: str) -> None:
     text = json.dumps(record, indent=2) + "\n"
     if token in text:  # cannot happen by construction; refuse rather than write a secret
         raise RuntimeError("refusing to write the token into publish.json")
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)

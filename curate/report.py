@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import now, package_versions
+from curate.store import now, package_versions, write_text_atomic
 
 MAX_TRACE_CHARS = 20_000  # per trace in the browser
 TRACES_PER_SIDE = 4  # kept / rejected traces per problem in the browser
@@ -434,7 +434,5 @@ def write_report(run_dir, out=None, samples: int = 200, language_sample: int = 2
     if not path.parent.is_dir():
         raise CurateError(f"--out {path}: folder {path.parent} does not exist")
     html = build_page(run_dir, samples, language_sample, seed, progress)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, html)
     return path

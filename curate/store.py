@@ -174,6 +174,19 @@ def read_table_file(path: Path):
         raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """`text` into `path` through a temporary file and a rename: the file is whole or absent."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """A JSON file (indented, one trailing newline), written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
 def read_manifest(path: str | os.PathLike, stage: str | tuple[str | None, ...], hint: str) -> dict:
     """The manifest of a stage's output folder, refused in one line when the folder,
     the manifest or its stage is not what the caller needs. `hint` says what to give

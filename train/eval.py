@@ -45,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions
+from curate.store import now, package_versions, write_json
 
 # name -> (display name, path or Hub name, split); shipped paths are resolved in curate.data
 BENCHMARKS = {
@@ -258,15 +258,11 @@ def run(opts: EvalOptions) -> dict:
 
     record = {"model": plans[0].model_label, "k": opts.k, "sampling": plans[0].sampling.to_dict(),
               "template": opts.template, "results": results}
-    _write_json(out / "results.json", record)
+    write_json(out / "results.json", record)
     manifest = {"stage": "eval", "status": "complete", "command": opts.command, "created": started, "updated": now(),
                 "config": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
                 **record, "versions": package_versions(), "seconds": round(time.time() - t0, 2)}
-    _write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
     return manifest
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

@@ -500,7 +500,7 @@ def lora_config(cfg: dict):
 def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, say, main, command) -> int:
     from trl import SFTTrainer
 
-    from curate.store import now, package_versions
+    from curate.store import now, package_versions, write_json
 
     args, chosen = sft_config(cfg, out)
     student = student_path(cfg["student"])
@@ -524,7 +524,7 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
     if main:
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / ".tmp-final", ignore_errors=True)  # left by a killed run
-        _write_json(out / "manifest.json", manifest)
+        write_json(out / "manifest.json", manifest)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.time() - t0
@@ -542,7 +542,7 @@ def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, sa
         "seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
         "log_history": trainer.state.log_history[-20:]})
     if main:
-        _write_json(out / "manifest.json", manifest)
+        write_json(out / "manifest.json", manifest)
         say(f"trained {trainer.state.global_step} steps in {seconds:.1f} s ({tokens:,} tokens, "
             f"{tokens / max(seconds, 1e-9):,.0f} tok/s, loss {result.training_loss:.4f}); model in {out}")
         if cfg["push_to_hub"]:
@@ -600,12 +600,6 @@ def _installed(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
