@@ -19,7 +19,6 @@ order given.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -34,21 +33,10 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate.errors import CurateError
+from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
 from curate.progress import Progress
 from curate.store import RunStore, now, package_versions, read_table_file, table_files
-
-FILTERS = {
-    "format": ("curate.filters.format", "Format"),
-    "length": ("curate.filters.length", "Length"),
-    "math": ("curate.filters.math", "Math"),
-    "code": ("curate.filters.code", "Code"),
-    "language": ("curate.filters.language", "Language"),
-    "readability": ("curate.filters.readability", "Readability"),
-    "dedup": ("curate.filters.dedup", "Dedup"),
-    "decontam": ("curate.filters.decontam", "Decontam"),
-}
-
 
 # -- the chain ------------------------------------------------------------------------
 
@@ -98,13 +86,7 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
 def build_filters(chain: list[tuple[str, dict]]) -> list:
     filters = []
     for name, params in chain:
-        if name not in FILTERS:
-            raise CurateError(f"unknown filter {name!r}; available: {', '.join(FILTERS)}")
-        module, cls = FILTERS[name]
-        try:
-            filter_class = getattr(importlib.import_module(module), cls)
-        except ModuleNotFoundError as e:
-            raise CurateError(f"filter {name} is not available here ({e})") from None
+        filter_class = get_filter(name)
         try:
             filters.append(filter_class(**params))
         except TypeError as e:
@@ -377,4 +359,5 @@ def compute_funnel(out: Path, p: FilterPlan) -> dict:
 
 
 def _filters_info(filters) -> dict:
-    return {f.name: info for f in filters if (info := getattr(f, "manifest_info", lambda: None)())}
+    """What each filter states for the manifest (Filter.manifest_info), by name."""
+    return {f.name: info for f in filters if (info := f.manifest_info())}

@@ -2,32 +2,35 @@
 (curate/chain.py) does the bookkeeping: the funnel, the rejected rows with their
 reasons, resume.
 
-A filter module holds two things:
-- a pure per-row verifier (e.g. `verify_math(gold, completion) -> Verdict`,
-  `target_language_ratio(text, lang) -> float`) that curate.train reuses as a GRPO
-  reward, so filtering and reward can never disagree;
-- a `Filter` subclass whose `__call__(batch)` applies that verifier to a polars
-  DataFrame and returns a `Decision`: a keep mask, a reason per dropped row, and
-  optional score columns.
+- `Verdict(keep, reason, scores)` is the one shape every verifier returns: keep the
+  row or not, why not, and the values to keep as score columns. Specialised verdicts
+  (MathVerdict, CodeVerdict) are subclasses that read their fields as attributes.
+- `RowFilter`: the author writes `verify(row) -> Verdict` and declares the score
+  columns with their types; the base class maps it over a polars batch and returns a
+  `Decision` (keep mask, reason column, typed score columns). A filter that needs the
+  whole batch for speed (math's process pool, code's threads) overrides `__call__` and
+  still decides each row with its verifier.
+- `Filter`: the batch-level interface the chain consumes, `__call__(batch) -> Decision`.
+  Stateful filters (dedup, decontam) also implement `prepare(frame)`, called once with
+  the whole input before the batches (build the index in one pass, mark in a second).
 
-    class Length(Filter):
-        name = "length"
-        needs = ("completion", "finish_reason")
+    class Format(RowFilter):
+        name = "format"
+        needs = ("completion",)
 
-        def __init__(self, max_tokens: int | None = None):
-            self.max_tokens = self.param("max_tokens", max_tokens, int, minimum=1, optional=True)
+        def __init__(self, style: str = "think"):
+            self.style = self.param("style", style, str, choices=("think", "r1_zero"))
 
-        def __call__(self, batch):
-            ...
-            return Decision(keep, reason, {"length_tokens": tokens})
+        def verify(self, row):
+            return check_format(row["completion"], self.style)
 
-Stateful filters (dedup, decontamination) also implement `prepare(columns)`, called
-once with the whole input before the batches (build the index in one pass, mark in a
-second).
+A filter also says what the run's manifest records about it (`manifest_info`) and
+releases what it holds in `close`. The filters are named in curate.filters.FILTERS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -35,11 +38,18 @@ import polars as pl
 from curate.errors import CurateError
 
 
+@dataclass(frozen=True)
+class Verdict:
+    keep: bool
+    reason: str | None = None  # why the row is dropped ("truncated", "wrong answer", ...); ignored when kept
+    scores: dict = field(default_factory=dict)  # score column -> value, e.g. {"math_status": "correct"}
+
+
 @dataclass
 class Decision:
     keep: pl.Series  # bool, one per row
     reason: pl.Series  # str, null where kept; otherwise a short reason ("truncated", "wrong answer", ...)
-    scores: dict[str, pl.Series] = field(default_factory=dict)  # extra columns to keep, e.g. "math_verdict"
+    scores: dict[str, pl.Series] = field(default_factory=dict)  # extra columns to keep, e.g. "math_status"
 
     def __post_init__(self):
         n = len(self.keep)
@@ -48,11 +58,12 @@ class Decision:
 
 
 class Filter:
-    """One base class for every filter: a name, parameters, the columns it needs, and a
-    decision per batch."""
+    """One base class for every filter: a name, parameters, the columns it needs, the
+    score columns it adds, and a decision per batch."""
 
     name: str = "filter"
     needs: tuple[str, ...] = ("completion",)
+    scores: dict[str, pl.DataType] = {}  # the score columns the filter adds, with their types
     parallel: bool = False  # True: rows are independent; the chain may split a batch across processes
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
@@ -60,6 +71,28 @@ class Filter:
 
     def prepare(self, frame: pl.DataFrame) -> None:
         """Stateful filters see the whole input once before any batch."""
+
+    def manifest_info(self) -> dict:
+        """What the run's manifest records about the filter beyond its parameters (e.g.
+        the code sandbox's isolation level); empty by default."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the filter holds (worker processes); a later call starts again."""
+
+    def decide(self, verdicts: list[Verdict]) -> Decision:
+        """The batch's Decision from one Verdict per row: the reason is null where a row
+        is kept; each declared score column is typed, null where a verdict lacks it."""
+        undeclared = set().union(*(v.scores.keys() for v in verdicts)) - self.scores.keys()
+        if undeclared:
+            raise ValueError(f"filter {self.name}: score {sorted(undeclared)[0]!r} is not declared in "
+                             f"{type(self).__name__}.scores")
+        return Decision(
+            pl.Series("keep", [v.keep for v in verdicts], dtype=pl.Boolean),
+            pl.Series("reason", [None if v.keep else v.reason for v in verdicts], dtype=pl.String),
+            {name: pl.Series(name, [v.scores.get(name) for v in verdicts], dtype=dtype)
+             for name, dtype in self.scores.items()},
+        )
 
     def params(self) -> dict:
         """The parameters as given, for the manifest and the config fingerprint."""
@@ -85,10 +118,19 @@ class Filter:
         return value
 
 
-def decide(keep: list[bool], reasons: list[str | None], **scores) -> Decision:
-    """Build a Decision from per-row Python lists."""
-    return Decision(
-        pl.Series("keep", keep, dtype=pl.Boolean),
-        pl.Series("reason", [None if k else r for k, r in zip(keep, reasons)], dtype=pl.String),
-        {name: pl.Series(name, values) for name, values in scores.items()},
-    )
+class RowFilter(Filter):
+    """A filter written as one decision per row: `verify(row) -> Verdict`, where `row`
+    maps the columns of `needs` (and of `uses`, when the batch has them) to values."""
+
+    uses: tuple[str, ...] = ()  # columns read when the batch has them (e.g. a per-row `language`)
+
+    def verify(self, row: dict) -> Verdict:
+        raise NotImplementedError
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        return self.decide([self.verify(row) for row in self.rows(batch)])
+
+    def rows(self, batch: pl.DataFrame) -> Iterator[dict]:
+        """The batch's rows as dicts of the columns the filter reads."""
+        columns = [c for c in dict.fromkeys((*self.needs, *self.uses)) if c in batch.columns]
+        return batch.select(columns).iter_rows(named=True)

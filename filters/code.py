@@ -14,7 +14,8 @@ The code is the last fenced block of the answer (the part after `</think>`), pre
 
 `verify_code(tests, completion) -> CodeVerdict` is the pure per-row verifier (reused as
 the GRPO code reward); `Code` is the batch filter, running rows in a thread pool (each
-case is its own subprocess, so threads are enough).
+case is its own subprocess, so threads are enough). The sandbox's isolation level
+(bwrap, unshare or none) goes to the run's manifest.
 
 The assert harness reports its count on stdout behind a per-run random nonce, and
 catches a solution that calls `sys.exit()` before the tests run. A solution that
@@ -29,13 +30,12 @@ import json
 import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import polars as pl
 
 from curate.errors import CurateError
 from curate.filters import sandbox
-from curate.filters.base import Decision, Filter, decide
+from curate.filters.base import Decision, RowFilter, Verdict
 from curate.parsing import parse_completion
 
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
@@ -43,14 +43,29 @@ PYTHON_TAGS = {"python", "py", "python3", "py3"}
 SETUP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
 
 
-@dataclass
-class CodeVerdict:
-    passed: bool
-    status: str  # "passed" | "failed" | "no_code" | "no_tests" | "timeout" | "error" | "output_limit"
-    passed_cases: int
-    total_cases: int
-    isolation: str  # the sandbox's: "bwrap" | "unshare" | "none"
-    detail: str  # short: "failed 2/5 tests", "runtime error: NameError: ...", ...
+class CodeVerdict(Verdict):
+    """verify_code's Verdict: keep when every test passed; the reason a short detail
+    ("failed 2/5 tests", "runtime error: NameError: ...", "no code block"); scores
+    `code_status`, `code_passed`, `code_total`, read as `.status`, `.passed`, `.total`.
+    `.isolation` is the sandbox's ("bwrap" | "unshare" | "none")."""
+
+    def __init__(self, status: str, passed: int, total: int, isolation: str, reason: str | None = None):
+        # status: "passed" | "failed" | "no_code" | "no_tests" | "timeout" | "error" | "output_limit"
+        super().__init__(status == "passed", None if status == "passed" else reason,
+                         {"code_status": status, "code_passed": passed, "code_total": total})
+        object.__setattr__(self, "isolation", isolation)
+
+    @property
+    def status(self) -> str:
+        return self.scores["code_status"]
+
+    @property
+    def passed(self) -> int:
+        return self.scores["code_passed"]
+
+    @property
+    def total(self) -> int:
+        return self.scores["code_total"]
 
 
 def verify_code(
@@ -65,10 +80,10 @@ def verify_code(
     mode = sandbox.isolation()
     tests = parse_tests(tests_json)
     if tests is None:
-        return CodeVerdict(False, "no_tests", 0, 0, mode, "no tests")
+        return CodeVerdict("no_tests", 0, 0, mode, "no tests")
     code = extract_code(parse_completion(completion).answer)
     if code is None:
-        return CodeVerdict(False, "no_code", 0, 0, mode, "no code block")
+        return CodeVerdict("no_code", 0, 0, mode, "no code block")
     limits = dict(timeout=timeout, memory_mb=memory_mb)
     if tests["type"] == "stdio":
         return _run_stdio(code, tests["cases"], limits, mode)
@@ -112,21 +127,21 @@ def _run_asserts(code: str, test_code: str, limits: dict, mode: str) -> CodeVerd
     try:
         statements = ast.parse(test_code).body
     except SyntaxError:
-        return CodeVerdict(False, "error", 0, 0, mode, "the tests do not parse")
+        return CodeVerdict("error", 0, 0, mode, "the tests do not parse")
     steps = [(ast.get_source_segment(test_code, s) or ast.unparse(s), not isinstance(s, SETUP_NODES)) for s in statements]
     total = sum(is_case for _, is_case in steps)
     nonce = secrets.token_hex(16)
     result = sandbox.run_untrusted(_harness(code, steps, nonce), **limits)
     found = re.search(rf"^{nonce} (passed|solution|setup) (\d+) (.*)$", result.stdout, re.M)
     if result.status in ("timeout", "output_limit"):
-        return CodeVerdict(False, result.status, 0, total, mode, result.status.replace("_", " "))
+        return CodeVerdict(result.status, 0, total, mode, result.status.replace("_", " "))
     if found is None or found.group(1) != "passed":
         last = found.group(3) if found else _last_line(result.stderr) or f"exit status {result.returncode}"
-        return CodeVerdict(False, "error", 0, total, mode, f"runtime error: {last}"[:200])
+        return CodeVerdict("error", 0, total, mode, f"runtime error: {last}"[:200])
     passed = int(found.group(2))
     if passed == total:
-        return CodeVerdict(True, "passed", passed, total, mode, f"passed {passed}/{total} tests")
-    return CodeVerdict(False, "failed", passed, total, mode, f"failed {total - passed}/{total} tests")
+        return CodeVerdict("passed", passed, total, mode)
+    return CodeVerdict("failed", passed, total, mode, f"failed {total - passed}/{total} tests")
 
 
 def _harness(code: str, steps: list[tuple[str, bool]], nonce: str) -> str:
@@ -163,14 +178,14 @@ def _run_stdio(code: str, cases: list[dict], limits: dict, mode: str) -> CodeVer
     for case in cases:
         result = sandbox.run_untrusted(code, stdin=case["input"], **limits)
         if result.status in ("timeout", "output_limit"):
-            return CodeVerdict(False, result.status, passed, total, mode, result.status.replace("_", " "))
+            return CodeVerdict(result.status, passed, total, mode, result.status.replace("_", " "))
         if result.status != "ok":
             last = _last_line(result.stderr) or f"exit status {result.returncode}"
-            return CodeVerdict(False, "error", passed, total, mode, f"runtime error: {last}"[:200])
+            return CodeVerdict("error", passed, total, mode, f"runtime error: {last}"[:200])
         passed += _normalise(result.stdout) == _normalise(case["output"])
     if passed == total:
-        return CodeVerdict(True, "passed", passed, total, mode, f"passed {passed}/{total} tests")
-    return CodeVerdict(False, "failed", passed, total, mode, f"failed {total - passed}/{total} tests")
+        return CodeVerdict("passed", passed, total, mode)
+    return CodeVerdict("failed", passed, total, mode, f"failed {total - passed}/{total} tests")
 
 
 def _normalise(text: str) -> list[str]:
@@ -185,11 +200,12 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-class Code(Filter):
+class Code(RowFilter):
     """Keep rows whose final code block passes every test of the row."""
 
     name = "code"
     needs = ("completion", "tests")
+    scores = {"code_status": pl.String, "code_passed": pl.Int64, "code_total": pl.Int64}
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, require_isolation: bool = False):
         self.workers = self.param("workers", workers, int, minimum=1)
@@ -207,23 +223,12 @@ class Code(Filter):
         """How the code is contained here ("bwrap" | "unshare" | "none"), for the manifest."""
         return sandbox.isolation()
 
+    def manifest_info(self) -> dict:
+        return {"isolation": self.isolation}
+
+    def verify(self, row: dict) -> Verdict:
+        return verify_code(row["tests"], row["completion"], timeout=self.timeout, memory_mb=self.memory_mb)
+
     def __call__(self, batch: pl.DataFrame) -> Decision:
-        rows = zip(batch["tests"].to_list(), batch["completion"].to_list())
         with ThreadPoolExecutor(self.workers) as pool:
-            verdicts = list(
-                pool.map(lambda r: verify_code(*r, timeout=self.timeout, memory_mb=self.memory_mb), rows)
-            )
-        return decide(
-            [v.passed for v in verdicts],
-            [_reason(v) for v in verdicts],
-            code_status=[v.status for v in verdicts],
-            code_passed=[v.passed_cases for v in verdicts],
-            code_total=[v.total_cases for v in verdicts],
-        )
-
-
-def _reason(v: CodeVerdict) -> str:
-    """"no code block", "no tests", "failed 2/5 tests", "runtime error: ...", "timeout",
-    "output limit"."""
-    return v.detail
-
+            return self.decide(list(pool.map(self.verify, self.rows(batch))))

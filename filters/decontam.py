@@ -23,8 +23,9 @@ Pieces, read top to bottom:
   method, n = 8) is the one shipped; it catches verbatim and lightly edited copies but
   only ~4% of LLM-rephrased items (DESIGN), so a paraphrase-robust method (embedding
   similarity, an LLM judge) is meant to register beside it under its own name.
-- `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch)
-  and checks each distinct problem of a batch once (samples share problems).
+- `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch);
+  `check(problem) -> Verdict` decides one problem, once per distinct problem of a batch
+  (samples share problems).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import Decision, Filter
+from curate.filters.base import Decision, RowFilter, Verdict
 
 WORD = re.compile(r"\\[a-z]+|\w+")
 
@@ -162,9 +163,10 @@ def contaminated(hit: tuple[str, str], n: int) -> str:
     return f"contaminated: {bench} {kind} '{evidence}'"
 
 
-class Decontam(Filter):
+class Decontam(RowFilter):
     name = "decontam"
     needs = ("problem",)
+    scores = {"decontam_benchmark": pl.String}
 
     def __init__(self, benchmarks: list | None = None, n: int = 8, method: str = "ngram"):
         self.benchmarks = self.param("benchmarks", benchmarks if benchmarks is not None else ["math500"], list)
@@ -182,16 +184,19 @@ class Decontam(Filter):
         matcher.index(self._loaded)
         self._matcher = matcher
 
-    def __call__(self, batch: pl.DataFrame) -> Decision:
+    def check(self, problem: str | None) -> Verdict:
+        """Drop a problem that overlaps a benchmark, naming it and the shared words."""
         if self._matcher is None:
             self.prepare()
-        problems = batch["problem"].cast(pl.String)
-        hits = {p: self._matcher.match(p) for p in problems.unique().drop_nulls()}
-        bench, reason = [], []
-        for p in problems:
-            hit = hits.get(p) if p is not None else None
-            bench.append(hit[0] if hit else None)
-            reason.append(contaminated(hit, self.n) if hit else None)
-        reason = pl.Series("reason", reason, dtype=pl.String)
-        scores = {"decontam_benchmark": pl.Series("decontam_benchmark", bench, dtype=pl.String)}
-        return Decision(reason.is_null().alias("keep"), reason, scores)
+        hit = self._matcher.match(problem) if problem is not None else None
+        if hit is None:
+            return Verdict(True)
+        return Verdict(False, contaminated(hit, self.n), {"decontam_benchmark": hit[0]})
+
+    def verify(self, row: dict) -> Verdict:
+        return self.check(row["problem"])
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        problems = batch["problem"].cast(pl.String).to_list()
+        verdicts = {p: self.check(p) for p in set(problems)}
+        return self.decide([verdicts[p] for p in problems])

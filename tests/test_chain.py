@@ -34,16 +34,21 @@ def make_run(tmp_path, shards=3, per_shard=4):
 
 
 def test_check_format_cases():
-    assert check_format(GOOD) is None
-    assert check_format("reasoning only\n</think>\nanswer") is None  # template prefilled <think>
-    assert check_format("<think>a</think>") == "no answer after </think>"
-    assert check_format("<think> </think> x") == "empty reasoning"
-    assert check_format("<think>a</think><think>b</think> x") == "2 think blocks"
-    assert check_format("intro <think>a</think> x") == "text before <think>"
-    assert check_format("plain") == "no <think> block"
-    assert check_format("<think> r </think> <answer> 5 </answer>", "r1_zero") is None
-    assert check_format("<think> r </think> 5", "r1_zero") == "not <think>…</think> <answer>…</answer>"
-    assert check_format("<think> r </think> <answer> </answer>", "r1_zero") == "empty answer"
+    def reason(completion, style="think"):
+        verdict = check_format(completion, style)
+        assert verdict.keep is (verdict.reason is None)
+        return verdict.reason
+
+    assert reason(GOOD) is None
+    assert reason("reasoning only\n</think>\nanswer") is None  # template prefilled <think>
+    assert reason("<think>a</think>") == "no answer after </think>"
+    assert reason("<think> </think> x") == "empty reasoning"
+    assert reason("<think>a</think><think>b</think> x") == "2 think blocks"
+    assert reason("intro <think>a</think> x") == "text before <think>"
+    assert reason("plain") == "no <think> block"
+    assert reason("<think> r </think> <answer> 5 </answer>", "r1_zero") is None
+    assert reason("<think> r </think> 5", "r1_zero") == "not <think>…</think> <answer>…</answer>"
+    assert reason("<think> r </think> <answer> </answer>", "r1_zero") == "empty answer"
 
 
 def test_length_filter_reasons():

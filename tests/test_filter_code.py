@@ -18,6 +18,7 @@ from curate.errors import CurateError
 from curate.filters import sandbox
 from curate.filters.code import Code, extract_code, verify_code
 from curate.filters.sandbox import run_untrusted
+from helpers import curate
 
 REPO = Path(__file__).resolve().parent.parent
 ISOLATED = sandbox.isolation() != "none"
@@ -221,30 +222,30 @@ ADD = "<think>Read two numbers.</think>\n```python\na, b = map(int, input().spli
 
 def test_correct_assert_solution_passes():
     v = verify_code(ASSERTS, SOLVE)
-    assert (v.passed, v.status, v.passed_cases, v.total_cases) == (True, "passed", 3, 3)
+    assert (v.keep, v.status, v.passed, v.total) == (True, "passed", 3, 3)
 
 
 def test_wrong_solution_fails_with_a_count():
     v = verify_code(ASSERTS, WRONG)
-    assert (v.passed, v.status, v.detail) == (False, "failed", "failed 2/3 tests")
+    assert (v.keep, v.status, v.reason) == (False, "failed", "failed 2/3 tests")
 
 
 def test_list_of_asserts_and_exit_before_the_tests():
-    assert verify_code(json.dumps(["assert f(1) == 2", "assert f(5) == 6"]), SOLVE).passed
+    assert verify_code(json.dumps(["assert f(1) == 2", "assert f(5) == 6"]), SOLVE).keep
     cheat = "</think>```python\nimport sys\nsys.exit(0)\n```"
     v = verify_code(ASSERTS, cheat)
-    assert (v.passed, v.status) == (False, "error")
+    assert (v.keep, v.status) == (False, "error")
 
 
 def test_stdio_cases():
     assert verify_code(STDIO, ADD).status == "passed"
     v = verify_code(STDIO, ADD.replace("a + b", "a * b"))
-    assert (v.status, v.passed_cases, v.total_cases) == ("failed", 0, 2)
+    assert (v.status, v.passed, v.total) == ("failed", 0, 2)
 
 
 def test_runtime_error_and_timeout_verdicts():
     v = verify_code(ASSERTS, "</think>```python\nraise ValueError('boom')\n```")
-    assert (v.status, v.detail) == ("error", "runtime error: ValueError: boom")
+    assert (v.status, v.reason) == ("error", "runtime error: ValueError: boom")
     v = verify_code(STDIO, "</think>```python\nwhile True: pass\n```", timeout=1)
     assert v.status == "timeout"
 
@@ -285,3 +286,19 @@ def test_require_isolation(monkeypatch):
     with pytest.raises(CurateError, match="require_isolation"):
         Code(require_isolation=True)
     assert Code().isolation == "none"
+
+
+def test_curate_filter_records_the_isolation_in_the_manifest(tmp_path):
+    """`curate filter` with the code filter: the sandbox's isolation level reaches
+    OUT/manifest.json (filters_info), beside the verdicts."""
+    data = tmp_path / "solutions.jsonl"
+    rows = [{"sample_id": "a", "completion": SOLVE, "tests": ASSERTS},
+            {"sample_id": "b", "completion": WRONG, "tests": ASSERTS}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    curate("filter", "--input", data, "--out", out, "--filters", "code", "--no-progress")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["filters_info"] == {"code": {"isolation": sandbox.isolation()}}
+    assert manifest["funnel"]["steps"][0]["by_reason"] == {"failed 2/3 tests": 1}
+    kept = pl.read_parquet(out / "kept" / "part-00000.parquet")
+    assert kept["sample_id"].to_list() == ["a"] and kept["code_passed"].to_list() == [3]

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.filters.math import Math, MathVerdict, normalise_digit_groups, verify_math
+from curate.filters.math import Math, MathPool, MathVerdict, normalise_digit_groups, verify_math
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -164,6 +164,27 @@ def test_gsm8k_plain_text_answers(gsm8k):
     assert shifted.count("wrong") == 50
 
 
+# --- the worker pool ----------------------------------------------------------------
+
+
+def test_pool_verdicts_are_verify_maths():
+    """Quick verdicts (settled in this process) and math-verify ones (in the workers),
+    a timeout among them, come back as verify_math gives them, in order."""
+    pairs = [("18", boxed("18")), ("18", boxed("17")), ("\\frac{1}{2}", boxed("0.5")), ("18", completion("#### 18")),
+             ("18", "<think>\nThe answer is 18"), (None, boxed("18")), ("\\frac{", boxed("1")),
+             ("2^{2^{2^{2^{2^{2}}}}}", boxed("3^{3^{3^{3}}}")), ("1000", boxed("1\\,000"))]
+    expected = [verify_math(gold, answer, timeout=1) for gold, answer in pairs]
+    with MathPool(workers=2, timeout=1) as pool:
+        got = pool.verify(pairs)
+        assert pool.verify([]) == []
+    assert got == expected
+    assert all(isinstance(v, MathVerdict) for v in got)
+    assert [v.status for v in got] == ["correct", "wrong", "correct", "correct", "no_answer", "no_gold",
+                                       "unparseable_gold", "timeout", "correct"]
+    assert [v.reason for v in got][:2] == [None, "wrong answer"]
+    assert pool._executor is None  # the with block closed it
+
+
 # --- the batch filter ---------------------------------------------------------------
 
 
@@ -236,11 +257,11 @@ def test_filter_keeps_unverifiable_when_asked():
 
 def test_filter_reuses_its_pool(math_filter):
     math_filter(mixed_batch())
-    pool = math_filter._pool
-    pids = {p.pid for p in pool._processes.values()}
+    executor = math_filter.pool.start()
+    pids = {p.pid for p in executor._processes.values()}
     math_filter(mixed_batch().head(2))
-    assert math_filter._pool is pool
-    assert {p.pid for p in pool._processes.values()} == pids
+    assert math_filter.pool.start() is executor
+    assert {p.pid for p in executor._processes.values()} == pids
 
 
 def test_filter_params():

@@ -9,7 +9,7 @@ import pytest
 
 from curate.filters.format import Format
 from curate.filters.language import Language
-from curate.filters.math import Math
+from curate.filters.math import Math, MathPool
 from curate.train import rewards
 
 GOOD = "<think>\nWe need 16 - 3 - 4 = 9 eggs, sold at $2 each.\n</think>\n\nThe answer is $\\boxed{18}$."
@@ -27,10 +27,13 @@ MIXED = ("<think>\nFirst we count the eggs that are left over every single day.\
 
 
 @pytest.fixture(scope="module", autouse=True)
-def pool():
-    rewards.MATH_OPTIONS["workers"] = 1
+def one_worker():
+    """The accuracy reward with one math-verify process, closed at the end."""
+    default = rewards.accuracy.pool
+    rewards.accuracy.pool = MathPool(workers=1)
     yield
     rewards.close()
+    rewards.accuracy.pool = default
 
 
 def test_accuracy_right_wrong_unparseable_and_unscorable():

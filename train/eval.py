@@ -161,7 +161,7 @@ def score(rows, workers: int, timeout: float):
     import polars as pl
 
     from curate.backends.base import split_prefill
-    from curate.filters.math import Math
+    from curate.filters.math import MathPool
     from curate.train.rewards import assistant_text
 
     def prefill(prompt: str) -> str:
@@ -172,13 +172,13 @@ def score(rows, workers: int, timeout: float):
         return split_prefill(messages)[1] if isinstance(messages, list) else ""
 
     texts = [assistant_text(c or "", prefill(p)) for c, p in zip(rows["completion"], rows["prompt"])]
-    verifier = Math(workers=workers, timeout=timeout)
-    try:
-        verdicts = verifier.verify_all(list(zip(rows["reference_answer"].to_list(), texts)))
+    with MathPool(workers, timeout) as pool:
+        verdicts = pool.verify(list(zip(rows["reference_answer"].to_list(), texts)))
         frame = rows.select("problem_id", "sample_index", "sample_id", "finish_reason", "completion_tokens").with_columns(
-            correct=pl.Series([bool(v[0]) for v in verdicts], dtype=pl.Boolean),
-            status=pl.Series([v[1] for v in verdicts], dtype=pl.String),
-            predicted=pl.Series([v[2] if v[1] in ("correct", "wrong") else None for v in verdicts], dtype=pl.String),
+            correct=pl.Series([v.correct for v in verdicts], dtype=pl.Boolean),
+            status=pl.Series([v.status for v in verdicts], dtype=pl.String),
+            predicted=pl.Series([v.predicted if v.status in ("correct", "wrong") else None for v in verdicts],
+                                dtype=pl.String),
         )
         # equivalence between the distinct answers of each problem, in the same worker pool
         groups = frame.group_by("problem_id", maintain_order=True).agg(pl.col("predicted"), pl.col("correct"))
@@ -186,10 +186,8 @@ def score(rows, workers: int, timeout: float):
         for answers in groups["predicted"].to_list():
             distinct = list(dict.fromkeys(a for a in answers if a is not None))
             pairs += [(a, b) for a in distinct for b in distinct if a != b]
-        checked = verifier.verify_all([(a, f"\\boxed{{{b}}}") for a, b in pairs]) if pairs else []
-        equivalent = {pair: bool(v[0]) for pair, v in zip(pairs, checked)}
-    finally:
-        verifier.close()
+        checked = pool.verify([(a, f"\\boxed{{{b}}}") for a, b in pairs]) if pairs else []
+        equivalent = {pair: v.correct for pair, v in zip(pairs, checked)}
 
     votes, maj, correct_lists = [], [], []
     for answers, correct in zip(groups["predicted"].to_list(), groups["correct"].to_list()):

@@ -8,7 +8,7 @@ None means "cannot be scored" (no reference answer); TRL leaves it out of that r
 
 | reward | verifier | value |
 | --- | --- | --- |
-| `accuracy` | `filters/math.py verify_math` (math-verify in the Math filter's spawn pool, per-chunk wall-clock guard); `filters/code.py verify_code` (the sandbox) for rows with `tests` | 1.0 right, 0.0 wrong; None without a reference answer or tests |
+| `accuracy` | `filters/math.py verify_math` (math-verify in the reward's own MathPool: spawned workers, per-chunk wall-clock guard); `filters/code.py verify_code` (the sandbox) for rows with `tests` | 1.0 right, 0.0 wrong; None without a reference answer or tests |
 | `format` | `filters/format.py check_format` (`think`: `<think>…</think>` then an answer; `r1_zero`: `<think>…</think> <answer>…</answer>`) | 1.0 well formed, else 0.0 |
 | `language` | `filters/language.py target_language_ratio` of the reasoning (R1: "the proportion of target language words in the CoT") | the share, 0.0–1.0 |
 | `overlong` | `filters/length.py is_truncated`, plus DAPO's soft overlong punishment (Yu et al., 2025, eq. 13) | 0 up to `max_len - buffer` tokens, then down linearly to -1 at `max_len`; -1 when truncated |
@@ -22,14 +22,13 @@ itself (and an unclosed think block is still "no answer").
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from curate.filters.code import verify_code
 from curate.filters.format import check_format
 from curate.filters.language import normalise_language, target_language_ratio
 from curate.filters.length import is_truncated
-from curate.filters.math import UNVERIFIABLE, Math
+from curate.filters.math import UNVERIFIABLE, MathPool
 from curate.parsing import parse_completion
 
 NAMES = ("accuracy", "format", "language", "overlong")
@@ -50,56 +49,56 @@ def _texts(completions, prefill) -> list[str]:
 
 # --- accuracy ------------------------------------------------------------------------
 
-# One math-verify pool per process, started on first use and reused every step (the
-# Math filter's: spawned workers, one chunk per worker in flight, a wall clock per chunk).
-_math: Math | None = None
-MATH_OPTIONS = {"workers": min(4, os.cpu_count() or 1), "timeout": 5.0}
+class Accuracy:
+    """The accuracy reward: 1.0 when the answer verifies (maths: against
+    `reference_answer`; code: every test in `tests` passes in the sandbox), 0.0 when it
+    does not, None when the row has neither a usable reference answer nor tests.
+
+    It owns its MathPool (`workers` math-verify processes, `timeout` seconds per step),
+    whose processes start on the first call and are reused every step; `close()` ends
+    them (a later call starts them again)."""
+
+    __name__ = "accuracy"  # TRL logs a reward function under its __name__
+
+    def __init__(self, workers: int | None = None, timeout: float = 5.0):
+        self.pool = MathPool(workers, timeout)
+
+    def __call__(self, completions, reference_answer=None, tests=None, prefill=None, **_) -> list[float | None]:
+        texts = _texts(completions, prefill)
+        n = len(texts)
+        golds = reference_answer if reference_answer is not None else [None] * n
+        tests = tests if tests is not None else [None] * n
+        out: list[float | None] = [None] * n
+        code_rows = [i for i in range(n) if tests[i]]
+        math_rows = [i for i in range(n) if not tests[i] and golds[i] is not None and str(golds[i]).strip()]
+        if math_rows:
+            for i, v in zip(math_rows, self.pool.verify([(str(golds[i]), texts[i]) for i in math_rows])):
+                out[i] = None if v.status in UNVERIFIABLE else float(v.correct)
+        if code_rows:
+            with ThreadPoolExecutor(min(4, len(code_rows))) as threads:  # each test case is its own subprocess
+                verdicts = list(threads.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
+            for i, v in zip(code_rows, verdicts):
+                out[i] = None if v.status == "no_tests" else float(v.keep)
+        return out
+
+    def close(self) -> None:
+        self.pool.close()
 
 
-def math_verifier() -> Math:
-    global _math
-    if _math is None:
-        _math = Math(**MATH_OPTIONS)
-    return _math
+accuracy = Accuracy()
 
 
 def close() -> None:
-    """End the math-verify worker pool (a later reward call starts a new one)."""
-    global _math
-    if _math is not None:
-        _math.close()
-        _math = None
-
-
-def accuracy(completions, reference_answer=None, tests=None, prefill=None, **_) -> list[float | None]:
-    """1.0 when the answer verifies (maths: against `reference_answer`; code: every test
-    in `tests` passes in the sandbox), 0.0 when it does not, None when the row has
-    neither a usable reference answer nor tests."""
-    texts = _texts(completions, prefill)
-    n = len(texts)
-    golds = reference_answer if reference_answer is not None else [None] * n
-    tests = tests if tests is not None else [None] * n
-    out: list[float | None] = [None] * n
-    code_rows = [i for i in range(n) if tests[i]]
-    math_rows = [i for i in range(n) if not tests[i] and golds[i] is not None and str(golds[i]).strip()]
-    if math_rows:
-        verdicts = math_verifier().verify_all([(str(golds[i]), texts[i]) for i in math_rows])
-        for i, (correct, status, _) in zip(math_rows, verdicts):
-            out[i] = None if status in UNVERIFIABLE else float(correct)
-    if code_rows:
-        with ThreadPoolExecutor(min(4, len(code_rows))) as pool:  # each test case is its own subprocess
-            verdicts = list(pool.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
-        for i, v in zip(code_rows, verdicts):
-            out[i] = None if v.status == "no_tests" else float(v.passed)
-    return out
+    """End the accuracy reward's math-verify processes (a later call starts new ones)."""
+    accuracy.close()
 
 
 # --- format ------------------------------------------------------------------------
 
 
 def format(completions, prefill=None, style: str = "think", **_) -> list[float]:  # noqa: A001 - TRL logs it as "format"
-    """1.0 when `check_format(text, style)` finds nothing wrong, else 0.0."""
-    return [0.0 if check_format(t, style) else 1.0 for t in _texts(completions, prefill)]
+    """1.0 when `check_format(text, style)` keeps the text, else 0.0."""
+    return [float(check_format(t, style).keep) for t in _texts(completions, prefill)]
 
 
 # --- language consistency ------------------------------------------------------------
