@@ -29,7 +29,10 @@ def test_default_chain_on_a_generate_run(tmp_path):
         by, reason = got[sample_id]
         assert by == expected[0] and expected[1] in reason, (sample_id, by, reason, expected)
 
-    funnel = json.loads((out / "manifest.json").read_text())["funnel"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    funnel = manifest["funnel"]
+    assert manifest["filters_info"]["math"]["verifier"].startswith("math-verify ")
+    assert manifest["filters_info"]["language"]["model"].startswith("lid.176.ftz")
     assert [s["filter"] for s in funnel["steps"]] == ["length", "format", "math", "language", "readability", "dedup", "decontam"]
     assert funnel["rows_in"] == len(expect) and funnel["kept"] + funnel["rejected"] == len(expect)
     assert {"math_status", "language_ratio"} <= set(kept.columns)
