@@ -1,9 +1,9 @@
 """Math correctness: is the answer after `</think>` equal to the reference answer?
 
-Three things live here (filters/base.py):
+Three things live here:
 
-- `verify_math(gold, completion) -> MathVerdict`, the pure per-row verifier, also used
-  as the GRPO accuracy reward by curate.train;
+- `verify_math(gold, completion) -> MathVerdict` (a Verdict, filters/base.py), the pure
+  per-row verifier, also used as the GRPO accuracy reward by curate.train;
 - `MathPool`, verify_math over many pairs in worker processes, with a wall-clock
   guard: used by the filter, the accuracy reward and `curate eval`;
 - `Math`, the batch filter the chain runs: a MathPool over a polars batch.
