@@ -55,8 +55,9 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from sympy import Basic, MatrixBase
 
+from curate.filters.answers import read_answers, same_answer
 from curate.filters.base import Decision, Filter, decide
-from curate.parsing import last_boxed, parse_completion
+from curate.parsing import parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
 
@@ -112,18 +113,13 @@ def quick_verdict(gold: str | None, completion: str | None) -> MathVerdict | Non
     runs it in its own process and sends only the rest to the workers."""
     if gold is None or not gold.strip():
         return MathVerdict(False, "no_gold", None)
-    answer = parse_completion(completion).answer
-    boxed = last_boxed(answer) if answer else None
-    if boxed is None:
+    reading = read_answers(gold, parse_completion(completion).answer)
+    if not reading.whole:
         return None
-    gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip()).strip()
-    boxed_text = normalise_digit_groups(boxed).strip()
-    if boxed_text == gold_text:
-        return MathVerdict(True, "correct", boxed)
-    if _INTEGER.fullmatch(gold_text) and _INTEGER.fullmatch(boxed_text):
-        ok = int(gold_text) == int(boxed_text)
-        return MathVerdict(ok, "correct" if ok else "wrong", boxed)
-    return None
+    same = same_answer(normalise_digit_groups(reading.gold).strip(), normalise_digit_groups(reading.pred).strip())
+    if same is None:
+        return None
+    return MathVerdict(same, "correct" if same else "wrong", reading.predicted)
 
 
 def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.0) -> MathVerdict:
@@ -140,23 +136,21 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
     quick = quick_verdict(gold, completion)
     if quick is not None:
         return quick
-    answer = parse_completion(completion).answer
-    boxed = last_boxed(answer) if answer else None
-    predicted = boxed
+    reading = read_answers(gold, parse_completion(completion).answer)
+    predicted = reading.predicted
 
     try:
         # gold first, then the prediction, then verify(gold, prediction): the order matters
-        gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip())
-        gold_parsed = list(_parse_gold(gold_text, seconds))
+        gold_parsed = list(_parse_gold(normalise_digit_groups(reading.gold), seconds))
         if not any(isinstance(g, (Basic, MatrixBase)) for g in gold_parsed):
             # only a raw-string fallback (or nothing): there is no mathematical object to compare with
             return MathVerdict(False, "unparseable_gold", None)
-        if not answer:
+        if reading.pred is None:
             return MathVerdict(False, "no_answer", None)
-        if boxed is not None:
-            pred_parsed = parse(f"\\boxed{{{normalise_digit_groups(boxed)}}}", parsing_timeout=seconds, raise_on_error=True)
+        if reading.whole:
+            pred_parsed = parse(f"\\boxed{{{normalise_digit_groups(reading.pred)}}}", parsing_timeout=seconds, raise_on_error=True)
         else:
-            pred_parsed = parse(normalise_digit_groups(answer), parsing_timeout=seconds, raise_on_error=True)
+            pred_parsed = parse(normalise_digit_groups(reading.pred), parsing_timeout=seconds, raise_on_error=True)
             predicted = next((p for p in pred_parsed if isinstance(p, str)), None)
         if not pred_parsed:
             return MathVerdict(False, "no_answer", predicted)

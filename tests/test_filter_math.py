@@ -13,7 +13,7 @@ import pytest
 
 from curate.filters.math import Math, MathVerdict, normalise_digit_groups, verify_math
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent.parent / "curate" / "data"
 
 
 def completion(answer: str, reasoning: str = "Let me work it out.") -> str:
@@ -26,7 +26,7 @@ def boxed(answer: str) -> str:
 
 @pytest.fixture(scope="module")
 def math500() -> list[str]:
-    return [json.loads(line)["answer"] for line in (DATA / "math500_test.jsonl").open()]
+    return [json.loads(line)["answer"] for line in (DATA / "math500.jsonl").open()]
 
 
 @pytest.fixture(scope="module")
