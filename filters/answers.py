@@ -53,11 +53,12 @@ def boxes(text: str) -> list[tuple[int, int, str]]:
 
 
 def _linked(gap: str) -> bool:
-    """Whether two boxes separated by `gap` belong to one answer."""
-    rest = _LAYOUT.sub(" ", gap)
-    if not re.search(r"[A-Za-z0-9]", rest):
-        return True  # layout and punctuation only
-    return len(rest.strip()) <= _MAX_GAP and bool(_CONNECTIVE.search(rest))
+    """Whether two boxes separated by `gap` belong to one answer: layout and punctuation,
+    or a short gap with "and"/"or" or only one-letter names in it (`, y = `)."""
+    rest = _LAYOUT.sub(" ", gap).strip()
+    if len(rest) > _MAX_GAP:
+        return False
+    return bool(_CONNECTIVE.search(rest)) or not re.search(r"[A-Za-z]{2}", rest)
 
 
 def final_boxes(text: str) -> list[str]:
@@ -90,7 +91,7 @@ def _top_level(text: str) -> str:
     return "".join(out)
 
 
-_GROUPED = re.compile(r"\d,\d{3}(?!\d)")
+_GROUPED = re.compile(r"(?<=\d)(?:,|\{,\})(?:\\!\s*)?(?=\d{3}(?!\d))")  # 1,000  10,\!080  1{,}000
 
 
 def is_multipart(text: str) -> bool:
@@ -99,6 +100,7 @@ def is_multipart(text: str) -> bool:
     stripped = re.sub(r"\\left|\\right|\s", "", text)
     if re.fullmatch(r"(?:\(|\[|\\?\{).*,.*(?:\)|\]|\\?\})", stripped):
         return True
+    text = re.sub(r"\\(?:text|mbox|textrm|mathrm)\s*\{\s*(and|or)\s*\}", r" \1 ", text)  # 6 \text{ and } 8
     top = _GROUPED.sub("", _top_level(text))
     return bool(re.search(r"[,;]", top) or _CONNECTIVE.search(top))
 
@@ -238,7 +240,8 @@ _LEAD_IN = re.compile(
     r"^(?:\*\*)?(?:(?:so |thus |therefore |hence )?the (?:final |correct )?answer is|final answer|answer)\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*)?\s*",
     re.I,
 )
-_FINAL_ANSWER = re.compile(r"final answer\s*(?:is|:)", re.I)
+# "final answer is 18" after the last box: the boxes were intermediate values
+_FINAL_ANSWER = re.compile(r"final answer\s*(?:is|:)[^\n]*?(?:[\d$]|(?<![A-Za-z])[A-J](?![A-Za-z]))", re.I)
 _SPACE = re.compile(r"(?<!\d)\s+|\s+(?!\d)")
 _NOISE = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])")
 
@@ -259,14 +262,13 @@ def gold_answer(gold: str) -> str:
 def read_answers(gold: str, answer: str | None) -> Reading:
     """The gold and the answer part of a completion (the text after `</think>`), read
     for comparison (module docstring). `answer` None or blank: pred is None."""
-    gold_raw = final_boxes(gold)
     gold_text = gold_answer(gold)
     if not answer or not answer.strip():
         return Reading(gold_text, None, False, None)
     found = boxes(answer)
     if found and not _FINAL_ANSWER.search(answer[found[-1][1] :]):
         run = final_boxes(answer)
-        if not (len(gold_raw) > 1 or is_multipart(gold_text)):
+        if not (len(final_boxes(gold)) > 1 or is_multipart(gold_text)):
             run = run[-1:]
         pred = ", ".join(normalise(b) for b in run)
         return Reading(*_pair(gold_text, pred), True, ", ".join(run))

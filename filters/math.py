@@ -11,17 +11,20 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
 
 1. Only the answer part counts: the text after `</think>` (curate.parsing). A completion
    whose think block never closed has no answer, whatever its reasoning says.
-2. The last `\\boxed{}` of the answer is preferred; without one, math-verify's default
-   extraction reads the answer text ("The answer is 18.", "#### 18", "A: 18").
+2. The final answer is read by class (filters/answers.py): the last run of `\\boxed{}`
+   (all of it when the gold has several parts, else its last box), a choice letter, a
+   number with units, a time, a decimal comma; without a box, math-verify's default
+   extraction reads the answer text ("The answer is 18.", "#### 18").
 3. Digit-group separators are removed on both sides before parsing: math-verify reads
    `1\\,000` as 1*0 (and so "matches" a gold of 0), `1 000` likewise, `1\\u2009000` as 0.
-4. The gold is parsed as `\\boxed{gold}`: measured on MATH-500, bare golds such as
+4. The gold (its last run of boxes, if it has any) is parsed as `\\boxed{gold}`: measured on MATH-500, bare golds such as
    `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse to nothing or to a
    fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all parse and all
    500 self-verify.
-5. Integers are compared as integers: when the gold and the boxed answer are both plain
-   integers (after step 3), math-verify's answer is known (it compares them exactly),
-   so it is not called (`quick_verdict`; the batch filter settles these rows in its own
+5. What text alone settles is settled without math-verify (`same_answer`): when the
+   gold and the answer are both plain integers (after step 3), math-verify's answer is
+   known (it compares them exactly); choices and times are compared as such
+   (`quick_verdict`; the batch filter settles these rows in its own
    process and sends only the others to its workers). Most maths answers are integers (all of GSM8K, 57% of MATH-500's
    golds); this skips ~0.8 ms of parsing per row. A boxed answer that is the gold's
    own text (after step 3) is correct without parsing either (every MATH-500 gold
@@ -95,9 +98,6 @@ def normalise_digit_groups(text: str) -> str:
 
 
 # --- the verifier -------------------------------------------------------------------
-
-_INTEGER = re.compile(r"-?\d+")
-
 
 @lru_cache(maxsize=4096)
 def _parse_gold(gold_text: str, seconds: int) -> tuple:
