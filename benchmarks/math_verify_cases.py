@@ -152,7 +152,8 @@ def run_golds() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--extract", type=Path, metavar="CHECKOUT", help="rebuild the case file from a Math-Verify checkout")
+    ap.add_argument("--extract", type=Path, metavar="CHECKOUT",
+                    help="rebuild the case file from a Math-Verify checkout")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--show-disagreements", action="store_true")
     args = ap.parse_args()

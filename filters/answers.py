@@ -111,7 +111,8 @@ _DELIMITED = re.compile(r"^(?:\$\$(.*)\$\$|\$(.*)\$|\\\((.*)\\\)|\\\[(.*)\\\])$"
 _MATHRM_E = re.compile(r"\\(?:mathrm|operatorname|text)\s*\{\s*e\s*\}|\\mathrm\s+e(?![A-Za-z])")
 _WRAPPER = re.compile(r"\\(?:text|textbf|textrm|textnormal|mathrm|mathbf|mbox|textit|mathit)\s*\{([^{}]*)\}")
 _NUMBER = r"-?(?:\d+(?:[.,]\d+)*|\.\d+)"
-_ORDINAL = r"(?:\^\s*\{?\s*(?:\\(?:mathrm|text|textrm)\s*\{\s*)?(?:st|nd|rd|th)\s*\}?\s*\}?|(?:st|nd|rd|th)(?![A-Za-z]))"
+_ORDINAL = (r"(?:\^\s*\{?\s*(?:\\(?:mathrm|text|textrm)\s*\{\s*)?(?:st|nd|rd|th)\s*\}?\s*\}?"  # 12^{\mathrm{th}}
+            r"|(?:st|nd|rd|th)(?![A-Za-z]))")  # 12th
 _CURRENCY = r"(?:\\\$|\\euro|€|£|¥)"
 _WRAPPED_WORDS = r"\\(?:text|textbf|textrm|textnormal|mathrm|mbox|textit)\s*\{\s*[A-Za-z][A-Za-z .'/-]*\}"
 # a bare word after a space: three letters or more, or a two-letter unit (`2 ab` is a product)
@@ -237,7 +238,8 @@ def _same_time(a, b) -> bool:
 # --- the pair -----------------------------------------------------------------------
 
 _LEAD_IN = re.compile(
-    r"^(?:\*\*)?(?:(?:so |thus |therefore |hence )?the (?:final |correct )?answer is|final answer|answer)\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*)?\s*",
+    r"^(?:\*\*)?(?:(?:so |thus |therefore |hence )?the (?:final |correct )?answer is|final answer|answer)"
+    r"\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*)?\s*",
     re.I,
 )
 # "final answer is 18" after the last box: the boxes were intermediate values
@@ -304,8 +306,9 @@ def same_answer(gold: str, pred: str) -> bool | None:
         if gold_choice.letter:
             picked = choice(pred, any_case=True)
             if picked and picked.letter:
-                texts = gold_choice.text and picked.text
-                return picked.letter == gold_choice.letter and (not texts or _words(gold_choice.text) == _words(picked.text))
+                both_texts = gold_choice.text and picked.text
+                same_text = not both_texts or _words(gold_choice.text) == _words(picked.text)
+                return picked.letter == gold_choice.letter and same_text
             return bool(gold_choice.text) and _words(pred) == _words(gold_choice.text)
     elif (picked := choice(pred)) and picked.text and _words(picked.text) == _words(gold):
         return True  # the gold is the text of the option the answer picked

@@ -17,10 +17,10 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
    extraction reads the answer text ("The answer is 18.", "#### 18").
 3. Digit-group separators are removed on both sides before parsing: math-verify reads
    `1\\,000` as 1*0 (and so "matches" a gold of 0), `1 000` likewise, `1\\u2009000` as 0.
-4. The gold (its last run of boxes, if it has any) is parsed as `\\boxed{gold}`: measured on MATH-500, bare golds such as
-   `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse to nothing or to a
-   fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all parse and all
-   500 self-verify.
+4. The gold (its last run of boxes, if it has any) is parsed as `\\boxed{gold}`: measured
+   on MATH-500, bare golds such as `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse
+   to nothing or to a fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all
+   parse and all 500 self-verify.
 5. What text alone settles is settled without math-verify (`same_answer`): when the
    gold and the answer are both plain integers (after step 3), math-verify's answer is
    known (it compares them exactly); choices and times are compared as such
@@ -148,7 +148,8 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
         if reading.pred is None:
             return MathVerdict(False, "no_answer", None)
         if reading.whole:
-            pred_parsed = parse(f"\\boxed{{{normalise_digit_groups(reading.pred)}}}", parsing_timeout=seconds, raise_on_error=True)
+            pred_text = f"\\boxed{{{normalise_digit_groups(reading.pred)}}}"
+            pred_parsed = parse(pred_text, parsing_timeout=seconds, raise_on_error=True)
         else:
             pred_parsed = parse(normalise_digit_groups(reading.pred), parsing_timeout=seconds, raise_on_error=True)
             predicted = next((p for p in pred_parsed if isinstance(p, str)), None)

@@ -151,7 +151,8 @@ def test_same_choice(gold, pred, same):
 @pytest.mark.parametrize(
     "text, number",
     [
-        ("5\\text{ cm}", "5"), ("15\\mbox{ cm}^2", "15"), ("864 \\mbox{ inches}^2", "864"), ("125\\textnormal{ miles}", "125"),
+        ("5\\text{ cm}", "5"), ("15\\mbox{ cm}^2", "15"), ("864 \\mbox{ inches}^2", "864"),
+        ("125\\textnormal{ miles}", "125"),
         ("\\$18", "18"), ("\\$18.90", "18.90"), ("18 dollars", "18"), ("0.06 yuan", "0.06"), ("5 cm", "5"),
         ("12^{\\mathrm{th}}\\text{ grade}", "12"), ("12^{\\text{th}}", "12"), ("12th", "12"), ("3rd", "3"),
         ("-4 \\text{ degrees}", "-4"),

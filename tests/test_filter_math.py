@@ -230,13 +230,14 @@ def test_verify_math_by_failure_class(gold, answer, status):
 def test_quick_path_agrees_with_the_full_path(math_filter):
     """The batch filter settles some rows in its own process (quick_verdict) and sends the
     rest to its workers: the statuses are verify_math's, row for row."""
-    quick_or_none = [quick_verdict(g, a) for g, a in [(g, a) for g, a, _ in CLASS_CASES]]
+    quick_or_none = [quick_verdict(gold, answer) for gold, answer, _ in CLASS_CASES]
     assert any(v is None for v in quick_or_none) and any(v is not None for v in quick_or_none)
     for (gold, answer, _), quick in zip(CLASS_CASES, quick_or_none):
         if quick is not None:
             assert quick == verify_math(gold, answer)
-    batch = pl.DataFrame({"reference_answer": [g for g, _, _ in CLASS_CASES], "completion": [a for _, a, _ in CLASS_CASES]})
-    assert math_filter(batch).scores["math_status"].to_list() == [s for _, _, s in CLASS_CASES]
+    golds, answers, statuses = zip(*CLASS_CASES)
+    batch = pl.DataFrame({"reference_answer": list(golds), "completion": list(answers)})
+    assert math_filter(batch).scores["math_status"].to_list() == list(statuses)
 
 
 # math-verify's own test cases (benchmarks/data, Apache-2.0), at its default settings, with
