@@ -14,9 +14,11 @@ Both sides get the same two strings:
           reference answer as a user would put it in the `reference_answer` column.
 
 Real golds: every MATH-500 and GSM8K gold (curate/data) against itself boxed (must be
-correct) and against the next problem's gold boxed (must be wrong, unless equal).
+correct) and against the golds of the next --shifts problems boxed (must be wrong, unless
+it is the same answer: the pairs judged correct though written differently are listed,
+to be read).
 
-    python benchmarks/math_verify_cases.py [--json out.json] [--show-disagreements]
+    python benchmarks/math_verify_cases.py [--shifts 1] [--json out.json] [--show-disagreements]
     python benchmarks/math_verify_cases.py --extract PATH/TO/Math-Verify
 """
 
@@ -123,7 +125,7 @@ def run_cases(cases: list[dict]) -> dict:
     return {"per_file": dict(per_file), "disagreements": disagreements}
 
 
-def run_golds() -> dict:
+def run_golds(shifts: int) -> dict:
     from curate.filters.math import verify_math
 
     math500 = [json.loads(line)["answer"] for line in MATH500.open()]
@@ -132,19 +134,22 @@ def run_golds() -> dict:
     for name, golds in (("MATH-500", math500), ("GSM8K", gsm8k)):
         started = time.perf_counter()
         own = [verify_math(g, f"\\boxed{{{g}}}").status for g in golds]
-        nxt = [(g, golds[(i + 1) % len(golds)]) for i, g in enumerate(golds)]
+        nxt = [(g, golds[(i + k) % len(golds)]) for k in range(1, shifts + 1) for i, g in enumerate(golds)]
         other = [verify_math(g, f"\\boxed{{{a}}}").status for g, a in nxt]
         plain_own = [plain(f"\\boxed{{{g}}}", f"\\boxed{{{g}}}") for g in golds]
         plain_other = [plain(f"\\boxed{{{g}}}", f"\\boxed{{{a}}}") for g, a in nxt]
         out[name] = {
             "golds": len(golds),
+            "pairs": len(nxt),
             "own_correct": own.count("correct"),
             "own_not_correct": [(g, s) for g, s in zip(golds, own) if s != "correct"],
             "other_wrong": sum(s == "wrong" for s in other),
-            "other_correct": [(g, a) for (g, a), s in zip(nxt, other) if s == "correct"],
+            # judged the same answer though written differently (identical golds are left out): to be read
+            "other_correct": sorted({(g, a) for (g, a), s in zip(nxt, other) if s == "correct" and g != a}),
+            "other_correct_pairs": other.count("correct"),
             "other_other": [(g, a, s) for (g, a), s in zip(nxt, other) if s not in ("correct", "wrong")],
             "plain_own_correct": sum(plain_own),
-            "plain_other_correct": [(g, a) for (g, a), ok in zip(nxt, plain_other) if ok],
+            "plain_other_correct": sum(plain_other),
             "seconds": round(time.perf_counter() - started, 1),
         }
     return out
@@ -156,6 +161,7 @@ def main() -> None:
                     help="rebuild the case file from a Math-Verify checkout")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--show-disagreements", action="store_true")
+    ap.add_argument("--shifts", type=int, default=1, help="golds against the answers of the next N problems")
     args = ap.parse_args()
     if args.extract:
         cases = extract(args.extract)
@@ -178,11 +184,11 @@ def main() -> None:
             print(f"  #{d['index']} {d['file']}::{d['test']} expected={int(d['expected'])} plain={int(d['plain'])} "
                   f"curate={int(d['curate'])}  gold={d['gold'][:70]!r}  pred={d['pred'][-70:]!r}")
 
-    result["golds"] = run_golds()
+    result["golds"] = run_golds(args.shifts)
     for name, g in result["golds"].items():
         print(f"{name}: own boxed correct {g['own_correct']}/{g['golds']} (plain {g['plain_own_correct']}); "
-              f"next problem's answer wrong {g['other_wrong']}/{g['golds']}, correct {len(g['other_correct'])} "
-              f"(plain correct {len(g['plain_other_correct'])}), other statuses {len(g['other_other'])}; "
+              f"other problems' answers wrong {g['other_wrong']}/{g['pairs']}, correct {g['other_correct_pairs']} "
+              f"(plain correct {g['plain_other_correct']}), other statuses {len(g['other_other'])}; "
               f"{g['seconds']} s")
         for item in g["own_not_correct"] + g["other_correct"] + g["other_other"]:
             print(f"  {item}")

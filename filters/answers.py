@@ -24,6 +24,7 @@ the caller to what `read_answers` returns.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 # --- boxes ----------------------------------------------------------------------------
@@ -35,20 +36,23 @@ _CONNECTIVE = re.compile(r"(?<![A-Za-z])(?:and|or)(?![A-Za-z])", re.I)
 _MAX_GAP = 40
 
 
+_BRACE = re.compile(r"[{}]")
+
+
 def boxes(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of each top-level `\\boxed{…}` / `\\fbox{…}`, braces balanced,
     in order; a box inside another is part of it."""
     found, pos = [], 0
     while m := _BOX.search(text, pos):
-        depth, j = 0, m.end() - 1
-        for j in range(m.end() - 1, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
+        depth = 0
+        for brace in _BRACE.finditer(text, m.end() - 1):
+            depth += 1 if brace.group() == "{" else -1
             if depth == 0:
                 break
         if depth:  # unbalanced: no more boxes
             break
-        found.append((m.start(), j + 1, text[m.end() : j].strip()))
-        pos = j + 1
+        pos = brace.end()
+        found.append((m.start(), pos, text[m.end() : pos - 1].strip()))
     return found
 
 
@@ -61,9 +65,9 @@ def _linked(gap: str) -> bool:
     return bool(_CONNECTIVE.search(rest)) or not re.search(r"[A-Za-z]{2}", rest)
 
 
-def final_boxes(text: str) -> list[str]:
-    """The contents of the last run of linked boxes (empty: no box)."""
-    found = boxes(text)
+def final_boxes(text: str, found: list[tuple[int, int, str]] | None = None) -> list[str]:
+    """The contents of the last run of linked boxes (empty: no box); `found`: boxes(text), if known."""
+    found = boxes(text) if found is None else found
     if not found:
         return []
     run = [found[-1]]
@@ -77,8 +81,13 @@ def final_boxes(text: str) -> list[str]:
 # --- parts ----------------------------------------------------------------------------
 
 
+_BRACKET = re.compile(r"[()\[\]{}]")
+
+
 def _top_level(text: str) -> str:
     """`text` with everything inside brackets and braces blanked out."""
+    if not _BRACKET.search(text):
+        return text
     out, depth = [], 0
     for ch in text:
         if ch in "([{":
@@ -257,21 +266,26 @@ class Reading(NamedTuple):
 
 def gold_answer(gold: str) -> str:
     """The reference answer: its last run of boxes if it has any (a solution's text), else all of it."""
+    return _read_gold(gold)[0]
+
+
+@lru_cache(maxsize=4096)
+def _read_gold(gold: str) -> tuple[str, bool]:
+    """(the gold answer, whether it has several parts), kept per process: a problem's k samples share it."""
     found = final_boxes(gold)
-    return ", ".join(normalise(b) for b in found) if found else normalise(gold)
+    text = ", ".join(normalise(b) for b in found) if found else normalise(gold)
+    return text, len(found) > 1 or is_multipart(text)
 
 
 def read_answers(gold: str, answer: str | None) -> Reading:
     """The gold and the answer part of a completion (the text after `</think>`), read
     for comparison (module docstring). `answer` None or blank: pred is None."""
-    gold_text = gold_answer(gold)
+    gold_text, multipart = _read_gold(gold)
     if not answer or not answer.strip():
         return Reading(gold_text, None, False, None)
     found = boxes(answer)
     if found and not _FINAL_ANSWER.search(answer[found[-1][1] :]):
-        run = final_boxes(answer)
-        if not (len(final_boxes(gold)) > 1 or is_multipart(gold_text)):
-            run = run[-1:]
+        run = final_boxes(answer, found) if multipart else [found[-1][2]]
         pred = ", ".join(normalise(b) for b in run)
         return Reading(*_pair(gold_text, pred), True, ", ".join(run))
     tail = (answer[found[-1][1] :] if found else answer).strip()
