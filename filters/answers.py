@@ -198,7 +198,7 @@ def _decimal_comma(text: str, other: str) -> str:
 
 
 class Choice(NamedTuple):
-    letter: str | None
+    letter: str
     text: str | None
 
 
@@ -290,12 +290,12 @@ def read_answers(gold: str, answer: str | None) -> Reading:
         return Reading(*_pair(gold_text, pred), True, ", ".join(run))
     tail = (answer[found[-1][1] :] if found else answer).strip()
     short = _LEAD_IN.sub("", tail).rstrip(". ")
-    if short and "\n" not in short and is_whole(short):
+    if short and "\n" not in short and _is_whole(short):
         return Reading(*_pair(gold_text, normalise(short)), True, short)
     return Reading(gold_text, _MATHRM_E.sub("e", tail), False, None)
 
 
-def is_whole(text: str) -> bool:
+def _is_whole(text: str) -> bool:
     """Whether an unboxed answer line is an answer by itself: a choice, a time, a number
     with units or a decimal comma."""
     if _DELIMITED.match(text.strip()):
@@ -317,14 +317,12 @@ def same_answer(gold: str, pred: str) -> bool | None:
     if re.fullmatch(r"-?\d+", g) and re.fullmatch(r"-?\d+", p):
         return int(g) == int(p)
     if gold_choice := choice(gold):
-        if gold_choice.letter:
-            picked = choice(pred, any_case=True)
-            if picked and picked.letter:
-                both_texts = gold_choice.text and picked.text
-                same_text = not both_texts or _words(gold_choice.text) == _words(picked.text)
-                return picked.letter == gold_choice.letter and same_text
-            return bool(gold_choice.text) and _words(pred) == _words(gold_choice.text)
-    elif (picked := choice(pred)) and picked.text and _words(picked.text) == _words(gold):
+        if picked := choice(pred, any_case=True):  # letters decide; texts, when both are given, must agree
+            both_texts = gold_choice.text and picked.text
+            same_text = not both_texts or _words(gold_choice.text) == _words(picked.text)
+            return picked.letter == gold_choice.letter and same_text
+        return bool(gold_choice.text) and _words(pred) == _words(gold_choice.text)  # the option's text alone
+    if (picked := choice(pred)) and picked.text and _words(picked.text) == _words(gold):
         return True  # the gold is the text of the option the answer picked
     if (a := _time(gold)) and (b := _time(pred)):
         if _same_time(a, b):

@@ -120,7 +120,7 @@ def test_unboxed_answer_is_whole_only_when_it_is_one_answer(answer, pred, whole)
     ],
 )
 def test_choice(text, parsed):
-    assert choice(text) == (None if parsed is None else parsed)
+    assert choice(text) == parsed
 
 
 @pytest.mark.parametrize(
