@@ -12,17 +12,20 @@ How a row is read (DESIGN.md, "Measured pitfalls"):
 
 1. Only the answer part counts: the text after `</think>` (curate.parsing). A completion
    whose think block never closed has no answer, whatever its reasoning says.
-2. The last `\\boxed{}` of the answer is preferred; without one, math-verify's default
-   extraction reads the answer text ("The answer is 18.", "#### 18", "A: 18").
+2. The final answer is read by class (filters/answers.py): the last run of `\\boxed{}`
+   (all of it when the gold has several parts, else its last box), a choice letter, a
+   number with units, a time, a decimal comma; without a box, math-verify's default
+   extraction reads the answer text ("The answer is 18.", "#### 18").
 3. Digit-group separators are removed on both sides before parsing: math-verify reads
    `1\\,000` as 1*0 (and so "matches" a gold of 0), `1 000` likewise, `1\\u2009000` as 0.
-4. The gold is parsed as `\\boxed{gold}`: measured on MATH-500, bare golds such as
-   `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse to nothing or to a
-   fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all parse and all
-   500 self-verify.
-5. Integers are compared as integers: when the gold and the boxed answer are both plain
-   integers (after step 3), math-verify's answer is known (it compares them exactly),
-   so it is not called (`quick_verdict`; MathPool settles these rows in its own
+4. The gold (its last run of boxes, if it has any) is parsed as `\\boxed{gold}`: measured
+   on MATH-500, bare golds such as `\\left( 3, \\frac{\\pi}{2} \\right)` or `\\sqrt{51}` parse
+   to nothing or to a fragment (51 of 500 empty, 392 of 500 self-verify), boxed ones all
+   parse and all 500 self-verify.
+5. What text alone settles is settled without math-verify (`same_answer`): when the
+   gold and the answer are both plain integers (after step 3), math-verify's answer is
+   known (it compares them exactly); choices and times are compared as such
+   (`quick_verdict`; MathPool settles these rows in its own
    process and sends only the others to its workers). Most maths answers are integers (all of GSM8K, 57% of MATH-500's
    golds); this skips ~0.8 ms of parsing per row. A boxed answer that is the gold's
    own text (after step 3) is correct without parsing either (every MATH-500 gold
@@ -58,8 +61,9 @@ from math_verify.errors import TimeoutException
 from sympy import Basic, MatrixBase
 
 from curate.errors import CurateError
+from curate.filters.answers import read_answers, same_answer
 from curate.filters.base import Decision, RowFilter, Verdict
-from curate.parsing import last_boxed, parse_completion
+from curate.parsing import parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
 REASONS = {
@@ -124,9 +128,6 @@ def normalise_digit_groups(text: str) -> str:
 
 # --- the verifier -------------------------------------------------------------------
 
-_INTEGER = re.compile(r"-?\d+")
-
-
 @lru_cache(maxsize=4096)
 def _parse_gold(gold_text: str, seconds: int) -> tuple:
     """math-verify's parse of a gold answer, kept per process: a problem's k samples
@@ -141,18 +142,13 @@ def quick_verdict(gold: str | None, completion: str | None) -> MathVerdict | Non
     runs it in its own process and sends only the rest to the workers."""
     if gold is None or not gold.strip():
         return MathVerdict(False, "no_gold", None)
-    answer = parse_completion(completion).answer
-    boxed = last_boxed(answer) if answer else None
-    if boxed is None:
+    reading = read_answers(gold, parse_completion(completion).answer)
+    if not reading.whole:
         return None
-    gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip()).strip()
-    boxed_text = normalise_digit_groups(boxed).strip()
-    if boxed_text == gold_text:
-        return MathVerdict(True, "correct", boxed)
-    if _INTEGER.fullmatch(gold_text) and _INTEGER.fullmatch(boxed_text):
-        ok = int(gold_text) == int(boxed_text)
-        return MathVerdict(ok, "correct" if ok else "wrong", boxed)
-    return None
+    same = same_answer(normalise_digit_groups(reading.gold).strip(), normalise_digit_groups(reading.pred).strip())
+    if same is None:
+        return None
+    return MathVerdict(same, "correct" if same else "wrong", reading.predicted)
 
 
 def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.0) -> MathVerdict:
@@ -169,23 +165,22 @@ def verify_math(gold: str | None, completion: str | None, *, timeout: float = 5.
     quick = quick_verdict(gold, completion)
     if quick is not None:
         return quick
-    answer = parse_completion(completion).answer
-    boxed = last_boxed(answer) if answer else None
-    predicted = boxed
+    reading = read_answers(gold, parse_completion(completion).answer)
+    predicted = reading.predicted
 
     try:
         # gold first, then the prediction, then verify(gold, prediction): the order matters
-        gold_text = normalise_digit_groups(last_boxed(gold) or gold.strip())
-        gold_parsed = list(_parse_gold(gold_text, seconds))
+        gold_parsed = list(_parse_gold(normalise_digit_groups(reading.gold), seconds))
         if not any(isinstance(g, (Basic, MatrixBase)) for g in gold_parsed):
             # only a raw-string fallback (or nothing): there is no mathematical object to compare with
             return MathVerdict(False, "unparseable_gold", None)
-        if not answer:
+        if reading.pred is None:
             return MathVerdict(False, "no_answer", None)
-        if boxed is not None:
-            pred_parsed = parse(f"\\boxed{{{normalise_digit_groups(boxed)}}}", parsing_timeout=seconds, raise_on_error=True)
+        if reading.whole:
+            pred_text = f"\\boxed{{{normalise_digit_groups(reading.pred)}}}"
+            pred_parsed = parse(pred_text, parsing_timeout=seconds, raise_on_error=True)
         else:
-            pred_parsed = parse(normalise_digit_groups(answer), parsing_timeout=seconds, raise_on_error=True)
+            pred_parsed = parse(normalise_digit_groups(reading.pred), parsing_timeout=seconds, raise_on_error=True)
             predicted = next((p for p in pred_parsed if isinstance(p, str)), None)
         if not pred_parsed:
             return MathVerdict(False, "no_answer", predicted)

@@ -11,9 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.filters.math import Math, MathPool, MathVerdict, normalise_digit_groups, verify_math
+from curate.filters.math import Math, MathPool, MathVerdict, normalise_digit_groups, quick_verdict, verify_math
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent.parent / "curate" / "data"
 
 
 def completion(answer: str, reasoning: str = "Let me work it out.") -> str:
@@ -26,7 +26,7 @@ def boxed(answer: str) -> str:
 
 @pytest.fixture(scope="module")
 def math500() -> list[str]:
-    return [json.loads(line)["answer"] for line in (DATA / "math500_test.jsonl").open()]
+    return [json.loads(line)["answer"] for line in (DATA / "math500.jsonl").open()]
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,102 @@ def test_pool_verdicts_are_verify_maths():
                                        "unparseable_gold", "timeout", "correct"]
     assert [v.reason for v in got][:2] == [None, "wrong answer"]
     assert pool._executor is None  # the with block closed it
+
+
+# --- failure classes (filters/answers.py), end to end with math-verify --------------------
+
+CLASS_CASES = [
+    # several boxes: the answer as a whole; an intermediate box is not the final one
+    ("-2, 1", completion("The roots are $\\boxed{-2}$ and $\\boxed{1}$."), "correct"),
+    ("1,-2", completion("\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}"), "correct"),
+    ("(2,1),(1,2)", completion("\\boxed{(1, 2)}, \\boxed{(2, 1)}"), "correct"),
+    ("\\boxed{1}\\boxed{2}", completion("\\boxed{1,2}"), "correct"),
+    ("k = 45, n = 2", completion("\\boxed{k = 45} \\quad \\text{and} \\quad \\boxed{n = 2}"), "correct"),
+    ("-2, 1", completion("The roots are \\boxed{-2} and \\boxed{3}."), "wrong"),
+    ("-2, 1", completion("\\boxed{1}"), "wrong"),
+    ("1", completion("\\boxed{1} and \\boxed{2}"), "wrong"),
+    ("18", completion("\\boxed{17}", reasoning="First \\boxed{18}."), "wrong"),
+    ("18", completion("So $x = \\boxed{17}$ apples are left; with Bob's, the final answer is 18."), "correct"),
+    # multiple choice
+    ("\\text{(C) Plane}", boxed("\\text{(C)}"), "correct"),
+    ("\\text{(C) Plane}", boxed("C"), "correct"),
+    ("\\text{(C) Plane}", boxed("\\text{Plane}"), "correct"),
+    ("C", boxed("\\text{(C) Plane}"), "correct"),
+    ("C", completion("The answer is (C)."), "correct"),
+    ("\\text{(C) Plane}", boxed("\\text{(B) Plane}"), "wrong"),
+    ("\\text{(C) Plane}", boxed("\\text{Line}"), "wrong"),
+    ("C", boxed("B"), "wrong"),
+    # words and units around a number
+    ("12", boxed("12^{\\mathrm{th}}\\text{ grade}"), "correct"),
+    ("12^{\\mathrm{th}}\\text{ grade}", boxed("12"), "correct"),
+    ("12^{\\mathrm{th}}\\text{ grade}", boxed("11"), "wrong"),
+    ("5", boxed("5\\text{ cm}"), "correct"),
+    ("18", boxed("\\$18"), "correct"),
+    ("18", boxed("18 dollars"), "correct"),
+    ("18", completion("The answer is 18 dollars."), "correct"),
+    ("19", boxed("18 dollars"), "wrong"),
+    ("2", boxed("2 \\sin x"), "wrong"),
+    ("5", boxed("5 \\text{ and } 6"), "wrong"),
+    # decimal commas, times, \mathrm{e}, $$ inside \boxed
+    ("3,5", boxed("3.5"), "correct"),
+    ("1000.99", boxed("1000,99"), "correct"),
+    ("0,111", boxed("0.111"), "correct"),
+    ("3,500", boxed("3.5"), "wrong"),
+    ("3.5", boxed("3,500"), "wrong"),
+    ("12:00", boxed("12:00"), "correct"),
+    ("12:00", boxed("12:00 \\text{ p.m.}"), "correct"),
+    ("12:00", boxed("1:00"), "wrong"),
+    ("1 - \\frac{1}{\\mathrm{e}}", boxed("1 - \\frac{1}{e}"), "correct"),
+    ("1 - \\frac{1}{\\mathrm{e}}", boxed("1 + \\frac{1}{\\mathrm{e}}"), "wrong"),
+    ("$$x = \\frac{1}{2}$$", boxed("$$\\frac{1}{2}$$"), "correct"),
+    ("$$\\frac{1}{2}$$", boxed("\\frac{1}{3}"), "wrong"),
+    # strict: a tuple is not one of its elements, a grouping is not its first digits
+    ("(1,2)", boxed("1"), "wrong"),
+    ("1", boxed("(1,2)"), "wrong"),
+    ("1", boxed("1,000"), "wrong"),
+    ("1,000", boxed("1"), "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold, answer, status", CLASS_CASES)
+def test_verify_math_by_failure_class(gold, answer, status):
+    verdict = verify_math(gold, answer)
+    assert verdict.status == status
+    assert verdict.correct is (status == "correct")
+
+
+def test_quick_path_agrees_with_the_full_path(math_filter):
+    """The batch filter settles some rows in its own process (quick_verdict) and sends the
+    rest to its workers: the statuses are verify_math's, row for row."""
+    quick_or_none = [quick_verdict(gold, answer) for gold, answer, _ in CLASS_CASES]
+    assert any(v is None for v in quick_or_none) and any(v is not None for v in quick_or_none)
+    for (gold, answer, _), quick in zip(CLASS_CASES, quick_or_none):
+        if quick is not None:
+            assert quick == verify_math(gold, answer)
+    golds, answers, statuses = zip(*CLASS_CASES)
+    batch = pl.DataFrame({"reference_answer": list(golds), "completion": list(answers)})
+    assert math_filter(batch).scores["math_status"].to_list() == list(statuses)
+
+
+# math-verify's own test cases (benchmarks/data, Apache-2.0), at its default settings, with
+# the prediction as the completion: the cases verify_math still gets wrong, each for a reason
+MATH_VERIFY_CASES = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "math_verify_cases.jsonl"
+KNOWN_DISAGREEMENTS = {
+    # an inline formula cannot span lines; math-verify reads the 9 all the same (so does plain math-verify)
+    ("$9$", "Answer $ \n 9 \n $"),
+    ("$9$", "Answer \\( \n 9 \n \\)"),
+    # labelled equal, but 1 - 1/e is not 1 + 1/e; plain math-verify reads both as 1
+    ("$1 - \\frac{1}{\\mathrm{e}}$", "$1 + \\frac{1}{\\mathrm{e}}$"),
+}
+
+
+def test_math_verify_own_cases():
+    cases = [json.loads(line) for line in MATH_VERIFY_CASES.open()]
+    scored = [c for c in cases if c.get("strict", True) and not c.get("allow_set_relation_comp", False)
+              and c.get("precision", 6) == 6]
+    assert len(scored) == 261
+    misses = {(c["gold"], c["pred"]) for c in scored if verify_math(c["gold"], c["pred"]).correct != c["expected"]}
+    assert misses == KNOWN_DISAGREEMENTS
 
 
 # --- the batch filter ---------------------------------------------------------------
