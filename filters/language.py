@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -112,7 +113,6 @@ _NON_PROSE = [
 ]
 
 
-_NON_LETTERS = re.compile(r"[\W\d_]+")
 _SPACES = re.compile(r"\s+")
 # Letters and spaces of ASCII text, counted with bytes.translate (C, no regex matches):
 # the bytes to delete to keep only letters (and newlines), and only non-spaces (and newlines).
@@ -120,10 +120,36 @@ _ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha() and c !
 _ASCII_SPACES = bytes(c for c in range(128) if chr(c).isspace() and c != 10)
 
 
+def _ranges(cps) -> str:
+    """A regex character-class body for the sorted code points `cps`, as ranges."""
+    out, cps = [], list(cps)
+    start = prev = None
+    for cp in cps + [None]:
+        if start is not None and (cp is None or cp != prev + 1):
+            out.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = None
+        if cp is not None and start is None:
+            start = cp
+        prev = cp
+    return "".join(out)
+
+
+@cache
+def _non_letters() -> re.Pattern:
+    """Runs of what is not a letter: not `\\w` and not a combining mark (Mn, Mc, Me: the
+    vowel signs and viramas of Indic scripts, Arabic harakat), or a digit or `_`.
+    Built on first use (scanning the marks costs ~15 ms)."""
+    marks = (cp for cp in range(0x300, 0x1F000) if unicodedata.category(chr(cp))[0] == "M")
+    return re.compile(r"(?:[^\w" + _ranges(marks) + r"]|[\d_])+")
+
+
 def count_letters(text: str) -> int:
-    """How many letters `text` has (str.isalpha, up to numeric symbols such as ½): one
-    regex pass in C, ~10x faster than counting in Python, which dominated the filter."""
-    return len(_NON_LETTERS.sub("", text))
+    """How many letters `text` has: str.isalpha characters (up to numeric symbols such as
+    ½) and combining marks, so that every script's letters count (a Hindi, Telugu or
+    Gujarati word is mostly vowel signs). One regex pass in C, ~10x faster than
+    counting in Python, which dominated the filter."""
+    return len(text.encode().translate(None, _ASCII_NON_LETTERS)) if text.isascii() \
+        else len(_non_letters().sub("", text))
 
 
 def letters_per_line(lines: list[str]) -> list[int]:
@@ -132,8 +158,7 @@ def letters_per_line(lines: list[str]) -> list[int]:
     joined = "\n".join(lines)
     if joined.isascii():
         return [len(x) for x in joined.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
-    return [len(x.encode().translate(None, _ASCII_NON_LETTERS)) if x.isascii() else count_letters(x)
-            for x in lines]
+    return [count_letters(x) for x in lines]
 
 
 def _visible_per_line(lines: list[str]) -> list[int]:
@@ -191,37 +216,98 @@ def split_sentences(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------
-# 3. Scripts: the cheap complement
+# 3. Scripts: letters no sentence-level model is needed for
 # ---------------------------------------------------------------------------------
 
-_CJK = re.compile(
-    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-    "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\U00020000-\U0002fa1f]"
+_CYRILLIC_USERS = ("ru uk be bg mk sr sh kk ky tg mn tt ba cv ce os sah bxr kv udm mhr mrj myv xal av lez krc rue "
+                   "tyv uz")
+# The scripts other than Latin: name, Unicode blocks, the lid.176 languages written in it,
+# and the language a lone word of it is reported as. Latin letters are never foreign:
+# variable names, units and English terms are everywhere, whatever the target.
+SCRIPTS = (
+    ("Han", ((0x3005, 0x3007), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F)),
+     "zh wuu yue ja ko", "zh"),  # ko: Hanja
+    ("kana", ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)), "ja", "ja"),
+    ("Hangul", ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xFFA0, 0xFFDC)),
+     "ko", "ko"),
+    ("Bopomofo", ((0x3100, 0x312F), (0x31A0, 0x31BF)), "zh wuu yue", "zh"),
+    ("Cyrillic", ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)), _CYRILLIC_USERS, "ru"),
+    ("Greek", ((0x0370, 0x03FF), (0x1F00, 0x1FFF)), "el", "el"),
+    ("Armenian", ((0x0530, 0x058F),), "hy", "hy"),
+    ("Georgian", ((0x10A0, 0x10FF), (0x2D00, 0x2D2F)), "ka xmf", "ka"),
+    ("Hebrew", ((0x0590, 0x05FF), (0xFB1D, 0xFB4F)), "he yi", "he"),
+    ("Arabic", ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
+     "ar arz azb ckb fa ku lrc mzn pnb ps sd ug ur", "ar"),
+    ("Thaana", ((0x0780, 0x07BF),), "dv", "dv"),
+    ("Devanagari", ((0x0900, 0x097F), (0xA8E0, 0xA8FF)), "hi mr ne sa bh new mai gom dty", "hi"),
+    ("Bengali", ((0x0980, 0x09FF),), "bn as bpy", "bn"),
+    ("Gurmukhi", ((0x0A00, 0x0A7F),), "pa", "pa"),
+    ("Gujarati", ((0x0A80, 0x0AFF),), "gu", "gu"),
+    ("Oriya", ((0x0B00, 0x0B7F),), "or", "or"),
+    ("Tamil", ((0x0B80, 0x0BFF),), "ta", "ta"),
+    ("Telugu", ((0x0C00, 0x0C7F),), "te", "te"),
+    ("Kannada", ((0x0C80, 0x0CFF),), "kn", "kn"),
+    ("Malayalam", ((0x0D00, 0x0D7F),), "ml", "ml"),
+    ("Sinhala", ((0x0D80, 0x0DFF),), "si", "si"),
+    ("Thai", ((0x0E00, 0x0E7F),), "th", "th"),
+    ("Lao", ((0x0E80, 0x0EFF),), "lo", "lo"),
+    ("Tibetan", ((0x0F00, 0x0FFF),), "bo", "bo"),
+    ("Myanmar", ((0x1000, 0x109F),), "my", "my"),
+    ("Ethiopic", ((0x1200, 0x139F),), "am", "am"),
+    ("Khmer", ((0x1780, 0x17FF), (0x19E0, 0x19FF)), "km", "km"),
+    ("Mongolian", ((0x1800, 0x18AF),), "mn", "mn"),
 )
-_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
-_CYRILLIC = re.compile("[\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f]")
+_USERS = [frozenset(users.split()) for _, _, users, _ in SCRIPTS]
+_GREEK = next(i for i, s in enumerate(SCRIPTS) if s[0] == "Greek")
+# Greek letters that English maths prose uses as symbols ("the angle θ", "Δx", "μm"): the
+# unaccented alphabet and its maths variants. A Greek run counts as a word when it is
+# longer than GREEK_SYMBOL_LETTERS or has another letter (an accent, a final sigma).
+_GREEK_SYMBOLS = frozenset(chr(c) for c in [*range(0x391, 0x3AA), *range(0x3B1, 0x3CA), 0x3D0, 0x3D1, 0x3D5, 0x3D6,
+                                            0x3F0, 0x3F1, 0x3F5] if c != 0x3C2)
+GREEK_SYMBOL_LETTERS = 2
 
-# Target languages that are written in these scripts: the script check ignores them.
-CJK_LANGUAGES = frozenset({"zh", "ja", "ko", "wuu", "yue"})
-CYRILLIC_LANGUAGES = frozenset({
-    "ru", "uk", "be", "bg", "mk", "sr", "sh", "kk", "ky", "tg", "mn", "tt", "ba", "cv",
-    "ce", "os", "sah", "bxr", "kv", "udm", "mhr", "mrj", "myv", "xal", "av", "lez",
-})
+
+@cache
+def _script_runs() -> re.Pattern:
+    """One pattern whose group i matches a run of letters (and marks) of SCRIPTS[i]."""
+    groups = []
+    for _, blocks, _, _ in SCRIPTS:
+        cps = (cp for lo, hi in blocks for cp in range(lo, hi + 1) if unicodedata.category(chr(cp))[0] in "LM")
+        groups.append("([" + _ranges(cps) + "]+)")
+    return re.compile("|".join(groups))
+
+
+def _runs(text: str):
+    """(match, script index) of every run of non-Latin letters of `text` that is a word:
+    not a Greek maths symbol."""
+    if text.isascii():
+        return
+    for m in _script_runs().finditer(text):
+        i = m.lastindex - 1
+        if i == _GREEK and len(m.group()) <= GREEK_SYMBOL_LETTERS and _GREEK_SYMBOLS.issuperset(m.group()):
+            continue
+        yield m, i
+
+
+def _foreign_runs(text: str, lang: str):
+    """The runs of `_runs` in a script `lang` does not write in."""
+    return [(m, i) for m, i in _runs(text) if lang not in _USERS[i]]
 
 
 def script_ratio(text: str) -> dict[str, float]:
-    """Share of the letters of `text` that are CJK and that are Cyrillic:
-    {"cjk": …, "cyrillic": …}; both 0.0 when there are no letters."""
-    letters = count_letters(text)
-    if not letters or text.isascii():
-        return {"cjk": 0.0, "cyrillic": 0.0}
-    return {"cjk": len(_CJK.findall(text)) / letters, "cyrillic": len(_CYRILLIC.findall(text)) / letters}
+    """Share of the letters of `text` in each script other than Latin that it has, e.g.
+    {"Han": 0.5}; {} when there is none. Greek maths symbols (θ, Δ, μ) are not counted."""
+    counts: dict[str, int] = {}
+    for m, i in _runs(text):
+        counts[SCRIPTS[i][0]] = counts.get(SCRIPTS[i][0], 0) + len(m.group())
+    letters = count_letters(text) if counts else 0
+    return {name: n / letters for name, n in counts.items()} if letters else {}
 
 
 def foreign_script_share(shares: dict[str, float], lang: str) -> float:
     """The part of `script_ratio`'s shares that `lang` does not write in."""
-    return (0.0 if lang in CJK_LANGUAGES else shares["cjk"]) + (
-        0.0 if lang in CYRILLIC_LANGUAGES else shares["cyrillic"])
+    users = {name: u for (name, *_), u in zip(SCRIPTS, _USERS)}
+    return sum(share for name, share in shares.items() if lang not in users[name])
 
 
 # ---------------------------------------------------------------------------------
@@ -254,37 +340,72 @@ def known_languages() -> frozenset[str]:
     return frozenset(label.removeprefix("__label__") for label in lid_model().get_labels())
 
 
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+    "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\U00020000-\U0002fa1f]"
+)
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+
+
 class Sentence(NamedTuple):
     text: str
-    letters: int  # str.isalpha characters
+    letters: int  # count_letters
     size: int  # letters, with CJK characters weighted by CJK_LETTER_WEIGHT
     lang: str | None  # None: too short to classify
     prob: float
 
 
-# English function words that are not (ASCII) words of the other common languages:
-# an ASCII sentence of at least 4 words, 30% of them from this set, is English
-# without asking the model (measured on MATH-500/GSM8K and synthetic traces: 62% of the
-# sentences, of which lid.176 labels 99.99% en; the check costs a sixth of a predict).
+# English words that are not (ASCII) words of the other common languages written in
+# Latin script ("is" is Dutch, "was" German, "to" Polish, "at" Tagalog, "me" Spanish:
+# left out): an ASCII sentence of at least 4 words, 30% of them from this set and none
+# from FOREIGN_MARKERS, is English without asking the model.
 ENGLISH_MARKERS = frozenset(
-    "the and of that this with are was were we is it then which what there from have has will would should "
-    "let me so for to be can not now each our these when where how because since therefore thus but or an by "
-    "at on as if its i it's let's i'm".split())
+    "the and of that this with are were we it then which what there from have has would should let be can not "
+    "now each our these when where how because since therefore thus but if its it's let's i'm you your they their "
+    "them he she his her does did been into than also only just about after before other some any many much more "
+    "most both need find first who why out up over between equal equals total number numbers answer sum value step "
+    "check compute calculate wait".split())
+# Function words of the other common Latin-script languages (es fr de it pt nl id/ms tl
+# sv/da/no pl/cs tr sw ro) that English prose does not use: one of them sends the
+# sentence to the model ("Entonces the total es 12" is not evidently English).
+FOREIGN_MARKERS = frozenset(
+    "el la los las del que y es un una por para con se su lo al como pero mas muy este esta esto hay "
+    "le les des et est une du dans pour pas nous vous il elle sur qui ce cette avec sont au aux ou donc mais "
+    "der die das und ist nicht wir ein eine zu mit von den dem auf sich auch ich sie "
+    "di che della delle gli sono questo questa non allora "
+    "os da dos das em um uma com "
+    "de het een en niet zijn voor ook "
+    "yang dan ini itu dengan untuk adalah kita kami akan dari ke tidak "
+    "ang ng mga sa na ay ito nang kung hindi "
+    "och att det som inte jag er ikke og til av "
+    "jest nie jak oraz je "
+    "bir ve bu ile "
+    "ya wa kwa ni "
+    "si sunt pe cu".split())
 EVIDENT_MARKER_SHARE = 0.3
+_WORD_EDGES = ".,;:!?\"'()*"
 
 
 def evidently_english(sentence: str) -> bool:
-    """ASCII, at least 4 words, and at least EVIDENT_MARKER_SHARE of them English
-    function words (ENGLISH_MARKERS)."""
+    """ASCII, at least 4 words, at least EVIDENT_MARKER_SHARE of them English words
+    (ENGLISH_MARKERS) and none a function word of another language (FOREIGN_MARKERS)."""
     if not sentence.isascii():
         return False
-    words = sentence.lower().split()
-    return len(words) >= 4 and sum(w in ENGLISH_MARKERS for w in words) >= EVIDENT_MARKER_SHARE * len(words)
+    words = [w.strip(_WORD_EDGES) for w in sentence.lower().split()]
+    return (len(words) >= 4 and sum(w in ENGLISH_MARKERS for w in words) >= EVIDENT_MARKER_SHARE * len(words)
+            and FOREIGN_MARKERS.isdisjoint(words))
+
+
+# What the model is not shown: tokens with a digit ("0.6666666…", which lid.176 reads as
+# Cebuano, "3rd", "2x"), markdown and formula symbols, and "per" (a unit operator in
+# English, "cost per month", which it reads as Italian). Letters are counted as written.
+_NOT_FOR_LID = re.compile(r"\S*\d\S*|[#*|_=+^<>~`/\\{}\[\]$%&@]+|\b[Pp]er\b")
 
 
 def classify_sentences(text: str) -> list[Sentence]:
     """Strip, split, and label every sentence long enough to classify: evidently
-    English ones as en with probability 1.0, the others in one fastText call."""
+    English ones as en with probability 1.0, the others in one fastText call on their
+    words (numbers, symbols and "per" left out)."""
     pieces = split_sentences(strip_non_prose(text))
     has_cjk = not "".join(pieces).isascii() and any(_CJK.search(p) for p in pieces)
     sentences = []
@@ -293,9 +414,10 @@ def classify_sentences(text: str) -> list[Sentence]:
             size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if has_cjk else letters
             sentences.append((s, letters, size))
     english = [size >= MIN_CLASSIFY_LETTERS and evidently_english(s) for s, _, size in sentences]
-    to_classify = [s for (s, _, size), en in zip(sentences, english) if size >= MIN_CLASSIFY_LETTERS and not en]
     # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
     # they are split at newlines), so no re-joining here
+    to_classify = [_NOT_FOR_LID.sub(" ", s) for (s, _, size), en in zip(sentences, english)
+                   if size >= MIN_CLASSIFY_LETTERS and not en]
     labels, probs = lid_model().predict(to_classify, k=1) if to_classify else ([], [])
     predictions = iter(zip(labels, probs))
     out = []
@@ -314,38 +436,68 @@ def classify_sentences(text: str) -> list[Sentence]:
 
 
 def _ratio(sentences: list[Sentence], lang: str) -> float:
-    counted = [s for s in sentences if s.lang == lang or (s.lang is not None and s.prob >= UNSURE_BELOW)]
-    total = sum(s.letters for s in counted)
-    return sum(s.letters for s in counted if s.lang == lang) / total if total else 1.0
+    """Target-language share of the counted letters. Letters of a script `lang` does not
+    write in are foreign wherever they are, also inside a sentence labelled `lang` or
+    one too short to label."""
+    target = total = 0
+    for s in sentences:
+        alien = 0 if s.text.isascii() else sum(len(m.group()) for m, _ in _foreign_runs(s.text, lang))
+        if s.lang == lang:
+            target += max(s.letters - alien, 0)
+            total += s.letters
+        elif s.lang is not None and s.prob >= UNSURE_BELOW:
+            total += s.letters
+        else:
+            total += alien
+    return target / total if total else 1.0
 
 
 def target_language_ratio(text: str, lang: str = "en") -> float:
     """Share of the letters of `text`'s prose that lie in sentences labelled `lang`
-    (sentences too short to classify are neutral); 1.0 when nothing is classifiable.
-    R1's language-consistency reward. Deterministic."""
+    (sentences too short to classify are neutral) and are not of a script `lang` does
+    not write in; 1.0 when nothing is counted. R1's language-consistency reward.
+    Deterministic."""
     return _ratio(classify_sentences(text), lang)
 
 
 class LanguageReport(NamedTuple):
     ratio: float  # target_language_ratio
-    foreign_sentence: str | None  # the first confidently foreign sentence
+    foreign_sentence: str | None  # the first confidently foreign sentence, or foreign-script word in its context
     foreign_lang: str | None
-    foreign_prob: float | None
+    foreign_prob: float | None  # 1.0 for a foreign-script word
     scripts: dict[str, float]  # script_ratio of the prose
+    foreign_script: str | None = None  # the script (SCRIPTS) of the foreign word, when that is what was found
+
+
+def _in_context(sentence: str, start: int, before: int = 12) -> str:
+    """`sentence` from the word that starts at most `before` characters ahead of `start`,
+    so that a 40-character clip of it shows the foreign word."""
+    if start <= before:
+        return sentence
+    return "…" + sentence[sentence.rfind(" ", 0, start - before) + 1:]
 
 
 def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 0.9,
                     min_sentence_letters: int = 20) -> LanguageReport:
-    """Everything the filter decides on, from one pass over `text`. A sentence is
-    confidently foreign when it has at least `min_sentence_letters` letters (CJK
-    weighted) and is labelled another language with probability >= foreign_confidence."""
+    """Everything the filter decides on, from one pass over `text`. The first foreign
+    thing of the prose is reported: a sentence confidently foreign (at least
+    `min_sentence_letters` letters, CJK weighted, labelled another language with
+    probability >= foreign_confidence), or a word, however short, in a script `lang`
+    does not write in (SCRIPTS), reported as the sentence's language when that is written
+    in the script, else as the script's usual language, with probability 1.0."""
     sentences = classify_sentences(text)
-    foreign = next((s for s in sentences if s.lang is not None and s.lang != lang
-                    and s.size >= min_sentence_letters and s.prob >= foreign_confidence), None)
+    ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
-    if foreign is None:
-        return LanguageReport(_ratio(sentences, lang), None, None, None, scripts)
-    return LanguageReport(_ratio(sentences, lang), foreign.text, foreign.lang, foreign.prob, scripts)
+    for s in sentences:
+        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters and s.prob >= foreign_confidence:
+            return LanguageReport(ratio, s.text, s.lang, s.prob, scripts)
+        runs = _foreign_runs(s.text, lang) if scripts else []
+        if runs:
+            m, i = runs[0]
+            name, _, _, usual = SCRIPTS[i]
+            said = s.lang if s.lang in _USERS[i] and s.prob >= UNSURE_BELOW else usual
+            return LanguageReport(ratio, _in_context(s.text, m.start()), said, 1.0, scripts, name)
+    return LanguageReport(ratio, None, None, None, scripts)
 
 
 # ---------------------------------------------------------------------------------
