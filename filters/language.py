@@ -317,6 +317,8 @@ def foreign_script_share(shares: dict[str, float], lang: str) -> float:
 MIN_CLASSIFY_LETTERS = 20  # shorter sentences (CJK weighted) are neutral in the ratio
 CJK_LETTER_WEIGHT = 3  # a CJK character counts as this many letters for length thresholds
 UNSURE_BELOW = 0.5  # a sentence labelled another language with less probability is neutral
+TOP_LABELS = 3  # labels asked of the model per sentence: a foreign sentence's probability is spread over its
+# neighbours (id/ms, es/pt/gl, nl/af), so "foreign" is the sum over those that are not the target
 
 
 @cache
@@ -353,18 +355,19 @@ class Sentence(NamedTuple):
     size: int  # letters, with CJK characters weighted by CJK_LETTER_WEIGHT
     lang: str | None  # None: too short to classify
     prob: float
+    top: tuple[tuple[str, float], ...] = ()  # the TOP_LABELS most likely labels with their probabilities
 
 
 # English words that are not (ASCII) words of the other common languages written in
-# Latin script ("is" is Dutch, "was" German, "to" Polish, "at" Tagalog, "me" Spanish:
-# left out): an ASCII sentence of at least 4 words, 30% of them from this set and none
-# from FOREIGN_MARKERS, is English without asking the model.
+# Latin script ("is", "of", "we" and "over" are Dutch, "was" and "also" German, "to" and
+# "most" Polish, "let" Czech, "at" Tagalog, "me" Spanish, "her" Danish: left out): an
+# ASCII sentence of at least 4 words, 30% of them from this set and none from
+# FOREIGN_MARKERS, is English without asking the model.
 ENGLISH_MARKERS = frozenset(
-    "the and of that this with are were we it then which what there from have has would should let be can not "
-    "now each our these when where how because since therefore thus but if its it's let's i'm you your they their "
-    "them he she his her does did been into than also only just about after before other some any many much more "
-    "most both need find first who why out up over between equal equals total number numbers answer sum value step "
-    "check compute calculate wait".split())
+    "the and that this with are were it then which what there from have has would should be can not now each our "
+    "these when where how because since therefore thus but if its it's let's i'm you your they their them he she "
+    "his does did into than only about after before other some any many much more both need first who why out up "
+    "between equals number numbers answer step check compute calculate wait".split())
 # Function words of the other common Latin-script languages (es fr de it pt nl id/ms tl
 # sv/da/no pl/cs tr sw ro) that English prose does not use: one of them sends the
 # sentence to the model ("Entonces the total es 12" is not evidently English).
@@ -383,7 +386,8 @@ FOREIGN_MARKERS = frozenset(
     "ya wa kwa ni "
     "si sunt pe cu".split())
 EVIDENT_MARKER_SHARE = 0.3
-_WORD_EDGES = ".,;:!?\"'()*"
+# Words: runs of letters, with one inner apostrophe ("let's"); numbers and signs are not words.
+_WORDS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
 def evidently_english(sentence: str) -> bool:
@@ -391,7 +395,7 @@ def evidently_english(sentence: str) -> bool:
     (ENGLISH_MARKERS) and none a function word of another language (FOREIGN_MARKERS)."""
     if not sentence.isascii():
         return False
-    words = [w.strip(_WORD_EDGES) for w in sentence.lower().split()]
+    words = _WORDS.findall(sentence.lower())
     return (len(words) >= 4 and sum(w in ENGLISH_MARKERS for w in words) >= EVIDENT_MARKER_SHARE * len(words)
             and FOREIGN_MARKERS.isdisjoint(words))
 
@@ -418,18 +422,20 @@ def classify_sentences(text: str) -> list[Sentence]:
     # they are split at newlines), so no re-joining here
     to_classify = [_NOT_FOR_LID.sub(" ", s) for (s, _, size), en in zip(sentences, english)
                    if size >= MIN_CLASSIFY_LETTERS and not en]
-    labels, probs = lid_model().predict(to_classify, k=1) if to_classify else ([], [])
+    labels, probs = lid_model().predict(to_classify, k=TOP_LABELS) if to_classify else ([], [])
     predictions = iter(zip(labels, probs))
     out = []
     for (s, letters, size), en in zip(sentences, english):
         if en:
-            out.append(Sentence(s, letters, size, "en", 1.0))
+            out.append(Sentence(s, letters, size, "en", 1.0, (("en", 1.0),)))
         elif size >= MIN_CLASSIFY_LETTERS:
             label, prob = next(predictions)
-            lang = label[0].removeprefix("__label__")
-            if lang == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
-                lang = "zh"  # short Chinese is often read as ja; Japanese prose has kana
-            out.append(Sentence(s, letters, size, lang, float(prob[0])))
+            top = tuple((x.removeprefix("__label__"), float(p)) for x, p in zip(label, prob))
+            if top[0][0] == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
+                # short Chinese is often read as ja; Japanese prose has kana
+                rest = tuple(x for x in top[1:] if x[0] != "zh")
+                top = (("zh", sum(p for _, p in top) - sum(p for _, p in rest)),) + rest
+            out.append(Sentence(s, letters, size, top[0][0], top[0][1], top))
         else:
             out.append(Sentence(s, letters, size, None, 0.0))
     return out
@@ -477,20 +483,45 @@ def _in_context(sentence: str, start: int, before: int = 12) -> str:
     return "…" + sentence[sentence.rfind(" ", 0, start - before) + 1:]
 
 
+def foreign_probability(sentence: Sentence, lang: str) -> float:
+    """How likely `sentence` is not in `lang`: the summed probabilities of its top labels
+    other than `lang` (0.0 for a sentence too short to classify)."""
+    return sum(p for label, p in sentence.top if label != lang)
+
+
+_MATHS_SIGNS = re.compile(r"[\d=+*/×$%]")
+
+
+def _unmarked(sentence: str) -> bool:
+    """Plain words (no digit, no maths sign), at least 4 of them, none in
+    ENGLISH_MARKERS: prose that is not English, whatever the model's doubts between
+    neighbouring languages (id/ms, nl/af). Number-heavy English lines ("Six erasers
+    cost $2/eraser x 6 erasers = $12") do not qualify."""
+    if _MATHS_SIGNS.search(sentence):
+        return False
+    words = _WORDS.findall(sentence.lower())
+    return len(words) >= 4 and ENGLISH_MARKERS.isdisjoint(words)
+
+
 def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 0.9,
                     min_sentence_letters: int = 20) -> LanguageReport:
     """Everything the filter decides on, from one pass over `text`. The first foreign
-    thing of the prose is reported: a sentence confidently foreign (at least
-    `min_sentence_letters` letters, CJK weighted, labelled another language with
-    probability >= foreign_confidence), or a word, however short, in a script `lang`
-    does not write in (SCRIPTS), reported as the sentence's language when that is written
-    in the script, else as the script's usual language, with probability 1.0."""
+    thing of the prose is reported:
+    - a sentence of at least `min_sentence_letters` letters (CJK weighted), labelled
+      another language, with `foreign_probability` >= foreign_confidence, or (English
+      target) >= UNSURE_BELOW when none of its 4+ words is an English marker word; its
+      label and foreign probability are reported;
+    - a word, however short, in a script `lang` does not write in (SCRIPTS): reported as
+      the sentence's language when that is written in the script, else as the script's
+      usual language, with probability 1.0."""
     sentences = classify_sentences(text)
     ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
     for s in sentences:
-        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters and s.prob >= foreign_confidence:
-            return LanguageReport(ratio, s.text, s.lang, s.prob, scripts)
+        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters:
+            p = foreign_probability(s, lang)
+            if p >= foreign_confidence or (lang == "en" and p >= UNSURE_BELOW and _unmarked(s.text)):
+                return LanguageReport(ratio, s.text, s.lang, p, scripts)
         runs = _foreign_runs(s.text, lang) if scripts else []
         if runs:
             m, i = runs[0]
