@@ -268,13 +268,17 @@ GREEK_SYMBOL_LETTERS = 2
 
 
 @cache
-def _script_runs() -> re.Pattern:
-    """One pattern whose group i matches a run of letters (and marks) of SCRIPTS[i]."""
+def _script_runs() -> tuple[re.Pattern, re.Pattern]:
+    """A pattern for runs of letters (and marks) of any script of SCRIPTS, and one whose
+    group i matches a run of SCRIPTS[i] (tried only inside the first one's runs: testing
+    every script at every position of English text costs 5x more). Blocks wider than
+    4,096 code points (Han, Hangul syllables) are taken whole rather than scanned."""
     groups = []
     for _, blocks, _, _ in SCRIPTS:
-        cps = (cp for lo, hi in blocks for cp in range(lo, hi + 1) if unicodedata.category(chr(cp))[0] in "LM")
-        groups.append("([" + _ranges(cps) + "]+)")
-    return re.compile("|".join(groups))
+        cps = (cp for lo, hi in blocks for cp in range(lo, hi + 1)
+               if hi - lo > 4096 or unicodedata.category(chr(cp))[0] in "LM")
+        groups.append("[" + _ranges(cps) + "]+")
+    return re.compile("[" + "".join(g[1:-2] for g in groups) + "]+"), re.compile("|".join(f"({g})" for g in groups))
 
 
 def _runs(text: str):
@@ -282,11 +286,13 @@ def _runs(text: str):
     not a Greek maths symbol."""
     if text.isascii():
         return
-    for m in _script_runs().finditer(text):
-        i = m.lastindex - 1
-        if i == _GREEK and len(m.group()) <= GREEK_SYMBOL_LETTERS and _GREEK_SYMBOLS.issuperset(m.group()):
-            continue
-        yield m, i
+    anything, by_script = _script_runs()
+    for run in anything.finditer(text):
+        for m in by_script.finditer(text, run.start(), run.end()):
+            i = m.lastindex - 1
+            if i == _GREEK and len(m.group()) <= GREEK_SYMBOL_LETTERS and _GREEK_SYMBOLS.issuperset(m.group()):
+                continue
+            yield m, i
 
 
 def _foreign_runs(text: str, lang: str):
@@ -317,8 +323,8 @@ def foreign_script_share(shares: dict[str, float], lang: str) -> float:
 MIN_CLASSIFY_LETTERS = 20  # shorter sentences (CJK weighted) are neutral in the ratio
 CJK_LETTER_WEIGHT = 3  # a CJK character counts as this many letters for length thresholds
 UNSURE_BELOW = 0.5  # a sentence labelled another language with less probability is neutral
-TOP_LABELS = 3  # labels asked of the model per sentence: a foreign sentence's probability is spread over its
-# neighbours (id/ms, es/pt/gl, nl/af), so "foreign" is the sum over those that are not the target
+TOP_LABELS = 3  # labels asked of the model for a sentence labelled foreign with doubt: its probability is spread
+# over neighbours (id/ms, es/pt/gl, nl/af), so "foreign" is the sum over those that are not the target
 
 
 @cache
@@ -355,7 +361,7 @@ class Sentence(NamedTuple):
     size: int  # letters, with CJK characters weighted by CJK_LETTER_WEIGHT
     lang: str | None  # None: too short to classify
     prob: float
-    top: tuple[tuple[str, float], ...] = ()  # the TOP_LABELS most likely labels with their probabilities
+    top: tuple[tuple[str, float], ...] = ()  # the most likely labels (1, or TOP_LABELS) with their probabilities
 
 
 # English words that are not (ASCII) words of the other common languages written in
@@ -387,7 +393,7 @@ FOREIGN_MARKERS = frozenset(
     "si sunt pe cu".split())
 EVIDENT_MARKER_SHARE = 0.3
 # Words: runs of letters, with one inner apostrophe ("let's"); numbers and signs are not words.
-_WORDS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")  # of lower-cased ASCII text
 
 
 def evidently_english(sentence: str) -> bool:
@@ -396,14 +402,33 @@ def evidently_english(sentence: str) -> bool:
     if not sentence.isascii():
         return False
     words = _WORDS.findall(sentence.lower())
-    return (len(words) >= 4 and sum(w in ENGLISH_MARKERS for w in words) >= EVIDENT_MARKER_SHARE * len(words)
+    return (len(words) >= 4 and sum(map(ENGLISH_MARKERS.__contains__, words)) >= EVIDENT_MARKER_SHARE * len(words)
             and FOREIGN_MARKERS.isdisjoint(words))
 
 
 # What the model is not shown: tokens with a digit ("0.6666666…", which lid.176 reads as
 # Cebuano, "3rd", "2x"), markdown and formula symbols, and "per" (a unit operator in
 # English, "cost per month", which it reads as Italian). Letters are counted as written.
-_NOT_FOR_LID = re.compile(r"\S*\d\S*|[#*|_=+^<>~`/\\{}\[\]$%&@]+|\b[Pp]er\b")
+_NOT_FOR_LID = re.compile(r"(?<!\S)(?=\S*\d)\S+|[#*|_=+^<>~`/\\{}\[\]$%&@]+|\b[Pp]er\b")
+
+
+def _predict(sentences: list[str], k: int, has_cjk: bool) -> list[tuple[tuple[str, float], ...]]:
+    """The k most likely labels of each sentence (shown to the model without numbers,
+    symbols and "per"), with their probabilities."""
+    if not sentences:
+        return []
+    # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
+    # they are split at newlines), so no re-joining here
+    labels, probs = lid_model().predict([_NOT_FOR_LID.sub(" ", s) for s in sentences], k=k)
+    out = []
+    for s, label, prob in zip(sentences, labels, probs):
+        top = tuple((x.removeprefix("__label__"), float(p)) for x, p in zip(label, prob))
+        if top[0][0] == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
+            # short Chinese is often read as ja; Japanese prose has kana
+            rest = tuple(x for x in top[1:] if x[0] != "zh")
+            top = (("zh", sum(p for _, p in top) - sum(p for _, p in rest)),) + rest
+        out.append(top)
+    return out
 
 
 def classify_sentences(text: str) -> list[Sentence]:
@@ -418,23 +443,14 @@ def classify_sentences(text: str) -> list[Sentence]:
             size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if has_cjk else letters
             sentences.append((s, letters, size))
     english = [size >= MIN_CLASSIFY_LETTERS and evidently_english(s) for s, _, size in sentences]
-    # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
-    # they are split at newlines), so no re-joining here
-    to_classify = [_NOT_FOR_LID.sub(" ", s) for (s, _, size), en in zip(sentences, english)
-                   if size >= MIN_CLASSIFY_LETTERS and not en]
-    labels, probs = lid_model().predict(to_classify, k=TOP_LABELS) if to_classify else ([], [])
-    predictions = iter(zip(labels, probs))
+    predictions = iter(_predict([s for (s, _, size), en in zip(sentences, english)
+                                 if size >= MIN_CLASSIFY_LETTERS and not en], 1, has_cjk))
     out = []
     for (s, letters, size), en in zip(sentences, english):
         if en:
             out.append(Sentence(s, letters, size, "en", 1.0, (("en", 1.0),)))
         elif size >= MIN_CLASSIFY_LETTERS:
-            label, prob = next(predictions)
-            top = tuple((x.removeprefix("__label__"), float(p)) for x, p in zip(label, prob))
-            if top[0][0] == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
-                # short Chinese is often read as ja; Japanese prose has kana
-                rest = tuple(x for x in top[1:] if x[0] != "zh")
-                top = (("zh", sum(p for _, p in top) - sum(p for _, p in rest)),) + rest
+            top = next(predictions)
             out.append(Sentence(s, letters, size, top[0][0], top[0][1], top))
         else:
             out.append(Sentence(s, letters, size, None, 0.0))
@@ -517,6 +533,11 @@ def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 
     sentences = classify_sentences(text)
     ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
+    doubtful = [i for i, s in enumerate(sentences) if s.lang is not None and s.lang != lang
+                and s.size >= min_sentence_letters and UNSURE_BELOW / TOP_LABELS <= s.prob < foreign_confidence]
+    has_cjk = not text.isascii() and _CJK.search(text) is not None
+    for i, top in zip(doubtful, _predict([sentences[i].text for i in doubtful], TOP_LABELS, has_cjk)):
+        sentences[i] = sentences[i]._replace(top=top)
     for s in sentences:
         if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters:
             p = foreign_probability(s, lang)
