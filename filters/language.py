@@ -523,13 +523,14 @@ def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 
                     min_sentence_letters: int = 20) -> LanguageReport:
     """Everything the filter decides on, from one pass over `text`. The first foreign
     thing of the prose is reported:
-    - a sentence of at least `min_sentence_letters` letters (CJK weighted), labelled
+    - a word, however short, in a script `lang` does not write in (SCRIPTS), with the
+      words before it in its sentence: as the sentence's label when that language is
+      written in the script, else as the script's usual language, with probability 1.0
+      (the letters are certainly not the target's);
+    - else a sentence of at least `min_sentence_letters` letters (CJK weighted), labelled
       another language, with `foreign_probability` >= foreign_confidence, or (English
       target) >= UNSURE_BELOW when none of its 4+ words is an English marker word; its
-      label and foreign probability are reported;
-    - a word, however short, in a script `lang` does not write in (SCRIPTS): reported as
-      the sentence's language when that is written in the script, else as the script's
-      usual language, with probability 1.0."""
+      label and foreign probability are reported."""
     sentences = classify_sentences(text)
     ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
@@ -539,16 +540,16 @@ def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 
     for i, top in zip(doubtful, _predict([sentences[i].text for i in doubtful], TOP_LABELS, has_cjk)):
         sentences[i] = sentences[i]._replace(top=top)
     for s in sentences:
-        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters:
-            p = foreign_probability(s, lang)
-            if p >= foreign_confidence or (lang == "en" and p >= UNSURE_BELOW and _unmarked(s.text)):
-                return LanguageReport(ratio, s.text, s.lang, p, scripts)
         runs = _foreign_runs(s.text, lang) if scripts else []
         if runs:
             m, i = runs[0]
             name, _, _, usual = SCRIPTS[i]
             said = s.lang if s.lang in _USERS[i] and s.prob >= UNSURE_BELOW else usual
             return LanguageReport(ratio, _in_context(s.text, m.start()), said, 1.0, scripts, name)
+        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters:
+            p = foreign_probability(s, lang)
+            if p >= foreign_confidence or (lang == "en" and p >= UNSURE_BELOW and _unmarked(s.text)):
+                return LanguageReport(ratio, s.text, s.lang, p, scripts)
     return LanguageReport(ratio, None, None, None, scripts)
 
 
