@@ -5,7 +5,9 @@ tests/data/math500_test.jsonl) and the GSM8K test answers (terse arithmetic with
 <<calculator>> annotations, curate/data/gsm8k_test.jsonl), each wrapped as an R1 trace:
 "<think>\\n" + solution + "\\n</think>\\n\\n" + "The answer is \\boxed{answer}.".
 
-1. False drops: the clean traces the `Language` filter (defaults) drops, with reasons.
+1. False drops: the clean traces the `Language` filter (defaults) drops, with reasons;
+   also on the 1,819 problem statements (MATH-500 problems, GSM8K questions) wrapped
+   the same way.
 2. Inserted foreign words: one word of a script English does not use
    (tests/data/language/words.tsv: Han, kana, Hangul, Cyrillic, Arabic, Hebrew, Greek,
    Devanagari, Bengali, Gurmukhi, Gujarati, Telugu, Tamil, Thai) put between two words
@@ -60,6 +62,17 @@ def clean_traces() -> pl.DataFrame:
         r = json.loads(line)
         reasoning, _, answer = r["answer"].rpartition("####")
         rows.append({"source": "gsm8k", "completion": wrap(reasoning, answer)})
+    return pl.DataFrame(rows)
+
+
+def problem_traces() -> pl.DataFrame:
+    rows = []
+    for line in (REPO / "curate" / "data" / "math500.jsonl").open():
+        r = json.loads(line)
+        rows.append({"source": "math500-problems", "completion": wrap(r["problem"], r["answer"])})
+    for line in (REPO / "curate" / "data" / "gsm8k_test.jsonl").open():
+        r = json.loads(line)
+        rows.append({"source": "gsm8k-questions", "completion": wrap(r["question"], r["answer"].rpartition("####")[2])})
     return pl.DataFrame(rows)
 
 
@@ -118,9 +131,10 @@ def main() -> None:
     for text in texts:
         language_report(text)
     out["language_report_docs_per_s"] = round(len(texts) / (time.perf_counter() - t))
-    reasons = f(clean).reason.to_list()
-    for source in ("math500", "gsm8k"):
-        mine = [r for r, s in zip(reasons, clean["source"].to_list()) if s == source]
+    both = pl.concat([clean, problem_traces()])
+    reasons = f(both).reason.to_list()
+    for source in ("math500", "gsm8k", "math500-problems", "gsm8k-questions"):
+        mine = [r for r, s in zip(reasons, both["source"].to_list()) if s == source]
         dropped = [r for r in mine if r is not None]
         out["clean"][source] = {"rows": len(mine), "dropped": len(dropped), "reasons": dropped}
         print(f"clean {source}: {len(mine)} traces, falsely dropped {len(dropped)}")
@@ -158,10 +172,11 @@ def main() -> None:
         print(f"    {lang:3} {ours}/{len(pool)}  plain {plain}/{len(pool)}")
 
     n_drop = sum(v["dropped"] for v in out["clean"].values())
+    n_clean = sum(v["rows"] for v in out["clean"].values())
     n_words = sum(v["caught"] for v in out["words"].values()), sum(v["traces"] for v in out["words"].values())
     n_sent = sum(v["caught"] for v in out["sentences"].values()), sum(v["traces"] for v in out["sentences"].values())
     worse = [lang for lang, v in out["single"].items() if v["ours"] < v["plain_lid"]]
-    print(f"summary: false drops {n_drop}/{len(texts)}; words caught {n_words[0]}/{n_words[1]}; "
+    print(f"summary: false drops {n_drop}/{n_clean}; words caught {n_words[0]}/{n_words[1]}; "
           f"sentences caught {n_sent[0]}/{n_sent[1]}; single-sentence accuracy below plain lid.176 in: "
           f"{', '.join(worse) or 'none'}; language_report {out['language_report_docs_per_s']:,} docs/s (one core)")
     if args.json:

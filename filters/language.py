@@ -307,6 +307,7 @@ def foreign_script_share(shares: dict[str, float], lang: str) -> float:
 MIN_CLASSIFY_LETTERS = 20  # shorter sentences (CJK weighted) are neutral in the ratio
 CJK_LETTER_WEIGHT = 3  # a CJK character counts as this many letters for length thresholds
 UNSURE_BELOW = 0.5  # a sentence labelled another language with less probability is neutral
+SURE_ABOVE = 0.9  # for an English target, under this an English-only word makes the sentence neutral (`_ratio`)
 TOP_LABELS = 3  # labels asked of the model for a sentence labelled foreign with doubt: its probability is spread
 # over neighbours (id/ms, es/pt/gl, nl/af), so "foreign" is the sum over those that are not the target
 
@@ -446,14 +447,17 @@ def classify_sentences(text: str) -> list[Sentence]:
 def _ratio(sentences: list[Sentence], lang: str) -> float:
     """Target-language share of the counted letters. Letters of a script `lang` does not
     write in are foreign wherever they are, also inside a sentence labelled `lang` or
-    one too short to label."""
+    one too short to label. For an English target, a sentence labelled another language
+    with probability under SURE_ABOVE that has an English-only marker word in it ("Andrew
+    bakes 200 mini cinnamon rolls and 300 mini blueberry muffins.", de 0.56) is neutral."""
     target = total = 0
     for s in sentences:
         alien = 0 if s.text.isascii() else sum(len(m.group()) for m, _ in _foreign_runs(s.text, lang))
         if s.lang == lang:
             target += max(s.letters - alien, 0)
             total += s.letters
-        elif s.lang is not None and s.prob >= UNSURE_BELOW:
+        elif s.lang is not None and s.prob >= UNSURE_BELOW and (
+                lang != "en" or s.prob >= SURE_ABOVE or _ONLY_ENGLISH.isdisjoint(_WORDS.findall(s.text.lower()))):
             total += s.letters
         else:
             total += alien

@@ -415,3 +415,12 @@ def test_every_inserted_foreign_sentence_is_caught(lang):
             for r in _tsv("sentences.tsv") if r["lang"] == lang for text in (ENGLISH_TRACE, MATH[3], GSM8K[0])]
     decision = Language()(pl.DataFrame({"completion": rows}))
     assert not decision.keep.any(), [row for row, keep in zip(rows, decision.keep) if keep]
+
+
+def test_a_doubtful_label_on_a_sentence_with_english_words_is_neutral():
+    question = ("<think>\nAndrew bakes 200 mini cinnamon rolls and 300 mini blueberry muffins. A normal cinnamon "
+                "roll has 600 calories and a normal blueberry muffin has 450 calories.\n</think>")
+    first = classify_sentences(question)[0]
+    assert first.lang != "en" and first.prob < 0.9  # lid.176's doubt (de 0.56)
+    assert target_language_ratio(question) == 1.0
+    assert Language()(pl.DataFrame({"completion": [question]})).keep[0]
