@@ -242,6 +242,7 @@ SCRIPTS = (
     ("Mongolian", ((0x1800, 0x18AF),), "mn", "mn"),
 )
 _USERS = [frozenset(users.split()) for _, _, users, _ in SCRIPTS]
+_USERS_BY_NAME = {name: users for (name, *_), users in zip(SCRIPTS, _USERS)}
 _GREEK = next(i for i, s in enumerate(SCRIPTS) if s[0] == "Greek")
 # Greek letters that English maths prose uses as symbols ("the angle θ", "Δx", "μm"): the
 # unaccented alphabet and its maths variants. A Greek run counts as a word when it is
@@ -296,8 +297,7 @@ def script_ratio(text: str) -> dict[str, float]:
 
 def foreign_script_share(shares: dict[str, float], lang: str) -> float:
     """The part of `script_ratio`'s shares that `lang` does not write in."""
-    users = {name: u for (name, *_), u in zip(SCRIPTS, _USERS)}
-    return sum(share for name, share in shares.items() if lang not in users[name])
+    return sum(share for name, share in shares.items() if lang not in _USERS_BY_NAME[name])
 
 
 # ---------------------------------------------------------------------------------
@@ -360,6 +360,7 @@ ENGLISH_MARKERS = frozenset(
     "its i it's let's i'm you your they their them he she his does did into than only about after before other "
     "some any many much more both need first who why out up between equals number numbers answer step check "
     "compute calculate wait".split())
+_ONLY_ENGLISH = ENGLISH_MARKERS - SHARED_MARKERS
 # Function words of the other common Latin-script languages (es fr de it pt nl id/ms tl
 # sv/da/no pl/cs tr sw ro) that English prose does not use as words: one of them sends
 # the sentence to the model ("Entonces the total es 12" is not evidently English).
@@ -498,14 +499,12 @@ def foreign_probability(sentence: Sentence, lang: str) -> float:
 _MATHS_SIGNS = re.compile(r"[\d=+*/×$%]")
 
 
-_ONLY_ENGLISH = ENGLISH_MARKERS - SHARED_MARKERS
-
-
 def _unmarked(sentence: str) -> bool:
     """Plain words (no digit, no maths sign), at least 4 of them, none an English marker
-    that no other language shares (ENGLISH_MARKERS less SHARED_MARKERS): prose that is not English, whatever the model's doubts between
-    neighbouring languages (id/ms, nl/af). Number-heavy English lines ("Six erasers
-    cost $2/eraser x 6 erasers = $12") do not qualify."""
+    that no other language shares (ENGLISH_MARKERS less SHARED_MARKERS): prose that is
+    not English, whatever the model's doubts between neighbouring languages (id/ms,
+    nl/af). Number-heavy English lines ("Six erasers cost $2/eraser x 6 erasers = $12")
+    do not qualify."""
     if _MATHS_SIGNS.search(sentence):
         return False
     words = _WORDS.findall(sentence.lower())
