@@ -609,8 +609,8 @@ class Language(RowFilter):
             return Verdict(False, f"foreign sentence ({r.foreign_lang}, p={r.foreign_prob:.2f}): "
                                   f"{_clip(r.foreign_sentence)}", {**scores, "language_foreign": r.foreign_lang})
         scripts = foreign_script_share(r.scripts, lang)
-        if scripts > self.max_script_ratio:
-            return Verdict(False, f"CJK/Cyrillic letters {scripts:.0%}", scores)
+        if scripts > self.max_script_ratio:  # a backstop: foreign-script words are reported above
+            return Verdict(False, f"foreign-script letters {scripts:.0%}", scores)
         if r.ratio < self.min_ratio:
             return Verdict(False, f"target-language share {r.ratio:.2f} < {self.min_ratio}", scores)
         return Verdict(True, None, scores)
