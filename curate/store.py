@@ -232,8 +232,7 @@ class RunStore:
             raise
         finally:
             timings = manifest.setdefault("timings", {})
-            timings.setdefault("seconds", round(time.time() - t0, 2))
-            timings["finished"] = now()
+            timings.update(seconds=round(time.time() - t0, 2), finished=now())  # this session's
             try:
                 if not replace:
                     self.write_manifest(manifest)
@@ -405,12 +404,14 @@ class Table:
 
     def read(self, columns: list[str] | None = None) -> pl.DataFrame:
         """The rows as a DataFrame; an unreadable file is one line."""
-        try:
-            return self.scan(columns).collect()
-        except CurateError:
-            raise
-        except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
-            raise CurateError(f"{self.source}: unreadable ({_reason(e)})") from None
+        return collect(self.scan(columns), self.source)
+
+    def parts(self) -> list[tuple[str, pl.LazyFrame]]:
+        """The table in pieces to stream through: (file, its rows) per file; one piece,
+        (source, rows), for a table held in memory (datasets, JSON)."""
+        if self.memory is not None:
+            return [(self.source, self.scan())]
+        return [(str(f), scan_file(f)) for f in self.files]
 
     def arrow(self, columns: list[str] | None = None) -> pa.Table:
         """The rows as an Arrow table with the files' own types (Parquet and datasets are
@@ -512,12 +513,17 @@ def scan_file(path: Path) -> pl.LazyFrame:
     return pl.scan_ndjson(path) if path.suffix.lower() == ".jsonl" else pl.scan_parquet(path)
 
 
+def collect(frame: pl.LazyFrame, where: str | os.PathLike) -> pl.DataFrame:
+    """`frame.collect()`; a file that cannot be read is one line naming `where`."""
+    try:
+        return frame.collect()
+    except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
+        raise CurateError(f"{where}: unreadable ({_reason(e)})") from None
+
+
 def read_table_file(path: Path) -> pl.DataFrame:
     """One .parquet or .jsonl file as a DataFrame; unreadable is one line."""
-    try:
-        return scan_file(Path(path)).collect()
-    except Exception as e:  # noqa: BLE001 - polars raises many kinds
-        raise CurateError(f"{path}: unreadable ({_reason(e)})") from None
+    return collect(scan_file(Path(path)), path)
 
 
 def read_run(path: str | os.PathLike) -> pl.DataFrame:
@@ -630,3 +636,8 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
+
+
+def table_files(path: str | os.PathLike) -> list[Path]:
+    """The data files of `open_table(path)` (kept until train/ reads through open_table)."""
+    return open_table(path).files
