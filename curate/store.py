@@ -343,7 +343,7 @@ def load_manifest(root: str | os.PathLike) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{path}: unreadable manifest ({e}); use --overwrite") from None
+        raise CurateError(f"{path}: unreadable manifest ({e})") from None
     return manifest if isinstance(manifest, dict) else None
 
 
