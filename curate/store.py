@@ -471,8 +471,8 @@ def open_table(path: str | os.PathLike, *, split: str = "train", config: str | N
             from curate.inputs import read_json_frame
 
             return Table(source, "json", [p], memory=read_json_frame(source))
-        if suffix in (".parquet", ".jsonl"):
-            return Table(source, suffix[1:], [p])
+        if suffix in (".parquet", ".jsonl", ".ndjson"):
+            return Table(source, "parquet" if suffix == ".parquet" else "jsonl", [p])
         raise CurateError(f"{source}: unsupported file; give a folder of Parquet, a .parquet, .jsonl or .json file")
     if is_hub_name(source):
         file, fingerprint = hub_parquet(source, split, config)
@@ -507,10 +507,10 @@ def parquet_files(folder: Path) -> list[Path]:
 
 
 def scan_file(path: Path) -> pl.LazyFrame:
-    """One .parquet or .jsonl file, lazily."""
+    """One .parquet or .jsonl (.ndjson) file, lazily."""
     import polars as pl
 
-    return pl.scan_ndjson(path) if path.suffix.lower() == ".jsonl" else pl.scan_parquet(path)
+    return pl.scan_ndjson(path) if path.suffix.lower() in (".jsonl", ".ndjson") else pl.scan_parquet(path)
 
 
 def collect(frame: pl.LazyFrame, where: str | os.PathLike) -> pl.DataFrame:
