@@ -203,7 +203,7 @@ class RunStore:
         if self.overwrite and not replace:
             for sub in clear:
                 shutil.rmtree(self.root / sub, ignore_errors=True)
-        old = self.read_manifest() if self.resuming else None
+        old = self.read_manifest() if self.resuming and not replace else None  # a rebuild starts afresh
         manifest = dict(old or {})
         manifest.update(stage=self.stage, status="running", config=self.config, command=self.command or
                         manifest.get("command") or [], versions=package_versions())
