@@ -192,7 +192,7 @@ class RunStore:
         """Take the lock and walk the status lifecycle; yields the manifest to fill in.
 
         In place (default): manifest.json says `running` at once, and on leaving the block
-        `complete`, `interrupted` (KeyboardInterrupt) or `failed` (with `error`); on
+        `complete`, `interrupted` (Ctrl-C, SIGTERM) or `failed` (with `error`); on
         --overwrite the shards, manifest, log and the `clear` subfolders go first.
         `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
         the manifest (complete) is written into it last and it replaces OUT; on any
@@ -222,7 +222,8 @@ class RunStore:
         else:
             self.write_manifest(manifest)  # before any output: a killed run is always recognisable
         try:
-            yield manifest
+            with sigterm_interrupts():
+                yield manifest
             manifest["status"] = "complete"
         except KeyboardInterrupt:
             manifest["status"] = "interrupted"
@@ -299,6 +300,27 @@ class RunStore:
         for pid, idx in zip(table.column("problem_id").to_pylist(), table.column("sample_index").to_pylist()):
             done.setdefault(pid, set()).add(idx)
         return done
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block (main thread only), so a stopped
+    stage saves what is finished and says `interrupted`, as on Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def lock(root: Path) -> int:
