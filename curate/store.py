@@ -241,8 +241,11 @@ class RunStore:
             manifest["created"] = now()
         self.manifest = manifest
         if replace:
+            stale = re.compile(rf"\.tmp-\d+-{re.escape(self.root.name)}")  # left by a killed writer (we hold the lock)
+            for p in self.root.parent.iterdir():
+                if stale.fullmatch(p.name):
+                    _remove(p)
             self.dir = self.root.with_name(f".tmp-{os.getpid()}-{self.root.name}")
-            _remove(self.dir)
             self.dir.mkdir()
         else:
             self.write_manifest(manifest)  # before any output: a killed run is always recognisable
