@@ -193,7 +193,7 @@ class RunStore:
 
         In place (default): manifest.json says `running` at once, and on leaving the block
         `complete`, `interrupted` (Ctrl-C, SIGTERM) or `failed` (with `error`); on
-        --overwrite the shards, manifest, log and the `clear` subfolders go first.
+        --overwrite the shards, manifest, log and what the `clear` globs match go first.
         `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
         the manifest (complete) is written into it last and it replaces OUT; on any
         failure it is removed and OUT is left as it was."""
@@ -227,8 +227,9 @@ class RunStore:
         """The session's manifest (status running; a resumed run keeps what it had), and
         where it writes: manifest.json at once in place, or a fresh temporary folder."""
         if self.overwrite and not replace:
-            for sub in clear:
-                shutil.rmtree(self.root / sub, ignore_errors=True)
+            for pattern in clear:
+                for p in self.root.glob(pattern):
+                    _remove(p)
         old = self.read_manifest() if self.resuming and not replace else None  # a rebuild starts afresh
         manifest = dict(old or {})
         manifest.update(stage=self.stage, status="running", config=self.config,

@@ -159,10 +159,12 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path):
         (tmp_path / "run" / "part-00000.parquet").write_bytes(b"old")
     with pytest.raises(CurateError, match=r"different config \(seed: 0 → 1\); re-run with --overwrite"):
         open_run(tmp_path / "run", "select", {"seed": 1})
+    (tmp_path / "run" / "checkpoint-5").mkdir()
     run = open_run(tmp_path / "run", "select", {"seed": 1}, overwrite=True)
     assert not run.resuming
-    with run.session():
+    with run.session(clear=("checkpoint-*",)):
         assert not (tmp_path / "run" / "part-00000.parquet").exists()
+        assert not (tmp_path / "run" / "checkpoint-5").exists()
     assert json.loads(run.manifest_path.read_text())["config"] == {"seed": 1}
 
 
