@@ -564,8 +564,11 @@ def read_table_file(path: Path) -> pl.DataFrame:
 
 
 def read_run(path: str | os.PathLike) -> pl.DataFrame:
-    """All rows of a generate run (or folder of its shards), in (problem, sample) order."""
-    return open_table(path).read().sort(["problem_id", "sample_index"])
+    """All rows of a generate run, finished or not (its shards are whole), or of a folder
+    of such shards, in (problem, sample) order."""
+    shards = RunStore(path, "").shards()
+    table = Table(str(path), "generate", shards) if shards else open_table(path)
+    return table.read().sort(["problem_id", "sample_index"])
 
 
 def _datasets_table(folder: Path, split: str) -> Table:

@@ -139,7 +139,9 @@ def test_an_error_leaves_the_run_failed_with_the_error(tmp_path):
     run = open_run(tmp_path / "run", "generate", {})
     with pytest.raises(ValueError):
         with run.session():
+            run.write_shard(table(["p"], [0]))
             raise ValueError("the teacher fell over")
+    assert read_run(run.root)["problem_id"].to_list() == ["p"]  # what finished reads, as `curate show` does
     m = json.loads(run.manifest_path.read_text())
     assert m["status"] == "failed" and m["error"] == "the teacher fell over"
     with open_run(tmp_path / "run", "generate", {}).session():
