@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from curate.errors import CurateError
+from curate.store import FILE_EXTENSION, is_hub_name, sha256_files
 
 if TYPE_CHECKING:
     import polars as pl
@@ -58,10 +59,6 @@ PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction")
 ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer")  # a run's rows: reference first
 SUPPORTED = ".jsonl, .json, .parquet, a datasets save_to_disk folder, or a Hub dataset name"
 
-# A path that does not exist is taken for a Hub dataset name when it looks like one...
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-# ...and does not end in a file extension (".jsonl" does, "Llama-3.1-8B" does not).
-_FILE_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _MISSING = object()  # a key that a JSON record does not have
 # Encodes extra and tests; `default=str` covers what Arrow hands back (dates, decimals, bytes).
@@ -144,9 +141,9 @@ def _input_kind(path: str) -> str:
         if location.stat().st_size == 0:
             raise CurateError(f"{path}: the file is empty")
         return suffix[1:]
-    if _HUB_NAME.fullmatch(path) and not _FILE_EXTENSION.search(path):
+    if is_hub_name(path):
         return "hub"
-    if _FILE_EXTENSION.search(path):
+    if FILE_EXTENSION.search(path):
         raise CurateError(f"{path}: no such file")
     raise CurateError(f"{path}: no such file or folder")
 
@@ -206,6 +203,14 @@ def _read_json(path: str, limit: int | None) -> tuple[list[dict], list[int]]:
             raise CurateError(f"{path}:{line}:{column}: expected a JSON object, got {_describe(item)}")
         lines.append(line)
     return items, lines
+
+
+def read_json_frame(path: str) -> pl.DataFrame:
+    """A JSON file's list of objects as a DataFrame (errors as `_read_json` gives them)."""
+    import polars as pl
+
+    records, _ = _read_json(path, None)
+    return pl.from_dicts(records, infer_schema_length=None)
 
 
 def _decode(data: bytes, path: str, first_line: int) -> str:
@@ -280,28 +285,16 @@ def _ordered_keys(records: list[dict]) -> list[str]:
 
 
 def _read_table(kind: str, spec: InputSpec) -> tuple[pa.Table, str | None]:
-    """The Arrow table of a Parquet file, a datasets folder or a Hub dataset, and its sha256."""
-    if kind == "parquet":
-        return _read_parquet(spec.path)
-    if kind == "datasets":
-        return _read_datasets_folder(spec.path, spec.split)
-    return read_hub(spec.path, spec.split)
+    """The Arrow table of a Parquet file, a datasets folder or a Hub dataset, and its sha256
+    (the Hub dataset's fingerprint)."""
+    from curate.store import open_table
 
-
-def _read_parquet(path: str) -> tuple[pa.Table, str]:
-    import pyarrow.parquet as pq
-
+    table = open_table(spec.path, split=spec.split)
     try:
-        table = pq.read_table(path)
+        data = table.arrow()
     except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
-        raise CurateError(f"{path}: not a readable Parquet file ({_reason(error)})") from None
-    return table, sha256_files([Path(path)])
-
-
-def sha256_files(files: list[Path]) -> str:
-    from curate.store import sha256_files as digest  # store imports pyarrow: only when needed
-
-    return digest(files)
+        raise CurateError(f"{spec.path}: not a readable Parquet file ({_reason(error)})") from None
+    return data, table.fingerprint()
 
 
 def load_datasets_folder(path: str | os.PathLike, split: str = "train", shown: str | None = None):
@@ -319,13 +312,6 @@ def load_datasets_folder(path: str | os.PathLike, split: str = "train", shown: s
             raise CurateError(f'{shown}: no split "{split}"; the splits are: {", ".join(dataset)}; pass --split')
         dataset = dataset[split]
     return dataset
-
-
-def _read_datasets_folder(path: str, split: str) -> tuple[pa.Table, str]:
-    """A save_to_disk folder's table (the `split` of a DatasetDict); its files' sha256."""
-    dataset = load_datasets_folder(path, split)
-    files = sorted(file for file in Path(path).rglob("*") if file.is_file())
-    return dataset.with_format("arrow")[:], sha256_files(files)
 
 
 def read_hub(name: str, split: str | None, config: str | None = None) -> tuple[pa.Table, str | None]:

@@ -1,56 +1,167 @@
-"""The run directory: sharded Parquet written atomically, a manifest, a log, a lock.
+"""The run directory, and every table a stage reads: one API for all stages.
 
     RUN_DIR/
-      manifest.json        config, inputs with hashes, versions, counts, timings, status
-      part-00000.parquet   finished rows; each shard appears whole or not at all
+      manifest.json        stage, status, config, command, inputs, versions, counts, timings
+      part-00000.parquet   finished rows (generate); each shard appears whole or not at all
       <stage>.log          what happened, appended per session
-      .lock                held while a process writes here
+      .lock                held (flock) while a process writes here
+
+Writing: `open_run(out, stage, config, ...)` checks at plan time (nothing is written) that
+OUT is empty, or holds a run of this stage with the same config (it resumes), or
+--overwrite was given; `with run.session() as manifest:` takes the lock and walks the one
+status lifecycle, running → complete | interrupted (KeyboardInterrupt, SIGTERM) | failed
+(any other exception, with `error`), in manifest.json. A stage that builds its output
+whole (select, mix) passes `replace=True`: it writes into `run.dir`, a temporary folder
+beside OUT, whose manifest is written last and which replaces OUT only when complete, so
+OUT is always a whole output, old or new. Every file goes through one atomic writer
+(`atomic_path`: a temporary name, then a rename): write_shard, write_text_atomic,
+write_json, write_parquet_atomic.
+
+Reading: `open_table(path, split=, config=)` turns every accepted source (a curate run
+folder, a Parquet/JSONL/JSON file, a folder of Parquet, a datasets save_to_disk folder, a
+Hub dataset name) into a `Table` that scans lazily (polars), so large inputs stream.
+`is_hub_name` is the one rule for what a Hub dataset name is.
 
 What is done is read from the shards themselves, never from the manifest, so a run
-killed at any moment (SIGKILL included) resumes exactly: a shard is written to a
-temporary name, fsynced and renamed, and the manifest is only a summary of the shards.
+killed at any moment (SIGKILL included) resumes exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Iterator
 
 from curate.errors import CurateError
 
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
 SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+# A Hub dataset name: `name` or `owner/name`...
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+# ...that does not end in a file extension (".jsonl" does, "Llama-3.1-8B" does not).
+FILE_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
+RUN_STAGES = ("generate", "filter", "select", "mix")  # stages whose output is a table
+LOCKED = "another curate process is writing this run"
+
+
+def is_hub_name(text: str) -> bool:
+    """True when `text` names a Hub dataset: `name` or `owner/name`, no file extension,
+    and no such file or folder here (a path always wins)."""
+    return bool(_HUB_NAME.fullmatch(text)) and not FILE_EXTENSION.search(text) and not Path(text).exists()
+
+
+# -- atomic writers ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """A temporary name beside `path` to write a file or a folder to; renamed onto `path`
+    when the block ends without error, removed otherwise. `path` is whole or absent (or
+    the old one). A folder replaces an existing folder through `replace_folder`."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_dir():
+            replace_folder(tmp, path)
+        else:
+            if fsync:
+                _fsync(tmp)
+            os.replace(tmp, path)
+            if fsync:
+                _fsync_dir(path.parent)
+    finally:
+        _remove(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """`text` into `path`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: dict, fsync: bool = False) -> None:
+    """A JSON file (indented, one trailing newline), written atomically."""
+    with atomic_path(path, fsync) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def write_parquet_atomic(data: pl.DataFrame | pa.Table, path: str | os.PathLike, compression: str = "zstd",
+                         fsync: bool = False, **options) -> Path:
+    """A polars DataFrame or an Arrow table as one Parquet file, atomically."""
+    with atomic_path(path, fsync) as tmp:
+        if hasattr(data, "write_parquet"):
+            data.write_parquet(tmp, compression=compression, **options)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(data, tmp, compression=compression, **options)
+    return Path(path)
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder `tmp` where `out` is: the old output (if any) is moved
+    aside first and deleted after, so `out` is always a whole output, old or new."""
+    if out.exists():
+        old = out.with_name(f".old-{os.getpid()}-{out.name}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+# -- the run directory ------------------------------------------------------------------
+
+
+def open_run(out: str | os.PathLike, stage: str, config: dict, *, overwrite: bool = False,
+             command: list[str] | tuple[str, ...] = (), inputs: dict | None = None) -> RunStore:
+    """The run directory a stage writes, checked now (nothing is written): OUT is empty or
+    absent, or holds a `stage` run with this config (`run.resuming`), or --overwrite."""
+    run = RunStore(out, stage, config=config, overwrite=overwrite, command=list(command), inputs=inputs)
+    run.resuming = run.check(config, overwrite)
+    return run
 
 
 class RunStore:
-    def __init__(self, root: str | os.PathLike, stage: str):
+    """A stage's output folder: its lock, manifest, status lifecycle and Parquet shards."""
+
+    def __init__(self, root: str | os.PathLike, stage: str, *, config: dict | None = None, overwrite: bool = False,
+                 command: list[str] | None = None, inputs: dict | None = None):
         self.root = Path(root)
         self.stage = stage
+        self.config = config
+        self.overwrite = overwrite
+        self.command = command or []
+        self.inputs = inputs
+        self.resuming = False
+        self.manifest: dict = {}
+        self.dir = self.root  # where a session writes: the root, or the temporary folder of a replace session
         self._lock_fd: int | None = None
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.dir / "manifest.json"
 
     @property
     def log_path(self) -> Path:
-        return self.root / f"{self.stage}.log"
+        return self.dir / f"{self.stage}.log"
 
     # -- before anything is written ---------------------------------------------------
 
     def read_manifest(self) -> dict | None:
-        if not self.manifest_path.exists():
-            return None
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CurateError(f"{self.manifest_path}: unreadable manifest ({e}); use --overwrite") from None
+        return load_manifest(self.root)
 
     def check(self, config: dict, overwrite: bool) -> bool:
         """Refuse to mix runs. Returns True when an existing run with this config resumes."""
@@ -62,7 +173,8 @@ class RunStore:
                 raise CurateError(f"{self.root}: exists, is not empty and holds no curate run; choose another --out")
             return False
         if old.get("stage") != self.stage:
-            raise CurateError(f"{self.root}: holds a `{old.get('stage')}` run, not `{self.stage}`; choose another --out")
+            found = old.get("stage")
+            raise CurateError(f"{self.root}: holds a `{found}` run, not `{self.stage}`; choose another --out")
         if overwrite:
             return False
         changed = diff_config(old.get("config", {}), config)
@@ -73,26 +185,88 @@ class RunStore:
             )
         return True
 
-    # -- writing ------------------------------------------------------------------------
+    # -- the lifecycle ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self, replace: bool = False, clear: tuple[str, ...] = ()) -> Iterator[dict]:
+        """Take the lock and walk the status lifecycle; yields the manifest to fill in.
+
+        In place (default): manifest.json says `running` at once, and on leaving the block
+        `complete`, `interrupted` (KeyboardInterrupt) or `failed` (with `error`); on
+        --overwrite the shards, manifest, log and the `clear` subfolders go first.
+        `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
+        the manifest (complete) is written into it last and it replaces OUT; on any
+        failure it is removed and OUT is left as it was."""
+        started, t0 = now(), time.time()
+        created = not self.root.exists()
+        self.open(self.overwrite and not replace)
+        if self.overwrite and not replace:
+            for sub in clear:
+                shutil.rmtree(self.root / sub, ignore_errors=True)
+        old = self.read_manifest() if self.resuming else None
+        manifest = dict(old or {})
+        manifest.update(stage=self.stage, status="running", config=self.config, command=self.command or
+                        manifest.get("command") or [], versions=package_versions())
+        if self.inputs is not None:
+            manifest["inputs"] = self.inputs
+        manifest.setdefault("counts", {})
+        manifest.pop("error", None)
+        if not old:
+            manifest["created"] = started
+        self.manifest = manifest
+        tmp = self.root.with_name(f".tmp-{os.getpid()}-{self.root.name}")
+        if replace:
+            _remove(tmp)
+            tmp.mkdir()
+            self.dir = tmp
+        else:
+            self.write_manifest(manifest)  # before any output: a killed run is always recognisable
+        try:
+            yield manifest
+            manifest["status"] = "complete"
+        except KeyboardInterrupt:
+            manifest["status"] = "interrupted"
+            raise
+        except BaseException as e:
+            manifest.update(status="failed", error=str(e)[:500] or type(e).__name__)
+            raise
+        finally:
+            timings = manifest.setdefault("timings", {})
+            timings.setdefault("seconds", round(time.time() - t0, 2))
+            timings["finished"] = now()
+            try:
+                if not replace:
+                    self.write_manifest(manifest)
+                elif manifest["status"] == "complete":
+                    self.write_manifest(manifest)
+                    replace_folder(tmp, self.root)
+            finally:
+                _remove(tmp)
+                self.dir = self.root
+                self.close()
+                if replace and created and manifest["status"] != "complete":
+                    _remove(self.root)  # made only to hold the lock: leave nothing behind
+
+    def update(self, **fields) -> dict:
+        """Set manifest fields and persist them (progress during a session)."""
+        self.manifest.update(fields)
+        self.write_manifest(self.manifest)
+        return self.manifest
+
+    # -- the lock and the files ---------------------------------------------------------
 
     def open(self, overwrite: bool) -> None:
         """Create the folder, take the lock, clear it on --overwrite, drop half-written temp files."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise CurateError(f"{self.root}: another curate process is writing this run") from None
+        self._lock_fd = lock(self.root)
         for p in self.root.iterdir():
-            if p.name.startswith(".tmp-") or (overwrite and (SHARD_RE.match(p.name) or p == self.manifest_path or p == self.log_path)):
-                p.unlink()
+            stale = SHARD_RE.match(p.name) or p in (self.manifest_path, self.log_path)
+            if p.name.startswith(".tmp-") or (overwrite and stale):
+                _remove(p)
 
     def close(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            unlock(self._lock_fd)
             self._lock_fd = None
 
     def shards(self) -> list[Path]:
@@ -103,23 +277,15 @@ class RunStore:
     def write_shard(self, table: pa.Table) -> Path:
         existing = [int(SHARD_RE.match(p.name).group(1)) for p in self.shards()]
         path = self.root / f"part-{(max(existing) + 1) if existing else 0:05d}.parquet"
-        tmp = self.root / f".tmp-{os.getpid()}-{path.name}"
-        pq.write_table(table, tmp, compression="zstd")
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(self.root)
-        return path
+        return write_parquet_atomic(table, path, fsync=True)
 
     def write_manifest(self, manifest: dict) -> None:
-        manifest = {**manifest, "stage": self.stage, "updated": now()}
-        tmp = self.root / f".tmp-{os.getpid()}-manifest.json"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
-        _fsync(tmp)
-        os.replace(tmp, self.manifest_path)
-
-    # -- reading ------------------------------------------------------------------------
+        write_json(self.manifest_path, {**manifest, "stage": self.stage, "updated": now()}, fsync=True)
 
     def read_columns(self, columns: list[str]) -> pa.Table | None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         shards = self.shards()
         if not shards:
             return None
@@ -136,55 +302,50 @@ class RunStore:
         return done
 
 
-def read_run(path: str | os.PathLike):
-    """All rows of a run directory as a polars DataFrame, in (problem, sample) order."""
-    import polars as pl
-
-    store = RunStore(path, stage="")
-    shards = store.shards()
-    if not shards:
-        raise CurateError(f"{path}: no part-*.parquet shards")
-    df = pl.read_parquet([str(p) for p in shards])
-    return df.sort(["problem_id", "sample_index"])
-
-
-def table_files(path: str | os.PathLike) -> list[Path]:
-    """The files of a table on disk: a .parquet or .jsonl file, or a folder of Parquet
-    (a run's part-*.parquet; else its *.parquet; else any below it, as in a Hub layout)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(p.glob("part-*.parquet")) or sorted(p.glob("*.parquet")) or sorted(p.rglob("*.parquet"))
-        if not files:
-            raise CurateError(f"{path}: no Parquet files in the folder")
-        return files
-    if p.is_file():
-        if p.suffix in (".parquet", ".jsonl"):
-            return [p]
-        raise CurateError(f"{path}: unsupported file; give a folder of Parquet, a .parquet or a .jsonl file")
-    raise CurateError(f"{path}: no such file or folder")
-
-
-def read_table_file(path: Path):
-    """One .parquet or .jsonl file as a polars DataFrame; unreadable is one line."""
-    import polars as pl
-
+def lock(root: Path) -> int:
+    """Take ROOT/.lock (flock); a second writer is refused in one line."""
+    fd = os.open(root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        return pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_parquet(path)
-    except Exception as e:  # noqa: BLE001 - polars raises many kinds
-        raise CurateError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CurateError(f"{root}: {LOCKED}") from None
+    return fd
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """`text` into `path` through a temporary file and a rename: the file is whole or absent."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """A JSON file (indented, one trailing newline), written atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+@contextlib.contextmanager
+def locked(root: str | os.PathLike) -> Iterator[Path]:
+    """Hold ROOT's lock for a block (a stage that reads or amends an existing output)."""
+    fd = lock(Path(root))
+    try:
+        yield Path(root)
+    finally:
+        unlock(fd)
+
+
+def update_manifest(root: str | os.PathLike, **fields) -> dict:
+    """Amend ROOT/manifest.json with `fields` (under the caller's lock), atomically."""
+    manifest = load_manifest(root) or {}
+    manifest.update(fields, updated=now())
+    write_json(Path(root) / "manifest.json", manifest)
+    return manifest
+
+
+def load_manifest(root: str | os.PathLike) -> dict | None:
+    """ROOT/manifest.json, or None when there is none; unreadable is one line."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CurateError(f"{path}: unreadable manifest ({e}); use --overwrite") from None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def read_manifest(path: str | os.PathLike, stage: str | tuple[str | None, ...], hint: str) -> dict:
@@ -194,32 +355,202 @@ def read_manifest(path: str | os.PathLike, stage: str | tuple[str | None, ...], 
     root = Path(path)
     if not root.is_dir():
         raise CurateError(f"{path}: no such folder ({hint})")
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
+    if not (root / "manifest.json").is_file():
         raise CurateError(f"{path}: no manifest.json; {hint}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{manifest_path}: unreadable manifest ({e})") from None
-    found = manifest.get("stage") if isinstance(manifest, dict) else None
+    manifest = load_manifest(root) or {}
+    found = manifest.get("stage")
     wanted = (stage,) if isinstance(stage, str) else stage
     if found not in wanted:
         raise CurateError(f"{path}: holds a `{found}` run, not a `{wanted[0]}` run; {hint}")
     return manifest
 
 
-def replace_folder(tmp: Path, out: Path) -> None:
-    """Put the finished folder `tmp` where `out` is: the old output (if any) is moved
-    aside first and deleted after, so `out` is always a whole output, old or new."""
-    if out.exists():
-        old = out.with_name(f".old-{os.getpid()}-{out.name}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        import shutil
+def require_complete(path: str | os.PathLike, manifest: dict | None) -> None:
+    """Refuse, in one line, a run that is not complete (running, interrupted, failed)."""
+    status = (manifest or {}).get("status")
+    if status not in (None, "complete"):
+        stage = manifest.get("stage")
+        raise CurateError(f"{path}: the {stage} run is {status}; finish it first (re-run curate {stage})")
 
-        shutil.rmtree(old, ignore_errors=True)
+
+# -- tables -----------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A table on disk or on the Hub, read lazily.
+
+    kind: generate | filter | select | mix (a curate run folder), parquet | jsonl | json (a
+    file), parquet-folder, datasets (a save_to_disk folder), hub. files: the data files
+    (for hub, the Parquet cached from it). manifest: the curate run's, else None."""
+
+    source: str
+    kind: str
+    files: list[Path]
+    manifest: dict | None = None
+    split: str = "train"
+    hub_fingerprint: str | None = None
+    memory: object = field(default=None, repr=False)  # datasets: the memory-mapped Arrow table; JSON: a DataFrame
+
+    def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
+        """The rows as a polars LazyFrame (files are concatenated, columns aligned by name)."""
+        import polars as pl
+
+        if self.memory is not None:
+            frame = (self.memory if isinstance(self.memory, pl.DataFrame) else pl.from_arrow(self.memory)).lazy()
+        else:
+            frames = [scan_file(f) for f in self.files]
+            frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        return frame.select(columns) if columns is not None else frame
+
+    def read(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """The rows as a DataFrame; an unreadable file is one line."""
+        try:
+            return self.scan(columns).collect()
+        except CurateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
+            raise CurateError(f"{self.source}: unreadable ({_reason(e)})") from None
+
+    def arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """The rows as an Arrow table with the files' own types (Parquet and datasets are
+        read by Arrow itself); errors propagate (callers word them)."""
+        import polars as pl
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.memory is not None and not isinstance(self.memory, pl.DataFrame):
+            return self.memory.select(columns) if columns is not None else self.memory
+        if self.files and all(f.suffix.lower() == ".parquet" for f in self.files):
+            tables = [pq.read_table(f, columns=columns) for f in self.files]
+            return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        return self.scan(columns).collect().to_arrow(compat_level=pl.CompatLevel.oldest())
+
+    def columns(self) -> list[str]:
+        """The column names, from the files' schemas (nothing is read)."""
+        import polars as pl
+
+        try:
+            return self.scan().collect_schema().names()
+        except pl.exceptions.PolarsError as e:
+            raise CurateError(f"{self.source}: unreadable ({_reason(e)})") from None
+
+    def fingerprint(self) -> str:
+        """The content's sha256 (of its files' bytes), or the Hub dataset's fingerprint."""
+        if self.kind == "hub":
+            return self.hub_fingerprint or sha256_files(self.files)
+        if self.kind == "datasets":
+            return sha256_files(sorted(f for f in Path(self.source).rglob("*") if f.is_file()))
+        return sha256_files(self.files)
+
+
+def open_table(path: str | os.PathLike, *, split: str = "train", config: str | None = None) -> Table:
+    """The table `path` names: a curate run folder (generate: its part-*.parquet; filter:
+    kept/; select: data/; mix: data/SPLIT-*.parquet; a run that is not complete is
+    refused), a .parquet/.jsonl/.json file, a datasets save_to_disk folder (SPLIT of a
+    DatasetDict), a folder of Parquet, or a Hub dataset name (SPLIT, CONFIG; cached as
+    Parquet). Anything else is one line."""
+    source = str(path)
+    p = Path(path)
+    if p.is_dir():
+        manifest = load_manifest(p)
+        stage = (manifest or {}).get("stage")
+        if stage in RUN_STAGES:
+            require_complete(source, manifest)
+            return Table(source, stage, run_files(p, stage, split), manifest, split)
+        if stage is not None:
+            raise CurateError(f"{source}: holds a `{stage}` run, which is not a table; "
+                              f"give a {', '.join(RUN_STAGES)} output, a table file or folder")
+        if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
+            return _datasets_table(p, split)
+        return Table(source, "parquet-folder", parquet_files(p), split=split)
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            from curate.inputs import read_json_frame
+
+            return Table(source, "json", [p], memory=read_json_frame(source))
+        if suffix in (".parquet", ".jsonl"):
+            return Table(source, suffix[1:], [p])
+        raise CurateError(f"{source}: unsupported file; give a folder of Parquet, a .parquet, .jsonl or .json file")
+    if is_hub_name(source):
+        file, fingerprint = hub_parquet(source, split, config)
+        return Table(source, "hub", [file], split=split, hub_fingerprint=fingerprint)
+    raise CurateError(f"{source}: no such file or folder")
+
+
+def run_files(root: Path, stage: str, split: str = "train") -> list[Path]:
+    """The data files of a complete curate run folder."""
+    if stage == "generate":
+        files = sorted(p for p in root.iterdir() if SHARD_RE.match(p.name))
+    elif stage == "filter":
+        files = sorted((root / "kept").glob("part-*.parquet"))
+    elif stage == "select":
+        files = sorted((root / "data").glob("*.parquet"))
     else:
-        os.replace(tmp, out)
+        files = sorted((root / "data").glob(f"{split}-*.parquet"))
+    if not files:
+        where = {"generate": "part-*.parquet", "filter": "kept/part-*.parquet", "select": "data/*.parquet",
+                 "mix": f"data/{split}-*.parquet"}[stage]
+        raise CurateError(f"{root}: a {stage} run without {where}")
+    return files
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """A folder's Parquet: its part-*.parquet; else its *.parquet; else any below it (a Hub layout)."""
+    files = sorted(folder.glob("part-*.parquet")) or sorted(folder.glob("*.parquet"))
+    files = files or sorted(folder.rglob("*.parquet"))
+    if not files:
+        raise CurateError(f"{folder}: no Parquet files in the folder")
+    return files
+
+
+def scan_file(path: Path) -> pl.LazyFrame:
+    """One .parquet or .jsonl file, lazily."""
+    import polars as pl
+
+    return pl.scan_ndjson(path) if path.suffix.lower() == ".jsonl" else pl.scan_parquet(path)
+
+
+def read_table_file(path: Path) -> pl.DataFrame:
+    """One .parquet or .jsonl file as a DataFrame; unreadable is one line."""
+    try:
+        return scan_file(Path(path)).collect()
+    except Exception as e:  # noqa: BLE001 - polars raises many kinds
+        raise CurateError(f"{path}: unreadable ({_reason(e)})") from None
+
+
+def read_run(path: str | os.PathLike) -> pl.DataFrame:
+    """All rows of a generate run (or folder of its shards), in (problem, sample) order."""
+    return open_table(path).read().sort(["problem_id", "sample_index"])
+
+
+def _datasets_table(folder: Path, split: str) -> Table:
+    """A save_to_disk folder: its Arrow files, memory-mapped by datasets (polars sees them without a copy)."""
+    from curate.inputs import load_datasets_folder
+
+    dataset = load_datasets_folder(folder, split)
+    table = dataset.data.table if dataset._indices is None else dataset.with_format("arrow")[:]
+    files = [Path(f["filename"]) for f in dataset.cache_files]
+    return Table(str(folder), "datasets", files, split=split, memory=table)
+
+
+def hub_parquet(name: str, split: str, config: str | None = None) -> tuple[Path, str | None]:
+    """A Hub dataset's split as one Parquet file in the curate cache (keyed by the
+    dataset's fingerprint), and that fingerprint; a failure to load it is one line."""
+    from curate.embedded import cache_dir
+    from curate.inputs import read_hub
+
+    table, fingerprint = read_hub(name, split, config)
+    key = f"{config}-{split}" if config else split
+    path = cache_dir() / "hub" / name.replace("/", "--") / f"{key}-{fingerprint or 'latest'}.parquet"
+    if not path.exists() or fingerprint is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(table, path)
+    return path, fingerprint
+
+
+# -- small things -------------------------------------------------------------------------
 
 
 def diff_config(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -272,6 +603,18 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _reason(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -286,3 +629,4 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+

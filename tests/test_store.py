@@ -1,10 +1,21 @@
 import json
 
+import polars as pl
 import pyarrow as pa
 import pytest
 
 from curate.errors import CurateError
-from curate.store import RunStore, diff_config, read_run
+from curate.store import (
+    RunStore,
+    atomic_path,
+    diff_config,
+    is_hub_name,
+    open_run,
+    open_table,
+    read_run,
+    write_json,
+    write_parquet_atomic,
+)
 
 
 def table(pids, idx):
@@ -79,3 +90,160 @@ def test_lock_refuses_a_second_writer(tmp_path):
 
 def test_diff_config_is_readable():
     assert diff_config({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": "x"}) == ["b.c: 2 → 3", 'd: null → "x"']
+
+
+# -- the status lifecycle (open_run + session) ---------------------------------------------
+
+
+def test_a_session_completes_with_stage_config_command_versions_and_counts(tmp_path):
+    run = open_run(tmp_path / "run", "filter", {"a": 1}, command=["curate", "filter"], inputs={"path": "x"})
+    assert not run.root.exists()  # open_run checks; it writes nothing
+    with run.session() as manifest:
+        assert json.loads(run.manifest_path.read_text())["status"] == "running"
+        manifest["counts"] = {"rows": 3}
+        run.update(progress=1)
+        assert json.loads(run.manifest_path.read_text())["progress"] == 1
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["stage"] == "filter" and m["config"] == {"a": 1}
+    assert m["command"] == ["curate", "filter"] and m["inputs"] == {"path": "x"} and m["counts"] == {"rows": 3}
+    assert m["versions"]["curate"] and m["created"] and m["updated"] and m["timings"]["seconds"] >= 0
+
+
+def test_ctrl_c_leaves_the_run_interrupted_and_it_resumes(tmp_path):
+    run = open_run(tmp_path / "run", "generate", {"a": 1})
+    with pytest.raises(KeyboardInterrupt):
+        with run.session():
+            raise KeyboardInterrupt
+    assert json.loads(run.manifest_path.read_text())["status"] == "interrupted"
+    again = open_run(tmp_path / "run", "generate", {"a": 1})
+    assert again.resuming
+    with again.session() as manifest:
+        assert manifest["created"] == json.loads(run.manifest_path.read_text())["created"]
+    assert json.loads(run.manifest_path.read_text())["status"] == "complete"
+
+
+def test_an_error_leaves_the_run_failed_with_the_error(tmp_path):
+    run = open_run(tmp_path / "run", "generate", {})
+    with pytest.raises(ValueError):
+        with run.session():
+            raise ValueError("the teacher fell over")
+    m = json.loads(run.manifest_path.read_text())
+    assert m["status"] == "failed" and m["error"] == "the teacher fell over"
+    with open_run(tmp_path / "run", "generate", {}).session():
+        pass
+    assert "error" not in json.loads(run.manifest_path.read_text())
+
+
+def test_a_second_session_on_the_same_run_is_refused(tmp_path):
+    with open_run(tmp_path / "run", "generate", {}).session():
+        with pytest.raises(CurateError, match="another curate process is writing this run"):
+            with open_run(tmp_path / "run", "generate", {}).session():
+                pass
+
+
+def test_a_different_config_is_refused_unless_overwrite(tmp_path):
+    with open_run(tmp_path / "run", "select", {"seed": 0}).session():
+        (tmp_path / "run" / "part-00000.parquet").write_bytes(b"old")
+    with pytest.raises(CurateError, match=r"different config \(seed: 0 → 1\); re-run with --overwrite"):
+        open_run(tmp_path / "run", "select", {"seed": 1})
+    run = open_run(tmp_path / "run", "select", {"seed": 1}, overwrite=True)
+    assert not run.resuming
+    with run.session():
+        assert not (tmp_path / "run" / "part-00000.parquet").exists()
+    assert json.loads(run.manifest_path.read_text())["config"] == {"seed": 1}
+
+
+def test_a_replace_session_swaps_in_a_whole_folder_or_leaves_the_old_one(tmp_path):
+    out = tmp_path / "mix"
+    with pytest.raises(ValueError):
+        with open_run(out, "mix", {"v": 1}).session(replace=True) as _:
+            raise ValueError("no")
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing left behind
+    run = open_run(out, "mix", {"v": 1})
+    with run.session(replace=True):
+        assert run.dir != out and not (out / "manifest.json").exists()
+        (run.dir / "data.txt").write_text("first")
+    assert (out / "data.txt").read_text() == "first"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    run = open_run(out, "mix", {"v": 2}, overwrite=True)
+    with pytest.raises(KeyboardInterrupt):
+        with run.session(replace=True):
+            (run.dir / "data.txt").write_text("second, half")
+            raise KeyboardInterrupt
+    assert (out / "data.txt").read_text() == "first"  # the old output, whole
+    assert json.loads((out / "manifest.json").read_text())["config"] == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix"]
+
+
+def test_atomic_writers_leave_the_old_file_on_error(tmp_path):
+    path = tmp_path / "x.json"
+    write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert json.loads(path.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), tmp_path / "t.parquet")
+    assert pl.read_parquet(tmp_path / "t.parquet")["a"].to_list() == [1]
+
+
+# -- one table reader ------------------------------------------------------------------------
+
+
+def test_open_table_reads_the_same_rows_from_every_kind_of_source(tmp_path):
+    rows = pl.DataFrame({"problem_id": ["p1", "p2", "p3"], "sample_index": [0, 0, 1], "problem": ["a", "b", "c"]})
+    run = RunStore(tmp_path / "gen", "generate")
+    run.open(overwrite=False)
+    run.write_shard(rows[:2].to_arrow())
+    run.write_shard(rows[2:].to_arrow())
+    run.write_manifest({"status": "complete", "config": {}})
+    run.close()
+    rows.write_parquet(tmp_path / "rows.parquet")
+    rows.write_ndjson(tmp_path / "rows.jsonl")
+    (tmp_path / "rows.json").write_text(json.dumps({"data": rows.to_dicts()}))
+    (tmp_path / "folder").mkdir()
+    rows[:1].write_parquet(tmp_path / "folder" / "a.parquet")
+    rows[1:].write_parquet(tmp_path / "folder" / "b.parquet")
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"train": datasets.Dataset(rows.to_arrow())}).save_to_disk(str(tmp_path / "ds"))
+    kinds = {"gen": "generate", "rows.parquet": "parquet", "rows.jsonl": "jsonl", "rows.json": "json",
+             "folder": "parquet-folder", "ds": "datasets"}
+    for name, kind in kinds.items():
+        table = open_table(tmp_path / name)
+        assert table.kind == kind, name
+        assert isinstance(table.scan(), pl.LazyFrame)
+        assert table.read().with_columns(pl.col("sample_index").cast(pl.Int64)).equals(rows), name
+        assert table.scan(["problem"]).collect()["problem"].to_list() == ["a", "b", "c"]
+        assert len(table.fingerprint()) == 64
+    assert open_table(tmp_path / "gen").manifest["status"] == "complete"
+    assert open_table(tmp_path / "rows.parquet").manifest is None
+
+
+def test_open_table_refuses_what_it_cannot_read_in_one_line(tmp_path):
+    run = open_run(tmp_path / "f", "filter", {})
+    with pytest.raises(KeyboardInterrupt):
+        with run.session():
+            raise KeyboardInterrupt
+    with pytest.raises(CurateError, match="the filter run is interrupted; finish it first"):
+        open_table(tmp_path / "f")
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    with pytest.raises(CurateError, match="unsupported file"):
+        open_table(tmp_path / "x.csv")
+    with pytest.raises(CurateError, match="nope.parquet: no such file or folder"):
+        open_table(tmp_path / "nope.parquet")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(CurateError, match=r"bad.parquet: unreadable \("):
+        open_table(tmp_path / "bad.parquet").read()
+
+
+@pytest.mark.parametrize("text, hub", [("openai/gsm8k", True), ("gsm8k", True), ("HuggingFaceH4/MATH-500", True),
+                                       ("meta/Llama-3.1-8B", True), ("data.jsonl", False), ("a/b/c", False),
+                                       ("no such thing", False), ("owner/set.parquet", False)])
+def test_is_hub_name(text, hub):
+    assert is_hub_name(text) is hub
+
+
+def test_an_existing_path_is_never_a_hub_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gsm8k").mkdir()
+    assert not is_hub_name("gsm8k")
