@@ -32,7 +32,7 @@ Where our defaults differ from TRL's SFTConfig, and why:
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shlex
 import shutil
@@ -164,43 +164,26 @@ def accelerate_config_path(name: str) -> Path:
 
 
 def load_data(path: str, split: str, limit: int | None):
-    """A `messages` dataset from a mix folder, a datasets folder, Parquet/JSONL or the Hub."""
+    """A `messages` dataset from any table curate reads (store.open_table): a `curate mix`
+    folder (its datasets copy, memory-mapped), a datasets folder, Parquet/JSONL or the Hub."""
     import datasets
 
-    p = Path(path)
-    if p.is_dir() and (p / "dataset").is_dir():
-        folder, kind = p / "dataset", "mixture"
-    elif p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
-        folder, kind = p, "datasets"
-    else:
-        folder, kind = None, "files" if p.exists() else "hub"
-    fingerprint = None
-    if folder is not None:
-        from curate.inputs import load_datasets_folder
+    from curate.store import open_table
 
-        ds = load_datasets_folder(folder, split, str(path))
-        fingerprint = ds._fingerprint
-    elif kind == "files":
-        import polars as pl
-
-        from curate.store import read_table_file, sha256_files, table_files
-
-        files = table_files(p)
-        ds = datasets.Dataset(pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed").to_arrow())
-        fingerprint = sha256_files(files)
-    else:
-        from curate.inputs import read_hub
-
-        table, fingerprint = read_hub(path, split)
-        ds = datasets.Dataset(table)
-    if "messages" not in ds.column_names:
-        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(ds.column_names)}); "
+    table = open_table(path, split=split)
+    kind = "mixture" if table.kind == "mix" else table.kind
+    if table.kind == "mix" and (Path(path) / "dataset").is_dir():  # the same rows, memory-mapped
+        table = open_table(Path(path) / "dataset", split=split)
+    columns = table.columns()
+    if "messages" not in columns:
+        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(columns)}); "
                           "give a `curate mix` output or rows with a list of {role, content} messages")
+    ds = datasets.Dataset(table.arrow())
     if len(ds) == 0:
         raise CurateError(f"{path}: no rows")
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
-    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": fingerprint}
+    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": table.fingerprint()}
     return ds, info
 
 
@@ -347,6 +330,7 @@ class SFTPlan:
     say: Callable = print  # prints on the main process only
     main: bool = True  # rank 0: the process that writes the run directory
     command: list | None = None
+    run: Any = None  # the run directory (store.open_run); None with --lint-only
     data: Any = None  # a datasets.Dataset with a `messages` column
     data_info: dict = field(default_factory=dict)
     tok: Any = None
@@ -396,7 +380,7 @@ def plan(cli_values: dict, echo=print, command: list | None = None) -> SFTPlan:
         datasets.disable_progress_bars()
     if p.cfg["push_to_hub"] and not p.flag("lint_only"):
         check_hub(p.cfg["push_to_hub"])
-    p.checkpoint = check_out(p)
+    check_out(p)
     p.data, p.data_info = load_data(p.cfg["data"], p.cfg["split"], p.cfg["limit"])
     p.tok = load_tokenizer(p.cfg)
     p.report = run_lint(p.cfg, p.tok, p.data)
@@ -412,36 +396,40 @@ def check_flags(p: SFTPlan) -> None:
         raise CurateError("--out is required (the folder for checkpoints, the model and manifest.json)")
     if p.flag("print_launch") and not p.launch:
         raise CurateError("--print-launch needs --num-processes or --accelerate-config")
+    if p.flag("resume") and p.flag("overwrite"):
+        raise CurateError("--resume continues the run in --out and --overwrite replaces it; give one of them")
 
 
-def check_out(p: SFTPlan) -> str | None:
-    """Refuse to mix runs; returns the checkpoint to resume from."""
+def check_out(p: SFTPlan) -> None:
+    """The run directory, checked (nothing is written yet): empty, or an sft run with the
+    same config (store.open_run refuses another config unless --overwrite), and the
+    checkpoint to resume from with --resume."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    out, cfg = p.out, p.cfg
+    from curate.store import open_run
+
     if p.flag("lint_only"):
-        return None
-    if p.launched:  # the launching process checked the run directory
-        return get_last_checkpoint(str(out)) if p.flag("resume") else None
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"{out}: exists and is not a directory")
-    manifest = out / "manifest.json"
-    old = json.loads(manifest.read_text()) if manifest.is_file() else None
+        return
+    p.run = open_run(p.out, "sft", run_config(p.cfg), overwrite=p.flag("overwrite"), command=p.command or ())
+    last = get_last_checkpoint(str(p.out)) if p.run.resuming else None
     if p.flag("resume"):
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
         if last is None:
-            raise CurateError(f"{out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
-        if old and (old["config"]["student"], old["config"]["data"]) != (cfg["student"], cfg["data"]):
-            raise CurateError(f"{out}: holds a run of {old['config']['student']} on {old['config']['data']}; "
-                              "resume it with the same --student and --data")
-        return last
-    if out.is_dir() and any(out.iterdir()):
-        if not p.flag("overwrite"):
-            raise CurateError(f"{out}: exists and is not empty; pass --resume to continue from its last checkpoint, "
-                              "--overwrite to replace it, or choose another --out")
-        if not old or old.get("stage") != "sft":
-            raise CurateError(f"{out}: holds no `curate train sft` run; --overwrite replaces only those")
-    return None
+            raise CurateError(f"{p.out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
+        p.checkpoint = last
+    elif last is not None:
+        raise CurateError(f"{p.out}: holds this run ({p.run.read_manifest().get('status')}, {Path(last).name}); "
+                          "pass --resume to continue from its last checkpoint, --overwrite to replace it, "
+                          "or choose another --out")
+
+
+# Options a run can be resumed with changed: how long it trains, how it checkpoints and logs.
+RESUMABLE = ("epochs", "max_steps", "save_steps", "save_total_limit", "logging_steps", "lint_rows", "push_to_hub")
+
+
+def run_config(cfg: dict) -> dict:
+    """The config that makes a run what it is: a run resumed with other RESUMABLE
+    options (more steps, other checkpointing or logging) is the same run."""
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE}
 
 
 def check_hub(repo: str) -> None:
@@ -464,15 +452,7 @@ def launch(p: SFTPlan) -> int:
     p.say(shlex.join(cmd))
     if p.flag("print_launch"):
         return 0
-    clear_overwritten(p)
-    return subprocess.call(cmd)
-
-
-def clear_overwritten(p: SFTPlan) -> None:
-    """With --overwrite, the earlier run goes: only now, after the lint passed and check_out
-    saw an earlier sft run there."""
-    if p.flag("overwrite") and not p.launched and p.out.is_dir():
-        shutil.rmtree(p.out)
+    return subprocess.call(cmd)  # its main process holds the run directory
 
 
 def sft_config(cfg: dict, out: Path):
@@ -549,34 +529,42 @@ def lora_config(cfg: dict):
 
 
 def train(p: SFTPlan) -> int:
-    """Build the trainer, train (from the checkpoint, when resuming), save the model,
-    write the manifest, push."""
-    from curate.store import now, package_versions, write_json
-
-    clear_overwritten(p)
+    """Build the trainer (its prepared rows checked), then in a session of the run
+    directory (the lock; running -> complete | interrupted | failed): train from the
+    checkpoint or from scratch, save the model, record the counts; then push."""
     trainer, chosen = build_trainer(p)
-    manifest = {
-        "stage": "sft", "status": "running", "started": now(), "command": p.command,
-        "config": p.cfg, "data": p.data_info, "student": student_path(p.cfg["student"]), "lint": p.report.to_dict(),
-        "trl_config": {**chosen, "resume_from": p.checkpoint},
-        "versions": {**package_versions()},
-    }
-    if p.main:
-        p.out.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(p.out / ".tmp-final", ignore_errors=True)  # left by a killed run
-        write_json(p.out / "manifest.json", manifest)
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=p.checkpoint)
-    stats = train_stats(trainer, result, time.time() - t0)
-    save_final_model(p, trainer)
-    manifest.update(status="done", finished=now(), train=stats)
-    if p.main:
-        write_json(p.out / "manifest.json", manifest)
-        p.say(f"trained {stats['global_step']} steps in {stats['seconds']:.1f} s ({stats['tokens']:,} tokens, "
-              f"{stats['tokens_per_s']:,.0f} tok/s, loss {stats['train_loss']:.4f}); model in {p.out}")
-        if p.cfg["push_to_hub"]:
-            push(p.out, p.cfg["push_to_hub"], p.say)
+    with session(p) as manifest:
+        manifest.update(options=p.cfg, data=p.data_info, student=student_path(p.cfg["student"]),
+                        lint=p.report.to_dict(), trl_config={**chosen, "resume_from": p.checkpoint})
+        t0 = time.time()
+        try:
+            result = trainer.train(resume_from_checkpoint=p.checkpoint)
+        finally:  # also when interrupted: how far it got
+            manifest["counts"] = {"rows": len(p.data), "steps": trainer.state.global_step,
+                                  "tokens": trainer._total_train_tokens}
+        manifest["train"] = train_stats(trainer, result, time.time() - t0)
+        save_final_model(p, trainer)
+    stats = manifest["train"]
+    p.say(f"trained {stats['global_step']} steps in {stats['seconds']:.1f} s ({stats['tokens']:,} tokens, "
+          f"{stats['tokens_per_s']:,.0f} tok/s, loss {stats['train_loss']:.4f}); model in {p.out}")
+    if p.main and p.cfg["push_to_hub"]:
+        push(p.out, p.cfg["push_to_hub"], p.say)
     return 0
+
+
+@contextlib.contextmanager
+def session(p: SFTPlan):
+    """The main process's session of the run directory (store.RunStore.session), which
+    starts from an empty folder unless it resumes a checkpoint; other ranks get a dict."""
+    if not p.main:
+        yield {}
+        return
+    with p.run.session() as manifest:
+        if p.checkpoint is None:  # a new run, --overwrite, or one stopped before its first checkpoint
+            for f in p.out.iterdir():
+                if f.name not in (".lock", "manifest.json"):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        yield manifest
 
 
 def build_trainer(p: SFTPlan):
