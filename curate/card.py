@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.store import read_manifest, write_text_atomic
+from curate.store import atomic_path, locked, now, read_manifest, update_manifest, write_text_atomic
 
 TEMPLATE = "dataset_card.md.jinja"
 TAGS = ["reasoning", "synthetic", "curate", "chain-of-thought"]
@@ -67,7 +67,20 @@ def token_stats(out: Path) -> pl.DataFrame:
 
 def write_card(out: str | os.PathLike, license: str | None = None, language: list[str] | None = None,
                pretty_name: str | None = None) -> Path:
-    """Render README.md and plots/ into a mix folder; returns the card's path."""
+    """(Re)write the card of a mix folder under its lock, and record it in its manifest
+    (`card`); returns the card's path."""
+    out = Path(out)
+    read_mix(out)
+    with locked(out):
+        record = render_card(out, license=license, language=language, pretty_name=pretty_name)
+        update_manifest(out, card=record)
+    return out / "README.md"
+
+
+def render_card(out: str | os.PathLike, license: str | None = None, language: list[str] | None = None,
+                pretty_name: str | None = None) -> dict:
+    """Render README.md and plots/ into a mix folder (its writer holds the lock) and check
+    the card offline; returns what the manifest records about the card."""
     import jinja2
 
     out = Path(out)
@@ -99,10 +112,10 @@ def write_card(out: str | os.PathLike, license: str | None = None, language: lis
         versions=manifest.get("versions") or {}, created=manifest.get("created"),
         repo_id=f"<user>/{pretty_name}")
     text = re.sub(r"\n{3,}", "\n\n", text)  # the template's loops leave runs of blank lines
-    card = out / "README.md"
-    write_text_atomic(card, text)
+    write_text_atomic(out / "README.md", text)
     validate(out)
-    return card
+    plotted = [p.name for p in sorted(plots.glob("*.png"))]
+    return {"license": license, "language": language, "pretty_name": pretty_name, "plots": plotted, "written": now()}
 
 
 class _Obj(dict):
@@ -160,9 +173,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
     _pyplot().close(fig)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import yaml
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_table_file, table_files
+from curate.store import RunStore, Table, collect, open_run, open_table, write_parquet_atomic
 
 FILTERS = {
     "format": ("curate.filters.format", "Format"),
@@ -120,43 +119,29 @@ def _type_error(e: TypeError) -> str:
 # -- inputs ---------------------------------------------------------------------------
 
 
-HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
+Part = tuple  # (file, pl.LazyFrame): one shard of a stage's input (Table.parts)
 
 
-def input_shards(path: str, split: str = "train") -> list[Path]:
-    p = Path(path)
-    if not p.exists() and HUB_NAME.fullmatch(path) and p.suffix not in (".parquet", ".jsonl", ".json"):
-        return [hub_shard(path, split)]
-    return table_files(path)
-
-
-def hub_shard(name: str, split: str) -> Path:
-    """A Hub dataset's split as one Parquet file in the curate cache (keyed by the
-    dataset's fingerprint); a failure to load it is one line."""
-    from curate.embedded import cache_dir
-    from curate.inputs import read_hub
-
-    table, fingerprint = read_hub(name, split)
-    path = cache_dir() / "hub" / name.replace("/", "--") / f"{split}-{fingerprint or 'latest'}.parquet"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    return path
-
-
-def read_shard(path: Path, column_map: dict[str, str]) -> pl.DataFrame:
-    df = read_table_file(path)
-    df = df.rename({src: dst for dst, src in column_map.items()}) if column_map else df
+def read_shard(part: Part, column_map: dict[str, str]) -> pl.DataFrame:
+    where, frame = part
+    frame = frame.rename({src: dst for dst, src in column_map.items()}) if column_map else frame
+    df = collect(frame, where)
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
-        df = df.with_columns((pl.lit(f"{path.stem}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"))
+        ids = pl.lit(f"{Path(where).stem}:") + pl.int_range(pl.len()).cast(pl.String)
+        df = df.with_columns(ids.alias("sample_id"))
     return df
 
 
-def input_columns(shards: list[Path], column_map: dict[str, str]) -> list[str]:
-    shard = shards[0]
-    names = pl.read_ndjson(shard, n_rows=1).columns if shard.suffix == ".jsonl" else pq.read_schema(shard).names
+def _stage_parts(files: list[Path]) -> list[Part]:
+    return [(str(f), pl.scan_parquet(f)) for f in files]
+
+
+def _rows(part: Part) -> int:
+    return collect(part[1].select(pl.len()), part[0]).item()
+
+
+def input_columns(table: Table, column_map: dict[str, str]) -> list[str]:
+    names = table.columns()
     for dst, src in column_map.items():
         if src not in names:
             raise CurateError(f"--map {dst}={src}: the input has no column {src!r} (columns: {', '.join(names)})")
@@ -183,34 +168,33 @@ class FilterOptions:
 @dataclass
 class FilterPlan:
     opts: FilterOptions
-    shards: list[Path]
+    table: Table
     chain: list[tuple[str, dict]]
     chain_source: str
     filters: list
     config: dict
-    store: RunStore
-    resuming: bool
+    run: RunStore
 
 
 def plan(opts: FilterOptions) -> FilterPlan:
     """Validate everything before anything is written."""
-    shards = input_shards(opts.input, opts.split)
+    table = open_table(opts.input, split=opts.split)
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
-    columns = set(input_columns(shards, opts.column_map)) | {"sample_id"}  # made from file and row when absent
+    columns = set(input_columns(table, opts.column_map)) | {"sample_id"}  # made from file and row when absent
     for f in filters:
         missing = [c for c in f.needs if c not in columns]
         if missing:
             raise CurateError(f"filter {f.name} needs column {missing[0]!r}, which the input lacks "
                               f"(columns: {', '.join(sorted(columns))}); map one with --map {missing[0]}=COL")
     config = {
-        "input": [{"name": s.name, "bytes": s.stat().st_size, "mtime_ns": s.stat().st_mtime_ns} for s in shards],
+        "input": [{"name": s.name, "bytes": s.stat().st_size, "mtime_ns": s.stat().st_mtime_ns} for s in table.files],
         "chain": [{"filter": f.name, "params": _jsonable(f.params())} for f in filters],
         "column_map": opts.column_map,
     }
-    store = RunStore(opts.out, stage="filter")
-    resuming = store.check(config, opts.overwrite)
-    return FilterPlan(opts, shards, chain, source, filters, config, store, resuming)
+    run = open_run(opts.out, "filter", config, overwrite=opts.overwrite, command=opts.command,
+                   inputs={"path": opts.input, "kind": table.kind, "shards": [str(s) for s in table.files]})
+    return FilterPlan(opts, table, chain, source, filters, config, run)
 
 
 def _jsonable(params: dict) -> dict:
@@ -218,54 +202,47 @@ def _jsonable(params: dict) -> dict:
 
 
 def run(p: FilterPlan) -> dict:
-    out, store = Path(p.opts.out), p.store
-    store.open(p.opts.overwrite)
-    if p.opts.overwrite:
-        for sub in ("kept", "rejected", ".stages"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    manifest = {**(store.read_manifest() or {}), "status": "running", "config": p.config,
-                "command": p.opts.command, "chain_source": p.chain_source,
-                "inputs": {"path": p.opts.input, "shards": [str(s) for s in p.shards]},
-                "versions": package_versions()}
-    manifest.setdefault("created", now())
-    store.write_manifest(manifest)
-    (out / "rejected").mkdir(exist_ok=True)
-    t0 = time.time()
-    timings = {}
+    """Run the chain stage by stage, publish the survivors as kept/, and count the funnel."""
+    out = Path(p.opts.out)
+    with p.run.session(clear=("kept", "rejected", ".stages")) as manifest:
+        manifest["chain_source"] = p.chain_source
+        (out / "rejected").mkdir(exist_ok=True)
+        survivors, per_filter = _run_chain(p)
+        _publish_kept(out, survivors)
+        funnel = compute_funnel(out, p)
+        manifest.update(funnel=funnel, counts={k: funnel[k] for k in ("rows_in", "kept", "rejected")},
+                        filters_info=_filters_info(p.filters), timings={"per_filter": per_filter})
+    shutil.rmtree(out / ".stages", ignore_errors=True)
+    return manifest
+
+
+def _run_chain(p: FilterPlan) -> tuple[list[Part], dict]:
+    """Each filter over the survivors of the one before; (the last survivors, seconds per filter)."""
+    per_filter = {}
     pool = Workers(p.opts.workers)
     try:
-        current = p.shards
+        current = p.table.parts()
         for k, f in enumerate(p.filters):
             start = time.time()
             current = _run_stage(p, k, f, current, pool)
-            timings[f"{k}-{f.name}"] = round(time.time() - start, 2)
-        _publish_kept(out, current)
-        funnel = compute_funnel(out, p)
-        manifest.update(status="complete", funnel=funnel, filters_info=_filters_info(p.filters),
-                        timings={"seconds": round(time.time() - t0, 2), "per_filter": timings, "finished": now()})
-        store.write_manifest(manifest)
-        shutil.rmtree(out / ".stages", ignore_errors=True)
-        return manifest
-    except BaseException as e:
-        manifest.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", error=str(e)[:500])
-        store.write_manifest(manifest)
-        raise
+            per_filter[f"{k}-{f.name}"] = round(time.time() - start, 2)
+        return current, per_filter
     finally:
         pool.close()
         for f in p.filters:
             close = getattr(f, "close", None)
             if close:
                 close()
-        store.close()
 
 
-def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") -> list[Path]:
+def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: "Workers") -> list[Part]:
+    """One filter over every shard: survivors to .stages/<k>-<filter>/, dropped rows to rejected/."""
     out = Path(p.opts.out)
     stage = out / ".stages" / f"{k:02d}-{f.name}"
     done = stage / "DONE"
     names = [f"part-{i:05d}.parquet" for i in range(len(shards))]
     if done.exists():
-        return [stage / n for n in names]
+        return _stage_parts([stage / n for n in names])
     stage.mkdir(parents=True, exist_ok=True)
     column_map = p.opts.column_map if k == 0 else {}
     if type(f).prepare is not Filter.prepare:  # stateful: sees every survivor first
@@ -277,25 +254,28 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Path], pool: "Workers") ->
         for shard, name in zip(shards, names):
             target = stage / name
             if target.exists():
-                bar.advance(_rows(target))
+                bar.advance(pq.read_metadata(target).num_rows)
                 continue
             batch = read_shard(shard, column_map)
-            decision = pool.apply(f, batch) if batch.height else None
-            if decision is None:  # nothing left to filter
-                kept = batch
-                rejected = batch.with_columns(pl.lit(f.name).alias("rejected_by"), pl.lit(None, pl.String).alias("reason"))
-            else:
-                scored = batch.with_columns(list(decision.scores.values()))
-                keep = decision.keep
-                kept = scored.filter(keep)
-                rejected = scored.filter(~keep).with_columns(
-                    pl.lit(f.name).alias("rejected_by"), decision.reason.filter(~keep).alias("reason"))
-            _write(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
-            _write(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do
+            kept, rejected = _split(f, batch, pool)
+            write_parquet_atomic(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
+            write_parquet_atomic(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do
             # (lz4: stage files are read once by the next stage; kept/ is rewritten as zstd)
             bar.advance(batch.height)
     done.touch()
-    return [stage / n for n in names]
+    return _stage_parts([stage / n for n in names])
+
+
+def _split(f, batch: pl.DataFrame, pool: "Workers") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A batch's (kept rows with the filter's scores, rejected rows with `rejected_by` and `reason`)."""
+    decision = pool.apply(f, batch) if batch.height else None
+    if decision is None:  # nothing left to filter
+        return batch, batch.with_columns(pl.lit(f.name).alias("rejected_by"), pl.lit(None, pl.String).alias("reason"))
+    scored = batch.with_columns(list(decision.scores.values()))
+    keep = decision.keep
+    rejected = scored.filter(~keep).with_columns(pl.lit(f.name).alias("rejected_by"),
+                                                 decision.reason.filter(~keep).alias("reason"))
+    return scored.filter(keep), rejected
 
 
 class Workers:
@@ -338,27 +318,16 @@ def join_decisions(decisions: list) -> Decision:
                     {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores})
 
 
-def _rows(path: Path) -> int:
-    return pl.read_ndjson(path).height if path.suffix == ".jsonl" else pq.read_metadata(path).num_rows
-
-
-def _write(df: pl.DataFrame, path: Path, compression: str = "zstd") -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    df.write_parquet(tmp, compression=compression)
-    os.replace(tmp, path)
-
-
-def _publish_kept(out: Path, current: list[Path]) -> None:
+def _publish_kept(out: Path, current: list[Part]) -> None:
     kept = out / "kept"
     kept.mkdir(exist_ok=True)
     for i, shard in enumerate(current):
-        target = kept / f"part-{i:05d}.parquet"
-        _write(read_shard(shard, {}), target)  # zstd, like every other output
+        write_parquet_atomic(read_shard(shard, {}), kept / f"part-{i:05d}.parquet")  # zstd, like every other output
 
 
 def compute_funnel(out: Path, p: FilterPlan) -> dict:
     """Rows in, dropped per filter and reason, kept: counted from the files themselves."""
-    rows_in = sum(_rows(s) for s in p.shards)
+    rows_in = sum(_rows(s) for s in p.table.parts())
     kept = sum(pq.read_metadata(s).num_rows for s in (out / "kept").glob("part-*.parquet"))
     steps, remaining = [], rows_in
     for k, f in enumerate(p.filters):

@@ -32,7 +32,7 @@ from curate.inputs import InputSpec, load_problems
 from curate.parsing import parse_completion
 from curate.progress import Progress
 from curate.schema import GENERATION_SCHEMA, sample_id
-from curate.store import RunStore, now, package_versions
+from curate.store import RunStore, now, open_run
 from curate.templates import Template, load_examples, load_template
 
 log = logging.getLogger("curate.generate")
@@ -99,9 +99,14 @@ def plan(opts: GenerateOptions) -> Plan:
         "backend": opts.backend,
         "sampling": sampling.to_dict(),
     }
-    store = RunStore(opts.out, stage="generate")
-    resuming = store.check(config, opts.overwrite)
-    return Plan(opts, problems, info, template, examples, examples_sha, model, label, sampling, config, store, resuming)
+    inputs = {
+        "problems": info,
+        "template": {"name": template.name, "path": template.path, "sha256": template.sha},
+        "examples": {"path": opts.examples, "sha256": examples_sha} if opts.examples else None,
+    }
+    store = open_run(opts.out, "generate", config, overwrite=opts.overwrite, command=opts.command, inputs=inputs)
+    return Plan(opts, problems, info, template, examples, examples_sha, model, label, sampling, config, store,
+                store.resuming)
 
 
 def _check_options(opts: GenerateOptions) -> None:
@@ -157,63 +162,69 @@ def run(p: Plan, progress: bool = True) -> dict:
 
     The engine is loaded and shown the first prompt before the run dir is touched, so
     a model that cannot take the template (e.g. no chat template) writes nothing."""
-    opts, store = p.opts, p.store
-    done = store.done()  # read-only: the shards already there
-    n = p.sampling.n
-    pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
-               for row in p.problems.iter_rows(named=True)]
-    pending = [(row, todo) for row, todo in pending if todo]
-    backend = None
-    if pending:
-        backend = _load_backend(p)
-        try:
-            backend.validate(next(_requests(p, pending[:1])).prompt)
-        except BaseException:
-            backend.close()
-            raise
-    store.open(opts.overwrite)
-    handler = _attach_log(store.log_path)
     started, t0 = now(), time.time()
-    manifest = _manifest(p, store.read_manifest() if p.resuming else None)
-    store.write_manifest(manifest)  # before any shard: a killed run is always recognisable
-    writer = None
+    pending = _pending(p)
+    backend = _start_backend(p, pending) if pending else None
     try:
-        total = p.problems.height * n
-        already = sum(len(v) for v in done.values())
-        log.info("curate %s generate: %s", __version__, " ".join(opts.command))
-        log.info("%d problems x %d samples; %d already done; %d requests to run", p.problems.height, n, already, len(pending))
-        writer = ShardWriter(p, store, manifest)
-        if backend is not None:
-            manifest["engine"] = backend.describe()
-            manifest["versions"] = package_versions()
-            writer.generation_started = time.time()
-            with Progress("generating", total, "samples", already, progress, tokens=True) as bar:
-                for req, samples in backend.run(_requests(p, pending)):
-                    writer.add(req, samples)
-                    bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
-            writer.flush(force=True)
-        manifest["status"] = "complete"
-        manifest.pop("error", None)
-        return writer.finish(started, t0)
-    except KeyboardInterrupt:
-        if writer is not None:
-            manifest["status"] = "interrupted"
-            writer.finish(started, t0)
-        log.warning("interrupted; re-run the same command to resume")
-        raise
-    except BaseException as e:
-        if writer is not None:
-            manifest["status"] = "failed"
-            manifest["error"] = str(e)[:500]
-            writer.finish(started, t0)
-        log.exception("generation failed")
-        raise
+        with p.store.session() as manifest:
+            handler = _attach_log(p.store.log_path)
+            try:
+                writer = ShardWriter(p, p.store, manifest, started, t0)
+                try:
+                    _generate(p, backend, pending, writer, manifest, progress)
+                finally:
+                    summary = writer.finish()  # what is finished is saved, whatever happened
+            except KeyboardInterrupt:
+                log.warning("interrupted; re-run the same command to resume")
+                raise
+            except BaseException:
+                log.exception("generation failed")
+                raise
+            finally:
+                logging.getLogger("curate").removeHandler(handler)
+                handler.close()
     finally:
         if backend is not None:
             backend.close()
-        store.close()
-        logging.getLogger("curate").removeHandler(handler)
-        handler.close()
+    return {**summary, "status": manifest["status"]}
+
+
+def _pending(p: Plan) -> list[tuple[dict, list[int]]]:
+    """(problem row, sample indices still to generate), read from the shards already there."""
+    done = p.store.done()
+    n = p.sampling.n
+    pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
+               for row in p.problems.iter_rows(named=True)]
+    return [(row, todo) for row, todo in pending if todo]
+
+
+def _start_backend(p: Plan, pending: list):
+    """Load the engine and show it the first prompt (a model that cannot take it fails here)."""
+    backend = _load_backend(p)
+    try:
+        backend.validate(next(_requests(p, pending[:1])).prompt)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
+def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: dict, progress: bool) -> None:
+    """Stream the pending requests through the backend into shards."""
+    total = p.problems.height * p.sampling.n
+    already = total - sum(len(todo) for _, todo in pending)
+    log.info("curate %s generate: %s", __version__, " ".join(p.opts.command))
+    log.info("%d problems x %d samples; %d already done; %d requests to run",
+             p.problems.height, p.sampling.n, already, len(pending))
+    if backend is None:
+        return
+    manifest["engine"] = backend.describe()
+    writer.generation_started = time.time()
+    with Progress("generating", total, "samples", already, progress, tokens=True) as bar:
+        for req, samples in backend.run(_requests(p, pending)):
+            writer.add(req, samples)
+            bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
+    writer.flush(force=True)
 
 
 def _requests(p: Plan, pending: list) -> Iterator[Request]:
@@ -240,7 +251,7 @@ def _load_backend(p: Plan):
 class ShardWriter:
     """Buffers finished rows; writes a shard and the manifest every N rows or T seconds."""
 
-    def __init__(self, p: Plan, store: RunStore, manifest: dict):
+    def __init__(self, p: Plan, store: RunStore, manifest: dict, started: str, t0: float):
         self.p, self.store, self.manifest = p, store, manifest
         self.rows: list[dict] = []
         self.last_flush = time.time()
@@ -249,6 +260,7 @@ class ShardWriter:
         self.sampling_json = json.dumps(p.sampling.to_dict(), sort_keys=True)
         self.problem_rows = {r["problem_id"]: r for r in p.problems.iter_rows(named=True)}
         self.generation_started: float | None = None
+        self.started, self.t0 = started, t0  # the session's start, before the engine loads
         self.counts = counts(store, p)  # read from the shards once, then kept up to date per shard
 
     def add(self, req: Request, samples: list[Sample]) -> None:
@@ -301,12 +313,12 @@ class ShardWriter:
             c["completion_tokens"] += row["completion_tokens"] or 0
         self.rows = []
         self.last_flush = time.time()
-        self.manifest["counts"] = c
-        self.store.write_manifest(self.manifest)
+        self.store.update(counts=c)
 
-    def finish(self, started: str, t0: float) -> dict:
+    def finish(self) -> dict:
         """Close the session: flush, record timings (load vs generation) and counts."""
         self.flush(force=True)
+        started, t0 = self.started, self.t0
         end = time.time()
         gen_start = self.generation_started or end
         gen_seconds = end - gen_start
@@ -315,11 +327,9 @@ class ShardWriter:
                    "samples": self.session_samples, "completion_tokens": self.session_tokens,
                    "output_tokens_per_s": round(self.session_tokens / gen_seconds, 2) if gen_seconds > 0 else None}
         self.manifest.setdefault("timings", {}).setdefault("sessions", []).append(session)
-        self.manifest["counts"] = self.counts
-        self.store.write_manifest(self.manifest)
+        self.store.update(counts=self.counts)
         log.info("session: %s", session)
-        return {"session": session, "counts": self.manifest["counts"], "out": str(self.store.root),
-                "status": self.manifest.get("status")}
+        return {"session": session, "counts": self.counts, "out": str(self.store.root)}
 
 
 def counts(store: RunStore, p: Plan) -> dict:
@@ -338,24 +348,6 @@ def counts(store: RunStore, p: Plan) -> dict:
         "prompt_tokens": int(pc.sum(table.column("prompt_tokens")).as_py() or 0) if table is not None else 0,
         "completion_tokens": int(pc.sum(table.column("completion_tokens")).as_py() or 0) if table is not None else 0,
     }
-
-
-def _manifest(p: Plan, old: dict | None) -> dict:
-    manifest = dict(old or {})
-    manifest.update({
-        "stage": "generate",
-        "status": "running",
-        "command": p.opts.command or manifest.get("command"),
-        "config": p.config,
-        "inputs": {
-            "problems": p.input_info,
-            "template": {"name": p.template.name, "path": p.template.path, "sha256": p.template.sha},
-            "examples": {"path": p.opts.examples, "sha256": p.examples_sha} if p.opts.examples else None,
-        },
-        "versions": manifest.get("versions") or package_versions(),
-    })
-    manifest.setdefault("created", now())
-    return manifest
 
 
 def _attach_log(path: Path) -> logging.Handler:

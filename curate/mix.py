@@ -35,12 +35,11 @@ Output (written in a temporary folder next to OUT, renamed at the end):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import math
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +48,8 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
-from curate.inputs import load_datasets_folder
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_table_file, replace_folder, table_files
+from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -164,49 +162,21 @@ class Source:
     dropped_no_think: int
 
 
-def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, str, list[str], dict | None]:
-    """The raw table a source names, its kind, its files, and its curate manifest if any."""
-    p = Path(spec.path)
-    if p.is_dir():
-        manifest = _manifest(p)
-        stage = (manifest or {}).get("stage")
-        if stage in ("select", "filter", "generate"):
-            sub = {"select": p / "data", "filter": p / "kept", "generate": p}[stage]
-            if manifest.get("status") not in (None, "complete"):
-                raise CurateError(f"{spec.shown}: the {stage} run is {manifest.get('status')}; finish it first")
-            files = table_files(sub) if any(sub.glob("*.parquet")) else []
-            frames = [read_table_file(f) for f in files]
-            df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-            return df, stage, [str(f) for f in files], manifest
-        if stage == "mix":  # another mixture: its train split
-            files = sorted((p / "data").glob("train-*.parquet"))
-            if not files:
-                raise CurateError(f"{spec.shown}: a mix folder without data/train-*.parquet")
-            return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "mix", [str(f) for f in files], None
-        if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
-            ds = load_datasets_folder(p, "train", spec.shown)
-            return pl.from_arrow(ds.with_format("arrow")[:]), "datasets", [str(p)], None
-        files = table_files(p)
-        return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed"), "parquet", [str(f) for f in files], None
-    if p.is_file():
-        files = table_files(p)
-        return read_table_file(files[0]), p.suffix[1:], [str(p)], None
-    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec.path) and not re.search(r"\.(parquet|jsonl|json)$", spec.path):
-        from curate.inputs import read_hub
-
-        table, _ = read_hub(spec.path, "train")
-        return pl.from_arrow(table), "hub", [spec.path], None
-    raise CurateError(f"{spec.shown}: no such file or folder")
+MIX_INPUT = ("messages", "problem", "completion", "reasoning", "answer", "domain", "problem_id", "sample_id",
+             "source", "run")  # the columns a mixture is made from
 
 
-def _manifest(p: Path) -> dict | None:
-    f = p / "manifest.json"
-    if not f.is_file():
-        return None
+def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, Table]:
+    """The columns of the source's table that a mixture uses (all of them when it has
+    no `messages` and no `problem` + `completion`: to_messages names them), and the table."""
     try:
-        return json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{f}: unreadable manifest ({e})") from None
+        table = open_table(spec.path)
+        columns = table.columns()
+        usable = "messages" in columns or {"problem", "completion"} <= set(columns)
+        return table.read([c for c in columns if c in MIX_INPUT] if usable else None), table
+    except CurateError as e:  # one line that names the --source
+        text = str(e)
+        raise CurateError(f"{spec.name}={text}" if text.startswith(spec.path) else f"{spec.shown}: {text}") from None
 
 
 def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str) -> tuple[pl.DataFrame, int, int]:
@@ -331,10 +301,8 @@ def load_tokenizer(name: str | None):
         folder = cache_dir() / "tokenizers" / EMBEDDED_NAME
         if not (folder / "tokenizer.json").is_file():
             folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = folder.with_name(f".tmp-{os.getpid()}-{folder.name}")
-            from_gguf().save_pretrained(tmp)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
+            with atomic_path(folder) as tmp:
+                from_gguf().save_pretrained(tmp)
         return AutoTokenizer.from_pretrained(str(folder))
 
     try:
@@ -413,6 +381,7 @@ def _encode_lengths(backend, texts: list[str]) -> list[int]:
 
 
 def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
+    """Check the options and resolve the targets; nothing is read or written yet."""
     if not o.sources:
         raise CurateError("give at least one --source NAME=PATH:COUNT_OR_RATIO")
     specs = [parse_source(s) for s in o.sources]
@@ -439,76 +408,93 @@ def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
               "tokenizer": o.tokenizer, "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
               "license": o.license, "source_licenses": dict(sorted(o.source_licenses.items())),
               "language": list(o.language), "pretty_name": o.pretty_name}
-    store = RunStore(o.out, stage="mix")
-    store.check(config, o.overwrite)
-    return specs, config, store
+    out = open_run(o.out, "mix", config, overwrite=o.overwrite, command=o.command)
+    return specs, config, out
 
 
 def run(o: MixOptions) -> dict:
-    t0 = time.time()
-    timings = {}
-    specs, config, store = plan(o)
-    sources: list[Source] = []
-    for s in specs:  # read and check every source before sampling anything
-        raw, kind, files, manifest = read_source(s)
-        rows, no_think, dropped = to_messages(raw, s, s.name in o.no_cot, o.missing_think)
-        if s.target > rows.height and not o.allow_upsample:
-            raise CurateError(f"--source {s.shown}: target {s.target:,} is larger than the source's {rows.height:,} rows; "
-                              "pass --allow-upsample to repeat rows, or lower the target")
-        sources.append(Source(s, kind, files, rows, manifest, no_think, dropped))
-    timings["read"] = round(time.time() - t0, 2)
+    """Build the mixture in a temporary folder that replaces OUT when complete; returns the manifest.
 
-    t = time.time()
-    tokenizer = load_tokenizer(o.tokenizer)
-    timings["load_tokenizer"] = round(time.time() - t, 2)
-    parts, report = [], []
-    t = time.time()
-    picks = []
-    for src in sources:
-        idx, passes = sample_indices(src.rows["domain"], src.spec.target, rng_for(o.seed, src.spec.name))
-        picks.append((idx, passes))
-    unique_rows = sum(len(np.unique(idx)) for idx, _ in picks)
-    timings["sample"] = round(time.time() - t, 2)
-    t = time.time()
+    The steps: read and convert every source (all are checked before any sampling),
+    sample each to its target, count tokens, shuffle and split, write."""
+    specs, _, out = plan(o)
+    timings: dict[str, float] = {}
+    with out.session(replace=True) as manifest:
+        with _timed(timings, "read"):
+            sources = [read_and_convert(s, o) for s in specs]
+        with _timed(timings, "load_tokenizer"):
+            tokenizer = load_tokenizer(o.tokenizer)
+        with _timed(timings, "sample"):
+            picks = [sample_indices(src.rows["domain"], src.spec.target, rng_for(o.seed, src.spec.name))
+                     for src in sources]
+        with _timed(timings, "tokenize"):
+            parts, report = take_rows(sources, picks, tokenizer, o)
+        with _timed(timings, "shuffle_split"):
+            mixture = pl.concat(parts, how="vertical_relaxed")
+            mixture = mixture[rng_for(o.seed, "shuffle").permutation(mixture.height)]
+            train, test = split(mixture, o.test_size, rng_for(o.seed, "test"))
+        manifest.update(
+            sources=report, tokenizer=o.tokenizer or "embedded SmolLM2-135M-Instruct",
+            splits={"train": train.height, **({"test": test.height} if test is not None else {})},
+            counts={"rows": mixture.height, "unique_rows": sum(len(np.unique(idx)) for idx, _ in picks)},
+            timings=timings)
+        write(out, train, test, o, timings)
+    return manifest
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, name: str):
+    start = time.time()
+    yield
+    timings[name] = round(time.time() - start, 2)
+
+
+def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
+    """A source's rows in the mixture's shape, refused when it cannot meet its target."""
+    raw, table = read_source(spec)
+    rows, no_think, dropped = to_messages(raw, spec, spec.name in o.no_cot, o.missing_think)
+    if spec.target > rows.height and not o.allow_upsample:
+        raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
+                          "rows; pass --allow-upsample to repeat rows, or lower the target")
+    files = [spec.path] if table.kind == "hub" else [str(f) for f in table.files]
+    manifest = table.manifest if table.kind in ("select", "filter", "generate") else None
+    return Source(spec, table.kind, files, rows, manifest, no_think, dropped)
+
+
+def take_rows(sources: list[Source], picks: list, tokenizer, o: MixOptions) -> tuple[list[pl.DataFrame], list[dict]]:
+    """Each source's picked rows with num_tokens (each distinct row counted once), and its report."""
     pools = []
     for src, (idx, _) in zip(sources, picks):
         uniq, inverse = np.unique(idx, return_inverse=True)
         pools.append((src.rows[uniq], inverse))
     texts = sum(int(pool["messages"].list.len().sum()) for pool, _ in pools)
+    parts, report = [], []
     counter = TokenCounter(tokenizer, o.workers)
     try:
         with Progress("tokens", texts, "texts", enabled=o.progress) as bar:
-            for src, (idx, passes), (pool, inverse) in zip(sources, picks, pools):
+            for src, (_, passes), (pool, inverse) in zip(sources, picks, pools):
                 tokens = counter.count(pool["messages"], bar)
                 part = pool.with_columns(pl.Series("num_tokens", tokens, dtype=pl.Int64),
                                          pl.lit(src.spec.name).alias("source"))[inverse]
                 parts.append(part.select(COLUMNS))
-                domains = part.group_by("domain").len().sort("domain")
-                report.append({
-                    "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
-                    "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
-                    "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
-                    "full_passes": passes, "repeated_rows": int(part.height - pool.height),
-                    "license": o.source_licenses.get(src.spec.name),
-                    "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
-                    "dropped_without_think": src.dropped_no_think,
-                    "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)})
+                report.append(source_report(src, part, pool, passes, o))
     finally:
         counter.close()
-    timings["tokenize"] = round(time.time() - t, 2)
+    return parts, report
 
-    t = time.time()
-    mixture = pl.concat(parts, how="vertical_relaxed")
-    mixture = mixture[rng_for(o.seed, "shuffle").permutation(mixture.height)]
-    train, test = split(mixture, o.test_size, rng_for(o.seed, "test"))
-    timings["shuffle_split"] = round(time.time() - t, 2)
-    manifest = {"stage": "mix", "status": "complete", "config": config, "command": o.command,
-                "sources": report, "tokenizer": o.tokenizer or "embedded SmolLM2-135M-Instruct",
-                "splits": {"train": train.height, **({"test": test.height} if test is not None else {})},
-                "counts": {"rows": mixture.height, "unique_rows": unique_rows}, "versions": package_versions(),
-                "created": now()}
-    write(Path(o.out), train, test, manifest, o, timings, t0)
-    return manifest
+
+def source_report(src: Source, part: pl.DataFrame, pool: pl.DataFrame, passes: int, o: MixOptions) -> dict:
+    """What the manifest (and the card) says about one source."""
+    domains = part.group_by("domain").len().sort("domain")
+    return {
+        "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
+        "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
+        "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
+        "full_passes": passes, "repeated_rows": int(part.height - pool.height),
+        "license": o.source_licenses.get(src.spec.name),
+        "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,
+        "dropped_without_think": src.dropped_no_think,
+        "domains": {d: n for d, n in domains.iter_rows()}, "lineage": lineage(src.manifest, src.spec.path)}
 
 
 def split(mixture: pl.DataFrame, test_size: float | None, rng) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -602,21 +588,18 @@ def to_dataset(df: pl.DataFrame, split_name: str):
                             split=split_name, fingerprint=digest.hexdigest()[:16])
 
 
-def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: dict, o: MixOptions,
-          timings: dict, t0: float) -> None:
+def write(out: RunStore, train: pl.DataFrame, test: pl.DataFrame | None, o: MixOptions, timings: dict) -> None:
+    """The splits as Hub Parquet shards and a DatasetDict, and the card, into the session's folder."""
     import datasets
     import pyarrow.parquet as pq
 
     from curate import card
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
+    folder, manifest = out.dir, out.manifest
     if not o.progress:
         datasets.disable_progress_bars()
-    try:
-        t = time.time()
+    with _timed(timings, "write_parquet"):
+        (folder / "data").mkdir()
         splits = {"train": to_dataset(train, "train")}
         if test is not None:
             splits["test"] = to_dataset(test, "test")
@@ -627,21 +610,13 @@ def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: d
             per = math.ceil(table.num_rows / n) if table.num_rows else 0
             files[name] = []
             for i in range(n):
-                path = tmp / "data" / f"{name}-{i:05d}-of-{n:05d}.parquet"
+                path = folder / "data" / f"{name}-{i:05d}-of-{n:05d}.parquet"
                 pq.write_table(table.slice(i * per, per), path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
                 files[name].append(f"data/{path.name}")
-        timings["write_parquet"] = round(time.time() - t, 2)
-        t = time.time()
-        datasets.DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
-        timings["save_to_disk"] = round(time.time() - t, 2)
-        manifest["files"] = files
-        t = time.time()
-        manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
-        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        card.write_card(tmp, license=o.license, language=list(o.language), pretty_name=o.pretty_name or out.name)
-        timings["card"] = round(time.time() - t, 2)
-        manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
-        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _timed(timings, "save_to_disk"):
+        datasets.DatasetDict(splits).save_to_disk(str(folder / "dataset"))
+    manifest["files"] = files
+    with _timed(timings, "card"):
+        out.write_manifest(manifest)  # the card reads it
+        manifest["card"] = card.render_card(folder, license=o.license, language=list(o.language),
+                                            pretty_name=o.pretty_name or out.root.name)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions, read_manifest, sha256_files, write_text_atomic
+from curate.store import locked, now, package_versions, read_manifest, sha256_files, write_text_atomic
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
@@ -244,11 +244,19 @@ def get_token() -> str:
 
 def push(p: PublishPlan, token: str, attempts: int = 5, log=print) -> dict:
     """Create the repo (and branch), upload every file in one commit, and record it in
-    DIR/publish.json. Returns that record."""
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    DIR/publish.json. Returns that record. DIR's lock is held throughout, so no curate
+    process rewrites the files while they are read and uploaded."""
+    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         raise CurateError("the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1); unset it to publish")
+    with locked(p.dir):
+        return _push(p, token, attempts, log)
+
+
+def _push(p: PublishPlan, token: str, attempts: int, log) -> dict:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
     api = HfApi(token=token)
     endpoint = api.endpoint
     revision = p.revision if p.revision and p.revision != "main" else None
@@ -276,7 +284,8 @@ def push(p: PublishPlan, token: str, attempts: int = 5, log=print) -> dict:
         "stage": "publish", "repo": p.repo, "repo_url": str(url), "revision": revision or "main",
         "private": p.private, "endpoint": endpoint, "commit_url": commit.commit_url, "commit": commit.oid,
         "files": [{"path": f.path_in_repo, "bytes": f.size, "sha256": digests[f.path_in_repo]} for f in p.files],
-        "rows": p.rows, "versions": package_versions(), "published": now(),
+        "rows": p.rows, "versions": package_versions(), "published": now(), "status": "complete",
+        "counts": {"files": len(p.files), "rows": p.rows, "bytes": total},
     }
     _write_record(p.dir / "publish.json", record, token)
     return record

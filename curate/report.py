@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import now, package_versions, write_text_atomic
+from curate.store import load_manifest, now, package_versions, require_complete, write_text_atomic
 
 MAX_TRACE_CHARS = 20_000  # per trace in the browser
 TRACES_PER_SIDE = 4  # kept / rejected traces per problem in the browser
@@ -62,13 +62,12 @@ def load_run(path: str | os.PathLike) -> Run:
     root = Path(path)
     if not root.is_dir():
         raise CurateError(f"{path}: no such folder (give a curate filter, generate, select or mix output)")
-    manifest = _manifest(root)
+    manifest = load_manifest(root) or {}
     stage = manifest.get("stage")
     if stage not in (None, "filter", "generate", "select", "mix"):
         raise CurateError(f"{path}: holds a `{stage}` run; curate report reads filter, generate, select or mix outputs")
     if stage == "filter" or (stage is None and (root / "kept").is_dir()):
-        if manifest.get("status") not in (None, "complete"):
-            raise CurateError(f"{path}: the filter run is {manifest.get('status')}; finish it first (re-run curate filter)")
+        require_complete(path, manifest)
         kept = sorted((root / "kept").glob("part-*.parquet"))
         rejected = sorted((root / "rejected").glob("*-part-*.parquet"))
         if not kept and not rejected:
@@ -100,17 +99,6 @@ def load_run(path: str | os.PathLike) -> Run:
     if unit == "characters":  # some files have no token counts: characters for all, comparable
         rows = rows.with_columns(pl.col("length_chars").alias("length"))
     return Run(root, kind, manifest, [g[0] for g in groups], rows, unit)
-
-
-def _manifest(root: Path) -> dict:
-    p = root / "manifest.json"
-    if not p.is_file():
-        return {}
-    try:
-        m = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{p}: unreadable manifest ({e})") from None
-    return m if isinstance(m, dict) else {}
 
 
 def _light(path: Path, index: int, status: str, rejected_by: str | None, step: int | None) -> tuple[pl.DataFrame, str]:

@@ -31,11 +31,7 @@ files; a different config into the same --out is refused unless --overwrite.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +40,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_manifest, read_table_file, replace_folder
+from curate.store import Table, load_manifest, open_run, open_table, read_manifest
 
 CORRECTNESS_FILTERS = ("math", "code")
 POLICIES = ("all", "one", "best-k")
@@ -85,19 +81,17 @@ def check_options(o: SelectOptions) -> None:
             raise CurateError(f"--pass-rate-band {low} {high}: expected 0 <= LOW <= HIGH <= 1")
 
 
-def read_filter_dir(path: str) -> tuple[dict, list[Path], list[tuple[int, Path]]]:
-    """The filter manifest, the kept shards, and (chain index, file) of each rejected shard."""
+def read_filter_dir(path: str) -> tuple[dict, Table, list[tuple[int, Path]]]:
+    """The filter manifest, its kept rows, and (chain index, file) of each rejected shard."""
     root = Path(path)
-    manifest = read_manifest(root, "filter", "give a `curate filter` output folder")
-    if manifest.get("status") != "complete":
-        raise CurateError(f"{path}: the filter run is {manifest.get('status')}; finish it first (re-run curate filter)")
-    kept = sorted((root / "kept").glob("part-*.parquet"))
+    read_manifest(root, "filter", "give a `curate filter` output folder")
+    kept = open_table(root)  # refuses a run that is not complete
     rejected = []
     for f in sorted((root / "rejected").glob("*.parquet")):
         m = REJECTED_RE.match(f.name)
         if m:
             rejected.append((int(m.group(1)), f))
-    return manifest, kept, rejected
+    return kept.manifest, kept, rejected
 
 
 def correctness_index(chain: list[dict]) -> int | None:
@@ -116,12 +110,11 @@ def generate_lineage(filter_manifest: dict, filter_dir: str) -> dict:
     if not p.is_absolute() and not p.exists():
         p = Path(filter_dir).parent / path
     info["path"] = str(p.resolve()) if p.exists() else path
-    mpath = p / "manifest.json" if p.is_dir() else None
-    if mpath and mpath.is_file():
-        try:
-            m = json.loads(mpath.read_text())
-        except (OSError, json.JSONDecodeError):
-            return info
+    try:
+        m = load_manifest(p) if p.is_dir() else None
+    except CurateError:  # unreadable: the lineage goes without it
+        return info
+    if m:
         if m.get("stage") == "generate":
             cfg = m.get("config", {})
             info.update(stage="generate", model=cfg.get("model"), backend=cfg.get("backend"),
@@ -181,9 +174,9 @@ def pick(kept: pl.DataFrame, o: SelectOptions) -> pl.DataFrame:
 
 
 def run(o: SelectOptions) -> dict:
+    """Select from a filter run into OUT (built whole in a temporary folder); returns the manifest."""
     check_options(o)
-    t0 = time.time()
-    fmanifest, kept_files, rejected = read_filter_dir(o.input)
+    fmanifest, kept_table, rejected = read_filter_dir(o.input)
     chain = (fmanifest.get("config") or {}).get("chain") or []
     correct_after = correctness_index(chain)
     if o.pass_rate_band is not None and correct_after is None:
@@ -194,25 +187,42 @@ def run(o: SelectOptions) -> dict:
               "score": o.score, "score_order": o.score_order if o.score else None,
               "pass_rate_band": list(o.pass_rate_band) if o.pass_rate_band else None, "seed": o.seed,
               "filter_updated": fmanifest.get("updated")}
-    store = RunStore(o.out, stage="select")
-    store.check(config, o.overwrite)
+    lineage = generate_lineage(fmanifest, o.input)
+    inputs = {"filter": {"path": str(Path(o.input).resolve()), "chain": chain,
+                         "funnel": fmanifest.get("funnel"), "command": fmanifest.get("command")},
+              "generate": lineage}
+    out = open_run(o.out, "select", config, overwrite=o.overwrite, command=o.command, inputs=inputs)
+    with out.session(replace=True) as manifest:
+        kept, dropped = _read_rows(o, kept_table, rejected)
+        kept = kept.with_columns(pl.lit(lineage.get("path") or str(o.input)).alias("run"))
+        problems = problem_table(kept, dropped, correct_after)
+        selected, problems = _select(o, kept, dropped, problems)
+        manifest.update(
+            correctness={"filters": [s["filter"] for s in chain if s.get("filter") in CORRECTNESS_FILTERS],
+                         "rule": "kept, or rejected by a filter after the last correctness filter"},
+            counts=_counts(problems, kept, selected, correct_after))
+        (out.dir / "data").mkdir()
+        selected.write_parquet(out.dir / "data" / "part-00000.parquet", compression="zstd")
+        problems.write_parquet(out.dir / "problems.parquet", compression="zstd")
+    return manifest
 
-    with Progress("select", len(kept_files) + len(rejected), "files", enabled=o.progress) as bar:
-        frames = []
-        for f in kept_files:
-            frames.append(read_table_file(f))
-            bar.advance(1)
-        kept = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
-            schema={"problem_id": pl.String, "sample_id": pl.String})
+
+def _read_rows(o: SelectOptions, kept_table: Table, rejected: list[tuple[int, Path]]) -> tuple[pl.DataFrame, ...]:
+    """The kept rows (every column) and the rejected rows' problem, labels and chain index."""
+    with Progress("select", len(kept_table.files) + len(rejected), "files", enabled=o.progress) as bar:
+        kept = kept_table.read()
+        bar.advance(len(kept_table.files))
         if o.score and o.score not in kept.columns:
             raise CurateError(f"--score {o.score!r}: the kept rows have no such column "
                               f"(columns: {', '.join(kept.columns)})")
         dropped = read_rejected(rejected)
-        problems = problem_table(kept, dropped, correct_after)
         bar.advance(len(rejected))
+    return kept, dropped
 
-    lineage = generate_lineage(fmanifest, o.input)
-    kept = kept.with_columns(pl.lit(lineage.get("path") or str(o.input)).alias("run"))
+
+def _select(o: SelectOptions, kept: pl.DataFrame, dropped: pl.DataFrame,
+            problems: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pass-rate band, then the policy per problem; (selected rows, the per-problem table)."""
     if o.pass_rate_band is not None:
         low, high = o.pass_rate_band
         in_band = pl.col("pass_rate").is_between(low, high, closed="both")
@@ -230,36 +240,14 @@ def run(o: SelectOptions) -> dict:
         problems = problems.join(labels, on="problem_id", how="left")
     problems = problems.select(*[c for c in ("problem_id", "source", "domain") if c in problems.columns],
                                "generated", "correct", "kept", "pass_rate", "in_band", "selected").sort("problem_id")
-
-    counts = {"problems": problems.height, "problems_in_band": int(problems["in_band"].sum()),
-              "problems_selected": int((problems["selected"] > 0).sum()), "generated": int(problems["generated"].sum()),
-              "correct": int(problems["correct"].sum()) if correct_after is not None else None,
-              "kept": kept.height, "selected": selected.height}
-    manifest = {"stage": "select", "status": "complete", "config": config, "command": o.command,
-                "inputs": {"filter": {"path": str(Path(o.input).resolve()), "chain": chain,
-                                      "funnel": fmanifest.get("funnel"), "command": fmanifest.get("command")},
-                           "generate": lineage},
-                "correctness": {"filters": [s["filter"] for s in chain if s.get("filter") in CORRECTNESS_FILTERS],
-                                "rule": "kept, or rejected by a filter after the last correctness filter"},
-                "counts": counts, "versions": package_versions(), "created": now(),
-                "timings": {"seconds": round(time.time() - t0, 2)}}
-    _write_atomically(Path(o.out), selected, problems, manifest)
-    return manifest
+    return selected, problems
 
 
-def _write_atomically(out: Path, selected: pl.DataFrame, problems: pl.DataFrame, manifest: dict) -> None:
-    """Everything into a temporary folder next to OUT, renamed into place at the end."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    try:
-        selected.write_parquet(tmp / "data" / "part-00000.parquet", compression="zstd")
-        problems.write_parquet(tmp / "problems.parquet", compression="zstd")
-        (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _counts(problems: pl.DataFrame, kept: pl.DataFrame, selected: pl.DataFrame, correct_after: int | None) -> dict:
+    return {"problems": problems.height, "problems_in_band": int(problems["in_band"].sum()),
+            "problems_selected": int((problems["selected"] > 0).sum()), "generated": int(problems["generated"].sum()),
+            "correct": int(problems["correct"].sum()) if correct_after is not None else None,
+            "kept": kept.height, "selected": selected.height}
 
 
 def pass_rate_histogram(problems: pl.DataFrame, bins: int = 10) -> list[dict]:

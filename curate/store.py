@@ -192,7 +192,7 @@ class RunStore:
         """Take the lock and walk the status lifecycle; yields the manifest to fill in.
 
         In place (default): manifest.json says `running` at once, and on leaving the block
-        `complete`, `interrupted` (KeyboardInterrupt) or `failed` (with `error`); on
+        `complete`, `interrupted` (Ctrl-C, SIGTERM) or `failed` (with `error`); on
         --overwrite the shards, manifest, log and the `clear` subfolders go first.
         `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
         the manifest (complete) is written into it last and it replaces OUT; on any
@@ -203,7 +203,7 @@ class RunStore:
         if self.overwrite and not replace:
             for sub in clear:
                 shutil.rmtree(self.root / sub, ignore_errors=True)
-        old = self.read_manifest() if self.resuming else None
+        old = self.read_manifest() if self.resuming and not replace else None  # a rebuild starts afresh
         manifest = dict(old or {})
         manifest.update(stage=self.stage, status="running", config=self.config, command=self.command or
                         manifest.get("command") or [], versions=package_versions())
@@ -222,7 +222,8 @@ class RunStore:
         else:
             self.write_manifest(manifest)  # before any output: a killed run is always recognisable
         try:
-            yield manifest
+            with sigterm_interrupts():
+                yield manifest
             manifest["status"] = "complete"
         except KeyboardInterrupt:
             manifest["status"] = "interrupted"
@@ -232,8 +233,7 @@ class RunStore:
             raise
         finally:
             timings = manifest.setdefault("timings", {})
-            timings.setdefault("seconds", round(time.time() - t0, 2))
-            timings["finished"] = now()
+            timings.update(seconds=round(time.time() - t0, 2), finished=now())  # this session's
             try:
                 if not replace:
                     self.write_manifest(manifest)
@@ -302,6 +302,27 @@ class RunStore:
         return done
 
 
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block (main thread only), so a stopped
+    stage saves what is finished and says `interrupted`, as on Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def lock(root: Path) -> int:
     """Take ROOT/.lock (flock); a second writer is refused in one line."""
     fd = os.open(root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
@@ -344,7 +365,7 @@ def load_manifest(root: str | os.PathLike) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CurateError(f"{path}: unreadable manifest ({e}); use --overwrite") from None
+        raise CurateError(f"{path}: unreadable manifest ({e})") from None
     return manifest if isinstance(manifest, dict) else None
 
 
@@ -405,12 +426,14 @@ class Table:
 
     def read(self, columns: list[str] | None = None) -> pl.DataFrame:
         """The rows as a DataFrame; an unreadable file is one line."""
-        try:
-            return self.scan(columns).collect()
-        except CurateError:
-            raise
-        except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
-            raise CurateError(f"{self.source}: unreadable ({_reason(e)})") from None
+        return collect(self.scan(columns), self.source)
+
+    def parts(self) -> list[tuple[str, pl.LazyFrame]]:
+        """The table in pieces to stream through: (file, its rows) per file; one piece,
+        (source, rows), for a table held in memory (datasets, JSON)."""
+        if self.memory is not None:
+            return [(self.source, self.scan())]
+        return [(str(f), scan_file(f)) for f in self.files]
 
     def arrow(self, columns: list[str] | None = None) -> pa.Table:
         """The rows as an Arrow table with the files' own types (Parquet and datasets are
@@ -470,8 +493,8 @@ def open_table(path: str | os.PathLike, *, split: str = "train", config: str | N
             from curate.inputs import read_json_frame
 
             return Table(source, "json", [p], memory=read_json_frame(source))
-        if suffix in (".parquet", ".jsonl"):
-            return Table(source, suffix[1:], [p])
+        if suffix in (".parquet", ".jsonl", ".ndjson"):
+            return Table(source, "parquet" if suffix == ".parquet" else "jsonl", [p])
         raise CurateError(f"{source}: unsupported file; give a folder of Parquet, a .parquet, .jsonl or .json file")
     if is_hub_name(source):
         file, fingerprint = hub_parquet(source, split, config)
@@ -506,18 +529,23 @@ def parquet_files(folder: Path) -> list[Path]:
 
 
 def scan_file(path: Path) -> pl.LazyFrame:
-    """One .parquet or .jsonl file, lazily."""
+    """One .parquet or .jsonl (.ndjson) file, lazily."""
     import polars as pl
 
-    return pl.scan_ndjson(path) if path.suffix.lower() == ".jsonl" else pl.scan_parquet(path)
+    return pl.scan_ndjson(path) if path.suffix.lower() in (".jsonl", ".ndjson") else pl.scan_parquet(path)
+
+
+def collect(frame: pl.LazyFrame, where: str | os.PathLike) -> pl.DataFrame:
+    """`frame.collect()`; a file that cannot be read is one line naming `where`."""
+    try:
+        return frame.collect()
+    except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
+        raise CurateError(f"{where}: unreadable ({_reason(e)})") from None
 
 
 def read_table_file(path: Path) -> pl.DataFrame:
     """One .parquet or .jsonl file as a DataFrame; unreadable is one line."""
-    try:
-        return scan_file(Path(path)).collect()
-    except Exception as e:  # noqa: BLE001 - polars raises many kinds
-        raise CurateError(f"{path}: unreadable ({_reason(e)})") from None
+    return collect(scan_file(Path(path)), path)
 
 
 def read_run(path: str | os.PathLike) -> pl.DataFrame:
@@ -630,3 +658,8 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
+
+
+def table_files(path: str | os.PathLike) -> list[Path]:
+    """The data files of `open_table(path)` (kept until train/ reads through open_table)."""
+    return open_table(path).files

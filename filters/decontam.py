@@ -39,6 +39,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
+from curate.store import is_hub_name, open_table
 
 WORD = re.compile(r"\\[a-z]+|\w+")
 
@@ -89,7 +90,7 @@ class Benchmark:
         if "=" in spec:
             name, path = spec.split("=", 1)
             return cls.from_file(path, name)
-        if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+        if "/" in spec and is_hub_name(spec):  # owner/name: a bare word is a mistyped alias, not a Hub name
             return cls.from_hub(spec, spec, None, None, None)
         raise CurateError(
             f"filter decontam: benchmark {spec!r} is neither a known name ({', '.join(HUB)}), "
@@ -101,11 +102,12 @@ class Benchmark:
         p = Path(path)
         if not p.is_file():
             raise CurateError(f"filter decontam: benchmark file {path} does not exist")
-        readers = {".jsonl": pl.read_ndjson, ".ndjson": pl.read_ndjson,
-                   ".json": pl.read_json, ".parquet": pl.read_parquet}
-        if p.suffix not in readers:
+        if p.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".parquet"):
             raise CurateError(f"filter decontam: benchmark file {path}: expected .jsonl, .json or .parquet")
-        frame = readers[p.suffix](p)
+        try:
+            frame = open_table(p).read()
+        except CurateError as e:
+            raise CurateError(f"filter decontam: benchmark file {e}") from None
         return cls(name or p.stem, problem_texts(frame.columns, frame.get_column, column, path))
 
     @classmethod

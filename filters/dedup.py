@@ -66,7 +66,7 @@ from rensa import RMinHash, RMinHashLSH
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
-from curate.store import read_table_file, table_files
+from curate.store import open_table
 
 SEED = 42
 NGRAM = 5
@@ -221,7 +221,7 @@ class Dedup(Filter):
         self.against = [str(p) for p in self.param("against", against or [], list)]
         for path in self.against:  # refused when the chain is planned, before anything is written
             try:
-                table_files(path)
+                open_table(path)
             except CurateError as e:
                 raise CurateError(f"filter dedup: against {e}") from None
         self._drops: pl.DataFrame | None = None  # id, reason
@@ -353,8 +353,8 @@ class Dedup(Filter):
 
 
 def read_dataset(path: str) -> pl.DataFrame:
-    """An earlier dataset: a Parquet or JSONL file, or a folder of Parquet."""
+    """An earlier dataset: any table `open_table` reads (a file, a folder, a curate run, a Hub name)."""
     try:
-        return pl.concat([read_table_file(f) for f in table_files(path)], how="diagonal_relaxed")
+        return open_table(path).read()
     except CurateError as e:
         raise CurateError(f"filter dedup: against {e}") from None

@@ -278,6 +278,7 @@ def test_publish_retries_429_and_5xx_and_uploads_one_commit_without_leaking_the_
     assert "published 6 files (8 rows)" in r.stdout and "abc123" in r.stdout
     record = json.loads((mix_dir / "publish.json").read_text())
     assert record["revision"] == "v1" and record["commit"] == "abc123" and len(record["files"]) == 6
+    assert record["status"] == "complete" and record["counts"]["files"] == 6
     # the token: sent to the Hub, never printed, never written
     assert TOKEN not in r.stdout + r.stderr
     for f in tmp_path.rglob("*"):

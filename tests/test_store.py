@@ -1,4 +1,7 @@
 import json
+import os
+import signal
+import time
 
 import polars as pl
 import pyarrow as pa
@@ -120,6 +123,16 @@ def test_ctrl_c_leaves_the_run_interrupted_and_it_resumes(tmp_path):
     with again.session() as manifest:
         assert manifest["created"] == json.loads(run.manifest_path.read_text())["created"]
     assert json.loads(run.manifest_path.read_text())["status"] == "complete"
+
+
+def test_sigterm_leaves_the_run_interrupted(tmp_path):
+    run = open_run(tmp_path / "run", "filter", {})
+    with pytest.raises(KeyboardInterrupt):
+        with run.session():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives before this ends
+    assert json.loads(run.manifest_path.read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
 
 def test_an_error_leaves_the_run_failed_with_the_error(tmp_path):
