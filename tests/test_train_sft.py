@@ -255,7 +255,8 @@ def test_interrupted_resumed_then_a_different_config_refused_unless_overwrite(mi
     r = run_cli(*same, "--max-steps", 3, "--resume")
     assert r.exit_code == 0, r.output
     m = manifest(out)
-    assert m["status"] == "complete" and m["counts"]["steps"] == 3 and m["trl_config"]["resume_from"].endswith("checkpoint-1")
+    assert m["status"] == "complete" and m["counts"]["steps"] == 3
+    assert m["trl_config"]["resume_from"].endswith("checkpoint-1")
     assert (out / "model.safetensors").is_file()
     with locked(out):  # the session let go of the lock
         pass
@@ -267,4 +268,47 @@ def test_interrupted_resumed_then_a_different_config_refused_unless_overwrite(mi
     assert r.exit_code == 0, r.output
     m = manifest(out)
     assert m["status"] == "complete" and m["config"]["loss"] == "all" and m["counts"]["steps"] == 1
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"] and m["trl_config"]["resume_from"] is None
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert m["trl_config"]["resume_from"] is None
+
+
+def test_sigterm_is_an_interruption_and_resume_continues_from_the_last_whole_checkpoint(mixture_dir, tiny_model,
+                                                                                       tmp_path):
+    """`kill` (SIGTERM) of a running `curate train sft`: exit 130, one line on stderr and
+    no traceback, the manifest says `interrupted`; --resume continues from the newest
+    checkpoint the Trainer finished writing."""
+    import signal
+    import subprocess
+    import time
+
+    from helpers import CURATE, env
+
+    from curate.train import last_checkpoint
+
+    out = tmp_path / "sft"
+    args = ["train", "sft", "--student", tiny_model, "--data", mixture_dir, "--out", out, "--batch-size", 4,
+            "--save-steps", 1, "--no-progress"]
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        proc = subprocess.Popen([*CURATE, *map(str, args), "--max-steps", "100000"], stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint-1" / "trainer_state.json").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: the checkpoints are in {out}; add --resume")
+    m = manifest(out)
+    assert m["status"] == "interrupted" and m["counts"]["steps"] >= 1
+
+    last = last_checkpoint(out)
+    step = int(Path(last).name.removeprefix("checkpoint-"))
+    curate(*args, "--max-steps", step + 1, "--resume")
+    m = manifest(out)
+    assert m["status"] == "complete" and m["counts"]["steps"] == step + 1 and m["trl_config"]["resume_from"] == last

@@ -442,7 +442,7 @@ def run(opts: GRPOOptions) -> dict:
 def train(p: GRPOPlan) -> dict:
     """Build the trainer, then in a session of the run dir (the lock; running -> complete |
     interrupted | failed): train from the last checkpoint, save the policy to OUT/model."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from curate.train import last_checkpoint
 
     opts, out = p.opts, Path(p.opts.out)
     trainer = build_trainer(p)
@@ -457,7 +457,7 @@ def train(p: GRPOPlan) -> dict:
             "defaults_differing_from_trl": trl_differences(p.kwargs),
             "generation": "vllm (colocate)" if p.kwargs["use_vllm"] else "transformers",
         })
-        checkpoint = get_last_checkpoint(str(out))
+        checkpoint = last_checkpoint(out)
         t0 = time.time()
         try:
             result = trainer.train(resume_from_checkpoint=checkpoint)

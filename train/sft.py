@@ -364,7 +364,13 @@ def run(cli_values: dict, echo=print, command: list | None = None) -> int:
         return 0
     if not p.launched:
         p.say("\n".join([f"note: {n}" for n in p.report.notes] + [p.report.verdict()]))
-    return launch(p) if p.launch else train(p)
+    try:
+        return launch(p) if p.launch else train(p)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the manifest says `interrupted`
+        if p.main:
+            print(f"interrupted: the checkpoints are in {p.out}; add --resume to the same command to continue",
+                  file=sys.stderr)
+        return 130
 
 
 def plan(cli_values: dict, echo=print, command: list | None = None) -> SFTPlan:
@@ -404,14 +410,13 @@ def check_out(p: SFTPlan) -> None:
     """The run directory, checked (nothing is written yet): empty, or an sft run with the
     same config (store.open_run refuses another config unless --overwrite), and the
     checkpoint to resume from with --resume."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     from curate.store import open_run
+    from curate.train import last_checkpoint
 
     if p.flag("lint_only"):
         return
     p.run = open_run(p.out, "sft", run_config(p.cfg), overwrite=p.flag("overwrite"), command=p.command or ())
-    last = get_last_checkpoint(str(p.out)) if p.run.resuming else None
+    last = last_checkpoint(p.out) if p.run.resuming else None
     if p.flag("resume"):
         if last is None:
             raise CurateError(f"{p.out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
