@@ -614,7 +614,7 @@ def push(out: Path, repo: str, say) -> None:
     api = HfApi()
     try:
         api.create_repo(repo, exist_ok=True)
-        api.upload_folder(folder_path=str(out), repo_id=repo, ignore_patterns=["checkpoint-*", ".tmp-*"])
+        api.upload_folder(folder_path=str(out), repo_id=repo, ignore_patterns=["checkpoint-*", ".tmp-*", ".lock"])
     except Exception as e:  # noqa: BLE001
         raise CurateError(f"--push-to-hub {repo}: upload failed ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
                           f"the model is saved in {out}") from None
