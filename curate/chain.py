@@ -35,7 +35,7 @@ import yaml
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
 from curate.progress import Progress
-from curate.store import RunStore, Table, collect, open_run, open_table, write_parquet_atomic
+from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
 
 FILTERS = {
     "format": ("curate.filters.format", "Format"),
@@ -133,7 +133,7 @@ def read_shard(part: Part, column_map: dict[str, str]) -> pl.DataFrame:
 
 
 def _stage_parts(files: list[Path]) -> list[Part]:
-    return [(str(f), pl.scan_parquet(f)) for f in files]
+    return [(str(f), scan_file(f)) for f in files]
 
 
 def _rows(part: Part) -> int:

@@ -186,47 +186,13 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
     if df.height == 0:
         raise CurateError(f"{spec.shown}: the source has no rows")
     if "messages" in cols:
-        messages = _normalise_messages(df, spec)
-        if no_cot:
-            after = pl.element().struct.field("content").str.replace(r"(?s)^\s*<think>.*?</think>\s*", "")
-            messages = messages.list.eval(pl.struct(
-                role=pl.element().struct.field("role"),
-                content=pl.when(pl.element().struct.field("role") == "assistant").then(pl.lit(EMPTY_THINK) + after)
-                .otherwise(pl.element().struct.field("content"))))
-        no_think = 0
-        out = df.select(messages.alias("messages"))
+        out, no_think = df.select(_chat_messages(df, spec, no_cot).alias("messages")), 0
     elif {"problem", "completion"} <= cols:
-        reasoning = pl.col("reasoning") if "reasoning" in cols else pl.lit(None, pl.String)
-        answer = pl.col("answer") if "answer" in cols else pl.lit(None, pl.String)
-        has_think = reasoning.is_not_null() & ~pl.lit(no_cot)
-        text_after = pl.when(reasoning.is_not_null()).then(pl.coalesce(answer, pl.lit(""))).otherwise(pl.col("completion"))
-        assistant = (pl.when(has_think)
-                     .then(pl.lit("<think>\n") + reasoning.str.strip_chars() + pl.lit("\n</think>\n\n")
-                           + text_after.str.strip_chars())
-                     .otherwise(pl.lit(EMPTY_THINK) + pl.coalesce(text_after, pl.lit("")).str.strip_chars()))
-        messages = pl.concat_list(pl.struct(role=pl.lit("user"), content=pl.col("problem").cast(pl.String)),
-                                  pl.struct(role=pl.lit("assistant"), content=assistant))
-        no_think = int(df.select(reasoning.is_null().sum()).item()) if not no_cot else 0
-        out = df.select(messages.alias("messages"), reasoning.is_null().alias("_no_think"))
+        out, no_think = _r1_messages(df, no_cot)
     else:
         raise CurateError(f"{spec.shown}: needs a `messages` column, or `problem` and `completion` "
                           f"(columns: {', '.join(df.columns) or 'none'})")
-    n = df.height
-    out = out.with_columns(
-        domain=_series(df, "domain", spec.name, n), problem_id=_series(df, "problem_id", None, n),
-        sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
-        run=_series(df, "run", spec.path, n))
-    # rows from elsewhere get ids: the problem from its first message (xxh3, stable across
-    # versions), the sample from its source and row
-    if out["problem_id"].null_count():
-        import xxhash
-
-        firsts = out["messages"].list.first().struct.field("content").fill_null("").to_list()
-        hashed = pl.Series("h", [xxhash.xxh3_64_hexdigest(t.encode()) for t in firsts], dtype=pl.String)
-        out = out.with_columns(pl.coalesce(pl.col("problem_id"), hashed).alias("problem_id"))
-    out = out.with_columns(
-        pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),
-        pl.coalesce("domain", pl.lit(spec.name)).alias("domain"))
+    out = _with_labels_and_ids(out, df, spec)
     dropped = 0
     if "_no_think" in out.columns:
         if missing_think == "drop" and not no_cot:
@@ -237,6 +203,57 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
         raise CurateError(f"{spec.shown}: no rows left (all {dropped:,} had no <think> block and "
                           "--missing-think drop was given)")
     return out, no_think, dropped
+
+
+def _chat_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool) -> pl.Expr:
+    """A table's own `messages`; with --no-cot, each assistant turn's think block emptied."""
+    messages = _normalise_messages(df, spec)
+    if not no_cot:
+        return messages
+    after = pl.element().struct.field("content").str.replace(r"(?s)^\s*<think>.*?</think>\s*", "")
+    return messages.list.eval(pl.struct(
+        role=pl.element().struct.field("role"),
+        content=pl.when(pl.element().struct.field("role") == "assistant").then(pl.lit(EMPTY_THINK) + after)
+        .otherwise(pl.element().struct.field("content"))))
+
+
+def _r1_messages(df: pl.DataFrame, no_cot: bool) -> tuple[pl.DataFrame, int]:
+    """curate rows as a user turn (the problem) and an assistant turn (the reasoning in a
+    think block, then the answer; an empty think block without reasoning, or with
+    --no-cot); and how many rows had no reasoning."""
+    cols = set(df.columns)
+    reasoning = pl.col("reasoning") if "reasoning" in cols else pl.lit(None, pl.String)
+    answer = pl.col("answer") if "answer" in cols else pl.lit(None, pl.String)
+    has_think = reasoning.is_not_null() & ~pl.lit(no_cot)
+    text_after = pl.when(reasoning.is_not_null()).then(pl.coalesce(answer, pl.lit(""))).otherwise(pl.col("completion"))
+    assistant = (pl.when(has_think)
+                 .then(pl.lit("<think>\n") + reasoning.str.strip_chars() + pl.lit("\n</think>\n\n")
+                       + text_after.str.strip_chars())
+                 .otherwise(pl.lit(EMPTY_THINK) + pl.coalesce(text_after, pl.lit("")).str.strip_chars()))
+    messages = pl.concat_list(pl.struct(role=pl.lit("user"), content=pl.col("problem").cast(pl.String)),
+                              pl.struct(role=pl.lit("assistant"), content=assistant))
+    no_think = int(df.select(reasoning.is_null().sum()).item()) if not no_cot else 0
+    return df.select(messages.alias("messages"), reasoning.is_null().alias("_no_think")), no_think
+
+
+def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
+    """domain, problem_id, sample_id, origin and run from the source's columns; rows from
+    elsewhere get ids: the problem from its first message (xxh3, stable across versions),
+    the sample from its source and row; the domain is the source's name."""
+    n = df.height
+    out = out.with_columns(
+        domain=_series(df, "domain", spec.name, n), problem_id=_series(df, "problem_id", None, n),
+        sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
+        run=_series(df, "run", spec.path, n))
+    if out["problem_id"].null_count():
+        import xxhash
+
+        firsts = out["messages"].list.first().struct.field("content").fill_null("").to_list()
+        hashed = pl.Series("h", [xxhash.xxh3_64_hexdigest(t.encode()) for t in firsts], dtype=pl.String)
+        out = out.with_columns(pl.coalesce(pl.col("problem_id"), hashed).alias("problem_id"))
+    return out.with_columns(
+        pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),
+        pl.coalesce("domain", pl.lit(spec.name)).alias("domain"))
 
 
 def _series(df: pl.DataFrame, name: str, default, n: int) -> pl.Series:

@@ -197,55 +197,69 @@ class RunStore:
         `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
         the manifest (complete) is written into it last and it replaces OUT; on any
         failure it is removed and OUT is left as it was."""
-        started, t0 = now(), time.time()
+        t0 = time.time()
         created = not self.root.exists()
         self.open(self.overwrite and not replace)
+        try:
+            manifest = self._begin(replace, clear)
+            try:
+                with sigterm_interrupts():
+                    yield manifest
+                manifest["status"] = "complete"
+            except KeyboardInterrupt:
+                manifest["status"] = "interrupted"
+                raise
+            except BaseException as e:
+                manifest.update(status="failed", error=str(e)[:500] or type(e).__name__)
+                raise
+            finally:
+                manifest.setdefault("timings", {}).update(seconds=round(time.time() - t0, 2), finished=now())
+                self._end(manifest, replace)
+        finally:
+            if self.dir != self.root:
+                _remove(self.dir)
+                self.dir = self.root
+            self.close()
+            if replace and created and self.manifest.get("status") != "complete":
+                _remove(self.root)  # made only to hold the lock: leave nothing behind
+
+    def _begin(self, replace: bool, clear: tuple[str, ...]) -> dict:
+        """The session's manifest (status running; a resumed run keeps what it had), and
+        where it writes: manifest.json at once in place, or a fresh temporary folder."""
         if self.overwrite and not replace:
             for sub in clear:
                 shutil.rmtree(self.root / sub, ignore_errors=True)
         old = self.read_manifest() if self.resuming and not replace else None  # a rebuild starts afresh
         manifest = dict(old or {})
-        manifest.update(stage=self.stage, status="running", config=self.config, command=self.command or
-                        manifest.get("command") or [], versions=package_versions())
+        manifest.update(stage=self.stage, status="running", config=self.config,
+                        command=self.command or manifest.get("command") or [], versions=package_versions())
         if self.inputs is not None:
             manifest["inputs"] = self.inputs
         manifest.setdefault("counts", {})
         manifest.pop("error", None)
         if not old:
-            manifest["created"] = started
+            manifest["created"] = now()
         self.manifest = manifest
-        tmp = self.root.with_name(f".tmp-{os.getpid()}-{self.root.name}")
         if replace:
-            _remove(tmp)
-            tmp.mkdir()
-            self.dir = tmp
+            stale = re.compile(rf"\.tmp-\d+-{re.escape(self.root.name)}")  # left by a killed writer (we hold the lock)
+            for p in self.root.parent.iterdir():
+                if stale.fullmatch(p.name):
+                    _remove(p)
+            self.dir = self.root.with_name(f".tmp-{os.getpid()}-{self.root.name}")
+            self.dir.mkdir()
         else:
             self.write_manifest(manifest)  # before any output: a killed run is always recognisable
-        try:
-            with sigterm_interrupts():
-                yield manifest
-            manifest["status"] = "complete"
-        except KeyboardInterrupt:
-            manifest["status"] = "interrupted"
-            raise
-        except BaseException as e:
-            manifest.update(status="failed", error=str(e)[:500] or type(e).__name__)
-            raise
-        finally:
-            timings = manifest.setdefault("timings", {})
-            timings.update(seconds=round(time.time() - t0, 2), finished=now())  # this session's
-            try:
-                if not replace:
-                    self.write_manifest(manifest)
-                elif manifest["status"] == "complete":
-                    self.write_manifest(manifest)
-                    replace_folder(tmp, self.root)
-            finally:
-                _remove(tmp)
-                self.dir = self.root
-                self.close()
-                if replace and created and manifest["status"] != "complete":
-                    _remove(self.root)  # made only to hold the lock: leave nothing behind
+        return manifest
+
+    def _end(self, manifest: dict, replace: bool) -> None:
+        """Record the final status: in place; or, for a replace session that completed, as
+        the last file of the temporary folder, which then replaces OUT."""
+        if not replace:
+            self.write_manifest(manifest)
+        elif manifest["status"] == "complete":
+            self.write_manifest(manifest)
+            replace_folder(self.dir, self.root)
+            self.dir = self.root
 
     def update(self, **fields) -> dict:
         """Set manifest fields and persist them (progress during a session)."""

@@ -214,3 +214,21 @@ def test_unreachable_data_for_a_filter_is_refused_before_anything_is_written(tmp
     r = curate("filter", "--input", run, "--out", out, "--chain", chain_file, check=False)
     assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_every_table_kind_filters_alike(tmp_path):
+    """A folder of Parquet, one JSONL file and a datasets folder of the same rows give the same kept rows."""
+    import datasets
+
+    run = make_run(tmp_path)
+    rows = pl.read_parquet(sorted(run.glob("*.parquet")))
+    rows.write_ndjson(tmp_path / "rows.jsonl")
+    datasets.Dataset(rows.to_arrow()).save_to_disk(str(tmp_path / "ds"))
+    kept = {}
+    for name in ("run", "rows.jsonl", "ds"):
+        opts = chain.FilterOptions(input=str(tmp_path / name), out=str(tmp_path / f"out-{name}"),
+                                   filters="format,length", progress=False)
+        manifest = chain.run(chain.plan(opts))
+        assert manifest["status"] == "complete" and manifest["counts"]["rows_in"] == 12
+        kept[name] = pl.read_parquet(tmp_path / f"out-{name}" / "kept" / "*.parquet").sort("sample_id")
+    assert kept["run"].height == 3 and kept["run"].equals(kept["rows.jsonl"]) and kept["run"].equals(kept["ds"])

@@ -168,6 +168,7 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path):
 
 def test_a_replace_session_swaps_in_a_whole_folder_or_leaves_the_old_one(tmp_path):
     out = tmp_path / "mix"
+    (tmp_path / ".tmp-99999-mix").mkdir()  # a killed writer's half folder
     with pytest.raises(ValueError):
         with open_run(out, "mix", {"v": 1}).session(replace=True) as _:
             raise ValueError("no")
