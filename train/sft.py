@@ -386,8 +386,8 @@ def plan(cli_values: dict, echo=print, command: list | None = None) -> SFTPlan:
         datasets.disable_progress_bars()
     if p.cfg["push_to_hub"] and not p.flag("lint_only"):
         check_hub(p.cfg["push_to_hub"])
-    check_out(p)
     p.data, p.data_info = load_data(p.cfg["data"], p.cfg["split"], p.cfg["limit"])
+    check_out(p)
     p.tok = load_tokenizer(p.cfg)
     p.report = run_lint(p.cfg, p.tok, p.data)
     if p.flag("lint_only"):
@@ -408,14 +408,15 @@ def check_flags(p: SFTPlan) -> None:
 
 def check_out(p: SFTPlan) -> None:
     """The run directory, checked (nothing is written yet): empty, or an sft run with the
-    same config (store.open_run refuses another config unless --overwrite), and the
+    same config and data (store.open_run refuses others unless --overwrite), and the
     checkpoint to resume from with --resume."""
     from curate.store import open_run
     from curate.train import last_checkpoint
 
     if p.flag("lint_only"):
         return
-    p.run = open_run(p.out, "sft", run_config(p.cfg), overwrite=p.flag("overwrite"), command=p.command or ())
+    config = {**run_config(p.cfg), "data_fingerprint": p.data_info["fingerprint"]}
+    p.run = open_run(p.out, "sft", config, overwrite=p.flag("overwrite"), command=p.command or ())
     last = last_checkpoint(p.out) if p.run.resuming else None
     if p.flag("resume"):
         if last is None:
