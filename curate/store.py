@@ -193,7 +193,7 @@ class RunStore:
 
         In place (default): manifest.json says `running` at once, and on leaving the block
         `complete`, `interrupted` (Ctrl-C, SIGTERM) or `failed` (with `error`); on
-        --overwrite the shards, manifest, log and the `clear` subfolders go first.
+        --overwrite the shards, manifest, log and what the `clear` globs match go first.
         `replace=True`: the stage writes into `self.dir`, a temporary folder; on success
         the manifest (complete) is written into it last and it replaces OUT; on any
         failure it is removed and OUT is left as it was."""
@@ -227,8 +227,9 @@ class RunStore:
         """The session's manifest (status running; a resumed run keeps what it had), and
         where it writes: manifest.json at once in place, or a fresh temporary folder."""
         if self.overwrite and not replace:
-            for sub in clear:
-                shutil.rmtree(self.root / sub, ignore_errors=True)
+            for pattern in clear:
+                for p in self.root.glob(pattern):
+                    _remove(p)
         old = self.read_manifest() if self.resuming and not replace else None  # a rebuild starts afresh
         manifest = dict(old or {})
         manifest.update(stage=self.stage, status="running", config=self.config,
@@ -563,8 +564,11 @@ def read_table_file(path: Path) -> pl.DataFrame:
 
 
 def read_run(path: str | os.PathLike) -> pl.DataFrame:
-    """All rows of a generate run (or folder of its shards), in (problem, sample) order."""
-    return open_table(path).read().sort(["problem_id", "sample_index"])
+    """All rows of a generate run, finished or not (its shards are whole), or of a folder
+    of such shards, in (problem, sample) order."""
+    shards = RunStore(path, "").shards()
+    table = Table(str(path), "generate", shards) if shards else open_table(path)
+    return table.read().sort(["problem_id", "sample_index"])
 
 
 def _datasets_table(folder: Path, split: str) -> Table:

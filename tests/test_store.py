@@ -139,7 +139,9 @@ def test_an_error_leaves_the_run_failed_with_the_error(tmp_path):
     run = open_run(tmp_path / "run", "generate", {})
     with pytest.raises(ValueError):
         with run.session():
+            run.write_shard(table(["p"], [0]))
             raise ValueError("the teacher fell over")
+    assert read_run(run.root)["problem_id"].to_list() == ["p"]  # what finished reads, as `curate show` does
     m = json.loads(run.manifest_path.read_text())
     assert m["status"] == "failed" and m["error"] == "the teacher fell over"
     with open_run(tmp_path / "run", "generate", {}).session():
@@ -159,10 +161,12 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path):
         (tmp_path / "run" / "part-00000.parquet").write_bytes(b"old")
     with pytest.raises(CurateError, match=r"different config \(seed: 0 → 1\); re-run with --overwrite"):
         open_run(tmp_path / "run", "select", {"seed": 1})
+    (tmp_path / "run" / "checkpoint-5").mkdir()
     run = open_run(tmp_path / "run", "select", {"seed": 1}, overwrite=True)
     assert not run.resuming
-    with run.session():
+    with run.session(clear=("checkpoint-*",)):
         assert not (tmp_path / "run" / "part-00000.parquet").exists()
+        assert not (tmp_path / "run" / "checkpoint-5").exists()
     assert json.loads(run.manifest_path.read_text())["config"] == {"seed": 1}
 
 
