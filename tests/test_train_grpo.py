@@ -179,5 +179,11 @@ def test_the_run_directory_refuses_another_config_unless_overwrite(tiny_model, p
     assert grpo.plan(opts(max_steps=5)).run.resuming
     with pytest.raises(CurateError, match=r"different config \(grpo\.beta: 0\.001 → 0\.01\); re-run with --overwrite"):
         grpo.plan(opts(beta=0.01))
-    assert not grpo.plan(opts(beta=0.01, overwrite=True)).run.resuming
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    (out / "checkpoint-1").mkdir()  # what training leaves, and what --overwrite removes
+    (out / "log.jsonl").write_text("{}\n")
+    p = grpo.plan(opts(beta=0.01, overwrite=True))
+    assert not p.run.resuming and (out / "checkpoint-1").is_dir()  # plan() writes nothing
+    with p.run.session(clear=grpo.OUTPUTS):
+        assert not (out / "checkpoint-1").exists() and not (out / "log.jsonl").exists()
+    assert json.loads((out / "manifest.json").read_text())["config"]["grpo"]["beta"] == 0.01

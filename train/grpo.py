@@ -66,7 +66,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field
@@ -393,6 +392,10 @@ def _check(opts: GRPOOptions) -> None:
         raise CurateError("--temperature must be > 0 (GRPO needs different samples per prompt)")
 
 
+# What a run writes besides its manifest; --overwrite removes it.
+OUTPUTS = ("checkpoint-*", "model", "log.jsonl")
+
+
 @dataclass
 class GRPOPlan:
     """One `curate train grpo`, checked (nothing written): what the trainer needs, and the run directory."""
@@ -446,11 +449,7 @@ def train(p: GRPOPlan) -> dict:
 
     opts, out = p.opts, Path(p.opts.out)
     trainer = build_trainer(p)
-    with p.run.session() as manifest:
-        if opts.overwrite:
-            for f in out.iterdir():
-                if f.name.startswith("checkpoint-") or f.name in ("model", "log.jsonl"):
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+    with p.run.session(clear=OUTPUTS) as manifest:
         manifest.update({
             "options": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
             "data": p.data_info, "rewards": {get_name(f): w for f, w in zip(p.reward_funcs, p.weights)},
