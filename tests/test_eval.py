@@ -112,3 +112,65 @@ def test_eval_bad_benchmarks_are_one_line(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("error: HuggingFaceH4/aime_2024: could not load the Hub dataset")
     assert not out.exists()
+
+
+def test_eval_run_directory_interrupted_resumed_and_a_different_config_refused(problems_file, tmp_path):
+    """OUT goes running -> interrupted (Ctrl-C while the first request is answered) ->
+    complete on the same command, which resumes; another config into OUT is one line
+    unless --overwrite. The model is a scripted OpenAI-style server on 127.0.0.1 that
+    answers every problem right."""
+    import _thread
+
+    from click.testing import CliRunner
+    from servers import Reply, ScriptedServer, chat_response
+
+    from curate.cli import cli
+    from curate.train import eval as ev
+
+    gold = {}
+    for line in problems_file.read_text().splitlines():
+        r = json.loads(line)
+        gold[r["question"]] = r["answer"].split("####")[1].strip()
+    ctrl_c = {"on": True}
+
+    def respond(call):
+        if ctrl_c["on"]:
+            ctrl_c["on"] = False
+            _thread.interrupt_main()  # what Ctrl-C does to the eval
+            return Reply(status=503, body={"error": "stopping"})
+        answer = next(a for q, a in gold.items() if q in call.prompt)
+        return Reply(body=chat_response([boxed(answer)] * call.body.get("n", 1)))
+
+    out = tmp_path / "eval"
+
+    def options(k: int, url: str, **extra) -> ev.EvalOptions:
+        return ev.EvalOptions(benchmarks=str(problems_file), out=str(out), model="teacher", k=k, backend="openai",
+                              limit=3, workers=1, progress=False, engine={"base_url": url, "concurrency": 1}, **extra)
+
+    def manifest() -> dict:
+        return json.loads((out / "manifest.json").read_text())
+
+    with ScriptedServer(respond) as server:
+        with pytest.raises(KeyboardInterrupt):
+            ev.run(options(2, server.base_url))
+        m = manifest()
+        assert (m["stage"], m["status"]) == ("eval", "interrupted") and not (out / "results.json").exists()
+        created = m["created"]
+
+        m = ev.run(options(2, server.base_url))  # the same eval again: it resumes
+        assert m["status"] == "complete" and m["created"] == created and manifest()["status"] == "complete"
+        assert m["counts"] == {"benchmarks": 1, "problems": 3, "samples": 6}
+        assert m["results"]["problems"]["pass@1"] == 1.0 and m["config"]["k"] == 2
+        assert json.loads((out / "results.json").read_text())["results"] == m["results"]
+
+        r = CliRunner().invoke(cli, ["eval", "--model", "teacher", "--benchmarks", str(problems_file), "-k", "3",
+                                     "--limit", "3", "--backend", "openai", "--base-url", server.base_url,
+                                     "--out", str(out), "--no-progress"])
+        assert r.exit_code == 2 and r.output.count("\n") == 1
+        assert r.output.startswith(f"error: {out}: holds a run with a different config (k: 2 → 3); "
+                                   "re-run with --overwrite")
+        assert manifest()["status"] == "complete"
+
+        m = ev.run(options(3, server.base_url, overwrite=True))
+        assert m["status"] == "complete" and m["counts"]["samples"] == 9 and m["config"]["k"] == 3
+        assert read_run(out / "problems" / "generate").height == 9

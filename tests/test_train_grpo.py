@@ -158,3 +158,32 @@ def test_bad_options_are_one_line_and_write_nothing(tiny_model, problems_file, m
         with pytest.raises(CurateError, match=r"^--vllm needs a GPU"):
             grpo._use_vllm(grpo.GRPOOptions(**opts, vllm=True))
         assert grpo._use_vllm(grpo.GRPOOptions(**opts)) is False  # auto: transformers on CPU
+
+
+def test_the_run_directory_refuses_another_config_unless_overwrite(tiny_model, problems_file, tmp_path):
+    """plan() checks OUT through store.open_run and writes nothing; a run there with
+    another config is refused in one line; the length of training is not part of it."""
+    from curate.errors import CurateError
+    from curate.train import grpo
+
+    out = tmp_path / "grpo"
+
+    def opts(**extra) -> grpo.GRPOOptions:
+        return grpo.GRPOOptions(policy=str(tiny_model), prompts=str(problems_file), out=str(out), num_generations=2,
+                                prompts_per_step=2, micro_batch=4, max_completion_length=16, progress=False, **extra)
+
+    p = grpo.plan(opts())
+    assert not out.exists() and not p.run.resuming and p.data_info["rows"] == 8
+    with p.run.session() as manifest:  # a session without training: an empty run of this config
+        manifest["counts"] = {"prompts": len(p.rows)}
+    assert grpo.plan(opts(max_steps=5)).run.resuming
+    with pytest.raises(CurateError, match=r"different config \(grpo\.beta: 0\.001 → 0\.01\); re-run with --overwrite"):
+        grpo.plan(opts(beta=0.01))
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    (out / "checkpoint-1").mkdir()  # what training leaves, and what --overwrite removes
+    (out / "log.jsonl").write_text("{}\n")
+    p = grpo.plan(opts(beta=0.01, overwrite=True))
+    assert not p.run.resuming and (out / "checkpoint-1").is_dir()  # plan() writes nothing
+    with p.run.session(clear=grpo.OUTPUTS):
+        assert not (out / "checkpoint-1").exists() and not (out / "log.jsonl").exists()
+    assert json.loads((out / "manifest.json").read_text())["config"]["grpo"]["beta"] == 0.01

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from curate.cli import cli
+from curate.store import locked
 from curate.train import sft
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -58,7 +59,9 @@ def test_two_steps_on_the_mixture_then_the_checkpoint_loads_generates_and_resume
                "--batch-size", 4, "--save-steps", 2, "--logging-steps", 1, "--lr", "1e-3", "--no-progress")
     assert "lint: ok" in r.stdout and "trained 2 steps" in r.stdout
     m = manifest(out)
-    assert m["status"] == "done" and m["train"]["global_step"] == 2 and (out / "checkpoint-2").is_dir()
+    assert m["status"] == "complete" and m["train"]["global_step"] == 2 and (out / "checkpoint-2").is_dir()
+    assert m["stage"] == "sft" and m["counts"]["steps"] == 2 and m["counts"]["rows"] == m["data"]["rows"] > 0
+    assert m["counts"]["tokens"] > 0 and m["config"]["student"] == str(tiny_model) and "max_steps" not in m["config"]
     assert m["lint"]["end_token"] == "<|im_end|>" and m["data"]["kind"] == "mixture"
     losses = [h["loss"] for h in m["train"]["log_history"] if "loss" in h]
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)
@@ -75,6 +78,7 @@ def test_two_steps_on_the_mixture_then_the_checkpoint_loads_generates_and_resume
                "--batch-size", 4, "--save-steps", 2, "--lr", "1e-3", "--resume", "--no-progress")
     m = manifest(out)
     assert m["train"]["global_step"] == 3 and m["trl_config"]["resume_from"].endswith("checkpoint-2")
+    assert m["status"] == "complete" and m["counts"]["steps"] == 3
     assert (out / "checkpoint-3").is_dir()
 
 
@@ -211,7 +215,7 @@ def test_overwrite_replaces_only_sft_runs_and_only_after_the_lint_passes(reasoni
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", other, "--overwrite")
-    assert r.exit_code == 2 and "holds no `curate train sft` run" in r.output and (other / "notes.txt").exists()
+    assert r.exit_code == 2 and "holds no curate run" in r.output and (other / "notes.txt").exists()
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "manifest.json").write_text(json.dumps({"stage": "sft", "config": {}}))
@@ -219,4 +223,92 @@ def test_overwrite_replaces_only_sft_runs_and_only_after_the_lint_passes(reasoni
                 "--pad-token", "<|im_end|>")
     assert r.exit_code == 2 and (earlier / "manifest.json").exists()  # refused by the lint: nothing deleted
     r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", earlier)
-    assert r.exit_code == 2 and "pass --resume to continue from its last checkpoint, --overwrite" in r.output
+    assert r.exit_code == 2 and "holds a run with a different config (" in r.output
+    assert "re-run with --overwrite to replace it" in r.output
+
+
+def test_interrupted_resumed_then_a_different_config_refused_unless_overwrite(mixture_dir, tiny_model, tmp_path):
+    """The run directory's lifecycle: Ctrl-C right after checkpoint-1 leaves an
+    `interrupted` run; the same command is refused without --resume and continues with
+    it to `complete`; another config into the same --out is one line unless --overwrite."""
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "sft"
+    same = ["--student", tiny_model, "--data", mixture_dir, "--out", out, "--batch-size", 4, "--save-steps", 1,
+            "--lr", "1e-3", "--no-progress"]
+    p = sft.plan({"student": str(tiny_model), "data": str(mixture_dir), "out": str(out), "batch_size": 4,
+                  "save_steps": 1, "lr": 1e-3, "max_steps": 3, "progress": False}, echo=lambda *a: None)
+    p.callbacks.append(CtrlC())
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(p)
+    m = manifest(out)
+    assert m["status"] == "interrupted" and m["counts"]["steps"] == 1 and (out / "checkpoint-1").is_dir()
+    assert not (out / "model.safetensors").exists()
+
+    r = run_cli(*same, "--max-steps", 3)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "holds this run (interrupted, checkpoint-1); pass --resume" in r.output
+    r = run_cli(*same, "--max-steps", 3, "--resume")
+    assert r.exit_code == 0, r.output
+    m = manifest(out)
+    assert m["status"] == "complete" and m["counts"]["steps"] == 3
+    assert m["trl_config"]["resume_from"].endswith("checkpoint-1")
+    assert (out / "model.safetensors").is_file()
+    with locked(out):  # the session let go of the lock
+        pass
+
+    r = run_cli(*same, "--max-steps", 1, "--loss", "all")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and manifest(out)["status"] == "complete"
+    assert r.output.startswith(f"error: {out}: holds a run with a different config (loss: \"completion\" → \"all\")")
+    r = run_cli(*same, "--max-steps", 1, "--loss", "all", "--overwrite")
+    assert r.exit_code == 0, r.output
+    m = manifest(out)
+    assert m["status"] == "complete" and m["config"]["loss"] == "all" and m["counts"]["steps"] == 1
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert m["trl_config"]["resume_from"] is None
+
+
+def test_sigterm_is_an_interruption_and_resume_continues_from_the_last_whole_checkpoint(mixture_dir, tiny_model,
+                                                                                       tmp_path):
+    """`kill` (SIGTERM) of a running `curate train sft`: exit 130, one line on stderr and
+    no traceback, the manifest says `interrupted`; --resume continues from the newest
+    checkpoint the Trainer finished writing."""
+    import signal
+    import subprocess
+    import time
+
+    from helpers import CURATE, env
+
+    from curate.train import last_checkpoint
+
+    out = tmp_path / "sft"
+    args = ["train", "sft", "--student", tiny_model, "--data", mixture_dir, "--out", out, "--batch-size", 4,
+            "--save-steps", 1, "--no-progress"]
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        proc = subprocess.Popen([*CURATE, *map(str, args), "--max-steps", "100000"], stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint-1" / "trainer_state.json").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: the checkpoints are in {out}; add --resume")
+    m = manifest(out)
+    assert m["status"] == "interrupted" and m["counts"]["steps"] >= 1
+
+    last = last_checkpoint(out)
+    step = int(Path(last).name.removeprefix("checkpoint-"))
+    curate(*args, "--max-steps", step + 1, "--resume")
+    m = manifest(out)
+    assert m["status"] == "complete" and m["counts"]["steps"] == step + 1 and m["trl_config"]["resume_from"] == last

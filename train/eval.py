@@ -39,13 +39,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.store import now, package_versions, write_json
+from curate.store import write_json
 
 # name -> (display name, path or Hub name, split); shipped paths are resolved in curate.data
 BENCHMARKS = {
@@ -216,19 +215,28 @@ def score(rows, workers: int, timeout: float):
 # --- the run -------------------------------------------------------------------------------
 
 
-def run(opts: EvalOptions) -> dict:
-    """Plan every benchmark first (bad names, files, templates or a config clash: one
-    line, nothing written), then generate what is missing and score."""
+@dataclass
+class EvalPlan:
+    """One `curate eval`, checked (nothing written): a generate plan per benchmark, and OUT's run directory."""
+
+    opts: EvalOptions
+    benches: list[Benchmark]
+    generations: list  # curate.generate.Plan, one per benchmark, under OUT/<benchmark>/generate
+    run: object  # store.open_run's RunStore for OUT
+
+
+def plan(opts: EvalOptions) -> EvalPlan:
+    """Every benchmark planned first: bad names, files, templates or a config clash are
+    one line, and nothing is written."""
     from curate import generate as gen
     from curate.inputs import InputSpec
-    from curate.store import read_run
+    from curate.store import open_run
 
     if opts.k < 1:
         raise CurateError("-k must be at least 1")
     benches = resolve(opts.benchmarks)
     out = Path(opts.out)
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"{out}: exists and is not a directory")
+    run = open_run(out, "eval", run_config(opts), overwrite=opts.overwrite, command=opts.command)
     plans = []
     for b in benches:
         g = gen.GenerateOptions(
@@ -236,31 +244,54 @@ def run(opts: EvalOptions) -> dict:
             model=opts.model, backend=opts.backend, template=opts.template, num_samples=opts.k,
             max_tokens=opts.max_tokens, temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
             overwrite=opts.overwrite, engine=opts.engine, command=opts.command)
-        plan = gen.plan(g)
-        if plan.problems["reference_answer"].is_null().all():
+        generation = gen.plan(g)
+        if generation.problems["reference_answer"].is_null().all():
             raise CurateError(f"{b.path}: no reference answers (an `answer` or `reference_answer` column is needed)")
-        plans.append(plan)
+        plans.append(generation)
+    return EvalPlan(opts, benches, plans, run)
 
-    t0, started = time.time(), now()
-    results = {}
-    for b, plan in zip(benches, plans):
-        summary = gen.run(plan, progress=opts.progress)
-        if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
-            raise CurateError(f"{b.name}: generation incomplete ({summary['counts']['samples_done']} of "
-                              f"{summary['counts']['samples_expected']} samples); re-run to resume")
-        frame, metrics = score(read_run(plan.opts.out), opts.workers, opts.timeout)
-        tmp = out / b.name / f".tmp-{os.getpid()}-scores.parquet"
-        frame.write_parquet(tmp)
-        os.replace(tmp, out / b.name / "scores.parquet")
-        results[b.name] = {"benchmark": b.label, "source": b.path, **metrics}
 
-    record = {"model": plans[0].model_label, "k": opts.k, "sampling": plans[0].sampling.to_dict(),
-              "template": opts.template, "results": results}
-    write_json(out / "results.json", record)
-    manifest = {"stage": "eval", "status": "complete", "command": opts.command, "created": started, "updated": now(),
-                "config": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
-                **record, "versions": package_versions(), "seconds": round(time.time() - t0, 2)}
-    write_json(out / "manifest.json", manifest)
+def run_config(opts: EvalOptions) -> dict:
+    """What makes an eval what it is (not how many verifier processes or the engine's
+    settings: each benchmark's generate run checks its own)."""
+    return {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite", "workers", "engine")}
+
+
+def run(opts: EvalOptions) -> dict:
+    """Plan, then in a session of OUT (the lock; running -> complete | interrupted |
+    failed): generate what is missing (resuming) and score each benchmark."""
+    p = plan(opts)
+    out = Path(opts.out)
+    replaced = tuple(d.name for d in out.iterdir() if d.is_dir()) if opts.overwrite and out.is_dir() else ()
+    with p.run.session(clear=replaced) as manifest:  # --overwrite: the earlier benchmarks' folders go
+        (out / "results.json").unlink(missing_ok=True)  # there only while the run is complete
+        results = {}
+        for b, generation in zip(p.benches, p.generations):
+            results[b.name] = evaluate(b, generation, opts)
+            manifest["counts"] = counts(results)
+        first = p.generations[0]
+        record = {"model": first.model_label, "k": opts.k, "sampling": first.sampling.to_dict(),
+                  "template": opts.template, "results": results}
+        write_json(out / "results.json", record)
+        manifest.update(record)
     return manifest
 
 
+def evaluate(b: Benchmark, generation, opts: EvalOptions) -> dict:
+    """One benchmark: its generate run (resumed where it stopped), scored into
+    OUT/<benchmark>/scores.parquet; returns its metrics."""
+    from curate import generate as gen
+    from curate.store import read_run, write_parquet_atomic
+
+    summary = gen.run(generation, progress=opts.progress)
+    if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
+        raise CurateError(f"{b.name}: generation incomplete ({summary['counts']['samples_done']} of "
+                          f"{summary['counts']['samples_expected']} samples); re-run to resume")
+    frame, metrics = score(read_run(generation.opts.out), opts.workers, opts.timeout)
+    write_parquet_atomic(frame, Path(opts.out) / b.name / "scores.parquet")
+    return {"benchmark": b.label, "source": b.path, **metrics}
+
+
+def counts(results: dict) -> dict:
+    return {"benchmarks": len(results), "problems": sum(r["problems"] for r in results.values()),
+            "samples": sum(r["samples"] for r in results.values())}

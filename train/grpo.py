@@ -66,15 +66,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
+from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from curate.errors import CurateError
 from curate.progress import Progress
-from curate.store import RunStore, now, package_versions, read_table_file, table_files
+from curate.store import RunStore, atomic_path, now, open_run
 
 log = logging.getLogger("curate.train.grpo")
 
@@ -176,27 +177,15 @@ def _open_think(text: str) -> str:
 
 
 def _read_rows(path: str, split: str):
-    """A table of rows (polars), or None when `path` is for load_problems (a problems
-    file, a Hub name)."""
-    import polars as pl
+    """The rows of a curate run, a folder of its Parquet or a table with `messages`
+    (polars, through store.open_table), or None when `path` holds problems
+    (curate.inputs.load_problems reads those)."""
+    from curate.store import RUN_STAGES, open_table
 
-    p = Path(path)
-    if p.is_dir() and (p / "dataset" / "dataset_dict.json").is_file():  # a `curate mix` output
-        p = p / "dataset"
-    if p.is_dir() and any((p / n).is_file() for n in ("dataset_dict.json", "state.json")):
-        from curate.inputs import load_datasets_folder
-
-        return load_datasets_folder(p, split, str(path)).to_polars()
-    if p.is_dir():
-        files = table_files(p / "data" if (p / "data").is_dir() else p)
-    elif p.is_file() and p.suffix == ".parquet":
-        files = [p]
-    elif p.is_file() and p.suffix == ".jsonl":
-        frame = read_table_file(p)
-        return frame if "messages" in frame.columns or "sample_index" in frame.columns else None
-    else:
-        return None
-    return pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed")
+    table = open_table(path, split=split)
+    if table.kind in (*RUN_STAGES, "parquet-folder") or {"messages", "sample_index"} & set(table.columns()):
+        return table.read()
+    return None
 
 
 def _answers_by_id(path: str, split: str) -> dict[str, str]:
@@ -213,64 +202,85 @@ def _answers_by_id(path: str, split: str) -> dict[str, str]:
 def load_prompts(opts: GRPOOptions, tokenizer) -> tuple[list[dict], dict]:
     """The training rows (prompt, prefill, reference_answer, tests, domain, problem_id)
     and what was read: the path, its kind, rows used and rows left out, by reason."""
-    from curate.backends.base import prompt_text, split_prefill
+    table = _read_rows(opts.prompts, opts.split)
+    left_out: Counter[str] = Counter()
+    if table is not None and "messages" in table.columns:
+        kind, template, rows = "mixture", None, _mixture_prompts(table, left_out)
+    else:
+        kind, template, rows = _problem_prompts(table, opts)
+    if opts.answers:
+        answers = _answers_by_id(opts.answers, opts.split)
+        for r in rows:
+            r["reference_answer"] = r["reference_answer"] or answers.get(r["problem_id"])
+    out = _rewardable(rows, opts, tokenizer, left_out)
+    if opts.limit and kind == "mixture":
+        out = out[: opts.limit]
+    _check_enough(out, opts, kind, left_out)
+    info = {"path": opts.prompts, "kind": kind, "template": template.name if template else None,
+            "template_sha256": template.sha if template else None, "answers": opts.answers,
+            "rows": len(out), "left_out": dict(left_out), "prefilled": sum(1 for r in out if r["prefill"])}
+    return out, info
+
+
+def _mixture_prompts(table, left_out: Counter) -> list[dict]:
+    """A mixture's rows as chat prompts: the turns up to the first user turn, once per problem_id."""
+    rows, seen = [], set()
+    for r in table.iter_rows(named=True):
+        pid = r.get("problem_id")
+        if pid is not None and pid in seen:
+            left_out["problem_id already used"] += 1
+            continue
+        seen.add(pid)
+        messages = r["messages"]
+        first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+        if first_user is None:
+            left_out["no user turn"] += 1
+            continue
+        rows.append({"problem_id": pid, "prompt": [{"role": m["role"], "content": m["content"]}
+                                                   for m in messages[: first_user + 1]],
+                     "reference_answer": r.get("reference_answer"), "tests": r.get("tests"), "domain": r.get("domain")})
+    return rows
+
+
+def _problem_prompts(table, opts: GRPOOptions) -> tuple[str, object, list[dict]]:
+    """Problems (a run's rows: one per problem_id; else what load_problems reads) rendered
+    with --template. Returns the kind of input, the template and the rows."""
     from curate.generate import variables
     from curate.inputs import InputSpec, load_problems
     from curate.templates import load_template
 
-    table = _read_rows(opts.prompts, opts.split)
-    left_out: dict[str, int] = {}
-    rows: list[dict] = []
-    if table is not None and "messages" in table.columns:
-        kind = "mixture"
-        answers = _answers_by_id(opts.answers, opts.split) if opts.answers else {}
-        seen = set()
-        for r in table.iter_rows(named=True):
-            pid = r.get("problem_id")
-            if pid is not None and pid in seen:
-                left_out["problem_id already used"] = left_out.get("problem_id already used", 0) + 1
-                continue
-            seen.add(pid)
-            messages = r["messages"]
-            first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
-            if first_user is None:
-                left_out["no user turn"] = left_out.get("no user turn", 0) + 1
-                continue
-            rows.append({"problem_id": pid, "prompt": [dict(role=m["role"], content=m["content"])
-                                                       for m in messages[: first_user + 1]],
-                         "reference_answer": r.get("reference_answer") or answers.get(pid),
-                         "tests": r.get("tests"), "domain": r.get("domain")})
-        template = None
+    if table is not None:  # a run's rows: one prompt per problem
+        kind = "run"
+        missing = [c for c in ("problem_id", "problem") if c not in table.columns]
+        if missing:
+            raise CurateError(f"--prompts {opts.prompts}: no {', '.join(missing)} column")
+        problems = table.unique("problem_id", keep="first", maintain_order=True)
+        if opts.limit:
+            problems = problems.head(opts.limit)
     else:
-        if table is not None:  # a run's rows: one prompt per problem
-            kind = "run"
-            missing = [c for c in ("problem_id", "problem") if c not in table.columns]
-            if missing:
-                raise CurateError(f"--prompts {opts.prompts}: no {', '.join(missing)} column")
-            problems = table.unique("problem_id", keep="first", maintain_order=True)
-            if opts.limit:
-                problems = problems.head(opts.limit)
-        else:
-            problems, info = load_problems(InputSpec(path=opts.prompts, split=opts.split, limit=opts.limit))
-            kind = info["kind"]
-        template = load_template(opts.template)
-        compiled = template.compile()
-        for r in problems.iter_rows(named=True):
-            r.setdefault("extra", None)
-            r.setdefault("tests", None)
-            r.setdefault("reference_answer", None)
-            rows.append({"problem_id": r["problem_id"], "prompt": template.render(variables(r, None), compiled),
-                         "reference_answer": r["reference_answer"], "tests": r["tests"], "domain": r.get("domain")})
+        problems, info = load_problems(InputSpec(path=opts.prompts, split=opts.split, limit=opts.limit))
+        kind = info["kind"]
+    template = load_template(opts.template)
+    compiled = template.compile()
+    rows = []
+    for r in problems.iter_rows(named=True):
+        r.setdefault("extra", None)
+        r.setdefault("tests", None)
+        r.setdefault("reference_answer", None)
+        rows.append({"problem_id": r["problem_id"], "prompt": template.render(variables(r, None), compiled),
+                     "reference_answer": r["reference_answer"], "tests": r["tests"], "domain": r.get("domain")})
+    return kind, template, rows
 
-    if opts.answers and kind != "mixture":
-        answers = _answers_by_id(opts.answers, opts.split)
-        for r in rows:
-            r["reference_answer"] = r["reference_answer"] or answers.get(r["problem_id"])
+
+def _rewardable(rows: list[dict], opts: GRPOOptions, tokenizer, left_out: Counter) -> list[dict]:
+    """The rows the accuracy reward can score (a reference answer or tests), each prompt in
+    the form TRL continues it and with the `<think>` it leaves open as `prefill`."""
+    from curate.backends.base import prompt_text, split_prefill
 
     out = []
     for r in rows:
         if not (r["reference_answer"] and str(r["reference_answer"]).strip()) and not r["tests"]:
-            left_out["no reference answer or tests"] = left_out.get("no reference answer or tests", 0) + 1
+            left_out["no reference answer or tests"] += 1
             continue
         prompt = r["prompt"]
         text, _ = prompt_text(tokenizer, prompt, opts.policy)  # a model without a chat template: one clear line
@@ -279,19 +289,17 @@ def load_prompts(opts: GRPOOptions, tokenizer) -> tuple[list[dict], dict]:
             prompt = text
         out.append({**r, "reference_answer": str(r["reference_answer"]) if r["reference_answer"] else None,
                     "prompt": prompt, "prefill": _open_think(text)})
-    if opts.limit and kind == "mixture":
-        out = out[: opts.limit]
-    if not out:
+    return out
+
+
+def _check_enough(rows: list[dict], opts: GRPOOptions, kind: str, left_out: Counter) -> None:
+    if not rows:
         raise CurateError(f"--prompts {opts.prompts}: no usable prompts (left out: "
                           f"{', '.join(f'{k} {v}' for k, v in left_out.items()) or 'none read'})"
                           + ("; pass --answers with the problems' reference answers" if kind == "mixture" else ""))
-    if len(out) < opts.prompts_per_step:
-        raise CurateError(f"--prompts {opts.prompts}: {len(out)} usable prompts, fewer than --prompts-per-step "
+    if len(rows) < opts.prompts_per_step:
+        raise CurateError(f"--prompts {opts.prompts}: {len(rows)} usable prompts, fewer than --prompts-per-step "
                           f"{opts.prompts_per_step}")
-    info = {"path": opts.prompts, "kind": kind, "template": template.name if template else None,
-            "template_sha256": template.sha if template else None, "answers": opts.answers,
-            "rows": len(out), "left_out": left_out, "prefilled": sum(1 for r in out if r["prefill"])}
-    return out, info
 
 
 # --- the TRL config ------------------------------------------------------------------------
@@ -384,77 +392,111 @@ def _check(opts: GRPOOptions) -> None:
         raise CurateError("--temperature must be > 0 (GRPO needs different samples per prompt)")
 
 
-def run(opts: GRPOOptions) -> dict:
-    """Train; returns the manifest. Everything is checked (options, rewards, prompts,
-    the tokenizer's chat template, the run dir's config) before the run dir is written."""
+# What a run writes besides its manifest; --overwrite removes it.
+OUTPUTS = ("checkpoint-*", "model", "log.jsonl")
+
+
+@dataclass
+class GRPOPlan:
+    """One `curate train grpo`, checked (nothing written): what the trainer needs, and the run directory."""
+
+    opts: GRPOOptions
+    tokenizer: Any
+    reward_funcs: list
+    weights: list[float]
+    kwargs: dict  # GRPOConfig's arguments
+    rows: list[dict]  # the prompts (load_prompts)
+    data_info: dict
+    run: RunStore  # store.open_run's: checked, not yet written
+
+
+def plan(opts: GRPOOptions) -> GRPOPlan:
+    """Everything checked before the run dir is written: options, rewards, the tokenizer,
+    the prompts (and the chat template on them), the run dir's config."""
     _check(opts)
     reward_funcs, weights = parse_rewards(opts.rewards, opts)
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(opts.policy)
-    except Exception as e:  # noqa: BLE001 - missing folder, offline Hub, no tokenizer files
-        raise CurateError(f"--policy {opts.policy}: could not load its tokenizer ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200]})") from None
-    use_vllm = _use_vllm(opts)
-    kwargs = config_kwargs(opts, use_vllm, world_size=int(os.environ.get("WORLD_SIZE", "1")))  # accelerate launch
+    tokenizer = _load_tokenizer(opts.policy)
+    kwargs = config_kwargs(opts, _use_vllm(opts), world_size=int(os.environ.get("WORLD_SIZE", "1")))  # accelerate
     rows, data_info = load_prompts(opts, tokenizer)
     config = {"policy": opts.policy, "data": {k: data_info[k] for k in ("path", "kind", "template_sha256", "answers",
                                                                            "rows")},
               "rewards": opts.rewards, "format_style": opts.format_style, "lang": opts.lang,
               "grpo": {k: v for k, v in kwargs.items() if k not in LENGTH_KEYS + ("disable_tqdm", "report_to")}}
-    store = RunStore(opts.out, stage="train-grpo")
-    resuming = store.check(config, opts.overwrite)
-    old = store.read_manifest() if resuming else None
-    model_dir = Path(opts.out) / "model"
-    same_length = old and all(old.get("options", {}).get(k) == getattr(opts, k) for k in ("max_steps", "epochs"))
-    if same_length and old.get("status") == "complete" and model_dir.is_dir():
-        return {**old, "already_complete": True}
+    run = open_run(opts.out, "train-grpo", config, overwrite=opts.overwrite, command=opts.command)
+    return GRPOPlan(opts, tokenizer, reward_funcs, weights, kwargs, rows, data_info, run)
 
-    store.open(opts.overwrite)
+
+def run(opts: GRPOOptions) -> dict:
+    """Train (or resume); returns the manifest. A finished run asked for the same length
+    again returns at once, with `already_complete`."""
+    p = plan(opts)
+    old = p.run.read_manifest() if p.run.resuming else None
+    same_length = old and all(old.get("options", {}).get(k) == getattr(opts, k) for k in ("max_steps", "epochs"))
+    if same_length and old.get("status") == "complete" and (Path(opts.out) / "model").is_dir():
+        return {**old, "already_complete": True}
     try:
-        if opts.overwrite:
-            for p in Path(opts.out).iterdir():
-                if p.name.startswith("checkpoint-") or p.name in ("model", "log.jsonl") or p.name.startswith(".tmp-"):
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-        return _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, config, tokenizer)
+        return train(p)
     finally:
         from curate.train import rewards
 
         rewards.close()
-        store.close()
 
 
-def _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, config, tokenizer) -> dict:
+def train(p: GRPOPlan) -> dict:
+    """Build the trainer, then in a session of the run dir (the lock; running -> complete |
+    interrupted | failed): train from the last checkpoint, save the policy to OUT/model."""
+    from curate.train import last_checkpoint
+
+    opts, out = p.opts, Path(p.opts.out)
+    trainer = build_trainer(p)
+    with p.run.session(clear=OUTPUTS) as manifest:
+        manifest.update({
+            "options": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
+            "data": p.data_info, "rewards": {get_name(f): w for f, w in zip(p.reward_funcs, p.weights)},
+            "defaults_differing_from_trl": trl_differences(p.kwargs),
+            "generation": "vllm (colocate)" if p.kwargs["use_vllm"] else "transformers",
+        })
+        checkpoint = last_checkpoint(out)
+        t0 = time.time()
+        try:
+            result = trainer.train(resume_from_checkpoint=checkpoint)
+        finally:  # also when interrupted: how far it got
+            manifest["counts"] = {"prompts": len(p.rows), "left_out": sum(p.data_info["left_out"].values()),
+                                  "steps": trainer.state.global_step}
+        with atomic_path(out / "model") as tmp:
+            trainer.save_model(str(tmp))
+            p.tokenizer.save_pretrained(str(tmp))
+        steps = [h for h in trainer.state.log_history if "loss" in h]
+        manifest.update({"resumed_from": checkpoint, "steps": trainer.state.global_step,
+                         "last_metrics": steps[-1] if steps else None, "train": dict(result.metrics or {})})
+        manifest.setdefault("timings", {}).setdefault("sessions", []).append(
+            {"ended": now(), "seconds": round(time.time() - t0, 2), "steps": trainer.state.global_step})
+    return manifest
+
+
+def build_trainer(p: GRPOPlan):
+    """TRL's GRPOTrainer for the plan, with curate's progress bar and log.jsonl."""
     import datasets
-    from transformers import PrinterCallback, TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    out = Path(opts.out)
-    manifest = dict(old or {})
-    manifest.update({
-        "stage": "train-grpo", "status": "running", "command": opts.command, "config": config,
-        "options": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
-        "data": data_info, "rewards": {get_name(f): w for f, w in zip(reward_funcs, weights)},
-        "defaults_differing_from_trl": trl_differences(kwargs),
-        "generation": "vllm (colocate)" if kwargs["use_vllm"] else "transformers",
-        "versions": package_versions(),
-    })
-    manifest.setdefault("created", now())
-    store.write_manifest(manifest)
+    args = GRPOConfig(output_dir=p.opts.out, reward_weights=p.weights, **p.kwargs)
+    trainer = GRPOTrainer(model=p.opts.policy, reward_funcs=p.reward_funcs, args=args,
+                          train_dataset=datasets.Dataset.from_list(p.rows), processing_class=p.tokenizer,
+                          callbacks=[log_callback(Path(p.opts.out) / "log.jsonl", p.opts.progress)])
+    trainer.remove_callback(PrinterCallback)  # the log goes to log.jsonl; the bar shows progress
+    return trainer
 
-    dataset = datasets.Dataset.from_list(rows)
-    args = GRPOConfig(output_dir=str(out), reward_weights=weights, **kwargs)
-    log_path = out / "log.jsonl"
 
-    class Callback(TrainerCallback):
-        """curate's progress bar, and TRL's log as JSON lines (each reward on its own)."""
+def log_callback(log_path: Path, progress: bool):
+    """A TrainerCallback: curate's progress bar, and TRL's log as JSON lines (each reward on its own)."""
+    from transformers import TrainerCallback
 
+    class LogCallback(TrainerCallback):
         bar: Progress | None = None
 
         def on_train_begin(self, args, state, control, **kw):
-            self.bar = Progress("grpo", state.max_steps, "steps", state.global_step, opts.progress).__enter__()
+            self.bar = Progress("grpo", state.max_steps, "steps", state.global_step, progress).__enter__()
 
         def on_step_end(self, args, state, control, **kw):
             self.bar.advance(1)
@@ -466,42 +508,17 @@ def _train(opts, store, old, rows, data_info, reward_funcs, weights, kwargs, con
         def on_train_end(self, args, state, control, **kw):
             self.bar.__exit__(None, None, None)
 
-    trainer = GRPOTrainer(model=opts.policy, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[Callback()])
-    trainer.remove_callback(PrinterCallback)  # the log goes to log.jsonl; the bar shows progress
-    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
-    t0 = time.time()
+    return LogCallback()
+
+
+def _load_tokenizer(policy: str):
+    from transformers import AutoTokenizer
+
     try:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-    except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
-        store.write_manifest(manifest)
-        raise
-    except BaseException as e:
-        manifest.update(status="failed", error=str(e)[:500])
-        store.write_manifest(manifest)
-        raise
-    seconds = time.time() - t0
-    tmp = out / ".tmp-model"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    if (out / "model").exists():
-        shutil.rmtree(out / "model")
-    tmp.rename(out / "model")
-    history = trainer.state.log_history
-    steps = [h for h in history if "loss" in h]
-    manifest.update({
-        "status": "complete", "resumed_from": checkpoint, "steps": trainer.state.global_step,
-        "last_metrics": steps[-1] if steps else None,
-        "train": {k: v for k, v in (result.metrics or {}).items()},
-    })
-    manifest.pop("error", None)
-    manifest.setdefault("timings", {}).setdefault("sessions", []).append(
-        {"ended": now(), "seconds": round(seconds, 2), "steps": trainer.state.global_step})
-    store.write_manifest(manifest)
-    return manifest
+        return AutoTokenizer.from_pretrained(policy)
+    except Exception as e:  # noqa: BLE001 - missing folder, offline Hub, no tokenizer files
+        raise CurateError(f"--policy {policy}: could not load its tokenizer ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]})") from None
 
 
 def get_name(func) -> str:

@@ -32,14 +32,17 @@ Where our defaults differ from TRL's SFTConfig, and why:
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from curate.errors import CurateError
 
@@ -161,43 +164,26 @@ def accelerate_config_path(name: str) -> Path:
 
 
 def load_data(path: str, split: str, limit: int | None):
-    """A `messages` dataset from a mix folder, a datasets folder, Parquet/JSONL or the Hub."""
+    """A `messages` dataset from any table curate reads (store.open_table): a `curate mix`
+    folder (its datasets copy, memory-mapped), a datasets folder, Parquet/JSONL or the Hub."""
     import datasets
 
-    p = Path(path)
-    if p.is_dir() and (p / "dataset").is_dir():
-        folder, kind = p / "dataset", "mixture"
-    elif p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
-        folder, kind = p, "datasets"
-    else:
-        folder, kind = None, "files" if p.exists() else "hub"
-    fingerprint = None
-    if folder is not None:
-        from curate.inputs import load_datasets_folder
+    from curate.store import open_table
 
-        ds = load_datasets_folder(folder, split, str(path))
-        fingerprint = ds._fingerprint
-    elif kind == "files":
-        import polars as pl
-
-        from curate.store import read_table_file, sha256_files, table_files
-
-        files = table_files(p)
-        ds = datasets.Dataset(pl.concat([read_table_file(f) for f in files], how="diagonal_relaxed").to_arrow())
-        fingerprint = sha256_files(files)
-    else:
-        from curate.inputs import read_hub
-
-        table, fingerprint = read_hub(path, split)
-        ds = datasets.Dataset(table)
-    if "messages" not in ds.column_names:
-        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(ds.column_names)}); "
+    table = open_table(path, split=split)
+    kind = "mixture" if table.kind == "mix" else table.kind
+    if table.kind == "mix" and (Path(path) / "dataset").is_dir():  # the same rows, memory-mapped
+        table = open_table(Path(path) / "dataset", split=split)
+    columns = table.columns()
+    if "messages" not in columns:
+        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(columns)}); "
                           "give a `curate mix` output or rows with a list of {role, content} messages")
+    ds = datasets.Dataset(table.arrow())
     if len(ds) == 0:
         raise CurateError(f"{path}: no rows")
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
-    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": fingerprint}
+    info = {"path": str(path), "kind": kind, "split": split, "rows": len(ds), "fingerprint": table.fingerprint()}
     return ds, info
 
 
@@ -333,29 +319,123 @@ def launch_command(cli_values: dict) -> list[str]:
 # --- the run -------------------------------------------------------------------------
 
 
-def check_out(out: Path, cfg: dict, resume: bool, overwrite: bool) -> str | None:
-    """Refuse to mix runs; returns the checkpoint to resume from."""
-    from transformers.trainer_utils import get_last_checkpoint
+@dataclass
+class SFTPlan:
+    """One `curate train sft` as its steps hand it on: the resolved config, the run flags,
+    and what the checks loaded (data, tokenizer, lint report, the checkpoint to resume from)."""
 
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"{out}: exists and is not a directory")
-    manifest = out / "manifest.json"
-    old = json.loads(manifest.read_text()) if manifest.is_file() else None
-    if resume:
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    cfg: dict
+    flags: dict  # the run flags as given (RUN_FLAGS: out, resume, overwrite, lint_only, launch, ...)
+    out: Path
+    say: Callable = print  # prints on the main process only
+    main: bool = True  # rank 0: the process that writes the run directory
+    command: list | None = None
+    run: Any = None  # the run directory (store.open_run); None with --lint-only
+    data: Any = None  # a datasets.Dataset with a `messages` column
+    data_info: dict = field(default_factory=dict)
+    tok: Any = None
+    report: Any = None  # the lint's LintReport
+    checkpoint: str | None = None  # the checkpoint-N folder training resumes from
+    callbacks: list = field(default_factory=list)  # more TrainerCallbacks for the trainer
+
+    def flag(self, name: str) -> bool:
+        return bool(self.flags.get(name))
+
+    @property
+    def launched(self) -> bool:
+        """This process was started by `accelerate launch` (one of its ranks)."""
+        return self.flag("launched")
+
+    @property
+    def launch(self) -> bool:
+        """This process starts `accelerate launch` instead of training itself."""
+        return not self.launched and bool(self.flags.get("num_processes") or self.flags.get("accelerate_config"))
+
+    @property
+    def progress(self) -> bool:
+        return self.flags.get("progress") is not False and self.main
+
+
+def run(cli_values: dict, echo=print, command: list | None = None) -> int:
+    """The whole command: plan it (nothing written), then print the lint, launch, or train.
+    Returns the exit code of the (launched) training."""
+    p = plan(cli_values, echo, command)
+    if p.flag("lint_only"):
+        return 0
+    if not p.launched:
+        p.say("\n".join([f"note: {n}" for n in p.report.notes] + [p.report.verdict()]))
+    try:
+        return launch(p) if p.launch else train(p)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the manifest says `interrupted`
+        if p.main:
+            print(f"interrupted: the checkpoints are in {p.out}; add --resume to the same command to continue",
+                  file=sys.stderr)
+        return 130
+
+
+def plan(cli_values: dict, echo=print, command: list | None = None) -> SFTPlan:
+    """Every check before anything is written: the config, the flags, the Hub, the run
+    directory, the data, the tokenizer and the lint (a refusal is one line)."""
+    main = int(os.environ.get("RANK", "0")) == 0
+    p = SFTPlan(cfg=resolve(cli_values), flags=cli_values, out=Path(cli_values.get("out") or "."),
+                say=echo if main else (lambda *a, **k: None), main=main, command=command)
+    check_flags(p)
+    if cli_values.get("progress") is False:
+        import datasets
+
+        datasets.disable_progress_bars()
+    if p.cfg["push_to_hub"] and not p.flag("lint_only"):
+        check_hub(p.cfg["push_to_hub"])
+    p.data, p.data_info = load_data(p.cfg["data"], p.cfg["split"], p.cfg["limit"])
+    check_out(p)
+    p.tok = load_tokenizer(p.cfg)
+    p.report = run_lint(p.cfg, p.tok, p.data)
+    if p.flag("lint_only"):
+        p.say(p.report.render())
+    if not p.report.ok:
+        raise CurateError(p.report.problems[0])
+    return p
+
+
+def check_flags(p: SFTPlan) -> None:
+    if not p.flags.get("out") and not p.flag("lint_only"):
+        raise CurateError("--out is required (the folder for checkpoints, the model and manifest.json)")
+    if p.flag("print_launch") and not p.launch:
+        raise CurateError("--print-launch needs --num-processes or --accelerate-config")
+    if p.flag("resume") and p.flag("overwrite"):
+        raise CurateError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+
+
+def check_out(p: SFTPlan) -> None:
+    """The run directory, checked (nothing is written yet): empty, or an sft run with the
+    same config and data (store.open_run refuses others unless --overwrite), and the
+    checkpoint to resume from with --resume."""
+    from curate.store import open_run
+    from curate.train import last_checkpoint
+
+    if p.flag("lint_only"):
+        return
+    config = {**run_config(p.cfg), "data_fingerprint": p.data_info["fingerprint"]}
+    p.run = open_run(p.out, "sft", config, overwrite=p.flag("overwrite"), command=p.command or ())
+    last = last_checkpoint(p.out) if p.run.resuming else None
+    if p.flag("resume"):
         if last is None:
-            raise CurateError(f"{out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
-        if old and (old["config"]["student"], old["config"]["data"]) != (cfg["student"], cfg["data"]):
-            raise CurateError(f"{out}: holds a run of {old['config']['student']} on {old['config']['data']}; "
-                              "resume it with the same --student and --data")
-        return last
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise CurateError(f"{out}: exists and is not empty; pass --resume to continue from its last checkpoint, "
-                              "--overwrite to replace it, or choose another --out")
-        if not old or old.get("stage") != "sft":
-            raise CurateError(f"{out}: holds no `curate train sft` run; --overwrite replaces only those")
-    return None
+            raise CurateError(f"{p.out}: no checkpoint-N folder to resume from; drop --resume to start a new run")
+        p.checkpoint = last
+    elif last is not None:
+        raise CurateError(f"{p.out}: holds this run ({p.run.read_manifest().get('status')}, {Path(last).name}); "
+                          "pass --resume to continue from its last checkpoint, --overwrite to replace it, "
+                          "or choose another --out")
+
+
+# Options a run can be resumed with changed: how long it trains, how it checkpoints and logs.
+RESUMABLE = ("epochs", "max_steps", "save_steps", "save_total_limit", "logging_steps", "lint_rows", "push_to_hub")
+
+
+def run_config(cfg: dict) -> dict:
+    """The config that makes a run what it is: a run resumed with other RESUMABLE
+    options (more steps, other checkpointing or logging) is the same run."""
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE}
 
 
 def check_hub(repo: str) -> None:
@@ -372,56 +452,13 @@ def check_hub(repo: str) -> None:
         raise CurateError(f"--push-to-hub {repo}: the Hub did not accept the token ({type(e).__name__})") from None
 
 
-def run(cli_values: dict, echo=print, command: list | None = None) -> int:
-    """The whole command. Returns the exit code of the (launched) training."""
-    cfg = resolve(cli_values)
-    launched = bool(cli_values.get("launched"))
-    main = int(os.environ.get("RANK", "0")) == 0
-    say = echo if main else (lambda *a, **k: None)
-    if not cli_values.get("out") and not cli_values.get("lint_only"):
-        raise CurateError("--out is required (the folder for checkpoints, the model and manifest.json)")
-    out = Path(cli_values.get("out") or ".")
-    if cli_values.get("progress") is False:
-        import datasets
-
-        datasets.disable_progress_bars()
-    resume = bool(cli_values.get("resume"))
-    lint_only = bool(cli_values.get("lint_only"))
-    launch = not launched and (cli_values.get("num_processes") or cli_values.get("accelerate_config"))
-    if cfg["push_to_hub"] and not lint_only:
-        check_hub(cfg["push_to_hub"])
-    checkpoint = None
-    if not lint_only and not launched:
-        checkpoint = check_out(out, cfg, resume, bool(cli_values.get("overwrite")))
-    elif launched and resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(str(out))
-
-    ds, data_info = load_data(cfg["data"], cfg["split"], cfg["limit"])
-    tok = load_tokenizer(cfg)
-    report = run_lint(cfg, tok, ds)
-    if lint_only:
-        say(report.render())
-    if not report.ok:
-        raise CurateError(report.problems[0])
-    if not launched and not lint_only:
-        say("\n".join([f"note: {n}" for n in report.notes] + [report.verdict()]))
-    if lint_only:
+def launch(p: SFTPlan) -> int:
+    """Print the `accelerate launch` line and (unless --print-launch) run it."""
+    cmd = launch_command(p.flags)
+    p.say(shlex.join(cmd))
+    if p.flag("print_launch"):
         return 0
-
-    if cli_values.get("print_launch") and not launch:
-        raise CurateError("--print-launch needs --num-processes or --accelerate-config")
-    if launch:
-        cmd = launch_command(cli_values)
-        say(shlex.join(cmd))
-        if cli_values.get("print_launch"):
-            return 0
-    if cli_values.get("overwrite") and not launched and out.is_dir():
-        shutil.rmtree(out)  # only now: the lint passed and check_out saw an earlier sft run here
-    if launch:
-        return subprocess.call(cmd)
-    return train(cfg, cli_values, out, ds, data_info, tok, report, checkpoint, say, main, command)
+    return subprocess.call(cmd)  # its main process holds the run directory
 
 
 def sft_config(cfg: dict, out: Path):
@@ -497,57 +534,79 @@ def lora_config(cfg: dict):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def train(cfg, cli_values, out: Path, ds, data_info, tok, report, checkpoint, say, main, command) -> int:
+def train(p: SFTPlan) -> int:
+    """Build the trainer (its prepared rows checked), then in a session of the run
+    directory (the lock; running -> complete | interrupted | failed): train from the
+    checkpoint or from scratch, save the model, record the counts; then push."""
+    trainer, chosen = build_trainer(p)
+    with session(p) as manifest:
+        manifest.update(options=p.cfg, data=p.data_info, student=student_path(p.cfg["student"]),
+                        lint=p.report.to_dict(), trl_config={**chosen, "resume_from": p.checkpoint})
+        t0 = time.time()
+        try:
+            result = trainer.train(resume_from_checkpoint=p.checkpoint)
+        finally:  # also when interrupted: how far it got
+            manifest["counts"] = {"rows": len(p.data), "steps": trainer.state.global_step,
+                                  "tokens": trainer._total_train_tokens}
+        manifest["train"] = train_stats(trainer, result, time.time() - t0)
+        save_final_model(p, trainer)
+    stats = manifest["train"]
+    p.say(f"trained {stats['global_step']} steps in {stats['seconds']:.1f} s ({stats['tokens']:,} tokens, "
+          f"{stats['tokens_per_s']:,.0f} tok/s, loss {stats['train_loss']:.4f}); model in {p.out}")
+    if p.main and p.cfg["push_to_hub"]:
+        push(p.out, p.cfg["push_to_hub"], p.say)
+    return 0
+
+
+@contextlib.contextmanager
+def session(p: SFTPlan):
+    """The main process's session of the run directory (store.RunStore.session), which
+    starts from an empty folder unless it resumes a checkpoint; other ranks get a dict."""
+    if not p.main:
+        yield {}
+        return
+    with p.run.session() as manifest:
+        if p.checkpoint is None:  # a new run, --overwrite, or one stopped before its first checkpoint
+            for f in p.out.iterdir():
+                if f.name not in (".lock", "manifest.json"):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        yield manifest
+
+
+def build_trainer(p: SFTPlan):
+    """TRL's SFTTrainer for the plan, its prepared rows checked against the lint; returns
+    it and the automatic choices made (bf16, Liger, ...)."""
     from trl import SFTTrainer
 
-    from curate.store import now, package_versions, write_json
-
-    args, chosen = sft_config(cfg, out)
-    student = student_path(cfg["student"])
-    rows = to_training_rows(ds, cfg["loss"], cfg["data"])
-    progress = cli_values.get("progress") is not False and main
-    model = load_student(cfg, chosen["bf16"])
-    peft_config = lora_config(cfg)
-
-    bar = progress_callback(progress)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, peft_config=peft_config,
-                         callbacks=[bar])
+    args, chosen = sft_config(p.cfg, p.out)
+    rows = to_training_rows(p.data, p.cfg["loss"], p.cfg["data"])
+    model = load_student(p.cfg, chosen["bf16"])
+    bar = progress_callback(p.progress)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=p.tok,
+                         peft_config=lora_config(p.cfg), callbacks=[bar, *p.callbacks])
     bar.trainer = trainer
-    _check_trainer_labels(trainer, tok, report)
+    _check_trainer_labels(trainer, p.tok, p.report)
+    return trainer, chosen
 
-    manifest = {
-        "stage": "sft", "status": "running", "started": now(), "command": command,
-        "config": cfg, "data": data_info, "student": student, "lint": report.to_dict(),
-        "trl_config": {**chosen, "resume_from": checkpoint},
-        "versions": {**package_versions()},
-    }
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(out / ".tmp-final", ignore_errors=True)  # left by a killed run
-        write_json(out / "manifest.json", manifest)
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    seconds = time.time() - t0
+
+def train_stats(trainer, result, seconds: float) -> dict:
+    """What the manifest records of a training session."""
     tokens = trainer._total_train_tokens
-    # every rank takes part in saving (ZeRO-3 / FSDP gather the shards); the main one moves the files in
-    tmp = out / ".tmp-final"
+    return {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
+            "seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+            "log_history": trainer.state.log_history[-20:]}
+
+
+def save_final_model(p: SFTPlan, trainer) -> None:
+    """The final model into OUT, whole or not at all: every rank takes part in saving
+    (ZeRO-3 / FSDP gather the shards) into OUT/.tmp-final; the main one moves the files in."""
+    tmp = p.out / ".tmp-final"
     trainer.save_model(str(tmp))
     trainer.accelerator.wait_for_everyone()
-    if main:
+    if p.main:
         for f in tmp.iterdir():
-            os.replace(f, out / f.name)
+            os.replace(f, p.out / f.name)
         tmp.rmdir()
-    manifest.update(status="done", finished=now(), train={
-        "global_step": trainer.state.global_step, "train_loss": result.training_loss,
-        "seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
-        "log_history": trainer.state.log_history[-20:]})
-    if main:
-        write_json(out / "manifest.json", manifest)
-        say(f"trained {trainer.state.global_step} steps in {seconds:.1f} s ({tokens:,} tokens, "
-            f"{tokens / max(seconds, 1e-9):,.0f} tok/s, loss {result.training_loss:.4f}); model in {out}")
-        if cfg["push_to_hub"]:
-            push(out, cfg["push_to_hub"], say)
-    return 0
 
 
 def push(out: Path, repo: str, say) -> None:
@@ -556,7 +615,7 @@ def push(out: Path, repo: str, say) -> None:
     api = HfApi()
     try:
         api.create_repo(repo, exist_ok=True)
-        api.upload_folder(folder_path=str(out), repo_id=repo, ignore_patterns=["checkpoint-*", ".tmp-*"])
+        api.upload_folder(folder_path=str(out), repo_id=repo, ignore_patterns=["checkpoint-*", ".tmp-*", ".lock"])
     except Exception as e:  # noqa: BLE001
         raise CurateError(f"--push-to-hub {repo}: upload failed ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
                           f"the model is saved in {out}") from None
