@@ -676,8 +676,3 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-
-def table_files(path: str | os.PathLike) -> list[Path]:
-    """The data files of `open_table(path)` (kept until train/ reads through open_table)."""
-    return open_table(path).files
