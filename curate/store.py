@@ -558,11 +558,6 @@ def collect(frame: pl.LazyFrame, where: str | os.PathLike) -> pl.DataFrame:
         raise CurateError(f"{where}: unreadable ({_reason(e)})") from None
 
 
-def read_table_file(path: Path) -> pl.DataFrame:
-    """One .parquet or .jsonl file as a DataFrame; unreadable is one line."""
-    return collect(scan_file(Path(path)), path)
-
-
 def read_run(path: str | os.PathLike) -> pl.DataFrame:
     """All rows of a generate run, finished or not (its shards are whole), or of a folder
     of such shards, in (problem, sample) order."""
