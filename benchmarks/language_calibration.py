@@ -1,7 +1,7 @@
 """Calibration of the mixed-language filter (filters/language.py) on real clean text.
 
 Clean rows (expected kept): the MATH-500 `solution`s (LaTeX-heavy) and the GSM8K test
-`answer`s (terse arithmetic with <<calculator>> annotations) from ../shared/data.
+`answer`s (terse arithmetic with <<calculator>> annotations) from tests/data and curate/data.
 Recall: each clean row again with one foreign sentence (of five written per language,
 the kind a reasoning model switches into) inserted at a random sentence boundary.
 For comparison, whole-trace lid.176 (one prediction for the whole text, as datatrove's
@@ -28,9 +28,9 @@ import polars as pl
 
 from curate.filters.language import Language, lid_model, strip_non_prose
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+REPO = Path(__file__).resolve().parent.parent
+MATH500 = REPO / "tests" / "data" / "math500_test.jsonl"  # with worked solutions (MIT; tests/data/README.md)
+GSM8K = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 
 FOREIGN = {
     "zh": ["首先，我们需要计算所有苹果的总数，然后再除以人数。",
@@ -69,8 +69,8 @@ BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n+")
 
 def clean_rows() -> pl.DataFrame:
     rows = [{"source": "math500", "completion": json.loads(line)["solution"]}
-            for line in (DATA / "math500_test.jsonl").open()]
-    rows += [{"source": "gsm8k", "completion": json.loads(line)["answer"]} for line in (DATA / "gsm8k_test.jsonl").open()]
+            for line in MATH500.open()]
+    rows += [{"source": "gsm8k", "completion": json.loads(line)["answer"]} for line in GSM8K.open()]
     return pl.DataFrame(rows)
 
 

@@ -37,8 +37,8 @@ Length thresholds count a CJK character as `CJK_LETTER_WEIGHT` letters, because 
 carries about as much as a short word: "首先，我们需要计算总数。" has 10 characters and is
 as easy to label as a 30-letter English sentence. The ratio itself counts plain letters.
 
-Measured here (2026-11-23, 2 cores; `benchmarks/language_calibration.py` over the shared
-data, defaults min_ratio=0.95, foreign_confidence=0.9, min_sentence_letters=20,
+Measured here (2026-11-23, 2 cores; `benchmarks/language_calibration.py` over the MATH-500
+and GSM8K test files, defaults min_ratio=0.95, foreign_confidence=0.9, min_sentence_letters=20,
 max_script_ratio=0.05):
 
 | data (clean English, expected kept) | rows | dropped |

@@ -1,12 +1,12 @@
 """The language filter with the real fastText lid.176 model (no mocks), on rows of the
-shared MATH-500 and GSM8K files (MIT; see /work/shared/data/README.md)."""
+MATH-500 and GSM8K test files (MIT; see tests/data/README.md)."""
 
 import json
 import re
 
 import polars as pl
 import pytest
-from conftest import SHARED_DATA
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.errors import CurateError
 from curate.filters.language import (
@@ -21,12 +21,12 @@ from curate.filters.language import (
 )
 
 
-def _rows(name: str) -> list[dict]:
-    return [json.loads(line) for line in (SHARED_DATA / name).read_text().splitlines() if line.strip()]
+def _rows(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-MATH = [r["solution"] for r in _rows("math500_test.jsonl")]
-GSM8K = [r["answer"] for r in _rows("gsm8k_test.jsonl")]
+MATH = [r["solution"] for r in _rows(MATH500_TEST)]
+GSM8K = [r["answer"] for r in _rows(GSM8K_TEST)]
 
 # Sentences a reasoning model switches into, with the language they should be read as.
 FOREIGN = [

@@ -6,14 +6,12 @@ math-verify reliably hangs past its own alarm."""
 import json
 import os
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.filters.math import Math, MathVerdict, normalise_digit_groups, verify_math
-
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def completion(answer: str, reasoning: str = "Let me work it out.") -> str:
@@ -26,13 +24,13 @@ def boxed(answer: str) -> str:
 
 @pytest.fixture(scope="module")
 def math500() -> list[str]:
-    return [json.loads(line)["answer"] for line in (DATA / "math500_test.jsonl").open()]
+    return [json.loads(line)["answer"] for line in MATH500_TEST.open()]
 
 
 @pytest.fixture(scope="module")
 def gsm8k() -> list[str]:
     """The gold is after `####` on the last line of the solution."""
-    return [json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in (DATA / "gsm8k_test.jsonl").open()]
+    return [json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in GSM8K_TEST.open()]
 
 
 # --- the verifier -------------------------------------------------------------------
