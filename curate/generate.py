@@ -31,6 +31,7 @@ from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
 from curate.parsing import parse_completion
 from curate.progress import Progress
+from curate.quiet import EngineOutput
 from curate.schema import GENERATION_SCHEMA, sample_id
 from curate.store import RunStore, now, package_versions
 from curate.templates import Template, load_examples, load_template
@@ -59,6 +60,7 @@ class GenerateOptions:
     dry_run: bool = False
     shard_rows: int = 1000
     flush_seconds: float = 60.0
+    verbose: bool = False  # the engine's own output on the terminal, not in the run's log
     engine: dict = field(default_factory=dict)  # backend options (ENGINE_OPTIONS)
     command: list[str] = field(default_factory=list)
 
@@ -156,8 +158,15 @@ def run(p: Plan, progress: bool = True) -> dict:
     """Generate what is missing from the run dir. Returns the summary.
 
     The engine is loaded and shown the first prompt before the run dir is touched, so
-    a model that cannot take the template (e.g. no chat template) writes nothing."""
+    a model that cannot take the template (e.g. no chat template) writes nothing. What
+    the engine prints goes to the run's log (unless `verbose`)."""
+    with EngineOutput(p.opts.verbose) as engine_output:
+        return _run(p, progress, engine_output)
+
+
+def _run(p: Plan, progress: bool, engine_output: EngineOutput) -> dict:
     opts, store = p.opts, p.store
+    t0 = time.time()  # the session's clock includes loading the engine
     done = store.done()  # read-only: the shards already there
     n = p.sampling.n
     pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
@@ -173,7 +182,8 @@ def run(p: Plan, progress: bool = True) -> dict:
             raise
     store.open(opts.overwrite)
     handler = _attach_log(store.log_path)
-    started, t0 = now(), time.time()
+    engine_output.log_path = store.log_path
+    started = now()
     manifest = _manifest(p, store.read_manifest() if p.resuming else None)
     store.write_manifest(manifest)  # before any shard: a killed run is always recognisable
     writer = None
@@ -187,7 +197,8 @@ def run(p: Plan, progress: bool = True) -> dict:
             manifest["engine"] = backend.describe()
             manifest["versions"] = package_versions()
             writer.generation_started = time.time()
-            with Progress("generating", total, "samples", already, progress, tokens=True) as bar:
+            with Progress("generating", total, "samples", already, progress, tokens=True,
+                          file=engine_output.terminal) as bar:
                 for req, samples in backend.run(_requests(p, pending)):
                     writer.add(req, samples)
                     bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))

@@ -77,6 +77,7 @@ class EvalOptions:
     engine: dict = field(default_factory=dict)  # generate backend options
     overwrite: bool = False
     progress: bool = True
+    verbose: bool = False  # the engine's own output on the terminal, not in the runs' logs
     command: list[str] = field(default_factory=list)
 
 
@@ -237,7 +238,7 @@ def run(opts: EvalOptions) -> dict:
             input=InputSpec(path=b.path, split=b.split, limit=opts.limit), out=str(out / b.name / "generate"),
             model=opts.model, backend=opts.backend, template=opts.template, num_samples=opts.k,
             max_tokens=opts.max_tokens, temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
-            overwrite=opts.overwrite, engine=opts.engine, command=opts.command)
+            overwrite=opts.overwrite, verbose=opts.verbose, engine=opts.engine, command=opts.command)
         plan = gen.plan(g)
         if plan.problems["reference_answer"].is_null().all():
             raise CurateError(f"{b.path}: no reference answers (an `answer` or `reference_answer` column is needed)")
@@ -260,7 +261,7 @@ def run(opts: EvalOptions) -> dict:
               "template": opts.template, "results": results}
     write_json(out / "results.json", record)
     manifest = {"stage": "eval", "status": "complete", "command": opts.command, "created": started, "updated": now(),
-                "config": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite")},
+                "config": {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "verbose", "overwrite")},
                 **record, "versions": package_versions(), "seconds": round(time.time() - t0, 2)}
     write_json(out / "manifest.json", manifest)
     return manifest
