@@ -543,7 +543,7 @@ def datatrove_filters(model_path: Path):
 
     # datatrove checks for the pip distribution `fasttext-numpy2-wheel`; this venv has the
     # same `fasttext` module from `fasttext-numpy2` (installing a second binding would
-    # overwrite it: DESIGN.md). Accept it as that distribution, and nothing else.
+    # overwrite it: docs/ARCHITECTURE.md). Accept it as that distribution, and nothing else.
     is_dist = deps._is_distribution_available
     deps._is_distribution_available = lambda name: is_dist("fasttext-numpy2") if name == "fasttext-numpy2-wheel" else is_dist(name)
     from datatrove.pipeline.filters import GopherRepetitionFilter, LanguageFilter

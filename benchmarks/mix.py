@@ -1,4 +1,4 @@
-"""`curate mix` at the issue's scale: 600k reasoning + 200k general rows = 800k, timed
+"""`curate mix` at production scale: 600k reasoning + 200k general rows = 800k, timed
 end to end (reading the sources, messages, stratified sampling, tokenising every
 delivered row for num_tokens, shuffling, the Hub Parquet shards, save_to_disk, the
 card with its plots), with the time of each phase and the peak memory.

@@ -287,7 +287,7 @@ def train():
     """Train students on curate data: SFT distillation and R1-style GRPO (TRL)."""
 
 
-# --- select / mix / card / publish / report (issue 4) ---
+# --- select / mix / card / publish / report ---
 
 
 @cli.command("select")
@@ -413,7 +413,7 @@ def report(run_dir, out, samples, language_sample, seed, no_progress):
     click.echo(f"report: {path}")
 
 
-# --- train sft (issue 5) ---
+# --- train sft ---
 
 
 @train.command("sft", context_settings={"max_content_width": 110})
@@ -471,7 +471,7 @@ def train_sft(no_progress, **values):
     sys.exit(sft.run(values, echo=click.echo, command=["curate", *sys.argv[1:]]))
 
 
-# --- train grpo / eval (issue 5) ---
+# --- train grpo / eval ---
 
 
 def _key_values(items, option: str) -> dict:

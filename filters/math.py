@@ -7,7 +7,7 @@ Two things live here (filters/base.py):
 - `Math`, the batch filter the chain runs: verify_math over a polars batch, in worker
   processes, with a wall-clock guard.
 
-How a row is read (DESIGN.md, "Measured pitfalls"):
+How a row is read (docs/ARCHITECTURE.md, "Choices and measured pitfalls"):
 
 1. Only the answer part counts: the text after `</think>` (curate.parsing). A completion
    whose think block never closed has no answer, whatever its reasoning says.

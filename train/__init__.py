@@ -1,3 +1,3 @@
 """curate.train: SFT distillation and GRPO on TRL, with rewards that are thin wrappers
 around the verifiers in curate.filters, and evaluation (`curate train`, `curate eval`).
-Training arrives with issue #5."""
+See docs/ARCHITECTURE.md, "Rewards"."""
