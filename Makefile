@@ -38,33 +38,27 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The demo: a problem set the embedded SmolLM2-135M solves part of (one- and two-step
+# arithmetic, curate/data/make_arithmetic.py) and a few-shot template that prefills
+# <think> and asks for \boxed{}, so the default chain applies as it is and keeps real,
+# verified traces. Ends with what was made: counts per stage and the paths to open.
+DEMO_SELECTED = $$($(BIN)/python -c "import json; print(json.load(open('runs/demo-select/manifest.json'))['counts']['selected'])")
 demo: install
-	$(BIN)/curate generate --input curate/data/gsm8k_sample.jsonl --out runs/demo \
-	    --template reasoning_chat --num-samples 2 --max-tokens 384
-	$(BIN)/curate show runs/demo --limit 3
-	@# the default chain without `format`: SmolLM2 writes no <think> block
-	$(BIN)/curate filter --input runs/demo --out runs/demo-filter \
-	    --filters length,math,language,readability,dedup,decontam
-	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
-	@# select -> mix -> card. SmolLM2 gets (nearly) every GSM8K answer wrong, so the math
-	@# filter above keeps (almost) nothing: the select in runs/demo-select-math gives the pass
-	@# rates, and the mixture is built from a second chain without `math` (well-formed,
-	@# English, readable, unique, uncontaminated rows; one per problem, the shortest),
-	@# up-sampled to 40 rows. Rows without <think> get an empty think block. Plumbing, not data.
-	$(BIN)/curate select --input runs/demo-filter --out runs/demo-select-math --policy all --no-progress
-	$(BIN)/curate filter --input runs/demo --out runs/demo-filter-nomath \
-	    --filters length,language,readability,dedup,decontam --no-progress
-	$(BIN)/curate select --input runs/demo-filter-nomath --out runs/demo-select \
-	    --policy one --one-by shortest --no-progress
-	$(BIN)/curate mix --out runs/demo-mix --source gsm8k=runs/demo-select:40 --allow-upsample \
-	    --test-size 0.2 --license mit --source-license gsm8k=mit --pretty-name curate-demo-mix --no-progress
+	$(BIN)/curate generate --input curate/data/arithmetic.jsonl --out runs/demo \
+	    --template arithmetic_fewshot --num-samples 4 --max-tokens 256
+	$(BIN)/curate filter --input runs/demo --out runs/demo-filter
+	@# rejection sampling: per problem, the shortest of its verified traces
+	$(BIN)/curate select --input runs/demo-filter --out runs/demo-select --policy one --one-by shortest --no-progress
+	@# the mixture: every selected row, a fifth held out as the test split
+	$(BIN)/curate mix --out runs/demo-mix --source arithmetic=runs/demo-select:$(DEMO_SELECTED) --test-size 0.2 \
+	    --license mit --source-license arithmetic=mit --pretty-name curate-demo-mix --no-progress
 	$(BIN)/curate card runs/demo-mix
-	@echo "dataset: runs/demo-mix/dataset (DatasetDict, load_from_disk), runs/demo-mix/data (Hub Parquet); card: runs/demo-mix/README.md, plots: runs/demo-mix/plots"
 	@# what `curate publish` would upload (checks the card offline; no token, no network)
 	$(BIN)/curate publish runs/demo-mix --repo demo/curate-demo-mix --dry-run
 	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
 	$(BIN)/curate report runs/demo-filter --no-progress
-	@echo "report: runs/demo-filter/report.html (open it in a browser)"
+	@echo
+	@$(BIN)/python -m curate.summary runs/demo runs/demo-filter runs/demo-select runs/demo-mix
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
