@@ -15,8 +15,8 @@ class Progress:
         self.tokens, self.t0 = 0, time.time()
         if not enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn
         from rich.progress import TimeElapsedColumn, TimeRemainingColumn
         from rich.text import Text
 
