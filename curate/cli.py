@@ -75,7 +75,7 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Replace an existing run with a different config.")
 @click.option("--dry-run", is_flag=True, help="Render the first prompts and print the plan; load no model, write nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) here, not only in the run's log.")
+@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) on the terminal instead of in the run's log.")
 def generate(input_path, out, model, backend, template, examples, num_samples, max_tokens, temperature, top_p, seed,
              stop, split, problem_column, answer_column, id_column, domain, source, limit, base_url, api_key_env,
              concurrency, max_retries, request_timeout, batch_size, max_model_len, tensor_parallel_size, kv_cache_gb, dtype, shard_rows,
@@ -555,7 +555,7 @@ def train_grpo(policy, prompts, out, rewards, template, answers, split, limit, l
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
 @click.option("--overwrite", is_flag=True, help="Replace existing generations made with a different config.")
 @click.option("--no-progress", is_flag=True)
-@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) here, not only in the run's log.")
+@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) on the terminal instead of in the run's log.")
 def eval_(model, benchmarks, k, out, backend, template, max_tokens, temperature, top_p, seed, limit, workers,
           verify_timeout, base_url, api_key_env, concurrency, max_model_len, tensor_parallel_size, kv_cache_gb, dtype,
           as_json, overwrite, no_progress, verbose):
