@@ -5,7 +5,8 @@ and from the engine's own processes, which inherit file descriptors 1 and 2. So
 `EngineOutput` points descriptors 1 and 2 at a temporary file while the engine loads
 and runs, gives the progress bar a stream on the real terminal (`terminal`), and at the
 end appends what it caught to the run's log (`log_path`, set once the run has one). A
-run that fails before it has a log prints the last lines it caught instead.
+run that fails before it has a log (other than with a CurateError, which says what is
+wrong in one line) prints the last lines it caught instead.
 `verbose=True` changes nothing: everything shows on the terminal.
 """
 
@@ -16,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import TextIO
+
+from curate.errors import CurateError
 
 TAIL_LINES = 30
 
@@ -56,6 +59,6 @@ class EngineOutput:
         if self.log_path is not None and self.log_path.exists():
             with open(self.log_path, "ab") as log:
                 log.write(b"--- engine output (stdout and stderr of the engine and its processes) ---\n" + caught)
-        elif exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+        elif exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, CurateError)):
             tail = caught.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
             print("engine output (last lines):", *tail, sep="\n", file=sys.stderr)

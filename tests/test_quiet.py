@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from curate.errors import CurateError
 from curate.quiet import EngineOutput
 
 CHILD = "import os, sys; os.write(1, b'child stdout\\n'); print('child stderr', file=sys.stderr)"
@@ -18,6 +19,7 @@ def test_engine_output_goes_to_the_log_and_the_bar_to_the_terminal(tmp_path):
     log.write_text("curate's own log line\n")
     script = f"""
 import subprocess, sys, warnings
+from curate.errors import CurateError
 from curate.quiet import EngineOutput
 with EngineOutput() as out:
     subprocess.run([sys.executable, "-c", {CHILD!r}], check=True)  # inherits fds 1 and 2, like vLLM's EngineCore
@@ -51,3 +53,12 @@ def test_verbose_redirects_nothing(capfd):
     assert out.terminal is None
     captured = capfd.readouterr()
     assert captured.out == "child stdout\n" and captured.err == "child stderr\n"
+
+
+def test_a_bad_input_error_stays_one_line(capfd):
+    """A CurateError says what is wrong itself: no engine output after it."""
+    with pytest.raises(CurateError):
+        with EngineOutput():
+            subprocess.run([sys.executable, "-c", CHILD], check=True)
+            raise CurateError("model.gguf: the model has no chat template")
+    assert capfd.readouterr().err == ""
