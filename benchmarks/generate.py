@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_INPUT = REPO.parent / "shared" / "data" / "gsm8k_test.jsonl"
+DEFAULT_INPUT = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`curate mix` at the issue's scale: 600k reasoning + 200k general rows = 800k, timed
+"""`curate mix` at production scale: 600k reasoning + 200k general rows = 800k, timed
 end to end (reading the sources, messages, stratified sampling, tokenising every
 delivered row for num_tokens, shuffling, the Hub Parquet shards, save_to_disk, the
 card with its plots), with the time of each phase and the peak memory.
@@ -7,7 +7,7 @@ The sources are synthetic, written before the clock starts:
 
   reasoning  --available-reasoning rows shaped like a `curate select` output (problem,
              completion, reasoning, answer, domain math / code / science in 6:3:1),
-             the reasoning built from GSM8K and MATH-500 solutions in the shared data
+             the reasoning built from GSM8K and MATH-500 solutions (tests/data, curate/data)
              (shuffled paragraphs, about --chars characters of thinking per row);
              down-sampled to --reasoning rows, stratified by domain
   general    --available-general chat rows with `messages` (short answers), up-sampled
@@ -34,17 +34,17 @@ import polars as pl
 
 from curate import mix
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/data")
+REPO = Path(__file__).resolve().parent.parent
+MATH500 = REPO / "tests" / "data" / "math500_test.jsonl"  # with worked solutions (MIT; tests/data/README.md)
+GSM8K = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 
 
 def paragraphs() -> list[str]:
     out = []
-    for line in (SHARED / "gsm8k_test.jsonl").read_text().splitlines():
+    for line in GSM8K.read_text().splitlines():
         r = json.loads(line)
         out += [r["question"], *[p.replace("<<", "(").replace(">>", ")") for p in r["answer"].split("\n") if p.strip()]]
-    for line in (SHARED / "math500_test.jsonl").read_text().splitlines():
+    for line in MATH500.read_text().splitlines():
         r = json.loads(line)
         out += [p for p in r.get("solution", "").split("\n\n") if p.strip()] + [r["problem"]]
     out += ["Wait, let me double-check this step before going on.", "Hmm, that does not look right. Let me redo it.",

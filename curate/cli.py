@@ -75,10 +75,11 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Replace an existing run with a different config.")
 @click.option("--dry-run", is_flag=True, help="Render the first prompts and print the plan; load no model, write nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) on the terminal instead of in the run's log.")
 def generate(input_path, out, model, backend, template, examples, num_samples, max_tokens, temperature, top_p, seed,
              stop, split, problem_column, answer_column, id_column, domain, source, limit, base_url, api_key_env,
              concurrency, max_retries, request_timeout, batch_size, max_model_len, tensor_parallel_size, kv_cache_gb, dtype, shard_rows,
-             flush_seconds, overwrite, dry_run, no_progress):
+             flush_seconds, overwrite, dry_run, no_progress, verbose):
     """Batch-generate NUM_SAMPLES completions per problem into a resumable run directory."""
     import os
 
@@ -90,7 +91,7 @@ def generate(input_path, out, model, backend, template, examples, num_samples, m
                         id_column=id_column, limit=limit, domain=domain, source=source),
         out=out, model=model, backend=backend, template=template, examples=examples, num_samples=num_samples,
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop),
-        overwrite=overwrite, dry_run=dry_run, shard_rows=shard_rows, flush_seconds=flush_seconds,
+        overwrite=overwrite, dry_run=dry_run, shard_rows=shard_rows, flush_seconds=flush_seconds, verbose=verbose,
         engine={"base_url": base_url or os.environ.get("OPENAI_BASE_URL"), "api_key_env": api_key_env,
                 "concurrency": concurrency, "max_retries": max_retries, "timeout": request_timeout,
                 "batch_size": batch_size, "max_model_len": max_model_len,
@@ -106,6 +107,8 @@ def generate(input_path, out, model, backend, template, examples, num_samples, m
     from curate.backends.base import TransientBackendError
 
     gen.install_sigterm_handler()
+    click.echo(f"generate: {plan.problems.height} problems × {plan.sampling.n} samples, {plan.model_label} on {backend} -> "
+               f"{out}" + ("" if verbose else f" (engine output: {plan.store.log_path})"))
     try:
         summary = gen.run(plan, progress=not no_progress)
     except KeyboardInterrupt:
@@ -284,7 +287,7 @@ def train():
     """Train students on curate data: SFT distillation and R1-style GRPO (TRL)."""
 
 
-# --- select / mix / card / publish / report (issue 4) ---
+# --- select / mix / card / publish / report ---
 
 
 @cli.command("select")
@@ -410,7 +413,7 @@ def report(run_dir, out, samples, language_sample, seed, no_progress):
     click.echo(f"report: {path}")
 
 
-# --- train sft (issue 5) ---
+# --- train sft ---
 
 
 @train.command("sft", context_settings={"max_content_width": 110})
@@ -468,7 +471,7 @@ def train_sft(no_progress, **values):
     sys.exit(sft.run(values, echo=click.echo, command=["curate", *sys.argv[1:]]))
 
 
-# --- train grpo / eval (issue 5) ---
+# --- train grpo / eval ---
 
 
 def _key_values(items, option: str) -> dict:
@@ -552,9 +555,10 @@ def train_grpo(policy, prompts, out, rewards, template, answers, split, limit, l
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
 @click.option("--overwrite", is_flag=True, help="Replace existing generations made with a different config.")
 @click.option("--no-progress", is_flag=True)
+@click.option("--verbose", is_flag=True, help="Show the engine's own output (vLLM, torch) on the terminal instead of in the run's log.")
 def eval_(model, benchmarks, k, out, backend, template, max_tokens, temperature, top_p, seed, limit, workers,
           verify_timeout, base_url, api_key_env, concurrency, max_model_len, tensor_parallel_size, kv_cache_gb, dtype,
-          as_json, overwrite, no_progress):
+          as_json, overwrite, no_progress, verbose):
     """k samples per problem, scored with the filters' verifiers: pass@1 (mean over k) ± s.e., maj@k."""
     import os
 
@@ -568,7 +572,7 @@ def eval_(model, benchmarks, k, out, backend, template, max_tokens, temperature,
         engine={"base_url": base_url or os.environ.get("OPENAI_BASE_URL"), "api_key_env": api_key_env,
                 "concurrency": concurrency, "max_model_len": max_model_len,
                 "tensor_parallel_size": tensor_parallel_size, "kv_cache_gb": kv_cache_gb, "dtype": dtype},
-        overwrite=overwrite, progress=not no_progress, command=["curate", *sys.argv[1:]],
+        overwrite=overwrite, progress=not no_progress, verbose=verbose, command=["curate", *sys.argv[1:]],
         **({"workers": workers} if workers else {})))
     if as_json:
         click.echo(json.dumps({k_: m[k_] for k_ in ("model", "k", "sampling", "template", "results")}, indent=2))

@@ -31,6 +31,7 @@ from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
 from curate.parsing import parse_completion
 from curate.progress import Progress
+from curate.quiet import EngineOutput
 from curate.schema import GENERATION_SCHEMA, sample_id
 from curate.store import RunStore, now, open_run
 from curate.templates import Template, load_examples, load_template
@@ -59,6 +60,7 @@ class GenerateOptions:
     dry_run: bool = False
     shard_rows: int = 1000
     flush_seconds: float = 60.0
+    verbose: bool = False  # the engine's own output on the terminal, not in the run's log
     engine: dict = field(default_factory=dict)  # backend options (ENGINE_OPTIONS)
     command: list[str] = field(default_factory=list)
 
@@ -161,17 +163,24 @@ def run(p: Plan, progress: bool = True) -> dict:
     """Generate what is missing from the run dir. Returns the summary.
 
     The engine is loaded and shown the first prompt before the run dir is touched, so
-    a model that cannot take the template (e.g. no chat template) writes nothing."""
-    started, t0 = now(), time.time()
+    a model that cannot take the template (e.g. no chat template) writes nothing. What
+    the engine prints goes to the run's log (unless `verbose`)."""
+    with EngineOutput(p.opts.verbose) as engine_output:
+        return _run(p, progress, engine_output)
+
+
+def _run(p: Plan, progress: bool, engine_output: EngineOutput) -> dict:
+    started, t0 = now(), time.time()  # the session's clock includes loading the engine
     pending = _pending(p)
     backend = _start_backend(p, pending) if pending else None
     try:
         with p.store.session() as manifest:
             handler = _attach_log(p.store.log_path)
+            engine_output.log_path = p.store.log_path
             try:
                 writer = ShardWriter(p, p.store, manifest, started, t0)
                 try:
-                    _generate(p, backend, pending, writer, manifest, progress)
+                    _generate(p, backend, pending, writer, manifest, progress, engine_output.terminal)
                 finally:
                     summary = writer.finish()  # what is finished is saved, whatever happened
             except KeyboardInterrupt:
@@ -209,7 +218,8 @@ def _start_backend(p: Plan, pending: list):
     return backend
 
 
-def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: dict, progress: bool) -> None:
+def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: dict, progress: bool,
+              terminal=None) -> None:
     """Stream the pending requests through the backend into shards."""
     total = p.problems.height * p.sampling.n
     already = total - sum(len(todo) for _, todo in pending)
@@ -220,7 +230,7 @@ def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: di
         return
     manifest["engine"] = backend.describe()
     writer.generation_started = time.time()
-    with Progress("generating", total, "samples", already, progress, tokens=True) as bar:
+    with Progress("generating", total, "samples", already, progress, tokens=True, file=terminal) as bar:
         for req, samples in backend.run(_requests(p, pending)):
             writer.add(req, samples)
             bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))

@@ -1,4 +1,4 @@
-"""The row that flows through generate → filter → select (DESIGN.md, "The row").
+"""The row that flows through generate → filter → select (docs/ARCHITECTURE.md, "The row").
 
 Polars in memory, Parquet (zstd) on disk. `prompt`, `sampling`, `tests` and `extra`
 hold JSON text so that every shard has the same flat, typed schema.

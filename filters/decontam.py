@@ -21,7 +21,7 @@ Pieces, read top to bottom:
 - Methods, registered by name in `METHODS`. A method has `index(benchmarks)` and
   `match(problem) -> (benchmark name, evidence) | None`. `NgramOverlap` (open-r1's
   method, n = 8) is the one shipped; it catches verbatim and lightly edited copies but
-  only ~4% of LLM-rephrased items (DESIGN), so a paraphrase-robust method (embedding
+  only ~4% of LLM-rephrased items (docs/ARCHITECTURE.md), so a paraphrase-robust method (embedding
   similarity, an LLM judge) is meant to register beside it under its own name.
 - `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch);
   `check(problem) -> Verdict` decides one problem, once per distinct problem of a batch

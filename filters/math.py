@@ -8,7 +8,7 @@ Three things live here:
   guard: used by the filter, the accuracy reward and `curate eval`;
 - `Math`, the batch filter the chain runs: a MathPool over a polars batch.
 
-How a row is read (DESIGN.md, "Measured pitfalls"):
+How a row is read (docs/ARCHITECTURE.md, "Choices and measured pitfalls"):
 
 1. Only the answer part counts: the text after `</think>` (curate.parsing). A completion
    whose think block never closed has no answer, whatever its reasoning says.
@@ -386,14 +386,12 @@ if __name__ == "__main__":
     # Throughput: python -m curate.filters.math [pairs] [workers]
     import json
     import sys
-    from pathlib import Path
+    from importlib import resources
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not data.exists():
-        data = Path("/work/shared/data")
-    golds = [json.loads(line)["answer"] for line in (data / "math500_test.jsonl").open()]
+    data = resources.files("curate.data")  # MATH-500 and GSM8K answers, shipped with curate
+    golds = [json.loads(line)["answer"] for line in (data / "math500.jsonl").open()]
     golds += [json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in (data / "gsm8k_test.jsonl").open()]
     rows = [(golds[i % len(golds)], golds[(i + i % 2) % len(golds)]) for i in range(n)]  # half right, half wrong
     batch = pl.DataFrame(

@@ -13,8 +13,8 @@ computed on the reasoning (the `<think>` part; the whole text when there is none
 - duplicate_line_fraction: characters in lines that repeat an earlier line, over the
   characters of all lines; blank lines and lines that are only maths or code delimiters
   (`\\[`, `\\]`, `$$`, `\\begin{align*}`, a lone brace, a fence) are skipped, because
-  counting them is what makes Gopher's rule drop clean maths (DESIGN, "Measured
-  pitfalls");
+  counting them is what makes Gopher's rule drop clean maths (docs/ARCHITECTURE.md,
+  "Choices and measured pitfalls");
 - duplicate_paragraph_fraction: the same over paragraphs;
 - top_2gram / top_3gram / top_4gram: Gopher's "fraction of characters covered by the
   most frequent n-gram" (occurrences x characters of its words, over the characters

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Test data lives in the repository (MIT; see tests/data/README.md): GSM8K's test split is the
+# copy curate ships, MATH-500 with its worked solutions is in tests/data.
+GSM8K_TEST = REPO / "curate" / "data" / "gsm8k_test.jsonl"
+MATH500_TEST = REPO / "tests" / "data" / "math500_test.jsonl"
 
 
 def build_tiny_model(out: Path, arch: str = "qwen2") -> Path:
@@ -76,7 +79,7 @@ def vllm_url(tiny_model, tmp_path_factory):
 def problems_file(tmp_path) -> Path:
     """Eight GSM8K test problems (MIT, Copyright (c) 2021 OpenAI)."""
     path = tmp_path / "problems.jsonl"
-    lines = (SHARED_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:8]
+    lines = GSM8K_TEST.read_text().splitlines()[:8]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -97,7 +100,7 @@ def mixture_dir(tiny_model, tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("mixture")
     problems = root / "problems.jsonl"
-    problems.write_text("\n".join((SHARED_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:8]) + "\n")
+    problems.write_text("\n".join(GSM8K_TEST.read_text().splitlines()[:8]) + "\n")
     chat = root / "chat.jsonl"
     chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                                         "domain": "general"}) + "\n"

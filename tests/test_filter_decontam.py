@@ -1,16 +1,16 @@
-"""Decontamination against the shared MATH-500 file (MIT; see /work/shared/data/README.md)
+"""Decontamination against the MATH-500 test file (MIT; see tests/data/README.md)
 as a local benchmark; GSM8K questions are the clean problems. The Hub is offline here."""
 
 import json
 
 import polars as pl
 import pytest
-from conftest import SHARED_DATA
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.errors import CurateError
 from curate.filters.decontam import METHODS, Benchmark, Decontam, NgramOverlap, ngrams, words
 
-MATH500 = SHARED_DATA / "math500_test.jsonl"
+MATH500 = MATH500_TEST
 
 
 def read(path, field):
@@ -25,7 +25,7 @@ def math500():
 
 @pytest.fixture(scope="module")
 def gsm8k():
-    return read(SHARED_DATA / "gsm8k_test.jsonl", "question")
+    return read(GSM8K_TEST, "question")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from curate.filters.dedup import (
     shingle_hashes,
 )
 
-from conftest import SHARED_DATA
+from conftest import MATH500_TEST
 
 
 @pytest.fixture(scope="module")
 def solutions() -> list[str]:
-    with open(SHARED_DATA / "math500_test.jsonl") as f:
+    with open(MATH500_TEST) as f:
         return [json.loads(line)["solution"] for line in f]
 
 

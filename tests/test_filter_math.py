@@ -10,10 +10,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.filters.math import Math, MathPool, MathVerdict, normalise_digit_groups, quick_verdict, verify_math
-
-DATA = Path(__file__).resolve().parent.parent / "curate" / "data"
 
 
 def completion(answer: str, reasoning: str = "Let me work it out.") -> str:
@@ -26,13 +25,13 @@ def boxed(answer: str) -> str:
 
 @pytest.fixture(scope="module")
 def math500() -> list[str]:
-    return [json.loads(line)["answer"] for line in (DATA / "math500.jsonl").open()]
+    return [json.loads(line)["answer"] for line in MATH500_TEST.open()]
 
 
 @pytest.fixture(scope="module")
 def gsm8k() -> list[str]:
     """The gold is after `####` on the last line of the solution."""
-    return [json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in (DATA / "gsm8k_test.jsonl").open()]
+    return [json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in GSM8K_TEST.open()]
 
 
 # --- the verifier -------------------------------------------------------------------

@@ -1,26 +1,26 @@
-"""Readability on clean maths solutions (shared MATH-500 and GSM8K files, MIT; see
-/work/shared/data/README.md) wrapped as R1 traces, and on constructed degenerate ones."""
+"""Readability on clean maths solutions (MATH-500 and GSM8K test files, MIT; see
+tests/data/README.md) wrapped as R1 traces, and on constructed degenerate ones."""
 
 import json
 
 import polars as pl
 import pytest
-from conftest import SHARED_DATA
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.errors import CurateError
 from curate.filters.readability import Readability, readability_signals
 
 
-def read(name):
-    with open(SHARED_DATA / name) as f:
+def read(path):
+    with open(path) as f:
         return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
 def clean() -> list[str]:
     rows = [f"<think>{r['solution']}</think>\n\nThe answer is $\\boxed{{{r['answer']}}}$."
-            for r in read("math500_test.jsonl")]
-    for r in read("gsm8k_test.jsonl"):
+            for r in read(MATH500_TEST)]
+    for r in read(GSM8K_TEST):
         work, final = r["answer"].rsplit("####", 1)
         rows.append(f"<think>{work.strip()}</think>\n\nThe answer is {final.strip()}.")
     return rows
@@ -28,7 +28,7 @@ def clean() -> list[str]:
 
 @pytest.fixture(scope="module")
 def solution() -> str:
-    return read("math500_test.jsonl")[3]["solution"]
+    return read(MATH500_TEST)[3]["solution"]
 
 
 def reason(completion: str, **params) -> str | None:

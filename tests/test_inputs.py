@@ -12,13 +12,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.errors import CurateError
 from curate.inputs import OUTPUT_COLUMNS, InputSpec, load_problems
 
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def write_jsonl(path, rows):
@@ -244,7 +244,7 @@ def test_gsm8k_answers_reduced_to_the_number_after_hashes(problems_file):
 
 
 def test_gsm8k_all_rows(tmp_path):
-    path = SHARED_DATA / "gsm8k_test.jsonl"
+    path = GSM8K_TEST
     frame, info = load_problems(InputSpec(str(path)))
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     assert info["rows"] == len(rows) == 1319
@@ -254,7 +254,7 @@ def test_gsm8k_all_rows(tmp_path):
 
 
 def test_math500_answer_column_and_extra():
-    path = SHARED_DATA / "math500_test.jsonl"
+    path = MATH500_TEST
     frame, info = load_problems(InputSpec(str(path), limit=5))
     rows = [json.loads(line) for line in path.read_text().splitlines()[:5]]
     assert info["problem_column"] == "problem"
@@ -270,7 +270,7 @@ def test_math500_answer_column_and_extra():
 
 
 def test_math500_unique_id_as_id_column():
-    path = SHARED_DATA / "math500_test.jsonl"
+    path = MATH500_TEST
     frame, info = load_problems(InputSpec(str(path), id_column="unique_id", limit=2))
     assert info["id_column"] == "unique_id"
     assert frame["problem_id"].to_list() == [

@@ -17,7 +17,8 @@ EXAMPLES = "prompts/examples/cold_start_math.jsonl"
 
 
 def test_builtins_present():
-    assert set(builtin_names()) >= {"r1_zero", "reasoning_chat", "cold_start_fewshot", "reflect_verify", "general_cot", "judge"}
+    assert set(builtin_names()) >= {"r1_zero", "reasoning_chat", "cold_start_fewshot", "reflect_verify", "general_cot", "judge",
+                                    "arithmetic_fewshot"}
 
 
 def test_r1_zero_is_verbatim_raw_text():
@@ -93,7 +94,7 @@ def test_text_outside_messages_is_an_error(tmp_path):
 
 
 def test_unknown_template_lists_builtins():
-    with pytest.raises(CurateError, match="unknown template 'nope'; built-in: cold_start_fewshot"):
+    with pytest.raises(CurateError, match="unknown template 'nope'; built-in: arithmetic_fewshot, cold_start_fewshot"):
         load_template("nope")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import GSM8K_TEST
 from helpers import curate
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -18,7 +19,6 @@ from curate.cli import cli
 from curate.store import locked
 from curate.train import sft
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def assert_generates(model, tok, max_new_tokens: int = 6) -> None:
@@ -39,7 +39,7 @@ def reasoning_jsonl(tmp_path_factory) -> Path:
     turn is `<think>` + the reference solution + the answer: rows with real reasoning."""
     path = tmp_path_factory.mktemp("sft-data") / "gsm8k_messages.jsonl"
     lines = []
-    for line in (SHARED_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:12]:
+    for line in GSM8K_TEST.read_text().splitlines()[:12]:
         r = json.loads(line)
         reasoning, answer = r["answer"].split("####")
         content = f"<think>\n{reasoning.strip()}\n</think>\n\nThe answer is $\\boxed{{{answer.strip()}}}$."

@@ -1,4 +1,4 @@
-"""Realistic long reasoning traces for filter tests, written here from the shared
+"""Realistic long reasoning traces for filter tests, written here from the
 GSM8K test problems (MIT, Copyright (c) 2021 OpenAI) with one planted defect each.
 
 `planted_run(dir)` writes a generate-shaped run (the real row schema, in two shards)
@@ -11,15 +11,14 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+from conftest import GSM8K_TEST, MATH500_TEST
 
 from curate.schema import GENERATION_SCHEMA
 from curate.store import RunStore
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
 
 def gsm8k(n: int, start: int = 100) -> list[dict]:
-    rows = [json.loads(line) for line in (SHARED / "gsm8k_test.jsonl").read_text().splitlines()[start:start + n]]
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[start:start + n]]
     for r in rows:
         steps, _, final = r["answer"].rpartition("####")
         r["steps"], r["final"] = steps.strip(), final.strip()
@@ -77,7 +76,7 @@ def planted_rows() -> tuple[list[dict], dict]:
         ("dedup", "near duplicate"), like=0)
     add(10, trace(1), ("dedup", "exact duplicate"), like=1)
     # a MATH-500 problem with a small edit: contaminated
-    math500 = json.loads((SHARED / "math500_test.jsonl").read_text().splitlines()[0])
+    math500 = json.loads(MATH500_TEST.read_text().splitlines()[0])
     add(11, trace(11), ("decontam", "MATH-500"), problem="Please solve: " + math500["problem"])
     add(12, trace(12).replace(f"\\boxed{{{base[12]['final']}}}", f"\\boxed{{{base[12]['final']}.0}}"), None)
     add(13, trace(13), None)

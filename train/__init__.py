@@ -1,5 +1,6 @@
 """curate.train: SFT distillation and GRPO on TRL, with rewards that are thin wrappers
-around the verifiers in curate.filters, and evaluation (`curate train`, `curate eval`)."""
+around the verifiers in curate.filters, and evaluation (`curate train`, `curate eval`).
+See docs/ARCHITECTURE.md, "Rewards"."""
 
 from __future__ import annotations
 

@@ -76,6 +76,7 @@ class EvalOptions:
     engine: dict = field(default_factory=dict)  # generate backend options
     overwrite: bool = False
     progress: bool = True
+    verbose: bool = False  # the engine's own output on the terminal, not in the runs' logs
     command: list[str] = field(default_factory=list)
 
 
@@ -243,7 +244,7 @@ def plan(opts: EvalOptions) -> EvalPlan:
             input=InputSpec(path=b.path, split=b.split, limit=opts.limit), out=str(out / b.name / "generate"),
             model=opts.model, backend=opts.backend, template=opts.template, num_samples=opts.k,
             max_tokens=opts.max_tokens, temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
-            overwrite=opts.overwrite, engine=opts.engine, command=opts.command)
+            overwrite=opts.overwrite, verbose=opts.verbose, engine=opts.engine, command=opts.command)
         generation = gen.plan(g)
         if generation.problems["reference_answer"].is_null().all():
             raise CurateError(f"{b.path}: no reference answers (an `answer` or `reference_answer` column is needed)")
@@ -254,7 +255,7 @@ def plan(opts: EvalOptions) -> EvalPlan:
 def run_config(opts: EvalOptions) -> dict:
     """What makes an eval what it is (not how many verifier processes or the engine's
     settings: each benchmark's generate run checks its own)."""
-    return {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "overwrite", "workers", "engine")}
+    return {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "verbose", "overwrite", "workers", "engine")}
 
 
 def run(opts: EvalOptions) -> dict:

@@ -18,7 +18,6 @@ fraction of NUMA node 0, which fails on machines whose node 0 is small).
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from itertools import islice
 from typing import Iterable, Iterator
@@ -32,7 +31,6 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __post_init__(self):
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # engine chatter stays out of the progress bar
         from vllm import LLM
         from vllm.platforms import current_platform
 
