@@ -23,9 +23,10 @@ from dataclasses import MISSING
 #   pairs     repeatable KEY=VALUE items read into a dict; the value is the form shown in errors
 #   parse     "yaml": pair values read as YAML (numbers, booleans, lists)
 #   comma     one comma-separated string read into a tuple
+#   negatable a bool as --x/--no-x (also the form of every bool whose default is None)
 #   metavar, hidden, show_default: as click's
 KEYS = {"cli", "name", "short", "argument", "choices", "min", "max", "min_open", "path", "pairs", "parse", "comma",
-        "metavar", "hidden", "show_default", "nested"}
+        "metavar", "hidden", "show_default", "nested", "negatable", "shown"}
 
 
 def opt(default=MISSING, help: str = "", *, factory=None, **cli) -> dataclasses.Field:
@@ -182,10 +183,10 @@ def _param(x: Flat):
     if m.get("short"):
         decls.insert(0, m["short"])
     if tp is bool:
-        if default is None:  # --x/--no-x, not given: None ("automatic")
+        if default is None or m.get("negatable"):  # --x/--no-x; None: "automatic"
             name = x.option.removeprefix("--")
             decls = [f"--{name}/--no-{name}", x.name]
-            kw.update(default=None)
+            kw.update(default=default, show_default=default is not None)
         elif default is True:  # declared as --no-x
             kw.update(is_flag=True, flag_value=False, default=True, show_default=False)
         else:
@@ -200,14 +201,15 @@ def _param(x: Flat):
         else:
             kw["callback"] = lambda ctx, param, value: (list if origin is list else tuple)(value)
         return click.Option(decls, type=click_type, required=x.required, **kw)
-    if origin is tuple:  # a fixed number of values, e.g. LOW HIGH
-        kw.update(nargs=len(args), default=default if default is not MISSING else None,
-                  callback=lambda ctx, param, value: tuple(value) if value else None)
-        return click.Option(decls, type=click_type, **kw)
     if m.get("comma"):
         kw["callback"] = lambda ctx, param, value: (value if isinstance(value, tuple) or value is None
                                                       else tuple(s.strip() for s in value.split(",") if s.strip()))
         default = ",".join(default) if isinstance(default, tuple) else default
+        click_type = str
+    elif origin is tuple:  # a fixed number of values, e.g. LOW HIGH
+        kw.update(nargs=len(args), default=default if default is not MISSING else None,
+                  callback=lambda ctx, param, value: tuple(value) if value else None)
+        return click.Option(decls, type=click_type, **kw)
     show = m.get("show_default", default not in (None, MISSING))
     if default is MISSING:
         default = None
