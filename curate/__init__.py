@@ -30,6 +30,25 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
+class _Uninstalled:
+    """Last on sys.meta_path: from a checkout that is not installed, the top-level folders
+    that the install maps into this package (pyproject's package-dir) are missing; say so."""
+
+    FOLDERS = {"curate.filters": "filters", "curate.train": "train", "curate.prompts": "prompts",
+               "curate.data_cards": "data_cards"}
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name in cls.FOLDERS:
+            raise ModuleNotFoundError(f"no module {name}: the checkout's {cls.FOLDERS[name]}/ folder becomes {name} "
+                                      "when curate is installed; run `pip install -e .` in the checkout", name=name)
+        return None
+
+
+if _Uninstalled not in _sys.meta_path:
+    _sys.meta_path.append(_Uninstalled)
+
+
 class _Package(_types.ModuleType):
     """Importing a stage module (curate.generate) does not replace the function of that name."""
 

@@ -613,7 +613,7 @@ def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: d
     import datasets
     import pyarrow.parquet as pq
 
-    from curate import card
+    from curate.card import write_card
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
@@ -644,7 +644,7 @@ def write(out: Path, train: pl.DataFrame, test: pl.DataFrame | None, manifest: d
         t = time.time()
         manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")
-        card.write_card(tmp, license=o.license, language=list(o.language), pretty_name=o.pretty_name or out.name)
+        write_card(tmp, license=o.license, language=list(o.language), pretty_name=o.pretty_name or out.name)
         timings["card"] = round(time.time() - t, 2)
         manifest["timings"] = {**timings, "seconds": round(time.time() - t0, 2)}
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "updated": now()}, indent=2, default=str) + "\n")

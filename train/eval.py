@@ -226,10 +226,12 @@ def score(rows, workers: int, timeout: float):
 def run(opts: EvalOptions) -> dict:
     """Plan every benchmark first (bad names, files, templates or a config clash: one
     line, nothing written), then generate what is missing and score."""
-    from curate import generate as gen
+    from importlib import import_module
+
     from curate.inputs import InputSpec
     from curate.store import read_run
 
+    gen = import_module("curate.generate")  # the module; curate.generate is the API function
     if opts.k < 1:
         raise CurateError("-k must be at least 1")
     benches = resolve(opts.benchmarks)
