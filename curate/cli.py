@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields
 
 import click
 
@@ -52,7 +53,10 @@ class StageCommand(click.Command):
         from curate.options import given
 
         extra = {name: values.pop(name) for name in self.extra}  # command-line-only options (eval --json)
-        return self.run(given(click.get_current_context(), values) | {"command": ["curate", *sys.argv[1:]]}, **extra)
+        options = given(click.get_current_context(), values)
+        if any(f.name == "command" for f in fields(api.options_class(self.function))):  # recorded in the manifest
+            options["command"] = ["curate", *sys.argv[1:]]
+        return self.run(options, **extra)
 
 
 def stage(group: click.Group, name: str, function: str, *extra: click.Parameter, **settings):
