@@ -9,6 +9,7 @@ function. The idea is TRL's HfArgumentParser; click does the parsing."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import MISSING
@@ -130,6 +131,8 @@ def build(cls, options=None, **kwargs):
     parts: dict[str, dict] = {}
     for key, value in kwargs.items():
         x = fields.get(key)
+        if x is not None and isinstance(value, os.PathLike) and _base_type(x.type)[0] is str:
+            value = os.fspath(value)  # a Path where the option is a path string
         if key in containers and isinstance(value, containers[key]):
             top[key] = value
         elif x is None:
