@@ -198,6 +198,7 @@ def documented(name: str):
     """The API function `name`, its docstring completed with its options (once)."""
     fn = globals()[name]
     if not getattr(fn, "_documented", False):
-        fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{describe(options_class(name))}\n\nReturns a curate.api.Result.\n"
+        arguments = describe(options_class(name))
+        fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{arguments}\n\nReturns a curate.api.Result.\n"
         fn._documented = True
     return fn

@@ -169,9 +169,11 @@ def input_columns(shards: list[Path], column_map: dict[str, str]) -> list[str]:
 
 @dataclass
 class FilterOptions:
-    input: str = opt(help="A generate run folder, a folder of Parquet files, a .parquet/.jsonl file, or a Hub dataset name.")
+    input: str = opt(help="A generate run folder, a folder of Parquet files, a .parquet/.jsonl file, or a Hub dataset "
+                          "name.")
     out: str = opt(help="Output folder: kept/, rejected/, manifest.json.", path="dir")
-    chain: str | None = opt(None, "Chain YAML (filters in order, with parameters). Default: the shipped chain.", path="file")
+    chain: str | None = opt(None, "Chain YAML (filters in order, with parameters). Default: the shipped chain.",
+                            path="file")
     filters: str | None = opt(None, "Comma list of filters with default parameters, e.g. format,length,math.")
     split: str = opt("train", "Split of a Hub dataset.")
     column_map: dict = opt({}, "COLUMN=INPUT_COLUMN: read a column under another name (repeatable).", cli="--map",

@@ -15,6 +15,7 @@ from curate import __version__, api
 from curate.errors import CurateError
 from curate.options import pairs
 
+
 class Group(click.Group):
     """Every CurateError becomes one line on stderr and exit code 2."""
 
@@ -111,7 +112,8 @@ def _print_plan(plan) -> None:
     remaining = total - sum(len(v) for v in done.values())
     console.print(f"[bold]plan[/bold] {plan.problems.height} problems × {n} samples = {total} samples "
                   f"({remaining} to generate{', resuming' if plan.resuming else ''})")
-    console.print(f"  input     {plan.input_info['path']} ({plan.input_info['kind']}, sha256 {str(plan.input_info['sha256'])[:12]}…)")
+    info = plan.input_info
+    console.print(f"  input     {info['path']} ({info['kind']}, sha256 {str(info['sha256'])[:12]}…)")
     console.print(f"  engine    {plan.opts.backend} · model {plan.model_label}")
     console.print(f"  template  {plan.template.name} ({plan.template.path}, sha256 {plan.template.sha[:12]}…)")
     console.print(f"  sampling  {json.dumps(plan.sampling.to_dict())}")
@@ -157,7 +159,8 @@ def _print_funnel(funnel: dict, out: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"curate filter · funnel · {out}")
-    for col, justify in (("filter", "left"), ("rows in", "right"), ("dropped", "right"), ("kept", "right"), ("top reasons", "left")):
+    for col, justify in (("filter", "left"), ("rows in", "right"), ("dropped", "right"), ("kept", "right"),
+                         ("top reasons", "left")):
         table.add_column(col, justify=justify)
     for step in funnel["steps"]:
         reasons = ", ".join(f"{r} {n:,}" for r, n in list(step["by_reason"].items())[:3])
@@ -184,7 +187,8 @@ def show(run_dir, limit, max_chars):
         if len(text) > max_chars:
             text = text[:max_chars] + f" … [{len(text) - max_chars} more chars]"
         console.print(Panel(
-            f"{row['problem']}\n\n── completion ({row['finish_reason']}, {row['completion_tokens']} tokens) ──\n{text}\n\n"
+            f"{row['problem']}\n\n── completion ({row['finish_reason']}, {row['completion_tokens']} tokens) ──\n"
+            f"{text}\n\n"
             f"── final answer: {row['final_answer']!s} · reference: {row['reference_answer']!s}",
             title=row["sample_id"], expand=False, highlight=False), markup=False)
     console.print(f"{df.height} samples in {run_dir}")
@@ -299,13 +303,16 @@ def train_sft(given: dict):
 def train_grpo(given: dict):
     out, m = given["out"], api.train_grpo(**given).manifest
     last = m.get("last_metrics") or {}
-    parts = ", ".join(f"{name} {last[f'rewards/{name}/mean']:.3f}" for name in m["rewards"] if f"rewards/{name}/mean" in last)
+    parts = ", ".join(f"{name} {last[f'rewards/{name}/mean']:.3f}" for name in m["rewards"]
+                      if f"rewards/{name}/mean" in last)
     click.echo(f"{'already complete: ' if m.get('already_complete') else ''}{m['steps']} steps on "
-               f"{m['data']['rows']:,} prompts ({m['generation']}); last step: reward {last.get('reward', float('nan')):.3f}"
-               f" ({parts}), kl {last.get('kl', float('nan')):.4f} -> {out}/model")
+               f"{m['data']['rows']:,} prompts ({m['generation']}); last step: reward "
+               f"{last.get('reward', float('nan')):.3f} ({parts}), kl {last.get('kl', float('nan')):.4f} "
+               f"-> {out}/model")
 
 
-@stage(cli, "eval", "evaluate", click.Option(["--json", "as_json"], is_flag=True, help="Print results.json instead of the table."))
+@stage(cli, "eval", "evaluate",
+       click.Option(["--json", "as_json"], is_flag=True, help="Print results.json instead of the table."))
 def eval_(given: dict, as_json: bool):
     out, m = given["out"], api.evaluate(**given).manifest
     if as_json:
@@ -314,13 +321,14 @@ def eval_(given: dict, as_json: bool):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"curate eval · {m['model']} · k={m['k']} · T={m['sampling']['temperature']} top-p={m['sampling']['top_p']}")
+    t, top_p = m["sampling"]["temperature"], m["sampling"]["top_p"]
+    table = Table(title=f"curate eval · {m['model']} · k={m['k']} · T={t} top-p={top_p}")
     for col in ("benchmark", "problems", "pass@1", "± s.e.", f"maj@{m['k']}", "answered", "truncated", "mean tokens"):
         table.add_column(col, justify="left" if col == "benchmark" else "right")
     for r in m["results"].values():
-        table.add_row(r["benchmark"], f"{r['problems']:,}", f"{100 * r['pass@1']:.1f}", f"{100 * r['pass@1_stderr']:.1f}",
-                      f"{100 * r['maj@k']:.1f}", f"{100 * r['answered']:.0f}%", f"{100 * r['truncated']:.0f}%",
-                      f"{r['mean_completion_tokens']:,.0f}")
+        table.add_row(r["benchmark"], f"{r['problems']:,}", f"{100 * r['pass@1']:.1f}",
+                      f"{100 * r['pass@1_stderr']:.1f}", f"{100 * r['maj@k']:.1f}", f"{100 * r['answered']:.0f}%",
+                      f"{100 * r['truncated']:.0f}%", f"{r['mean_completion_tokens']:,.0f}")
     Console().print(table)
     click.echo(f"results: {out}/results.json")
 

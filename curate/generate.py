@@ -42,7 +42,8 @@ log = logging.getLogger("curate.generate")
 class EngineOptions:
     """Backend options; each backend reads the ones it knows."""
 
-    base_url: str | None = opt(None, "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL).")
+    base_url: str | None = opt(None, "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+                                     "(default: $OPENAI_BASE_URL).")
     api_key_env: str = opt("OPENAI_API_KEY", "Environment variable that holds the API key (never logged).")
     concurrency: int = opt(32, "openai: requests in flight.", min=1)
     max_retries: int = opt(6, "openai: retries per call on 429/5xx/timeouts.", min=0)

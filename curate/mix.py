@@ -78,8 +78,9 @@ class SourceSpec:
 @dataclass
 class MixOptions:
     out: str = opt(help="Output folder: data/, dataset/, README.md, plots/, manifest.json.", path="dir")
-    sources: list[str] = opt(help="NAME=PATH:COUNT_OR_RATIO, a source and its target: an exact count (600000) or a ratio "
-                                  "of --total (0.75 or 75%). Repeatable.", cli="--source", metavar="NAME=PATH:COUNT_OR_RATIO")
+    sources: list[str] = opt(help="NAME=PATH:COUNT_OR_RATIO, a source and its target: an exact count (600000) or a "
+                                  "ratio of --total (0.75 or 75%). Repeatable.", cli="--source",
+                             metavar="NAME=PATH:COUNT_OR_RATIO")
     total: int | None = opt(None, "Total rows; needed by ratio targets, checked against counts.")
     seed: int = opt(0, "Seed of the sampling and the test split.")
     test_size: float | None = opt(None, "Share of rows (whole problems) in a test split.")

@@ -131,7 +131,7 @@ def build(cls, options=None, **kwargs):
     parts: dict[str, dict] = {}
     for key, value in kwargs.items():
         x = fields.get(key)
-        if x is not None and isinstance(value, os.PathLike) and _base_type(x.type)[0] is str:
+        if x is not None and isinstance(value, os.PathLike) and _base_type(x.type) is str:
             value = os.fspath(value)  # a Path where the option is a path string
         if key in containers and isinstance(value, containers[key]):
             top[key] = value
@@ -159,19 +159,18 @@ def params(cls) -> list:
 
 
 def _base_type(tp):
-    """(type without None, whether None is allowed)."""
+    """The annotation without its `| None`."""
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return tp, False
+        return next(a for a in args if a is not type(None))
+    return tp
 
 
 def _param(x: Flat):
     import click
 
     m = x.meta
-    tp, _ = _base_type(x.type)
+    tp = _base_type(x.type)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     kw: dict = {"help": m.get("help") or None, "hidden": m.get("hidden", False)}
     if m.get("metavar"):
@@ -249,8 +248,8 @@ def _pairs_callback(form: str, parse: str | None):
 
 
 def given(ctx, values: dict) -> dict:
-    """The values given on the command line (or by a nested default of click), not click's defaults:
-    the dataclass supplies every default, so flags not given cannot override a recipe."""
+    """The values the command line gave, without click's defaults: the dataclass supplies
+    every default, so an option not given cannot override a recipe (train sft)."""
     from click.core import ParameterSource
 
     return {k: v for k, v in values.items() if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}

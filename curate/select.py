@@ -57,7 +57,8 @@ REJECTED_RE = re.compile(r"^(\d+)-(.+)-part-\d+\.parquet$")
 class SelectOptions:
     input: str = opt(help="A `curate filter` output folder.", path="any")
     out: str = opt(help="Output folder: data/, problems.parquet, manifest.json.", path="dir")
-    policy: str = opt("all", "Per problem, from the kept rows: all of them, one, or the k best by --score.", choices=POLICIES)
+    policy: str = opt("all", "Per problem, from the kept rows: all of them, one, or the k best by --score.",
+                      choices=POLICIES)
     one_by: str = opt("random", "--policy one: which row (random is seeded).", choices=ONE_BY)
     max_per_problem: int | None = opt(None, "At most N rows per problem (the k of best-k).", min=1)
     score: str | None = opt(None, "--policy best-k: the column to rank by (e.g. language_ratio).")

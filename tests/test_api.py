@@ -42,7 +42,8 @@ def test_the_readme_quick_starts_run_and_make_the_same_rows(tiny_model, tmp_path
     shell = readme_block("bash", "curate generate --input problems.jsonl --limit 4")
     python = readme_block("python", "import curate\n")
     assert "--max-tokens 256" in shell and "max_tokens=256" in python
-    shell, python = shell.replace("--max-tokens 256", "--max-tokens 16"), python.replace("max_tokens=256", "max_tokens=16")
+    shell = shell.replace("--max-tokens 256", "--max-tokens 16")
+    python = python.replace("max_tokens=256", "max_tokens=16")
     for side in ("cli", "api"):
         (tmp_path / side).mkdir()
         shutil.copy(PROBLEMS, tmp_path / side / "problems.jsonl")

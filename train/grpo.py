@@ -103,13 +103,13 @@ LENGTH_KEYS = ("max_steps", "num_train_epochs", "save_steps", "save_total_limit"
 @dataclass
 class GRPOOptions:
     policy: str = opt(help="The model to train: Hub name or local folder.")
-    prompts: str = opt(help="Problems with reference answers (file, run dir, select output, Hub name), or a `curate mix` "
-                            "output.")
+    prompts: str = opt(help="Problems with reference answers (file, run dir, select output, Hub name), or a "
+                            "`curate mix` output.")
     out: str = opt(help="Run directory: manifest.json, log.jsonl, checkpoint-N/, model/.", path="dir")
     rewards: str = opt("accuracy,format", "NAME[:WEIGHT],... of accuracy, format, language, overlong.")
     template: str = opt("r1_zero", "Prompt template for problems (r1_zero: base models; reasoning_chat: chat models).")
-    answers: str | None = opt(None, "Reference answers by problem_id (problems file or run), for prompts that lack them "
-                                    "(a mixture).")
+    answers: str | None = opt(None, "Reference answers by problem_id (problems file or run), for prompts that "
+                                    "lack them (a mixture).")
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
     limit: int | None = opt(None, "Use only the first N prompts.", min=1)
     lang: str = opt("en", "Target language of the language reward (a row's `language` column wins).")
@@ -120,7 +120,8 @@ class GRPOOptions:
     micro_batch: int = opt(16, "Completions per forward/backward pass.")
     max_steps: int = opt(-1, "Optimizer steps (-1: --epochs over the prompts).")
     epochs: float = opt(1.0, "Passes over the prompts.")
-    max_completion_length: int = opt(R1_DEFAULTS["max_completion_length"], "Tokens per completion at most (R1: 32,768).")
+    max_completion_length: int = opt(R1_DEFAULTS["max_completion_length"],
+                                     "Tokens per completion at most (R1: 32,768).")
     learning_rate: float = opt(R1_DEFAULTS["learning_rate"], "R1: 3e-6.")
     beta: float = opt(R1_DEFAULTS["beta"], "KL coefficient (R1: 0.001; k3 estimator).")
     epsilon: float = opt(R1_DEFAULTS["epsilon"], "Clip range of the ratio.")

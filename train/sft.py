@@ -57,7 +57,8 @@ class SFTOptions:
     (`config`) < the options given (the flags on the command line, the keyword arguments)."""
 
     student: str | None = opt(None, "Model to train: Hub name, local folder, or `embedded` (SmolLM2-135M-Instruct).")
-    data: str | None = opt(None, "A `curate mix` folder, a datasets folder, Parquet/JSONL with `messages`, or a Hub dataset.")
+    data: str | None = opt(None, "A `curate mix` folder, a datasets folder, Parquet/JSONL with `messages`, or a Hub "
+                                 "dataset.")
     out: str | None = opt(None, "Output: checkpoints, the final model, manifest.json (required unless --lint-only).",
                           path="dir")
     config: str | None = opt(None, "Recipe: a built-in name (e.g. r1-distill-qwen-1.5b) or a YAML file; options given "
@@ -98,10 +99,11 @@ class SFTOptions:
     lint_only: bool = opt(False, "Print a rendered row, its trained tokens and the lint verdict; train nothing.")
     resume: bool = opt(False, "Continue from the last checkpoint in --out.")
     overwrite: bool = opt(False, "Replace an earlier `curate train sft` run in --out.")
-    push_to_hub: str | None = opt(None, "Upload the final model to this Hub repo (token from `hf auth login` / HF_TOKEN).",
+    push_to_hub: str | None = opt(None, "Upload the final model to this Hub repo (token: `hf auth login` / HF_TOKEN).",
                                   metavar="REPO")
     num_processes: int | None = opt(None, "Train on N GPUs through `accelerate launch`.", min=1)
-    accelerate_config: str | None = opt(None, "zero3, fsdp (shipped) or an accelerate YAML; implies `accelerate launch`.")
+    accelerate_config: str | None = opt(None, "zero3, fsdp (shipped) or an accelerate YAML; implies `accelerate "
+                                              "launch`.")
     print_launch: bool = opt(False, "Print the `accelerate launch` line and stop.")
     progress: bool = opt(True, "Show a progress bar (--no-progress: none).", cli="--no-progress")
     launched: bool = opt(False, "Set by `accelerate launch`: this process is one of its ranks.", hidden=True)
