@@ -410,7 +410,7 @@ def bench_neardup(n: int, words: int, dup_frac: float, threshold: float, num_per
     t_flags = time.perf_counter()
     steps = {"normalise": t_norm - t, "shingle_hashes": t_sh - t_norm, "signatures": t_sig - t_sh,
              "lsh_flags": t_flags - t_sig}
-    print(f"[neardup] ours, step by step: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items())
+    print("[neardup] ours, step by step: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items())
           + f"; {int(np.sum(flags)):,} rows flagged")
     res["ours_steps_s"] = {k: round(v, 2) for k, v in steps.items()}
     del flat, offsets, matrix, flags

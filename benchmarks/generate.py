@@ -37,7 +37,7 @@ def main() -> None:
 
     from curate.backends.base import derive_seed
     from curate.embedded import embedded_model_dir
-    from curate.generate import GenerateOptions, plan, run, variables
+    from curate.generate import EngineOptions, GenerateOptions, plan, run, variables
     from curate.inputs import InputSpec
 
     model = args.model or str(embedded_model_dir())
@@ -50,7 +50,7 @@ def main() -> None:
     def curate_options(out: str) -> GenerateOptions:
         return GenerateOptions(input=InputSpec(path=args.input, limit=args.problems), out=out, model=model,
                                num_samples=args.n, max_tokens=args.max_tokens, overwrite=True,
-                               engine={"llm": llm}, shard_rows=1000)
+                               engine=EngineOptions(llm=llm), shard_rows=1000)
 
     # the raw side gets exactly the prompts and per-request seeds curate uses
     probe = plan(curate_options(tempfile.mkdtemp()))

@@ -27,12 +27,14 @@ import platform
 import resource
 import shutil
 import time
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from curate import mix
+mix = import_module("curate.mix")  # curate.mix is the API function
+
 
 REPO = Path(__file__).resolve().parent.parent
 MATH500 = REPO / "tests" / "data" / "math500_test.jsonl"  # with worked solutions (MIT; tests/data/README.md)

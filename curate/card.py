@@ -22,18 +22,28 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.store import atomic_path, locked, now, read_manifest, update_manifest, write_text_atomic
 
 TEMPLATE = "dataset_card.md.jinja"
 TAGS = ["reasoning", "synthetic", "curate", "chain-of-thought"]
 SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                 (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+@dataclass
+class CardOptions:
+    mix_dir: str = opt(help="A `curate mix` output folder.", argument=True, path="dir")
+    license: str | None = opt(None, "Override the licence recorded by mix.")
+    language: tuple[str, ...] | None = opt(None, "Override the languages (comma list).", comma=True)
+    pretty_name: str | None = opt(None, "Override the title.")
 
 
 def size_category(rows: int) -> str:

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import yaml
 from curate.errors import CurateError
 from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
+from curate.options import opt
 from curate.progress import Progress
 from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
 
@@ -135,16 +136,20 @@ def input_columns(table: Table, column_map: dict[str, str]) -> list[str]:
 
 @dataclass
 class FilterOptions:
-    input: str
-    out: str
-    chain: str | None = None
-    filters: str | None = None
-    split: str = "train"
-    column_map: dict = field(default_factory=dict)
-    overwrite: bool = False
-    progress: bool = True
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    command: list[str] = field(default_factory=list)
+    input: str = opt(help="A generate run folder, a folder of Parquet files, a .parquet/.jsonl file, or a Hub dataset "
+                          "name.")
+    out: str = opt(help="Output folder: kept/, rejected/, manifest.json.", path="dir")
+    chain: str | None = opt(None, "Chain YAML (filters in order, with parameters). Default: the shipped chain.",
+                            path="file")
+    filters: str | None = opt(None, "Comma list of filters with default parameters, e.g. format,length,math.")
+    split: str = opt("train", "Split of a Hub dataset.")
+    column_map: dict = opt({}, "COLUMN=INPUT_COLUMN: read a column under another name (repeatable).", cli="--map",
+                           pairs="COLUMN=INPUT_COLUMN")
+    workers: int = opt(help="Processes for per-row filters (default: all cores).", factory=lambda: os.cpu_count() or 1,
+                       min=1)
+    overwrite: bool = opt(False, "Replace an existing filter run with a different config.")
+    progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +29,7 @@ from curate import __version__
 from curate.backends.base import R1_TEMPERATURE, R1_TOP_P, Request, Sample, Sampling, derive_seed, split_prefill
 from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
+from curate.options import nested, opt
 from curate.parsing import parse_completion
 from curate.progress import Progress
 from curate.quiet import EngineOutput
@@ -38,31 +39,55 @@ from curate.templates import Template, load_examples, load_template
 
 log = logging.getLogger("curate.generate")
 
-ENGINE_OPTIONS = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout", "kv_cache_gb", "max_model_len",
-                  "tensor_parallel_size", "gpu_memory_utilization", "dtype", "batch_size", "max_inflight", "trust_remote_code")
+@dataclass
+class EngineOptions:
+    """Backend options; each backend reads the ones it knows."""
+
+    base_url: str | None = opt(None, "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+                                     "(default: $OPENAI_BASE_URL).")
+    api_key_env: str = opt("OPENAI_API_KEY", "Environment variable that holds the API key (never logged).")
+    concurrency: int = opt(32, "openai: requests in flight.", min=1)
+    max_retries: int = opt(6, "openai: retries per call on 429/5xx/timeouts.", min=0)
+    timeout: float = opt(600.0, "openai: seconds per call.", name="request_timeout", cli="--request-timeout", min=0,
+                         min_open=True)
+    batch_size: int = opt(8, "transformers: prompts per generate call.", min=1)
+    max_model_len: int | None = opt(None, "vllm: context length.")
+    tensor_parallel_size: int | None = opt(None, "vllm (GPU): GPUs per engine.")
+    kv_cache_gb: float | None = opt(None, "vllm (CPU): KV-cache size in GiB (default 2).")
+    dtype: str | None = opt(None, "Model dtype (default: float32 on CPU, auto on GPU).")
+    gpu_memory_utilization: float | None = opt(None, "vllm (GPU): share of GPU memory (default 0.9).", cli=False)
+    max_inflight: int | None = opt(None, "vllm: requests queued in the engine at once (default 1024).", cli=False)
+    trust_remote_code: bool = opt(False, "Run the model repository's own code.", cli=False)
+    llm: object = opt(None, "vllm: an already loaded vllm.LLM to generate with.", cli=False)
+
+    def to_dict(self) -> dict:
+        """The options that are set, as the backends take them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass
 class GenerateOptions:
-    input: InputSpec
-    out: str
-    model: str | None = None
-    backend: str = "vllm"
-    template: str = "reasoning_chat"
-    examples: str | None = None
-    num_samples: int = 1
-    max_tokens: int = 4096
-    temperature: float = R1_TEMPERATURE
-    top_p: float = R1_TOP_P
-    seed: int | None = 0
-    stop: tuple[str, ...] = ()
-    overwrite: bool = False
-    dry_run: bool = False
-    shard_rows: int = 1000
-    flush_seconds: float = 60.0
-    verbose: bool = False  # the engine's own output on the terminal, not in the run's log
-    engine: dict = field(default_factory=dict)  # backend options (ENGINE_OPTIONS)
-    command: list[str] = field(default_factory=list)
+    input: InputSpec = nested(InputSpec, "Where the problems come from.", required=True)
+    out: str = opt(help="Run directory (created; re-running resumes).", path="dir")
+    model: str | None = opt(None, "Teacher: Hub name or local folder (vllm/transformers) or served name (openai). "
+                                  "Default: the embedded SmolLM2-135M-Instruct.")
+    backend: str = opt("vllm", "The engine.", choices=("vllm", "openai", "transformers"))
+    template: str = opt("reasoning_chat", "Built-in template name or a path to a .jinja file.")
+    examples: str | None = opt(None, "Few-shot examples (.jsonl/.json) for templates that use `examples`.", path="file")
+    num_samples: int = opt(1, "Samples per problem.", short="-n", min=1)
+    max_tokens: int = opt(4096, "Tokens per sample at most.")
+    temperature: float = opt(R1_TEMPERATURE, "R1's recommendation: 0.6.")
+    top_p: float = opt(R1_TOP_P, "R1's recommendation: 0.95.")
+    seed: int | None = opt(0, "Run seed; each problem's sampling seed derives from it.")
+    stop: tuple[str, ...] = opt((), "Extra stop string (repeatable); added to the template's own.")
+    engine: EngineOptions = nested(EngineOptions, "Backend options.")
+    shard_rows: int = opt(1000, "Rows per Parquet shard.")
+    flush_seconds: float = opt(60.0, "Write a shard at least this often.")
+    overwrite: bool = opt(False, "Replace an existing run with a different config.")
+    dry_run: bool = opt(False, "Render the first prompts and print the plan; load no model, write nothing.")
+    progress: bool = opt(True, "Show a progress bar (--no-progress: none).", cli="--no-progress")
+    verbose: bool = opt(False, "Show engine output (vLLM, transformers) on the terminal too.")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 @dataclass
@@ -253,7 +278,7 @@ def _load_backend(p: Plan):
         from curate.embedded import embedded_model_dir
 
         model = str(embedded_model_dir(log=log.info))
-    options = {k: v for k, v in p.opts.engine.items() if v is not None}
+    options = p.opts.engine.to_dict()
     log.info("loading %s on %s", p.model_label, p.opts.backend)  # goes to the run's log once it is open
     return make_backend(p.opts.backend, model, p.sampling, options)
 

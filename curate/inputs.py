@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.store import FILE_EXTENSION, is_hub_name, sha256_files
 
 if TYPE_CHECKING:
@@ -69,14 +70,15 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 class InputSpec:
     """Where the problems come from and how their columns map onto ours."""
 
-    path: str  # a file, a datasets folder, or a Hub dataset name
-    split: str = "train"  # for Hub datasets and DatasetDict folders
-    problem_column: str | None = None  # None: the first of PROBLEM_COLUMNS present
-    answer_column: str | None = None  # None: the first of ANSWER_COLUMNS present, if any
-    id_column: str | None = None  # None: ids are hashes of source and problem text
-    limit: int | None = None  # keep (and validate) only the first `limit` rows
-    domain: str | None = None  # None: the row's `domain` column, else "math"
-    source: str | None = None  # None: the row's `source` column, else the file stem / Hub name
+    path: str = opt(help="Problems: .jsonl, .json, .parquet, a datasets folder, or a Hub dataset name.",
+                    name="input", cli="--input")
+    split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
+    problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
+    answer_column: str | None = opt(None, "Reference answers. Default: answer, reference_answer or final_answer.")
+    id_column: str | None = opt(None, "Stable problem ids. Default: a hash of source + problem text.")
+    limit: int | None = opt(None, "Use only the first N problems.")
+    domain: str | None = opt(None, "Domain for every row (default: the input's `domain` column, else math).")
+    source: str | None = opt(None, "Source name for every row (default: the input's `source` column, else its name).")
 
 
 def load_problems(spec: InputSpec) -> tuple[pl.DataFrame, dict]:

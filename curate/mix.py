@@ -41,13 +41,14 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.progress import Progress
 from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
@@ -74,23 +75,29 @@ class SourceSpec:
 
 @dataclass
 class MixOptions:
-    out: str
-    sources: list[str]
-    total: int | None = None
-    seed: int = 0
-    test_size: float | None = None
-    allow_upsample: bool = False
-    tokenizer: str | None = None
-    no_cot: tuple[str, ...] = ()
-    missing_think: str = "empty"
-    license: str = "other"
-    source_licenses: dict = field(default_factory=dict)  # source name -> its licence, for the card
-    language: tuple[str, ...] = ("en",)
-    pretty_name: str | None = None
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes that count tokens
-    overwrite: bool = False
-    progress: bool = True
-    command: list[str] = field(default_factory=list)
+    out: str = opt(help="Output folder: data/, dataset/, README.md, plots/, manifest.json.", path="dir")
+    sources: list[str] = opt(help="NAME=PATH:COUNT_OR_RATIO, a source and its target: an exact count (600000) or a "
+                                  "ratio of --total (0.75 or 75%). Repeatable.", cli="--source",
+                             metavar="NAME=PATH:COUNT_OR_RATIO")
+    total: int | None = opt(None, "Total rows; needed by ratio targets, checked against counts.")
+    seed: int = opt(0, "Seed of the sampling and the test split.")
+    test_size: float | None = opt(None, "Share of rows (whole problems) in a test split.")
+    allow_upsample: bool = opt(False, "Let a target exceed its source: rows are repeated (and the card says so).")
+    tokenizer: str | None = opt(None, "Tokenizer for num_tokens (name or folder). Default: the embedded SmolLM2's.")
+    no_cot: tuple[str, ...] = opt((), "Source whose answers go without a chain of thought (an empty think block).",
+                                  metavar="NAME")
+    missing_think: str = opt("empty", "Rows without a <think> block: write an empty one, or drop them.",
+                             choices=("empty", "drop"))
+    license: str = opt("other", "The dataset's licence for the card.")
+    source_licenses: dict = opt({}, "A source's own licence, shown in the card (repeatable).", cli="--source-license",
+                                pairs="NAME=LICENSE, e.g. gsm8k=mit", metavar="NAME=LICENSE")
+    language: tuple[str, ...] = opt(("en",), "Comma list of language codes for the card.", comma=True)
+    pretty_name: str | None = opt(None, "The card's title (default: the folder name).")
+    workers: int = opt(help="Processes that count tokens (default: all cores).", factory=lambda: os.cpu_count() or 1,
+                       min=1)
+    overwrite: bool = opt(False, "Replace an existing mix with a different config.")
+    progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 # -- the plan: parse and check everything before any work ---------------------------
@@ -610,7 +617,7 @@ def write(out: RunStore, train: pl.DataFrame, test: pl.DataFrame | None, o: MixO
     import datasets
     import pyarrow.parquet as pq
 
-    from curate import card
+    from curate.card import render_card
 
     folder, manifest = out.dir, out.manifest
     if not o.progress:
@@ -635,5 +642,5 @@ def write(out: RunStore, train: pl.DataFrame, test: pl.DataFrame | None, o: MixO
     manifest["files"] = files
     with _timed(timings, "card"):
         out.write_manifest(manifest)  # the card reads it
-        manifest["card"] = card.render_card(folder, license=o.license, language=list(o.language),
-                                            pretty_name=o.pretty_name or out.root.name)
+        manifest["card"] = render_card(folder, license=o.license, language=list(o.language),
+                                       pretty_name=o.pretty_name or out.root.name)

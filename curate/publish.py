@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.store import locked, now, package_versions, read_manifest, sha256_files, write_text_atomic
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -49,6 +50,15 @@ SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "1
 RETRY_STATUS = (429, 500, 502, 503, 504)
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 _PLACEHOLDER_REPO = re.compile(r'load_dataset\("<user>/[^"]*"\)')  # the card's "how to load" line
+
+
+@dataclass
+class PublishOptions:
+    directory: str = opt(help="A `curate mix` output folder.", argument=True, metavar="DIR", path="any")
+    repo: str = opt(help="Hub dataset repo, USER/NAME (created if missing).")
+    private: bool = opt(False, "Create the repo private (an existing repo keeps its visibility).")
+    revision: str | None = opt(None, "Branch to commit to (created if missing). Default: main.")
+    dry_run: bool = opt(False, "Check everything, print the files and the card; upload nothing.")
 
 
 @dataclass

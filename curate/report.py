@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.progress import Progress
 from curate.store import load_manifest, now, package_versions, require_complete, write_text_atomic
 
@@ -46,6 +47,16 @@ TEXT = ("problem", "completion", "messages", "reference_answer", "final_answer",
 
 
 # -- reading a run ----------------------------------------------------------------------
+
+
+@dataclass
+class ReportOptions:
+    run_dir: str = opt(help="A generate, filter, select or mix output folder.", argument=True, path="any")
+    out: str | None = opt(None, "The HTML file. Default: RUN_DIR/report.html.", path="file")
+    samples: int = opt(200, "Problems in the sample browser (a seeded random sample when the run has more).", min=1)
+    language_sample: int = opt(2000, "Rows to run language ID on when the run has no language scores.", min=1)
+    seed: int = opt(0, "Seed of the samples.")
+    progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
 
 
 @dataclass

@@ -32,13 +32,14 @@ files; a different config into the same --out is refused unless --overwrite.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.progress import Progress
 from curate.store import Table, load_manifest, open_run, open_table, read_manifest
 
@@ -50,18 +51,20 @@ REJECTED_RE = re.compile(r"^(\d+)-(.+)-part-\d+\.parquet$")
 
 @dataclass
 class SelectOptions:
-    input: str
-    out: str
-    policy: str = "all"
-    one_by: str = "random"
-    max_per_problem: int | None = None
-    score: str | None = None
-    score_order: str = "desc"
-    pass_rate_band: tuple[float, float] | None = None
-    seed: int = 0
-    overwrite: bool = False
-    progress: bool = True
-    command: list[str] = field(default_factory=list)
+    input: str = opt(help="A `curate filter` output folder.", path="any")
+    out: str = opt(help="Output folder: data/, problems.parquet, manifest.json.", path="dir")
+    policy: str = opt("all", "Per problem, from the kept rows: all of them, one, or the k best by --score.",
+                      choices=POLICIES)
+    one_by: str = opt("random", "--policy one: which row (random is seeded).", choices=ONE_BY)
+    max_per_problem: int | None = opt(None, "At most N rows per problem (the k of best-k).", min=1)
+    score: str | None = opt(None, "--policy best-k: the column to rank by (e.g. language_ratio).")
+    score_order: str = opt("desc", "Rank by --score descending or ascending.", choices=("desc", "asc"))
+    pass_rate_band: tuple[float, float] | None = opt(
+        None, "Keep only problems whose pass rate (correct / generated) lies in [LOW, HIGH].", metavar="LOW HIGH")
+    seed: int = opt(0, "Seed of the random picks.")
+    overwrite: bool = opt(False, "Replace an existing select run with a different config.")
+    progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 def check_options(o: SelectOptions) -> None:

@@ -4,17 +4,19 @@ real `curate filter` runs (length → math with math-verify → dedup) over a
 generate-shaped run whose correct and wrong answers are planted."""
 
 import json
+from importlib import import_module
 
 import polars as pl
 import pyarrow as pa
 import pytest
 
-from curate import select
 from curate.errors import CurateError
 from curate.parsing import parse_completion
 from curate.schema import GENERATION_SCHEMA
 from curate.store import RunStore
 from helpers import curate
+
+select = import_module("curate.select")  # curate.select is the API function
 
 
 def trace(answer: str, words: str = "add the numbers") -> str:
@@ -155,7 +157,7 @@ def test_band_without_a_correctness_filter_is_refused(filtered, tmp_path):
 
 
 def test_mix_of_a_select_run_carries_pass_rates_into_the_card(filtered):
-    from curate import mix
+    mix = import_module("curate.mix")
 
     run_select(filtered, "for-mix", "--policy", "all")
     out = filtered / "mix"

@@ -39,11 +39,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from curate.errors import CurateError
+from curate.generate import EngineOptions
+from curate.options import nested, opt
 from curate.store import write_json
 
 # name -> (display name, path or Hub name, split); shipped paths are resolved in curate.data
@@ -60,24 +62,26 @@ R1_EVAL = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
 
 @dataclass
 class EvalOptions:
-    benchmarks: str  # comma list of names or files
-    out: str
-    model: str | None = None  # None: the embedded model
-    k: int = 16
-    backend: str = "vllm"
-    template: str = "reasoning_chat"
-    max_tokens: int = R1_EVAL["max_tokens"]
-    temperature: float = R1_EVAL["temperature"]
-    top_p: float = R1_EVAL["top_p"]
-    seed: int = 0
-    limit: int | None = None
-    workers: int = min(4, os.cpu_count() or 1)  # math-verify processes
-    timeout: float = 5.0  # seconds per math-verify step
-    engine: dict = field(default_factory=dict)  # generate backend options
-    overwrite: bool = False
-    progress: bool = True
-    verbose: bool = False  # the engine's own output on the terminal, not in the runs' logs
-    command: list[str] = field(default_factory=list)
+    out: str = opt(help="Output: <benchmark>/generate/ run dirs, scores, results.json.", path="dir")
+    benchmarks: str = opt("math500", "Comma list: math500, gsm8k, aime24, aime25, or problems files.")
+    model: str | None = opt(None, "Hub name or local folder (served name with --backend openai). Default: the embedded "
+                                  "SmolLM2-135M-Instruct.")
+    k: int = opt(16, "Samples per problem.", cli="-k", min=1)
+    backend: str = opt("vllm", "The engine.", choices=("vllm", "openai", "transformers"))
+    template: str = opt("reasoning_chat", "Prompt template (R1's: step by step, answer in \\boxed{}).")
+    max_tokens: int = opt(R1_EVAL["max_tokens"], "Tokens per sample at most (R1: 32,768).", min=1)
+    temperature: float = opt(R1_EVAL["temperature"], "R1: 0.6.")
+    top_p: float = opt(R1_EVAL["top_p"], "R1: 0.95.")
+    seed: int = opt(0, "Run seed; each problem's sampling seed derives from it.")
+    limit: int | None = opt(None, "Only the first N problems of each benchmark.", min=1)
+    workers: int = opt(min(4, os.cpu_count() or 1), "math-verify processes (default: up to 4).", min=1,
+                       show_default=False)
+    timeout: float = opt(5.0, "Seconds per math-verify step.", cli="--verify-timeout", min=0, min_open=True)
+    engine: EngineOptions = nested(EngineOptions, "Backend options.")
+    overwrite: bool = opt(False, "Replace existing generations made with a different config.")
+    progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
+    verbose: bool = opt(False, "Show engine output (vLLM, transformers) on the terminal too.")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 @dataclass
@@ -229,10 +233,12 @@ class EvalPlan:
 def plan(opts: EvalOptions) -> EvalPlan:
     """Every benchmark planned first: bad names, files, templates or a config clash are
     one line, and nothing is written."""
-    from curate import generate as gen
+    from importlib import import_module
+
     from curate.inputs import InputSpec
     from curate.store import open_run
 
+    gen = import_module("curate.generate")  # the module; curate.generate is the API function
     if opts.k < 1:
         raise CurateError("-k must be at least 1")
     benches = resolve(opts.benchmarks)
@@ -281,10 +287,10 @@ def run(opts: EvalOptions) -> dict:
 def evaluate(b: Benchmark, generation, opts: EvalOptions) -> dict:
     """One benchmark: its generate run (resumed where it stopped), scored into
     OUT/<benchmark>/scores.parquet; returns its metrics."""
-    from curate import generate as gen
+    from curate.generate import run as run_generation
     from curate.store import read_run, write_parquet_atomic
 
-    summary = gen.run(generation, progress=opts.progress)
+    summary = run_generation(generation, progress=opts.progress)
     if summary["counts"]["samples_done"] < summary["counts"]["samples_expected"]:
         raise CurateError(f"{b.name}: generation incomplete ({summary['counts']['samples_done']} of "
                           f"{summary['counts']['samples_expected']} samples); re-run to resume")

@@ -68,12 +68,13 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.options import opt
 from curate.progress import Progress
 from curate.store import RunStore, atomic_path, now, open_run
 
@@ -102,35 +103,40 @@ LENGTH_KEYS = ("max_steps", "num_train_epochs", "save_steps", "save_total_limit"
 
 @dataclass
 class GRPOOptions:
-    policy: str
-    prompts: str
-    out: str
-    rewards: str = "accuracy,format"  # NAME[:WEIGHT],...
-    template: str = "r1_zero"
-    answers: str | None = None  # reference answers by problem_id, for a mixture's prompts
-    split: str = "train"
-    limit: int | None = None
-    lang: str = "en"  # the language reward's target
-    format_style: str | None = None  # None: r1_zero for the r1_zero template, else think
-    num_generations: int = R1_DEFAULTS["num_generations"]
-    prompts_per_step: int = 32
-    micro_batch: int = 16  # completions per forward/backward pass
-    max_steps: int = -1
-    epochs: float = 1.0
-    max_completion_length: int = R1_DEFAULTS["max_completion_length"]
-    learning_rate: float = R1_DEFAULTS["learning_rate"]
-    beta: float = R1_DEFAULTS["beta"]
-    epsilon: float = R1_DEFAULTS["epsilon"]
-    temperature: float = R1_DEFAULTS["temperature"]
-    loss_type: str = R1_DEFAULTS["loss_type"]
-    overlong_buffer: int = 256
-    seed: int = 0
-    save_steps: int = 100
-    vllm: bool | None = None  # None: on when a GPU and vLLM are present
-    trl: dict = field(default_factory=dict)  # any other GRPOConfig field
-    overwrite: bool = False
-    progress: bool = True
-    command: list[str] = field(default_factory=list)
+    policy: str = opt(help="The model to train: Hub name or local folder.")
+    prompts: str = opt(help="Problems with reference answers (file, run dir, select output, Hub name), or a "
+                            "`curate mix` output.")
+    out: str = opt(help="Run directory: manifest.json, log.jsonl, checkpoint-N/, model/.", path="dir")
+    rewards: str = opt("accuracy,format", "NAME[:WEIGHT],... of accuracy, format, language, overlong.")
+    template: str = opt("r1_zero", "Prompt template for problems (r1_zero: base models; reasoning_chat: chat models).")
+    answers: str | None = opt(None, "Reference answers by problem_id (problems file or run), for prompts that "
+                                    "lack them (a mixture).")
+    split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
+    limit: int | None = opt(None, "Use only the first N prompts.", min=1)
+    lang: str = opt("en", "Target language of the language reward (a row's `language` column wins).")
+    format_style: str | None = opt(None, "Default: r1_zero with the r1_zero template, else think.",
+                                   choices=("think", "r1_zero"))
+    num_generations: int = opt(R1_DEFAULTS["num_generations"], "Samples per prompt (R1: 16).")
+    prompts_per_step: int = opt(32, "Prompts per optimizer step (R1: 32).")
+    micro_batch: int = opt(16, "Completions per forward/backward pass.")
+    max_steps: int = opt(-1, "Optimizer steps (-1: --epochs over the prompts).")
+    epochs: float = opt(1.0, "Passes over the prompts.")
+    max_completion_length: int = opt(R1_DEFAULTS["max_completion_length"],
+                                     "Tokens per completion at most (R1: 32,768).")
+    learning_rate: float = opt(R1_DEFAULTS["learning_rate"], "R1: 3e-6.")
+    beta: float = opt(R1_DEFAULTS["beta"], "KL coefficient (R1: 0.001; k3 estimator).")
+    epsilon: float = opt(R1_DEFAULTS["epsilon"], "Clip range of the ratio.")
+    temperature: float = opt(R1_DEFAULTS["temperature"], "Rollout temperature (R1: 1.0).")
+    loss_type: str = opt(R1_DEFAULTS["loss_type"], "TRL loss_type (R1: grpo; TRL's default: dapo).")
+    overlong_buffer: int = opt(256, "overlong reward: tokens before the limit where the penalty ramps.")
+    seed: int = opt(0, "Seed of the sampling and the data order.")
+    save_steps: int = opt(100, "Checkpoint every N steps (re-running resumes from the last).")
+    vllm: bool | None = opt(None, "Generate with vLLM (default: when a GPU and vLLM are present).")
+    trl: dict = opt({}, "KEY=VALUE: any other GRPOConfig field (repeatable; values read as YAML).", pairs="KEY=VALUE",
+                    parse="yaml")
+    overwrite: bool = opt(False, "Replace an existing run with a different config.")
+    progress: bool = opt(True, "Show a progress bar (--no-progress: none).", cli="--no-progress")
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
 
 
 # --- rewards -----------------------------------------------------------------------------

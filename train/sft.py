@@ -2,7 +2,7 @@
 
 TRL does the training. What this module adds, in the order it runs:
 
-1. one config from three layers: our defaults (SFT_DEFAULTS) < a recipe YAML
+1. one config from three layers: our defaults (SFTOptions) < a recipe YAML
    (`--config NAME_OR_PATH`, train/recipes/) < the flags given on the command line;
 2. the data: a `curate mix` folder, a datasets folder, Parquet / JSONL with `messages`,
    or a Hub dataset, checked for a `messages` column before any model is loaded;
@@ -40,11 +40,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.options import opt
 
 HERE = Path(__file__).resolve().parent
 RECIPES = HERE / "recipes"
@@ -52,45 +53,70 @@ ACCELERATE = HERE / "accelerate"
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn2",
                    "kernels-community/flash-attn3", "kernels-community/vllm-flash-attn3")
 
-SFT_DEFAULTS = {
-    "student": None,
-    "data": None,
-    "split": "train",
-    "limit": None,
-    "epochs": 2.0,
-    "max_steps": -1,
-    "lr": 2e-5,
-    "batch_size": 8,
-    "grad_accum": 1,
-    "max_length": 32768,
-    "loss": "completion",
-    "lora_r": 0,
-    "lora_alpha": None,
-    "packing": False,
-    "padding_free": False,
-    "gradient_checkpointing": None,  # None: on with a GPU, off on CPU
-    "group_by_length": None,  # None: on without packing
-    "bf16": None,  # None: on where the GPU supports bf16
-    "liger": None,  # None: on where liger-kernel is installed and a GPU is present
-    "attn_implementation": None,
-    "chat_template": None,
-    "eos_token": None,
-    "pad_token": None,
-    "warmup_ratio": 0.03,
-    "lr_scheduler": "cosine_with_min_lr",
-    "min_lr_rate": 0.1,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-    "seed": 42,
-    "save_steps": 500,
-    "save_total_limit": None,
-    "logging_steps": 10,
-    "lint_rows": 64,
-    "push_to_hub": None,
-}
+@dataclass
+class SFTOptions:
+    """Every option of `curate train sft`. A run's config is layered: these defaults < a recipe
+    (`config`) < the options given (the flags on the command line, the keyword arguments)."""
+
+    student: str | None = opt(None, "Model to train: Hub name, local folder, or `embedded` (SmolLM2-135M-Instruct).")
+    data: str | None = opt(None, "A `curate mix` folder, a datasets folder, Parquet/JSONL with `messages`, or a Hub "
+                                 "dataset.")
+    out: str | None = opt(None, "Output: checkpoints, the final model, manifest.json (required unless --lint-only).",
+                          path="dir")
+    config: str | None = opt(None, "Recipe: a built-in name (e.g. r1-distill-qwen-1.5b) or a YAML file; options given "
+                                   "override it.")
+    split: str = opt("train", "Split of a DatasetDict or Hub dataset.")
+    limit: int | None = opt(None, "Train on the first N rows only.", min=1)
+    epochs: float = opt(2.0, "Epochs (R1's SFT: 2).")
+    max_steps: int = opt(-1, "Stop after N optimizer steps (overrides --epochs; -1: none).")
+    lr: float = opt(2e-5, "Peak learning rate.")
+    batch_size: int = opt(8, "Rows per device per step.", min=1)
+    grad_accum: int = opt(1, "Gradient accumulation steps.", min=1)
+    max_length: int = opt(32768, "Tokens per row (packed sequence with --packing).", min=1)
+    loss: str = opt("completion", "Trained tokens: the last assistant turn (any template) | every assistant turn "
+                                  "({% generation %}) | all.", choices=("completion", "assistant", "all"))
+    lora_r: int = opt(0, "LoRA rank (peft, all linear layers); 0 = full fine-tune.", min=0)
+    lora_alpha: int | None = opt(None, "LoRA alpha (default: 2 × rank).")
+    packing: bool = opt(False, "BFD packing, padding-free (needs a flash-attention kernel).", negatable=True)
+    padding_free: bool = opt(False, "Padding-free batches (with --packing).", negatable=True)
+    gradient_checkpointing: bool | None = opt(None, "Gradient checkpointing (default: on with a GPU, off on CPU).")
+    group_by_length: bool | None = opt(None, "Batches of similar length, less padding (default: on without --packing).")
+    bf16: bool | None = opt(None, "bfloat16 (default: on where the GPU supports it).")
+    liger: bool | None = opt(None, "Liger kernels (default: on where installed, with a GPU).")
+    attn_implementation: str | None = opt(None, "e.g. flash_attention_2 (default: transformers' sdpa).")
+    chat_template: str | None = opt(None, "A .jinja chat template for the student.", path="file")
+    eos_token: str | None = opt(None, "The token the student stops at (e.g. '<|im_end|>' for a base model).")
+    pad_token: str | None = opt(None, "Pad token (default: the tokenizer's, or a distinct special token when it is "
+                                      "the EOS).")
+    warmup_ratio: float = opt(0.03, "Share of the steps that warm the learning rate up.")
+    lr_scheduler: str = opt("cosine_with_min_lr", "transformers scheduler name.")
+    min_lr_rate: float = opt(0.1, "cosine_with_min_lr: the floor, a share of the peak.", cli=False)
+    weight_decay: float = opt(0.0, "Weight decay.")
+    max_grad_norm: float = opt(1.0, "Gradient clipping.")
+    seed: int = opt(42, "Seed of the data order and the initialisation.")
+    save_steps: int = opt(500, "Checkpoint every N steps (and at the end).", min=1)
+    save_total_limit: int | None = opt(None, "Keep only the last N checkpoints.", min=1)
+    logging_steps: int = opt(10, "Log every N steps.", min=1)
+    lint_rows: int = opt(64, "Rows the chat-template lint checks.", min=1)
+    lint_only: bool = opt(False, "Print a rendered row, its trained tokens and the lint verdict; train nothing.")
+    resume: bool = opt(False, "Continue from the last checkpoint in --out.")
+    overwrite: bool = opt(False, "Replace an earlier `curate train sft` run in --out.")
+    push_to_hub: str | None = opt(None, "Upload the final model to this Hub repo (token: `hf auth login` / HF_TOKEN).",
+                                  metavar="REPO")
+    num_processes: int | None = opt(None, "Train on N GPUs through `accelerate launch`.", min=1)
+    accelerate_config: str | None = opt(None, "zero3, fsdp (shipped) or an accelerate YAML; implies `accelerate "
+                                              "launch`.")
+    print_launch: bool = opt(False, "Print the `accelerate launch` line and stop.")
+    progress: bool = opt(True, "Show a progress bar (--no-progress: none).", cli="--no-progress")
+    launched: bool = opt(False, "Set by `accelerate launch`: this process is one of its ranks.", hidden=True)
+    command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
+
+
 # Options that only steer this process (never part of a recipe, never passed on by a launch).
 RUN_FLAGS = ("out", "config", "resume", "overwrite", "lint_only", "num_processes", "accelerate_config",
              "print_launch", "progress", "launched", "command")
+# The defaults a recipe layers over.
+SFT_DEFAULTS = {f.name: f.default for f in fields(SFTOptions) if f.name not in RUN_FLAGS}
 
 
 # --- config ------------------------------------------------------------------------
@@ -308,7 +334,7 @@ def launch_command(cli_values: dict) -> list[str]:
             continue
         flag = "--" + key.replace("_", "-")
         if key == "progress":
-            cmd += ["--no-progress"]
+            cmd += [] if value else ["--no-progress"]
         elif isinstance(value, bool):
             cmd += [flag] if value else [f"--no-{key.replace('_', '-')}"] if key in SFT_DEFAULTS else []
         else:
