@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 # Quiet: one line per step on the terminal; pip's output (setuptools warnings included)
 # goes to $(INSTALL_LOG). A step that fails prints its exit code and the log's tail.
@@ -60,8 +60,12 @@ demo: install
 	@echo
 	@$(BIN)/python -m curate.summary runs/demo runs/demo-filter runs/demo-select runs/demo-mix
 
-test: install
+test: install lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+# ruff (pyproject.toml [tool.ruff]): part of `make test`
+lint: install
+	$(BIN)/ruff check .
 
 test-fast: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"

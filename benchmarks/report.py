@@ -25,10 +25,9 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from traces import gsm8k, long_trace  # noqa: E402
-
 from curate.schema import GENERATION_SCHEMA  # noqa: E402
 from curate.store import RunStore  # noqa: E402
+from traces import gsm8k, long_trace  # noqa: E402
 
 ZH = "首先，我们需要把所有的数量加起来，然后再检查一遍结果是否正确。"
 

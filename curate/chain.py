@@ -222,7 +222,7 @@ def _run_chain(p: FilterPlan) -> tuple[list[Part], dict]:
                 close()
 
 
-def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: "Workers") -> list[Part]:
+def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: Workers) -> list[Part]:
     """One filter over every shard: survivors to .stages/<k>-<filter>/, dropped rows to rejected/."""
     out = Path(p.opts.out)
     stage = out / ".stages" / f"{k:02d}-{f.name}"
@@ -253,7 +253,7 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: "Workers") ->
     return _stage_parts([stage / n for n in names])
 
 
-def _split(f, batch: pl.DataFrame, pool: "Workers") -> tuple[pl.DataFrame, pl.DataFrame]:
+def _split(f, batch: pl.DataFrame, pool: Workers) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A batch's (kept rows with the filter's scores, rejected rows with `rejected_by` and `reason`)."""
     decision = pool.apply(f, batch) if batch.height else None
     if decision is None:  # nothing left to filter

@@ -18,9 +18,9 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc

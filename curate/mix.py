@@ -320,7 +320,8 @@ def load_tokenizer(name: str | None):
         raise CurateError("curate mix counts num_tokens with transformers, which is not installed: "
                           "pip install 'curate[hf]' (or [cpu], [gpu])") from None
     if name is None:
-        from curate.embedded import EMBEDDED_NAME, cache_dir, load_tokenizer as from_gguf
+        from curate.embedded import EMBEDDED_NAME, cache_dir
+        from curate.embedded import load_tokenizer as from_gguf
 
         folder = cache_dir() / "tokenizers" / EMBEDDED_NAME
         if not (folder / "tokenizer.json").is_file():

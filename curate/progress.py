@@ -16,8 +16,15 @@ class Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
         from rich.text import Text
 
         class Rate(ProgressColumn):
@@ -32,7 +39,7 @@ class Progress:
                                                    "redirect_stderr": False}))
         self.task = self.bar.add_task(label, total=total, completed=completed, tps="-")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.enabled:
             self.bar.start()
         return self

@@ -345,7 +345,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
             mod = __import__(module)
         except ImportError:
             continue
-        errors.append(getattr(mod, "TransportError", None) or getattr(mod, "ConnectionError"))
+        errors.append(getattr(mod, "TransportError", None) or mod.ConnectionError)
     return tuple(errors)
 
 

@@ -29,7 +29,7 @@ class EngineOutput:
         self.terminal: TextIO | None = None  # None: the terminal is stdout/stderr as usual
         self.log_path: Path | None = None
 
-    def __enter__(self) -> "EngineOutput":
+    def __enter__(self) -> EngineOutput:
         if self.verbose:
             return self
         sys.stdout.flush()

@@ -49,11 +49,11 @@ import os
 import re
 import threading
 import time
-from functools import lru_cache
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from functools import lru_cache
 from importlib.metadata import version
-from typing import Callable
+from multiprocessing import get_context
 
 import polars as pl
 from math_verify import parse, verify

@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 NOBODY = 65534
 MAX_PROCESSES = 64
@@ -117,7 +117,7 @@ def run_untrusted(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def isolation(python: str = sys.executable) -> str:
     """The strongest isolation that works here: "bwrap", "unshare" or "none" (probed
     once per process and interpreter, by running a trivial program)."""

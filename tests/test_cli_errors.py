@@ -3,7 +3,6 @@ or the option, exit code 2, no traceback, and nothing written."""
 
 import json
 
-
 from helpers import curate
 
 

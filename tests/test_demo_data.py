@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from curate.data.make_arithmetic import problems
 from curate.filters.format import check_format
 from curate.filters.math import verify_math

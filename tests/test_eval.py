@@ -6,10 +6,10 @@ import math
 
 import polars as pl
 import pytest
-from helpers import curate
 
 from curate.store import read_run
 from curate.train.eval import pass_at_1, resolve, score, vote
+from helpers import curate
 
 
 def test_pass_at_1_is_the_mean_share_with_its_standard_error():
@@ -122,10 +122,10 @@ def test_eval_run_directory_interrupted_resumed_and_a_different_config_refused(p
     import _thread
 
     from click.testing import CliRunner
-    from servers import Reply, ScriptedServer, chat_response
 
     from curate.cli import cli
     from curate.train import eval as ev
+    from servers import Reply, ScriptedServer, chat_response
 
     gold = {}
     for line in problems_file.read_text().splitlines():

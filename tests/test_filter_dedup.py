@@ -4,6 +4,7 @@ import random
 import polars as pl
 import pytest
 
+from conftest import MATH500_TEST
 from curate.errors import CurateError
 from curate.filters.dedup import (
     Dedup,
@@ -15,8 +16,6 @@ from curate.filters.dedup import (
     normalize_text,
     shingle_hashes,
 )
-
-from conftest import MATH500_TEST
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 solutions (tests/data) and GSM8K test answers (curate/data), MIT, and on the sentences and
 words of tests/data/language (see its README)."""
 
+import csv
 import json
 import re
-
-import csv
 from pathlib import Path
 
 import polars as pl
@@ -13,17 +12,16 @@ import pytest
 
 from curate.errors import CurateError
 from curate.filters.language import (
+    Language,
     classify_sentences,
     count_letters,
     evidently_english,
-    Language,
     language_report,
     script_ratio,
     split_sentences,
     strip_non_prose,
     target_language_ratio,
 )
-
 
 REPO = Path(__file__).resolve().parent.parent
 LANG_DATA = REPO / "tests" / "data" / "language"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import GSM8K_TEST, MATH500_TEST
 
+from conftest import GSM8K_TEST, MATH500_TEST
 from curate.filters.math import Math, MathPool, MathVerdict, normalise_digit_groups, quick_verdict, verify_math
 
 

@@ -5,8 +5,8 @@ import json
 
 import polars as pl
 import pytest
-from conftest import GSM8K_TEST, MATH500_TEST
 
+from conftest import GSM8K_TEST, MATH500_TEST
 from curate.errors import CurateError
 from curate.filters.readability import Readability, readability_signals
 

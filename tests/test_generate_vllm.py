@@ -8,8 +8,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from curate.schema import GENERATION_SCHEMA
 from conftest import GSM8K_TEST
+from curate.schema import GENERATION_SCHEMA
 from helpers import curate, popen, rows
 
 pytestmark = pytest.mark.slow

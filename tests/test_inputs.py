@@ -5,18 +5,16 @@ import json
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import GSM8K_TEST, MATH500_TEST
 
+from conftest import GSM8K_TEST, MATH500_TEST
 from curate.errors import CurateError
 from curate.inputs import OUTPUT_COLUMNS, InputSpec, load_problems
-
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from helpers import curate
 
 PREFILL_TEMPLATE = """{% call message("user") %}
@@ -108,9 +109,9 @@ def test_different_rewards_in_a_group_move_the_policy(tmp_path):
     lengths; the overlong reward (a 15-token ramp below the 16-token limit) then differs
     within each group, and one step of our configuration updates every parameter."""
     import torch
-    from conftest import REPO, build_tiny_model
     from transformers import AutoModelForCausalLM
 
+    from conftest import REPO, build_tiny_model
     from curate.train import grpo
 
     policy = build_tiny_model(tmp_path / "policy")

@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import GSM8K_TEST
-from helpers import curate
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import GSM8K_TEST
 from curate.cli import cli
 from curate.store import locked
 from curate.train import sft
-
+from helpers import curate
 
 
 def assert_generates(model, tok, max_new_tokens: int = 6) -> None:
@@ -281,9 +280,8 @@ def test_sigterm_is_an_interruption_and_resume_continues_from_the_last_whole_che
     import subprocess
     import time
 
-    from helpers import CURATE, env
-
     from curate.train import last_checkpoint
+    from helpers import CURATE, env
 
     out = tmp_path / "sft"
     args = ["train", "sft", "--student", tiny_model, "--data", mixture_dir, "--out", out, "--batch-size", 4,

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-from conftest import GSM8K_TEST, MATH500_TEST
 
+from conftest import GSM8K_TEST, MATH500_TEST
 from curate.schema import GENERATION_SCHEMA
 from curate.store import RunStore
 

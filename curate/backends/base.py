@@ -8,8 +8,8 @@ the run store can write finished work while the engine keeps busy with the rest.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
 
 from curate.errors import CurateError
 

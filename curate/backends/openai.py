@@ -92,12 +92,11 @@ import queue
 import random
 import threading
 import weakref
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import httpx
 
-from curate.backends.base import (Backend, Request, Sample, Sampling, TransientBackendError, derive_seed,
-                                  split_prefill)
+from curate.backends.base import Backend, Request, Sample, Sampling, TransientBackendError, derive_seed, split_prefill
 from curate.errors import CurateError
 
 log = logging.getLogger(__name__)

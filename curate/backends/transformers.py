@@ -8,8 +8,8 @@ when sample-exact resumes matter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import groupby, islice
-from typing import Iterable, Iterator
 
 from curate.backends.base import Backend, Request, Sample, prompt_text
 

@@ -19,8 +19,8 @@ fraction of NUMA node 0, which fails on machines whose node 0 is small).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Iterable, Iterator
 
 from curate.backends.base import Backend, Request, Sample, prompt_text
 
