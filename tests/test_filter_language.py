@@ -269,7 +269,7 @@ def test_params_are_recorded():
         "min_sentence_letters": 20, "max_script_ratio": 0.05}
 
 
-# ------------------------------------------------------------------ failure classes (issue 10, §4)
+# ------------------------------------------------------------------ failure classes of mixed language
 
 # One foreign word inside an English sentence: R1's failure mode, which sentence-level ID
 # misses (the sentence is still English).

