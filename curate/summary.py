@@ -6,14 +6,15 @@ of its stage) and the files to open. `make demo` ends with it:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from curate.store import load_manifest
 
 
 def describe(root: Path) -> tuple[str, list[str]]:
     """(the counts of the run in root, the paths worth opening)."""
-    m = json.loads((root / "manifest.json").read_text())
+    m = load_manifest(root) or {}
     stage = m.get("stage")
     if stage == "generate":
         c = m["counts"]
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     for arg in argv if argv is not None else sys.argv[1:]:
         root = Path(arg)
         counts, paths = describe(root)
-        stage = json.loads((root / "manifest.json").read_text()).get("stage")
+        stage = (load_manifest(root) or {}).get("stage")
         print(f"{stage:9s} {counts}\n{'':9s} open: {', '.join(paths)}")
 
 
