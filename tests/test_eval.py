@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 
+from curate.generate import EngineOptions
 from curate.store import read_run
 from curate.train.eval import pass_at_1, resolve, score, vote
 from helpers import curate
@@ -145,7 +146,7 @@ def test_eval_run_directory_interrupted_resumed_and_a_different_config_refused(p
 
     def options(k: int, url: str, **extra) -> ev.EvalOptions:
         return ev.EvalOptions(benchmarks=str(problems_file), out=str(out), model="teacher", k=k, backend="openai",
-                              limit=3, workers=1, progress=False, engine={"base_url": url, "concurrency": 1}, **extra)
+                              limit=3, workers=1, progress=False, engine=EngineOptions(base_url=url, concurrency=1), **extra)
 
     def manifest() -> dict:
         return json.loads((out / "manifest.json").read_text())
