@@ -159,7 +159,8 @@ def make_trace(item: dict, rng: random.Random, target: int, kind: str, wrong_ans
         if r < 0.4:
             block = "Wait, let me verify this. " + vary(excerpt(item["solution"], rng), rng) + " " + checks
         elif r < 0.7:
-            block = " ".join(rng.sample(FILLERS, 2)) + " " + checks + " " + vary(excerpt(item["problem"], rng), rng, 0.5)
+            block = (" ".join(rng.sample(FILLERS, 2)) + " " + checks + " "
+                     + vary(excerpt(item["problem"], rng), rng, 0.5))
         else:
             block = f"Let me check the final value, {item['answer']}, against the problem. " + checks
         parts.append(block)
@@ -204,9 +205,10 @@ def build_docs(n: int, seed: int = 0, min_chars: int = 2000, max_chars: int = 60
             item = items[i % len(items)]
             wrong = items[(i + 7) % len(items)]["answer"] if rng.random() < 0.10 else None
             completion = make_trace(item, rng, rng.randint(min_chars, max_chars), kind, wrong, words)
-            row = {"sample_id": f"s{i:07d}", "problem_id": f"{item['source']}-{i % len(items)}", "source": item["source"],
-                   "domain": "math", "problem": item["problem"], "reference_answer": item["answer"],
-                   "completion": completion, "kind": kind, "wrong": wrong is not None}
+            row = {"sample_id": f"s{i:07d}", "problem_id": f"{item['source']}-{i % len(items)}",
+                   "source": item["source"], "domain": "math", "problem": item["problem"],
+                   "reference_answer": item["answer"], "completion": completion, "kind": kind,
+                   "wrong": wrong is not None}
         reasoning, _, answer = row["completion"].partition("</think>")
         row["reasoning"] = reasoning.removeprefix("<think>\n").strip()
         row["answer"] = answer.strip()
@@ -296,7 +298,8 @@ def bench_math(df: pl.DataFrame, workers: int, timeout: float) -> dict:
 # ---------------------------------------------------------------------------------
 
 
-def build_neardup_docs(n: int, words: int, dup_frac: float, seed: int = 1) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+def build_neardup_docs(n: int, words: int, dup_frac: float,
+                       seed: int = 1) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
     """n documents of about `words` words: (1 - dup_frac) * n distinct documents, each a
     random draw of sentences from MATH-500 / GSM8K problems and solutions, and
     dup_frac * n planted copies of distinct originals with 2–3 words replaced."""
@@ -447,13 +450,14 @@ def bench_neardup(n: int, words: int, dup_frac: float, threshold: float, num_per
     for label, kwargs in (("datasketch", {}), ("datasketch_same_bands", {"params": (bands, num_perm // bands)})):
         lsh, idx_s, q_s, theirs = index_and_query(**kwargs)
         ds_s = norm_s + sig_s + idx_s + q_s
-        print(f"[neardup] {label}: datasketch {ds_version} (normalise + shingle {norm_s:.1f} s, MinHash.bulk signatures "
-              f"{sig_s:.1f} s, MinHashLSH b={lsh.b} r={lsh.r} index {idx_s:.1f} s, query + same check + union-find "
-              f"{q_s:.1f} s): {ds_s:.2f} s; recall {theirs['recall']:.4f} ({theirs['found']}/{theirs['planted']}), "
+        print(f"[neardup] {label}: datasketch {ds_version} (normalise + shingle {norm_s:.1f} s, "
+              f"MinHash.bulk signatures {sig_s:.1f} s, MinHashLSH b={lsh.b} r={lsh.r} index {idx_s:.1f} s, "
+              f"query + same check + union-find {q_s:.1f} s): {ds_s:.2f} s; "
+              f"recall {theirs['recall']:.4f} ({theirs['found']}/{theirs['planted']}), "
               f"dropped beyond the plant {theirs['dropped_beyond_plant']}; speed ratio {ds_s / ours_s:.1f}x")
-        res[label] = {"seconds": round(ds_s, 2), "normalise_shingle_s": round(norm_s, 2), "signatures_s": round(sig_s, 2),
-                      "index_s": round(idx_s, 2), "query_s": round(q_s, 2), "bands": lsh.b, "rows": lsh.r, **theirs,
-                      "ratio": round(ds_s / ours_s, 1)}
+        res[label] = {"seconds": round(ds_s, 2), "normalise_shingle_s": round(norm_s, 2),
+                      "signatures_s": round(sig_s, 2), "index_s": round(idx_s, 2), "query_s": round(q_s, 2),
+                      "bands": lsh.b, "rows": lsh.r, **theirs, "ratio": round(ds_s / ours_s, 1)}
         if label == "datasketch":
             first_s, first = ds_s, theirs
         del lsh
@@ -516,7 +520,8 @@ def run_in_process(filters, df: pl.DataFrame) -> tuple[float, dict, dict]:
 
     per, dropped = {}, {}
     pool = Workers(os.cpu_count() or 1)  # as `curate filter` runs per-row filters
-    pool.apply(next(f for f in filters if f.parallel), df.head(2 * Workers.MIN_ROWS_PER_WORKER))  # start workers outside the clock
+    # start workers outside the clock
+    pool.apply(next(f for f in filters if f.parallel), df.head(2 * Workers.MIN_ROWS_PER_WORKER))
     t0 = time.perf_counter()
     for f in filters:
         t = time.perf_counter()
@@ -545,7 +550,9 @@ def datatrove_filters(model_path: Path):
     # same `fasttext` module from `fasttext-numpy2` (installing a second binding would
     # overwrite it: docs/ARCHITECTURE.md). Accept it as that distribution, and nothing else.
     is_dist = deps._is_distribution_available
-    deps._is_distribution_available = lambda name: is_dist("fasttext-numpy2") if name == "fasttext-numpy2-wheel" else is_dist(name)
+    deps._is_distribution_available = (
+        lambda name: is_dist("fasttext-numpy2") if name == "fasttext-numpy2-wheel" else is_dist(name)
+    )
     from datatrove.pipeline.filters import GopherRepetitionFilter, LanguageFilter
     from fasttext.FastText import _FastText
 
@@ -644,7 +651,8 @@ def bench_chain(df: pl.DataFrame, target_rows: int, math_pairs_per_s: float | No
     print(f"[chain] ratio ours / datatrove: {ours_rate / dt_rate:.2f}x (target >= 5x)")
     if lang_s is not None:
         print(f"[chain] language alone: ours {n / lang_s:,.0f} docs/s (per-sentence lid), datatrove "
-              f"{n / dt_lang_s:,.0f} docs/s (whole-doc lid); datatrove GopherRepetition alone {n / dt_rep_s:,.0f} docs/s")
+              f"{n / dt_lang_s:,.0f} docs/s (whole-doc lid); "
+              f"datatrove GopherRepetition alone {n / dt_rep_s:,.0f} docs/s")
     print(f"[chain] ours end to end (`curate filter`: Parquet shards of 1000 rows, stages, rejected, funnel): "
           f"{cli_s:.2f} s, {cli_rate:,.0f} docs/s; funnel kept {funnel['kept']} of {funnel['rows_in']}")
     est = target_rows / ours_rate

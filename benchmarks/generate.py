@@ -85,8 +85,8 @@ def main() -> None:
             tokens, seconds = fn()
             results.append({"round": r + 1, "side": name, "tokens": tokens, "seconds": round(seconds, 2),
                             "tok_s": round(tokens / seconds, 1)})
-            print(f"round {r + 1}  {name:24s} {tokens:7d} output tokens in {seconds:7.2f} s = {tokens / seconds:8.1f} tok/s",
-                  flush=True)
+            print(f"round {r + 1}  {name:24s} {tokens:7d} output tokens in {seconds:7.2f} s = "
+                  f"{tokens / seconds:8.1f} tok/s", flush=True)
 
     raw = [x for x in results if x["side"].startswith("raw")]
     cur = [x for x in results if x["side"].startswith("curate")]

@@ -116,12 +116,14 @@ def main() -> None:
     wall = time.time() - t
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     rows = m["counts"]["rows"]
-    tokens = pl.scan_parquet(str(root / "mix" / "data" / "*.parquet")).select(pl.col("num_tokens").sum()).collect().item()
+    tokens = (pl.scan_parquet(str(root / "mix" / "data" / "*.parquet"))
+              .select(pl.col("num_tokens").sum()).collect().item())
     data_bytes = sum(f.stat().st_size for f in (root / "mix" / "data").iterdir())
     disk_bytes = sum(f.stat().st_size for f in (root / "mix" / "dataset").rglob("*") if f.is_file())
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows, "splits": m["splits"],
-        "sources": {s["name"]: {k: s[k] for k in ("requested", "available", "delivered", "upsampled")} for s in m["sources"]},
+        "sources": {s["name"]: {k: s[k] for k in ("requested", "available", "delivered", "upsampled")}
+                    for s in m["sources"]},
         "wall_s": round(wall, 1), "rows_per_s": round(rows / wall), "phases_s": m["timings"],
         "tokens": tokens, "tokens_per_s_in_tokenize_phase": round(tokens / max(m["timings"]["tokenize"], 1e-9)),
         "unique_rows_tokenised": m["counts"]["unique_rows"], "peak_rss_gib": round(peak_gib, 2),

@@ -9,8 +9,9 @@ tokens per step, peak memory, MFU, and the ratio curate / TRL.
 
 TRL defaults: SFTConfig() with only max_length, batch size and the step count set (full-
 sequence loss on `messages`, padded batches in random order, gradient checkpointing on, bf16
-on; on CPU bf16 off, since TRL's default bf16=True refuses to start there). curate: the SFTConfig `curate train sft` builds (train/sft.py, `sft_config`): on a GPU
-with flash-attention, BFD packing (padding-free) at 16k tokens per sequence, bf16, Liger
+on; on CPU bf16 off, since TRL's default bf16=True refuses to start there). curate: the
+SFTConfig `curate train sft` builds (train/sft.py, `sft_config`): on a GPU with
+flash-attention, BFD packing (padding-free) at 16k tokens per sequence, bf16, Liger
 where installed, no gradient checkpointing at this size; without flash-attention or on
 CPU, batches grouped by length (no packing: sdpa cannot keep packed rows apart), and on CPU
 fp32 without gradient checkpointing.
@@ -97,7 +98,8 @@ def build(setup: dict, work: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     shape = TINY if setup["tiny"] else QWEN2_1_5B
-    config = Qwen2Config(**{"vocab_size": len(tok), **shape}, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    config = Qwen2Config(**{"vocab_size": len(tok), **shape},
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
                          dtype="float32" if setup["tiny"] else "bfloat16")
     torch.manual_seed(0)
@@ -116,8 +118,10 @@ def build(setup: dict, work: Path) -> None:
         n = min(int(rng.lognormvariate(0, 0.8) * setup["mean_tokens"] * 0.7), int(setup["max_length"] * 0.7))
         start = rng.randrange(len(words) - n - 1)
         reasoning = " ".join(words[start:start + max(n, 8)])
-        rows.append({"messages": [{"role": "user", "content": f"Problem {i}: " + " ".join(words[start:start + 40])},
-                                  {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\nThe answer is {i}."}]})
+        rows.append({"messages": [
+            {"role": "user", "content": f"Problem {i}: " + " ".join(words[start:start + 40])},
+            {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\nThe answer is {i}."},
+        ]})
     (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -139,7 +143,8 @@ def run_side(side: str, setup: dict, work: Path) -> dict:
         args = SFTConfig(output_dir=str(out), max_length=setup["max_length"], max_steps=total_steps,
                          per_device_train_batch_size=setup["batch_size"], report_to=[], disable_tqdm=True,
                          save_strategy="no", logging_steps=10_000, **({} if cuda else {"bf16": False}))
-        model, data, settings = str(work / "model"), rows, {"trl": "SFTConfig defaults" + ("" if cuda else ", bf16 off")}
+        model, data = str(work / "model"), rows
+        settings = {"trl": "SFTConfig defaults" + ("" if cuda else ", bf16 off")}
     else:
         flash = cuda and _installed("flash_attn")
         cfg = sft.resolve({"student": str(work / "model"), "data": str(work / "rows.jsonl"), "max_steps": total_steps,
@@ -174,7 +179,8 @@ def run_side(side: str, setup: dict, work: Path) -> dict:
         lengths = [n for seq in trainer.train_dataset["seq_lengths"] for n in seq]
     else:
         lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
-    params = sum(p.numel() for p in trainer.model.parameters()) - (0 if m.tie_word_embeddings else m.vocab_size * m.hidden_size)
+    params = (sum(p.numel() for p in trainer.model.parameters())
+              - (0 if m.tie_word_embeddings else m.vocab_size * m.hidden_size))
     mean_len = sum(x * x for x in lengths) / sum(lengths)  # mean row length seen by a token
     flops_per_token = 6 * params + 6 * m.num_hidden_layers * m.hidden_size * mean_len
     tps = (n1 - n0) / (t1 - t0)
@@ -208,7 +214,8 @@ def cpu_matmul_flops(seconds: float = 2.0) -> float:
 
 def report(setup: dict, results: dict) -> None:
     trl, ours = results["trl"], results["curate"]
-    print(f"device: {ours['device']} · model: {'tiny Qwen2 (hidden 64, 2 layers)' if setup['tiny'] else 'Qwen2-1.5B shape'}"
+    print(f"device: {ours['device']} · "
+          f"model: {'tiny Qwen2 (hidden 64, 2 layers)' if setup['tiny'] else 'Qwen2-1.5B shape'}"
           f" · {setup['rows']} rows, mean {ours['mean_row_tokens']:.0f} tokens · {setup['warmup']} warm-up + "
           f"{setup['steps']} measured steps per side")
     print(f"{'side':8s} {'tokens/s':>10s} {'step s':>8s} {'tok/step':>9s} {'peak GiB':>9s} {'MFU':>7s}  settings")

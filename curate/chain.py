@@ -66,7 +66,8 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
         raise CurateError(f"{where}: bad YAML: {getattr(e, 'problem', e)}") from None
     items = doc.get("filters") if isinstance(doc, dict) else None
     if not isinstance(items, list) or not items:
-        raise CurateError(f"{shown}: expected a `filters:` list, e.g. `filters: [format, {{length: {{max_tokens: 32768}}}}]`")
+        raise CurateError(f"{shown}: expected a `filters:` list, "
+                          f"e.g. `filters: [format, {{length: {{max_tokens: 32768}}}}]`")
     chain = []
     for i, item in enumerate(items, 1):
         if isinstance(item, str):

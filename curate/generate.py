@@ -119,7 +119,8 @@ def plan(opts: GenerateOptions) -> Plan:
     _render_all(template, problems, examples, info["path"])
     config = {
         "input": {k: info.get(k) for k in ("sha256", "rows", "problem_column", "answer_column", "id_column")}
-        | {"split": opts.input.split, "limit": opts.input.limit, "domain": opts.input.domain, "source": opts.input.source},
+        | {"split": opts.input.split, "limit": opts.input.limit, "domain": opts.input.domain,
+           "source": opts.input.source},
         "template": {"name": template.name, "sha256": template.sha},
         "examples_sha256": examples_sha,
         "model": label,

@@ -183,7 +183,8 @@ def _check_configs(configs, root: Path, where: Path) -> None:
         return  # the Hub then reads data/ by its default layout, which a mix output follows
     if not isinstance(configs, list) or not configs:
         raise CurateError(f"{where}: card YAML `configs` must be a list of configs")
-    shards = [p.relative_to(root).as_posix() for p in root.rglob("*.parquet") if "dataset" not in p.relative_to(root).parts[:1]]
+    shards = [p.relative_to(root).as_posix() for p in root.rglob("*.parquet")
+              if "dataset" not in p.relative_to(root).parts[:1]]
     for i, config in enumerate(configs, 1):
         if not isinstance(config, dict) or not isinstance(config.get("config_name"), str):
             raise CurateError(f"{where}: card YAML configs[{i}] needs a `config_name`")
@@ -196,12 +197,14 @@ def _check_configs(configs, root: Path, where: Path) -> None:
             if isinstance(entry, dict):
                 split, patterns = entry.get("split"), entry.get("path")
                 if not isinstance(split, str) or patterns is None:
-                    raise CurateError(f"{where}: card YAML config {name!r}: each data_files entry needs `split` and `path`")
+                    raise CurateError(f"{where}: card YAML config {name!r}: "
+                                      "each data_files entry needs `split` and `path`")
             else:
                 split, patterns = None, entry
             for pattern in patterns if isinstance(patterns, list) else [patterns]:
                 if not isinstance(pattern, str):
-                    raise CurateError(f"{where}: card YAML config {name!r}: data_files path {pattern!r} is not a string")
+                    raise CurateError(f"{where}: card YAML config {name!r}: "
+                                      f"data_files path {pattern!r} is not a string")
                 if not any(fnmatch.fnmatchcase(s, pattern) or fnmatch.fnmatchcase(s, pattern.rstrip("/") + "/*")
                            for s in shards):
                     label = f"split {split!r} " if split else ""
@@ -218,7 +221,8 @@ def _count_rows(paths: list[Path]) -> int:
             try:
                 total += pq.read_metadata(p).num_rows
             except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds
-                raise CurateError(f"{p}: not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                raise CurateError(f"{p}: not a readable Parquet file "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return total
 
 
@@ -275,17 +279,20 @@ def _push(p: PublishPlan, token: str, attempts: int, log) -> dict:
     def step(what: str, call):
         return _with_backoff(call, what, token, endpoint, attempts, log)
 
-    url = step("create the repo", lambda: api.create_repo(p.repo, repo_type="dataset", private=p.private, exist_ok=True))
+    url = step("create the repo",
+               lambda: api.create_repo(p.repo, repo_type="dataset", private=p.private, exist_ok=True))
     if revision:
         step(f"create branch {revision}",
              lambda: api.create_branch(p.repo, branch=revision, repo_type="dataset", exist_ok=True))
     log(f"uploading {len(p.files)} files ({_size(total)}) to {p.repo} at {revision or 'main'} …")
     commit = step("commit the files", lambda: api.create_commit(
         p.repo, repo_type="dataset", revision=revision,
-        operations=[CommitOperationAdd(path_in_repo=f.path_in_repo,
-                                       path_or_fileobj=p.card.encode() if f.path_in_repo == "README.md" else str(f.local))
+        operations=[CommitOperationAdd(
+                        path_in_repo=f.path_in_repo,
+                        path_or_fileobj=p.card.encode() if f.path_in_repo == "README.md" else str(f.local))
                     for f in p.files],
-        commit_message=f"curate publish: {p.rows:,} rows in {sum(f.path_in_repo.startswith('data/') for f in p.files)} shards",
+        commit_message=f"curate publish: {p.rows:,} rows in "
+                       f"{sum(f.path_in_repo.startswith('data/') for f in p.files)} shards",
         commit_description=f"Uploaded by curate {package_versions()['curate']} from {p.dir.name}: "
                            + ", ".join(f.path_in_repo for f in p.files)))
     digests = {f.path_in_repo: sha256_files([f.local]) for f in p.files}
@@ -320,7 +327,8 @@ def _with_backoff(call, what: str, token: str, endpoint: str, attempts: int, log
                 time.sleep(delay)
                 wait = min(wait * 2, 8.0)
                 continue
-            hint = {401: " (is the token valid?)", 403: " (does the token have write access to this namespace?)"}.get(status, "")
+            hint = {401: " (is the token valid?)",
+                    403: " (does the token have write access to this namespace?)"}.get(status, "")
             raise CurateError(_scrub(f"could not {what} on {endpoint}: the Hub answered {status}{hint}: "
                                      f"{_first_line(e)}", token)) from None
         except _transport_errors() as e:

@@ -30,11 +30,13 @@ def describe(root: Path) -> tuple[str, list[str]]:
     if stage == "select":
         c = m["counts"]
         return (f"{c['selected']} rows for {c['problems_selected']} of {c['problems']} problems; "
-                f"{c['correct']} of {c['generated']} samples correct ({100 * c['correct'] / max(c['generated'], 1):.0f}%)",
+                f"{c['correct']} of {c['generated']} samples correct "
+                f"({100 * c['correct'] / max(c['generated'], 1):.0f}%)",
                 [str(root / "data"), str(root / "problems.parquet")])
     if stage == "mix":
         splits = ", ".join(f"{k} {v}" for k, v in m["splits"].items())
-        return f"{m['counts']['rows']} rows ({splits})", [str(root / "README.md"), str(root / "dataset"), str(root / "plots")]
+        return (f"{m['counts']['rows']} rows ({splits})",
+                [str(root / "README.md"), str(root / "dataset"), str(root / "plots")])
     return f"status {m.get('status')}", [str(root)]
 
 

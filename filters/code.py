@@ -40,7 +40,8 @@ from curate.parsing import parse_completion
 
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 PYTHON_TAGS = {"python", "py", "python3", "py3"}
-SETUP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+SETUP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
 
 
 class CodeVerdict(Verdict):
@@ -128,7 +129,8 @@ def _run_asserts(code: str, test_code: str, limits: dict, mode: str) -> CodeVerd
         statements = ast.parse(test_code).body
     except SyntaxError:
         return CodeVerdict("error", 0, 0, mode, "the tests do not parse")
-    steps = [(ast.get_source_segment(test_code, s) or ast.unparse(s), not isinstance(s, SETUP_NODES)) for s in statements]
+    steps = [(ast.get_source_segment(test_code, s) or ast.unparse(s), not isinstance(s, SETUP_NODES))
+             for s in statements]
     total = sum(is_case for _, is_case in steps)
     nonce = secrets.token_hex(16)
     result = sandbox.run_untrusted(_harness(code, steps, nonce), **limits)

@@ -407,4 +407,5 @@ if __name__ == "__main__":
     elapsed = time.perf_counter() - t
     f.close()
     statuses = decision.scores["math_status"].value_counts(sort=True).rows()
-    print(f"{n} pairs, {workers} workers: {elapsed:.2f} s, {n / elapsed:.0f} pairs/s, {n / elapsed / workers:.0f} pairs/s/worker; {statuses}")
+    print(f"{n} pairs, {workers} workers: {elapsed:.2f} s, {n / elapsed:.0f} pairs/s, "
+          f"{n / elapsed / workers:.0f} pairs/s/worker; {statuses}")

@@ -34,8 +34,9 @@ Verdict`, the first rule broken); every threshold is a parameter. The
 defaults were calibrated on clean maths solutions (MATH-500 `solution` and GSM8K
 `answer`, wrapped as `<think>solution</think>\\n\\nfinal`): together they drop 0 of the
 1,819 clean rows (Gopher's repetition rules as they are, delimiter lines counted and
-thresholds 0.30 / 0.20 / 0.18 / 0.16, drop 215 of them), while a paragraph repeated 10 times, a line repeated 50 times, a
-6,000-character paragraph and a code fence in a maths reasoning are all dropped. Each
+thresholds 0.30 / 0.20 / 0.18 / 0.16, drop 215 of them), while a paragraph repeated 10
+times, a line repeated 50 times, a 6,000-character paragraph and a code fence in a maths
+reasoning are all dropped. Each
 default sits well beyond the worst clean value (see the parameter comments); re-check
 them on your teacher's traces, which are longer than these solutions.
 """

@@ -102,15 +102,17 @@ def mixture_dir(tiny_model, tmp_path_factory) -> Path:
     problems = root / "problems.jsonl"
     problems.write_text("\n".join(GSM8K_TEST.read_text().splitlines()[:8]) + "\n")
     chat = root / "chat.jsonl"
-    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a}],
                                         "domain": "general"}) + "\n"
                             for q, a in [("Hello!", "Hello! How can I help you today?"),
                                          ("Name a primary colour.", "Red."),
                                          ("Translate 'merci' to English.", "Thank you."),
                                          ("What is the capital of France?", "Paris.")]))
-    curate("generate", "--input", problems, "--out", root / "generate", "--backend", "transformers", "--model", tiny_model,
-           "-n", "2", "--max-tokens", "16", "--batch-size", "8", "--no-progress")
-    curate("filter", "--input", root / "generate", "--out", root / "filter", "--filters", "dedup,decontam", "--no-progress")
+    curate("generate", "--input", problems, "--out", root / "generate", "--backend", "transformers",
+           "--model", tiny_model, "-n", "2", "--max-tokens", "16", "--batch-size", "8", "--no-progress")
+    curate("filter", "--input", root / "generate", "--out", root / "filter", "--filters", "dedup,decontam",
+           "--no-progress")
     curate("select", "--input", root / "filter", "--out", root / "select", "--policy", "all", "--no-progress")
     curate("mix", "--out", root / "mix", "--source", f"reasoning={root / 'select'}:16", "--source", f"general={chat}:8",
            "--allow-upsample", "--no-cot", "general", "--test-size", "0.25", "--seed", "0", "--no-progress")

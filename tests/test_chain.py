@@ -52,7 +52,8 @@ def test_check_format_cases():
 
 
 def test_length_filter_reasons():
-    df = pl.DataFrame({"completion": [GOOD, "<think>x", GOOD, GOOD], "finish_reason": ["stop", "stop", "length", "stop"],
+    df = pl.DataFrame({"completion": [GOOD, "<think>x", GOOD, GOOD],
+                       "finish_reason": ["stop", "stop", "length", "stop"],
                        "completion_tokens": [5, 6, 7, 500]})
     d = Length(max_tokens=100)(df)
     assert d.keep.to_list() == [True, False, False, False]
@@ -66,7 +67,8 @@ def test_filter_run_funnel_rejected_and_kept(tmp_path):
     r = curate("filter", "--input", run, "--out", out, "--filters", "format,length", "--no-progress")
     assert "funnel" in r.stdout
     kept = pl.read_parquet(sorted((out / "kept").glob("part-*.parquet")))
-    rejected = pl.concat([pl.read_parquet(p) for p in sorted((out / "rejected").glob("*.parquet"))], how="diagonal_relaxed")
+    rejected = pl.concat([pl.read_parquet(p) for p in sorted((out / "rejected").glob("*.parquet"))],
+                         how="diagonal_relaxed")
     assert kept.height + rejected.height == 12
     assert kept["completion"].unique().to_list() == [GOOD]
     assert set(rejected.columns) >= {"sample_id", "problem", "completion", "finish_reason", "rejected_by", "reason"}
@@ -107,7 +109,8 @@ def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Format, "__call__", interrupt_on_third_shard)
     with pytest.raises(KeyboardInterrupt):
-        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length", progress=False)))
+        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length",
+                                                 progress=False)))
     assert json.loads((cut / "manifest.json").read_text())["status"] == "interrupted"
     assert len(list((cut / ".stages" / "00-format").glob("part-*.parquet"))) == 2
     monkeypatch.setattr(Format, "__call__", real)
@@ -122,7 +125,8 @@ def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--filters", "format,nope"], "unknown filter 'nope'; available: format, length"),
-    (["--filters", "format", "--map", "completion=output"], "--map completion=output: the input has no column 'output'"),
+    (["--filters", "format", "--map", "completion=output"],
+     "--map completion=output: the input has no column 'output'"),
 ])
 def test_bad_chains_are_one_line_errors(tmp_path, args, message):
     run = make_run(tmp_path)
@@ -208,8 +212,10 @@ def test_a_parquet_file_written_by_datasets(tmp_path):
 
 
 @pytest.mark.parametrize("chain_text, message", [
-    ("filters:\n  - decontam: {benchmarks: [aime24]}\n", "filter decontam: benchmark AIME 2024: HuggingFaceH4/aime_2024: could not load"),
-    ("filters:\n  - dedup: {against: [nowhere.parquet]}\n", "filter dedup: against nowhere.parquet: no such file or folder"),
+    ("filters:\n  - decontam: {benchmarks: [aime24]}\n",
+     "filter decontam: benchmark AIME 2024: HuggingFaceH4/aime_2024: could not load"),
+    ("filters:\n  - dedup: {against: [nowhere.parquet]}\n",
+     "filter dedup: against nowhere.parquet: no such file or folder"),
 ])
 def test_unreachable_data_for_a_filter_is_refused_before_anything_is_written(tmp_path, chain_text, message):
     run = make_run(tmp_path)

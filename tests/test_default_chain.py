@@ -18,7 +18,8 @@ def test_default_chain_on_a_generate_run(tmp_path):
     assert "funnel" in r.stdout
 
     kept = pl.read_parquet(sorted((out / "kept").glob("part-*.parquet")))
-    rejected = pl.concat([pl.read_parquet(p) for p in sorted((out / "rejected").glob("*.parquet"))], how="diagonal_relaxed")
+    rejected = pl.concat([pl.read_parquet(p) for p in sorted((out / "rejected").glob("*.parquet"))],
+                         how="diagonal_relaxed")
     assert kept.height + rejected.height == len(expect)
     assert sorted(kept["sample_id"].to_list()) == sorted(s for s, e in expect.items() if e is None)
     got = {row["sample_id"]: (row["rejected_by"], row["reason"]) for row in rejected.iter_rows(named=True)}
@@ -33,6 +34,7 @@ def test_default_chain_on_a_generate_run(tmp_path):
     funnel = manifest["funnel"]
     assert manifest["filters_info"]["math"]["verifier"].startswith("math-verify ")
     assert manifest["filters_info"]["language"]["model"].startswith("lid.176.ftz")
-    assert [s["filter"] for s in funnel["steps"]] == ["length", "format", "math", "language", "readability", "dedup", "decontam"]
+    assert [s["filter"] for s in funnel["steps"]] == ["length", "format", "math", "language", "readability", "dedup",
+                                                      "decontam"]
     assert funnel["rows_in"] == len(expect) and funnel["kept"] + funnel["rejected"] == len(expect)
     assert {"math_status", "language_ratio"} <= set(kept.columns)

@@ -48,7 +48,8 @@ def test_answers_are_right(seed):
 
 
 def test_template_examples_have_the_shape_the_default_chain_keeps():
-    messages = load_template("arithmetic_fewshot").render({"problem": "Mia has 2 cats. Mia gets 1 more cat. How many cats?"})
+    messages = load_template("arithmetic_fewshot").render(
+        {"problem": "Mia has 2 cats. Mia gets 1 more cat. How many cats?"})
     assert messages[-1] == {"role": "assistant", "content": "<think>\n"}  # the prefill the model continues
     assert messages[-2]["content"].startswith("Mia has 2 cats.")
     examples = [(u["content"], a["content"]) for u, a in zip(messages[1:-2:2], messages[2:-2:2])]

@@ -59,7 +59,8 @@ def test_score_with_math_verify_exact_numbers():
     assert m["maj@k"] == 0.5
     assert m["answered"] == 7 / 8
     assert frame["vote"].to_list() == [0, 1, 0, 1, 0, 1, 0, None]
-    assert frame["status"].to_list() == ["correct", "wrong", "correct", "wrong", "wrong", "correct", "wrong", "no_answer"]
+    assert frame["status"].to_list() == ["correct", "wrong", "correct", "wrong", "wrong", "correct", "wrong",
+                                         "no_answer"]
 
 
 def test_benchmark_names():

@@ -216,7 +216,8 @@ def test_stdin_reaches_the_program_and_the_stdlib_imports():
 SOLVE = "<think>Add one.</think>\nHere:\n```python\ndef f(x):\n    return x + 1\n```\n"
 WRONG = "<think>Double.</think>\n```python\ndef f(x):\n    return x * 2\n```\n"
 ASSERTS = json.dumps({"type": "assert", "code": "assert f(1) == 2\nassert f(2) == 3\nassert f(0) == 1"})
-STDIO = json.dumps({"type": "stdio", "cases": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5\n", "output": "10"}]})
+STDIO = json.dumps({"type": "stdio", "cases": [{"input": "1 2\n", "output": "3\n"},
+                                               {"input": "5 5\n", "output": "10"}]})
 ADD = "<think>Read two numbers.</think>\n```python\na, b = map(int, input().split())\nprint(a + b, ' ')\n```"
 
 

@@ -134,7 +134,8 @@ def test_integer_shortcut_agrees_with_math_verify(gold, pred):
     """Plain integers on both sides skip math-verify; the verdict is the one it gives."""
     from math_verify import parse, verify
 
-    expected = verify(parse(f"\\boxed{{{normalise_digit_groups(gold)}}}"), parse(f"\\boxed{{{normalise_digit_groups(pred)}}}"))
+    expected = verify(parse(f"\\boxed{{{normalise_digit_groups(gold)}}}"),
+                      parse(f"\\boxed{{{normalise_digit_groups(pred)}}}"))
     assert verify_math(gold, boxed(pred)).correct == expected
 
 
@@ -361,7 +362,8 @@ def test_filter_reuses_its_pool(math_filter):
 
 def test_filter_params():
     f = Math(workers=3, timeout=2, keep_unverifiable=True)
-    assert f.params() == {"workers": 3, "timeout": 2.0, "keep_unverifiable": True, "chunk_size": 64, "guard_slack_s": 10.0}
+    assert f.params() == {"workers": 3, "timeout": 2.0, "keep_unverifiable": True, "chunk_size": 64,
+                          "guard_slack_s": 10.0}
     assert Math().workers == min(4, os.cpu_count())
 
 
@@ -370,7 +372,8 @@ def test_a_hung_worker_is_a_timeout_not_a_crash():
     try:
         f(mixed_batch().head(4))  # start both workers outside the guard's clock
         batch = pl.DataFrame(
-            {"reference_answer": ["18", "HANG", "5", "7"], "completion": [boxed("18"), boxed("18"), boxed("5"), boxed("8")]}
+            {"reference_answer": ["18", "HANG", "5", "7"],
+             "completion": [boxed("18"), boxed("18"), boxed("5"), boxed("8")]}
         )
         started = time.perf_counter()
         decision = f(batch)

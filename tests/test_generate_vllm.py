@@ -19,7 +19,8 @@ FAST = ["--max-tokens", "24", "--no-progress", "--kv-cache-gb", "1"]
 
 def test_generate_rows_manifest_and_resume_is_a_no_op(tiny_model, problems_file, tmp_path):
     out = tmp_path / "run"
-    args = ["generate", "--input", problems_file, "--out", out, "--model", tiny_model, "-n", "3", "--shard-rows", "10", *FAST]
+    args = ["generate", "--input", problems_file, "--out", out, "--model", tiny_model, "-n", "3", "--shard-rows", "10",
+            *FAST]
     r = curate(*args)
     assert "curate generate · complete" in r.stdout
     # the engine's own output (vLLM's log lines, "Triton is installed…") is in the run's log, not on the terminal
@@ -38,13 +39,15 @@ def test_generate_rows_manifest_and_resume_is_a_no_op(tiny_model, problems_file,
     assert df["reference_answer"].to_list()[0] in {"18", "3", "70000", "540", "20", "64", "260", "160"}
     first = df.row(0, named=True)
     assert json.loads(first["prompt"])[0]["role"] == "user"
-    assert json.loads(first["sampling"]) == {"n": 3, "temperature": 0.6, "top_p": 0.95, "max_tokens": 24, "seed": 0, "stop": []}
+    assert json.loads(first["sampling"]) == {"n": 3, "temperature": 0.6, "top_p": 0.95, "max_tokens": 24, "seed": 0,
+                                             "stop": []}
     assert first["model"] == str(tiny_model) and first["backend"] == "vllm" and first["template"] == "reasoning_chat"
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["counts"]["samples_done"] == 24 and manifest["counts"]["problems"] == 8
-    assert manifest["inputs"]["problems"]["sha256"] and manifest["inputs"]["template"]["sha256"] == first["template_sha"]
+    assert manifest["inputs"]["problems"]["sha256"]
+    assert manifest["inputs"]["template"]["sha256"] == first["template_sha"]
     assert manifest["engine"]["vllm"] and manifest["versions"]["curate"]
     assert manifest["timings"]["sessions"][0]["output_tokens_per_s"] > 0
     assert "wrote part-00000.parquet" in (out / "generate.log").read_text()
@@ -96,12 +99,14 @@ def test_resume_after_sigkill_gives_identical_rows(tiny_model, tmp_path):
     assert resumed.select("problem_id", "sample_index").is_unique().all()
     assert resumed.equals(expected), "a resumed run must hold exactly the rows of an uninterrupted one"
     manifest = json.loads((killed / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and len(manifest["timings"]["sessions"]) == 1  # the killed session never closed
+    # the killed session never closed
+    assert manifest["status"] == "complete" and len(manifest["timings"]["sessions"]) == 1
 
 
 def test_r1_zero_raw_text_and_prefill_template(tiny_model, problems_file, tmp_path):
     template = tmp_path / "prefill.jinja"
-    template.write_text('{% call message("user") %}{{ problem }}{% endcall %}\n{{ message("assistant", "<think>\\n") }}\n')
+    template.write_text('{% call message("user") %}{{ problem }}{% endcall %}\n'
+                        '{{ message("assistant", "<think>\\n") }}\n')
     out = tmp_path / "prefill"
     curate("generate", "--input", problems_file, "--out", out, "--model", tiny_model, "--template", template,
            "--limit", "2", *FAST)
@@ -117,5 +122,6 @@ def test_r1_zero_raw_text_and_prefill_template(tiny_model, problems_file, tmp_pa
     curate("generate", "--input", problems_file, "--out", raw, "--model", tiny_model, "--template", "r1_zero",
            "--limit", "2", *FAST)
     df = rows(raw)
-    assert df["prompt"][0].startswith("A conversation between User and Assistant.") and df["prompt"][0].endswith(". Assistant:")
+    assert df["prompt"][0].startswith("A conversation between User and Assistant.")
+    assert df["prompt"][0].endswith(". Assistant:")
     assert json.loads(df["sampling"][0])["stop"] == ["</answer>"]

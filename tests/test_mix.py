@@ -54,7 +54,8 @@ def test_exact_counts_stratified_down_and_repeated_up(sources, tmp_path):
     assert df.height == 25 and df.columns == list(mix.COLUMNS)
     assert df.group_by("source").len().sort("source").rows() == [("general", 13), ("reasoning", 12)]
     # down-sampling 12 of 30 keeps the domain shares (20 math : 10 code)
-    assert df.filter(pl.col("source") == "reasoning").group_by("domain").len().sort("domain").rows() == [("code", 4), ("math", 8)]
+    assert df.filter(pl.col("source") == "reasoning").group_by("domain").len().sort("domain").rows() == [
+        ("code", 4), ("math", 8)]
     assert df.filter(pl.col("source") == "reasoning")["sample_id"].is_unique().all()
     # up-sampling 13 from 5: every row twice, 3 of them a third time
     counts = sorted(df.filter(pl.col("source") == "general").group_by("sample_id").len()["len"].to_list())
@@ -115,7 +116,8 @@ def test_messages_shape_and_num_tokens(sources, tmp_path):
 
 def test_a_mixture_is_a_source_too(sources, tmp_path):
     build(sources, tmp_path / "first")
-    m = mix.run(mix.MixOptions(out=str(tmp_path / "second"), sources=[f"again={tmp_path / 'first'}:10"], progress=False))
+    m = mix.run(mix.MixOptions(out=str(tmp_path / "second"), sources=[f"again={tmp_path / 'first'}:10"],
+                               progress=False))
     df = read(tmp_path / "second")
     assert m["sources"][0]["kind"] == "mix" and df.height == 10 and set(df["source"]) == {"again"}
     assert set(df["origin"]) <= {"reasoning", "general"}  # the first mixture's source names
@@ -126,7 +128,8 @@ def test_a_mixture_is_a_source_too(sources, tmp_path):
 def test_token_counts_in_worker_processes_match_one_process(monkeypatch):
     tok = mix.load_tokenizer(None)
     messages = pl.Series([[{"role": "user", "content": f"What is {i} + {i}?"},
-                           {"role": "assistant", "content": "<think>\nadd\n</think>\n\n" + "two " * i}] for i in range(60)])
+                           {"role": "assistant", "content": "<think>\nadd\n</think>\n\n" + "two " * i}]
+                          for i in range(60)])
     one = mix.TokenCounter(tok, 1).count(messages)
     monkeypatch.setattr(mix.TokenCounter, "MIN_PARALLEL", 1)
     monkeypatch.setattr(mix.TokenCounter, "CHUNK", 7)  # 18 chunks over 2 processes, results in order
@@ -135,7 +138,8 @@ def test_token_counts_in_worker_processes_match_one_process(monkeypatch):
         assert counter.count(messages).tolist() == one.tolist()
     finally:
         counter.close()
-    assert one[5] == len(tok("What is 5 + 5?")["input_ids"]) + len(tok("<think>\nadd\n</think>\n\n" + "two " * 5)["input_ids"])
+    assert one[5] == (len(tok("What is 5 + 5?")["input_ids"])
+                      + len(tok("<think>\nadd\n</think>\n\n" + "two " * 5)["input_ids"]))
 
 
 def test_a_datasets_folder_with_messages_is_a_source(tmp_path):
@@ -155,7 +159,8 @@ def test_missing_think_drop(sources, tmp_path):
     m = mix.run(mix.MixOptions(out=str(tmp_path / "m"), sources=[f"r={sources / 'reasoning.parquet'}:10"],
                                missing_think="drop", progress=False))
     df = read(tmp_path / "m")
-    assert df.height == 10 and not df["messages"].list.get(1).struct.field("content").str.starts_with("<think>\n\n</think>").any()
+    assert df.height == 10
+    assert not df["messages"].list.get(1).struct.field("content").str.starts_with("<think>\n\n</think>").any()
     assert m["sources"][0]["available"] == 30 - 4 and m["sources"][0]["dropped_without_think"] == 4
 
 
@@ -169,7 +174,8 @@ def test_layout_card_and_plots(sources, tmp_path):
                                                   f"general={sources / 'chat.jsonl'}:4"],
                            test_size=0.2, license="mit", source_licenses={"reasoning": "cc-by-4.0"},
                            pretty_name="tiny-mix", progress=False))
-    assert sorted(p.name for p in (out / "data").iterdir()) == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["test-00000-of-00001.parquet",
+                                                               "train-00000-of-00001.parquet"]
     ds = datasets.load_from_disk(str(out / "dataset"))
     assert set(ds) == {"train", "test"} and ds["train"].num_rows + ds["test"].num_rows == 16
     hub = datasets.load_dataset("parquet", data_files={"train": str(out / "data" / "train-*")}, split="train")
@@ -237,7 +243,8 @@ def test_lineage_from_generate_to_mix_and_sft_trainer_reads_it(mixture_dir, tiny
     assert src["lineage"]["filter"]["funnel"]["rows_in"] == 16 and src["lineage"]["select"]["config"]["policy"] == "all"
     assert "curate generate" in (mixture_dir / "README.md").read_text()
     # a generate run is a source too (e.g. general data from the general_cot template)
-    g = mix.run(mix.MixOptions(out=str(tmp_path / "from-generate"), sources=[f"gen={root / 'generate'}:5"], progress=False))
+    g = mix.run(mix.MixOptions(out=str(tmp_path / "from-generate"), sources=[f"gen={root / 'generate'}:5"],
+                               progress=False))
     assert g["sources"][0]["kind"] == "generate" and g["sources"][0]["lineage"]["generate"]["model"] == str(tiny_model)
     assert set(read(tmp_path / "from-generate")["sample_id"]) <= set(generated["sample_id"])
 

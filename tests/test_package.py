@@ -37,7 +37,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     assert help_.returncode == 0 and "generate" in help_.stdout and "templates" in help_.stdout
     rendered = subprocess.run([exe, "templates", "render", "r1_zero"], capture_output=True, text=True, cwd=tmp_path)
     assert rendered.returncode == 0 and rendered.stdout.startswith(R1_ZERO_START), rendered.stderr
-    where = subprocess.run([venv / "bin" / "python", "-c", "import curate.filters, curate.train; print(curate.filters.__file__)"],
+    where = subprocess.run([venv / "bin" / "python", "-c",
+                            "import curate.filters, curate.train; print(curate.filters.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert str(venv) in where.stdout, where.stderr
 
@@ -46,10 +47,11 @@ def test_help_imports_no_heavy_packages_and_starts_fast():
     code = ("import sys, time; t = time.perf_counter()\n"
             "from curate.cli import cli\n"
             "try:\n    cli(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'vllm', 'transformers', 'datasets', 'polars', 'pyarrow') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'vllm', 'transformers', 'datasets', 'polars', 'pyarrow')"
+            " if m in sys.modules]\n"
             "print('HEAVY', heavy, time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("HEAVY"))
+    line = next(ln for ln in out.splitlines() if ln.startswith("HEAVY"))
     assert line.startswith("HEAVY []"), line
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "curate", "--help"], check=True, capture_output=True)

@@ -79,7 +79,8 @@ def make_mix_dir(root: Path, card: str = CARD) -> Path:
     fig.savefig(root / "plots" / "lengths.png")
     plt.close(fig)
     (root / "README.md").write_text(card)
-    (root / "manifest.json").write_text(json.dumps({"stage": "mix", "status": "complete", "counts": {"train": 6, "test": 2}}))
+    (root / "manifest.json").write_text(json.dumps({"stage": "mix", "status": "complete",
+                                                    "counts": {"train": 6, "test": 2}}))
     return root
 
 
@@ -113,7 +114,8 @@ def test_plan_lists_the_commit_operations_and_leaves_dataset_out(mix_dir):
     (lambda c: c.replace("---\n", "", 1), "has no YAML metadata block"),
     (lambda c: c.replace("license: mit\n", ""), "the card's YAML has no `license`"),
     (lambda c: c.replace("- n<1K", "- tiny"), "size_categories 'tiny' is not one of the Hub's"),
-    (lambda c: c.replace("data/test-*", "data/validation-*"), "split 'test' data_files 'data/validation-*' matches no Parquet file"),
+    (lambda c: c.replace("data/test-*", "data/validation-*"),
+     "split 'test' data_files 'data/validation-*' matches no Parquet file"),
     (lambda c: c.replace("plots/lengths.png", "plots/missing.png"), "the card shows plots/missing.png"),
     (lambda c: c.replace("- config_name: default\n", "- name: default\n"), "configs[1] needs a `config_name`"),
 ])
@@ -164,7 +166,8 @@ def test_an_unreachable_hub_is_one_line(tmp_path, mix_dir):
     r = online("publish", mix_dir, "--repo", "someone/tiny-mix",
                env=no_token_env(tmp_path, HF_TOKEN=TOKEN, HF_ENDPOINT=f"http://127.0.0.1:{port}"))
     assert r.returncode == 2, r.stderr
-    assert r.stderr.startswith(f"error: cannot reach the Hugging Face Hub at http://127.0.0.1:{port}") and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"error: cannot reach the Hugging Face Hub at http://127.0.0.1:{port}")
+    assert len(r.stderr.strip().splitlines()) == 1
     assert TOKEN not in r.stdout + r.stderr and not (mix_dir / "publish.json").exists()
 
 
@@ -217,7 +220,8 @@ class FakeHub:
             return 200, {}, {"errors": [], "warnings": []}
         if kind == "preupload":
             files = json.loads(body)["files"]
-            return 200, {}, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+            return 200, {}, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                       for f in files]}
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         self.commits.append(lines)
         return 200, {}, {"commitUrl": f"{self.endpoint}{path.replace('/api', '')}/abc123", "commitOid": "abc123"}

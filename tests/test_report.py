@@ -39,7 +39,8 @@ def generate_run(root: Path) -> Path:
     for r in rows[:4]:
         wrong = dict(r, sample_index=1, sample_id=f"{r['problem_id']}:teacher:1",
                      completion=r["completion"].replace("\\boxed{", "\\boxed{9999"))
-        html = dict(r, sample_index=2, sample_id=f"{r['problem_id']}:teacher:2", completion=r["completion"] + "\n" + ZH + "\n" + XSS)
+        html = dict(r, sample_index=2, sample_id=f"{r['problem_id']}:teacher:2",
+                    completion=r["completion"] + "\n" + ZH + "\n" + XSS)
         extra += [wrong, html]
     store = RunStore(root, "generate")
     store.open(overwrite=False)
@@ -112,7 +113,8 @@ def test_the_page_is_self_contained_and_escapes_model_text(runs, tmp_path):
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
-        pytest.skip("headless Chromium is not installed (the Makefile apt-installs the `chromium` package, best effort)")
+        pytest.skip("headless Chromium is not installed "
+                    "(the Makefile apt-installs the `chromium` package, best effort)")
     return exe
 
 

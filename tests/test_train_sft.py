@@ -24,7 +24,8 @@ def assert_generates(model, tok, max_new_tokens: int = 6) -> None:
     """The trained model answers a chat prompt with new tokens."""
     prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True)
-    assert model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+    assert (model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False).shape[1]
+            > prompt["input_ids"].shape[1])
 
 
 def run_cli(*args):
@@ -119,7 +120,8 @@ def test_lint_only_prints_the_rendered_row_and_the_verdict(reasoning_jsonl, tiny
     r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", tmp_path / "o", "--lint-only")
     assert r.exit_code == 0, r.output
     assert "── rendered row" in r.output and "Janet’s ducks" in r.output and "<think>\nJanet sells" in r.output
-    assert "── trained tokens (completion loss) ──\n<think>" in r.output and r.output.strip().endswith("lint: ok (12 rows checked)")
+    assert "── trained tokens (completion loss) ──\n<think>" in r.output
+    assert r.output.strip().endswith("lint: ok (12 rows checked)")
     assert not (tmp_path / "o").exists()
 
 
@@ -136,7 +138,8 @@ def test_a_template_that_strips_reasoning_is_refused_before_training(reasoning_j
 
 
 def test_pad_token_equal_to_eos_is_refused_with_the_fix(reasoning_jsonl, tiny_model, tmp_path):
-    r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", tmp_path / "o", "--pad-token", "<|im_end|>")
+    r = run_cli("--student", tiny_model, "--data", reasoning_jsonl, "--out", tmp_path / "o",
+                "--pad-token", "<|im_end|>")
     assert r.exit_code == 2
     assert "error: the pad token is the end-of-turn token '<|im_end|>'" in r.output
     assert "fix: --pad-token '<|endoftext|>'" in r.output and not (tmp_path / "o").exists()

@@ -39,7 +39,8 @@ def long_trace(problem: str, steps: str, final: str, extra: str = "") -> str:
         "Let me also sanity-check the size of the answer. It is a whole number and it is plausible "
         "for the situation described, so I am fairly confident.",
     ])
-    return f"<think>\n{body}\n</think>\n\nWorking through the quantities step by step gives {final}.\n\nThe answer is \\boxed{{{final}}}."
+    return (f"<think>\n{body}\n</think>\n\nWorking through the quantities step by step gives {final}.\n\n"
+            f"The answer is \\boxed{{{final}}}.")
 
 
 def planted_rows() -> tuple[list[dict], dict]:
@@ -67,10 +68,13 @@ def planted_rows() -> tuple[list[dict], dict]:
     add(2, trace(2, final=str(int(float(base[2]["final"].replace(",", ""))) + 7)), ("math", "wrong answer"))
     add(3, trace(3)[: len(trace(3)) // 2], ("length", "truncated"), finish="length")
     add(4, trace(4).replace("<think>\n", "").replace("</think>", ""), ("format", "no <think> block"))
-    add(5, trace(5, extra="首先，我们需要把所有的数量加起来，然后再检查一遍结果是否正确。"), ("language", "foreign sentence (zh"))
-    add(6, trace(6, extra="Теперь нужно внимательно проверить каждый шаг этого решения ещё раз."), ("language", "foreign sentence (ru"))
+    add(5, trace(5, extra="首先，我们需要把所有的数量加起来，然后再检查一遍结果是否正确。"),
+        ("language", "foreign sentence (zh"))
+    add(6, trace(6, extra="Теперь нужно внимательно проверить каждый шаг этого решения ещё раз."),
+        ("language", "foreign sentence (ru"))
     add(7, trace(7, extra="I keep going around in circles here.\n" * 60), ("readability", ""))
-    add(8, trace(8, extra="```python\ntotal = 0\nfor x in range(10):\n    total += x\nprint(total)\n```"), ("readability", "code"))
+    add(8, trace(8, extra="```python\ntotal = 0\nfor x in range(10):\n    total += x\nprint(total)\n```"),
+        ("readability", "code"))
     # a near-duplicate of row 0's trace: the same problem's trace with a few words edited
     add(9, trace(0).replace("Okay, let me read", "Alright, let me read").replace("fairly confident", "quite confident"),
         ("dedup", "near duplicate"), like=0)

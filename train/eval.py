@@ -178,7 +178,9 @@ def score(rows, workers: int, timeout: float):
     texts = [assistant_text(c or "", prefill(p)) for c, p in zip(rows["completion"], rows["prompt"])]
     with MathPool(workers, timeout) as pool:
         verdicts = pool.verify(list(zip(rows["reference_answer"].to_list(), texts)))
-        frame = rows.select("problem_id", "sample_index", "sample_id", "finish_reason", "completion_tokens").with_columns(
+        frame = rows.select(
+            "problem_id", "sample_index", "sample_id", "finish_reason", "completion_tokens"
+        ).with_columns(
             correct=pl.Series([v.correct for v in verdicts], dtype=pl.Boolean),
             status=pl.Series([v.status for v in verdicts], dtype=pl.String),
             predicted=pl.Series([v.predicted if v.status in ("correct", "wrong") else None for v in verdicts],
@@ -261,7 +263,8 @@ def plan(opts: EvalOptions) -> EvalPlan:
 def run_config(opts: EvalOptions) -> dict:
     """What makes an eval what it is (not how many verifier processes or the engine's
     settings: each benchmark's generate run checks its own)."""
-    return {k: v for k, v in asdict(opts).items() if k not in ("command", "progress", "verbose", "overwrite", "workers", "engine")}
+    return {k: v for k, v in asdict(opts).items()
+            if k not in ("command", "progress", "verbose", "overwrite", "workers", "engine")}
 
 
 def run(opts: EvalOptions) -> dict:

@@ -22,20 +22,26 @@ GRPO itself: Shao et al., "DeepSeekMath", 2024, section 4.1), and where they dif
 from TRL 1.16's GRPOConfig (`R1_DEFAULTS`; each run's manifest lists the differences
 it actually ran with, computed against the installed TRL):
 
-| setting | ours | TRL | source |
-| --- | --- | --- | --- |
-| advantages | group-normalised (r - mean) / std over the group | same (`scale_rewards="group"`) | DeepSeekMath eq. 4 (outcome supervision) |
-| clipped ratio | epsilon 0.2, token level | same | DeepSeekMath eq. 3 (PPO's clip); R1 does not restate it |
-| `num_generations` | 16 | 8 | R1: 16 outputs per question |
-| `temperature` | 1.0 | 1.0 | R1: sampling temperature 1 for RL rollouts |
-| `beta` (KL) | 0.001 | 0.0 (no reference model) | R1: KL coefficient 0.001 |
-| KL estimator | k3, unweighted (`use_bias_correction_kl=False`) | k3 times the importance ratio (DeepSeek-V3.2) | DeepSeekMath eq. 4: k3 = pi_ref/pi - log(pi_ref/pi) - 1 |
-| `loss_type` | `grpo` (mean over each sequence's tokens, then over sequences) | `dapo` (token mean over the batch) | DeepSeekMath eq. 3 / R1's objective |
-| `learning_rate` | 3e-6 | 1e-6 | R1: 3e-6 for R1-Zero's RL |
-| prompts per step | 32 (x 16 = 512 completions) | 8 completions | R1: 32 unique questions, batch 512 per step |
-| `max_completion_length` | 1024 | 512 | R1 used 32,768 (later 65,536); 1024 keeps a CPU or single-GPU run possible |
-| `logging_steps` | 1 | 10 | every step's rewards in log.jsonl |
-| `bf16` | only on a GPU | on unless fp16 | CPU runs in fp32 |
+setting: ours; TRL's; source.
+
+- advantages: group-normalised (r - mean) / std over the group; the same
+  (`scale_rewards="group"`); DeepSeekMath eq. 4 (outcome supervision)
+- clipped ratio: epsilon 0.2, token level; the same; DeepSeekMath eq. 3 (PPO's clip),
+  R1 does not restate it
+- `num_generations`: 16; 8; R1: 16 outputs per question
+- `temperature`: 1.0; 1.0; R1: sampling temperature 1 for RL rollouts
+- `beta` (KL): 0.001; 0.0 (no reference model); R1: KL coefficient 0.001
+- KL estimator: k3, unweighted (`use_bias_correction_kl=False`); k3 times the importance
+  ratio (DeepSeek-V3.2); DeepSeekMath eq. 4: k3 = pi_ref/pi - log(pi_ref/pi) - 1
+- `loss_type`: `grpo` (mean over each sequence's tokens, then over sequences); `dapo`
+  (token mean over the batch); DeepSeekMath eq. 3 / R1's objective
+- `learning_rate`: 3e-6; 1e-6; R1: 3e-6 for R1-Zero's RL
+- prompts per step: 32 (x 16 = 512 completions); 8 completions; R1: 32 unique questions,
+  batch 512 per step
+- `max_completion_length`: 1024; 512; R1 used 32,768 (later 65,536); 1024 keeps a CPU or
+  single-GPU run possible
+- `logging_steps`: 1; 10; every step's rewards in log.jsonl
+- `bf16`: only on a GPU; on unless fp16; CPU runs in fp32
 
 Prompts (`--prompts`): whatever holds problems and their reference answers:
 

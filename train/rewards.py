@@ -6,12 +6,19 @@ Every reward has TRL's signature, `reward(completions, **columns) -> list[float 
 reward function under its own name: `rewards/accuracy/mean`, `rewards/format/mean`, ...).
 None means "cannot be scored" (no reference answer); TRL leaves it out of that reward.
 
-| reward | verifier | value |
-| --- | --- | --- |
-| `accuracy` | `filters/math.py verify_math` (math-verify in the reward's own MathPool: spawned workers, per-chunk wall-clock guard); `filters/code.py verify_code` (the sandbox) for rows with `tests` | 1.0 right, 0.0 wrong; None without a reference answer or tests |
-| `format` | `filters/format.py check_format` (`think`: `<think>…</think>` then an answer; `r1_zero`: `<think>…</think> <answer>…</answer>`) | 1.0 well formed, else 0.0 |
-| `language` | `filters/language.py target_language_ratio` of the reasoning (R1: "the proportion of target language words in the CoT") | the share, 0.0–1.0 |
-| `overlong` | `filters/length.py is_truncated`, plus DAPO's soft overlong punishment (Yu et al., 2025, eq. 13) | 0 up to `max_len - buffer` tokens, then down linearly to -1 at `max_len`; -1 when truncated |
+The rewards, each with its verifier and its value:
+
+- `accuracy`: `filters/math.py verify_math` (math-verify in the reward's own MathPool:
+  spawned workers, per-chunk wall-clock guard); `filters/code.py verify_code` (the
+  sandbox) for rows with `tests`. Value: 1.0 right, 0.0 wrong; None without a reference
+  answer or tests.
+- `format`: `filters/format.py check_format` (`think`: `<think>…</think>` then an answer;
+  `r1_zero`: `<think>…</think> <answer>…</answer>`). Value: 1.0 well formed, else 0.0.
+- `language`: `filters/language.py target_language_ratio` of the reasoning (R1: "the
+  proportion of target language words in the CoT"). Value: the share, 0.0–1.0.
+- `overlong`: `filters/length.py is_truncated`, plus DAPO's soft overlong punishment (Yu
+  et al., 2025, eq. 13). Value: 0 up to `max_len - buffer` tokens, then down linearly to
+  -1 at `max_len`; -1 when truncated.
 
 A prompt whose template (or the model's chat template) already opened `<think>` leaves
 the completion without its opening tag. The `prefill` column (written by

@@ -16,18 +16,26 @@ TRL does the training. What this module adds, in the order it runs:
 
 Where our defaults differ from TRL's SFTConfig, and why:
 
-| option | TRL | curate | why |
-| --- | --- | --- | --- |
-| loss | whole sequence for `messages` rows | `completion`: the last assistant turn only | a student should not learn to write the prompts; needs no `{% generation %}` markers |
-| epochs | 3 | 2 | DeepSeek-R1's SFT on its 800k samples ran two epochs (arXiv 2501.12948, §2.3.3) |
-| max_length | 1024 | 32768 | R1 traces run to thousands of tokens; 1024 truncates nearly all (open-r1 distils at 32768) |
-| lr schedule | linear, no warm-up | cosine to 10% + 3% warm-up | open-r1's OpenR1-Distill-7B recipe |
-| bf16 | on (on CPU the Trainer then refuses to start) | on where the GPU supports it | fp32 on CPU |
-| max_grad_norm | 1.0 | 1.0 (recipes: 0.2, open-r1) | |
-| pad token | pad, else EOS | a distinct special token when pad == EOS | see the lint |
-| packing / padding-free | off | off; refused without a varlen attention kernel | with sdpa, packed rows attend to each other (measured) |
-| batches | random | grouped by length when not packing | reasoning traces vary 10x in length: random batches are mostly padding |
-| gradient checkpointing | on | on with a GPU, off on CPU | on CPU memory is not the limit (its speed cost there was inside the noise, BENCHMARKS.md) |
+option: TRL's; curate's; why.
+
+- loss: whole sequence for `messages` rows; `completion`: the last assistant turn only;
+  a student should not learn to write the prompts, and needs no `{% generation %}` markers
+- epochs: 3; 2; DeepSeek-R1's SFT on its 800k samples ran two epochs (arXiv 2501.12948,
+  §2.3.3)
+- max_length: 1024; 32768; R1 traces run to thousands of tokens, 1024 truncates nearly
+  all (open-r1 distils at 32768)
+- lr schedule: linear, no warm-up; cosine to 10% + 3% warm-up; open-r1's
+  OpenR1-Distill-7B recipe
+- bf16: on (on CPU the Trainer then refuses to start); on where the GPU supports it;
+  fp32 on CPU
+- max_grad_norm: 1.0; 1.0 (recipes: 0.2, open-r1)
+- pad token: pad, else EOS; a distinct special token when pad == EOS; see the lint
+- packing / padding-free: off; off, refused without a varlen attention kernel; with sdpa,
+  packed rows attend to each other (measured)
+- batches: random; grouped by length when not packing; reasoning traces vary 10x in
+  length, random batches are mostly padding
+- gradient checkpointing: on; on with a GPU, off on CPU; on CPU memory is not the limit
+  (its speed cost there was inside the noise, BENCHMARKS.md)
 """
 
 from __future__ import annotations
@@ -303,7 +311,8 @@ def run_lint(cfg: dict, tok, ds):
     rows = lint_rows(ds, cfg["lint_rows"], cfg["data"])
     notes = []
     if not cfg["pad_token"] and (tok.pad_token is None or tok.pad_token == tok.eos_token):
-        rendered = [tok.apply_chat_template(r["messages"], tokenize=False) for r in rows[:8]] if tok.chat_template else []
+        rendered = ([tok.apply_chat_template(r["messages"], tokenize=False) for r in rows[:8]]
+                    if tok.chat_template else [])
         pad = choose_pad_token(tok, tok.eos_token, rendered)
         if pad:
             notes.append(f"pad token {tok.pad_token!r} is the EOS token; padding with {pad!r} instead")
@@ -469,7 +478,8 @@ def check_hub(repo: str) -> None:
     from huggingface_hub import HfApi, constants, get_token
 
     if constants.HF_HUB_OFFLINE:
-        raise CurateError(f"--push-to-hub {repo}: the Hub is offline (HF_HUB_OFFLINE=1); unset it or drop --push-to-hub")
+        raise CurateError(f"--push-to-hub {repo}: the Hub is offline (HF_HUB_OFFLINE=1); "
+                          "unset it or drop --push-to-hub")
     if not get_token():
         raise CurateError(f"--push-to-hub {repo}: no Hugging Face token; run `hf auth login` or set HF_TOKEN")
     try:
@@ -522,7 +532,9 @@ def sft_config(cfg: dict, out: Path):
         eos_token=cfg["eos_token"],
         warmup_steps=cfg["warmup_ratio"],
         lr_scheduler_type=cfg["lr_scheduler"],
-        lr_scheduler_kwargs={"min_lr_rate": cfg["min_lr_rate"]} if cfg["lr_scheduler"] == "cosine_with_min_lr" else None,
+        lr_scheduler_kwargs=(
+            {"min_lr_rate": cfg["min_lr_rate"]} if cfg["lr_scheduler"] == "cosine_with_min_lr" else None
+        ),
         weight_decay=cfg["weight_decay"],
         max_grad_norm=cfg["max_grad_norm"],
         seed=cfg["seed"],

@@ -133,7 +133,9 @@ class OpenAIBackend(Backend):
         self.timeout = float(opts.get("timeout", 600))
         self.backoff_base = float(opts.get("backoff_base", 1.0))
         token_ids = opts.get("return_token_ids", False)
-        self.return_token_ids = token_ids.lower() in ("1", "true", "yes") if isinstance(token_ids, str) else bool(token_ids)
+        self.return_token_ids = (
+            token_ids.lower() in ("1", "true", "yes") if isinstance(token_ids, str) else bool(token_ids)
+        )
         if self.concurrency < 1:
             raise CurateError(f"openai backend: concurrency must be >= 1, got {self.concurrency}")
         if self.max_retries < 0:
@@ -372,7 +374,8 @@ class OpenAIBackend(Backend):
             if attempt == self.max_retries:
                 raise _RetriesExhausted(problem)
             delay = self._delay(attempt, retry_after)
-            log.info("retrying %s in %.2f s (attempt %d of %d): %s", path, delay, attempt + 1, self.max_retries, problem)
+            log.info("retrying %s in %.2f s (attempt %d of %d): %s",
+                     path, delay, attempt + 1, self.max_retries, problem)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 

@@ -34,7 +34,8 @@ class TransformersBackend(Backend):
     def describe(self) -> dict:
         import transformers
 
-        return {"backend": self.name, "model": self.model, "transformers": transformers.__version__, "device": self.device}
+        return {"backend": self.name, "model": self.model, "transformers": transformers.__version__,
+                "device": self.device}
 
     def validate(self, prompt: str | list[dict]) -> None:
         prompt_text(self.tokenizer, prompt, self.model)
