@@ -147,7 +147,8 @@ def test_eval_run_directory_interrupted_resumed_and_a_different_config_refused(p
 
     def options(k: int, url: str, **extra) -> ev.EvalOptions:
         return ev.EvalOptions(benchmarks=str(problems_file), out=str(out), model="teacher", k=k, backend="openai",
-                              limit=3, workers=1, progress=False, engine=EngineOptions(base_url=url, concurrency=1), **extra)
+                              limit=3, workers=1, progress=False, engine=EngineOptions(base_url=url, concurrency=1),
+                              **extra)
 
     def manifest() -> dict:
         return json.loads((out / "manifest.json").read_text())

