@@ -482,7 +482,7 @@ def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
         raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
                           "rows; pass --allow-upsample to repeat rows, or lower the target")
     files = [spec.path] if table.kind == "hub" else [str(f) for f in table.files]
-    manifest = table.manifest if table.kind in ("select", "filter", "generate") else None
+    manifest = table.manifest if table.kind in ("select", "filter", "generate", "mix") else None
     return Source(spec, table.kind, files, rows, manifest, no_think, dropped)
 
 
@@ -541,15 +541,19 @@ def split(mixture: pl.DataFrame, test_size: float | None, rng) -> tuple[pl.DataF
 
 
 def lineage(manifest: dict | None, path: str) -> dict | None:
-    """What the card tells about a curate source (select -> filter -> generate), read
-    now so that the card needs only the mixture folder later."""
+    """What the card tells about a curate source (select -> filter -> generate, or a
+    mix), read now so that the card needs only the mixture folder later. Any part may be
+    missing (rows from a file, a Hub set, a filter run over a file): the card says unknown."""
     if not manifest:
         return None
     from curate.select import generate_lineage, pass_rate_histogram
 
     stage, inputs = manifest.get("stage"), manifest.get("inputs") or {}
     out = {}
-    if stage == "select":
+    if stage == "mix":
+        out["mix"] = {"path": str(Path(path).resolve()), "command": manifest.get("command"),
+                      "sources": [s.get("name") for s in manifest.get("sources") or []]}
+    elif stage == "select":
         out["select"] = {k: manifest.get(k) for k in ("config", "counts", "command")}
         out["filter"], out["generate"] = inputs.get("filter"), inputs.get("generate")
         problems = Path(path) / "problems.parquet"
