@@ -50,6 +50,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.options import opt
 from curate.progress import Progress
+from curate.schema import with_problem_id
 from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
@@ -245,7 +246,7 @@ def _r1_messages(df: pl.DataFrame, no_cot: bool) -> tuple[pl.DataFrame, int]:
 
 def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
     """domain, problem_id, sample_id, origin and run from the source's columns; rows from
-    elsewhere get ids: the problem from its first message (xxh3, stable across versions),
+    elsewhere get ids: the problem from its first message (schema.with_problem_id's hash),
     the sample from its source and row; the domain is the source's name."""
     n = df.height
     out = out.with_columns(
@@ -253,10 +254,8 @@ def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) 
         sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
         run=_series(df, "run", spec.path, n))
     if out["problem_id"].null_count():
-        import xxhash
-
-        firsts = out["messages"].list.first().struct.field("content").fill_null("").to_list()
-        hashed = pl.Series("h", [xxhash.xxh3_64_hexdigest(t.encode()) for t in firsts], dtype=pl.String)
+        firsts = out.select(pl.col("messages").list.first().struct.field("content").fill_null("").alias("problem"))
+        hashed = with_problem_id(firsts)["problem_id"]
         out = out.with_columns(pl.coalesce(pl.col("problem_id"), hashed).alias("problem_id"))
     return out.with_columns(
         pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),

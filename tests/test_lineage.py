@@ -81,7 +81,7 @@ def test_filter_run_over_a_file_report(chain):
     assert "21 correct of 24 generated" in page
 
 
-def test_parquet_file_and_datasets_folder_to_mix(tmp_path):
+def test_parquet_file_and_datasets_folder_to_mix(chain, tmp_path):
     import datasets
 
     rows = trace_rows()
@@ -99,6 +99,9 @@ def test_parquet_file_and_datasets_folder_to_mix(tmp_path):
         assert f"**{name}**: no rejection sampling by curate." in text
     df = pl.read_parquet(next((mix_dir / "data").glob("train-*.parquet")))
     assert df.height == 14 and df["messages"].list.get(1).struct.field("content").str.starts_with("<think>\n").all()
+    # problem ids from the problem text, by the same rule as select's (schema.with_problem_id)
+    select_ids = set(pl.read_parquet(chain / "select" / "problems.parquet")["problem_id"])
+    assert set(df["problem_id"]) <= select_ids and df["problem_id"].n_unique() <= 12
 
 
 def test_mix_of_mixes(chain, tmp_path):
