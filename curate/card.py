@@ -101,8 +101,7 @@ def render_card(out: str | os.PathLike, license: str | None = None, language: li
     pretty_name = pretty_name or cfg.get("pretty_name") or out.name
     tokens = token_stats(out)
     stats = (tokens.group_by("domain").agg(
-        pl.len().alias("rows"), pl.col("num_tokens").mean().alias("mean"),
-        pl.col("num_tokens").median().alias("median"),
+        pl.len().alias("rows"), pl.col("num_tokens").mean().alias("mean"), pl.col("num_tokens").median().alias("median"),
         pl.col("num_tokens").quantile(0.95, "nearest").alias("p95"), pl.col("num_tokens").max().alias("max"))
         .sort("domain"))
     sources = manifest.get("sources") or []
@@ -114,8 +113,7 @@ def render_card(out: str | os.PathLike, license: str | None = None, language: li
 
     data = metadata(manifest, license, language, pretty_name)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             loader=jinja2.FunctionLoader(
-                                 lambda name: resources.files("curate.data_cards").joinpath(name).read_text()))
+                             loader=jinja2.FunctionLoader(lambda name: resources.files("curate.data_cards").joinpath(name).read_text()))
     text = env.get_template(TEMPLATE).render(
         metadata_yaml=data.to_yaml() + "\n", pretty_name=pretty_name, rows=sum(manifest["splits"].values()),
         splits=manifest["splits"], sources=known(sources), token_stats=stats.to_dicts(),

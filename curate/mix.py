@@ -332,8 +332,7 @@ def load_tokenizer(name: str | None):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:  # noqa: BLE001 - offline, unknown name, ...
-        raise CurateError(f"--tokenizer {name}: could not load it "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        raise CurateError(f"--tokenizer {name}: could not load it ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 
 class TokenCounter:

@@ -118,8 +118,7 @@ def _light(path: Path, index: int, status: str, rejected_by: str | None, step: i
     try:
         names = pq.read_schema(path).names
     except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds
-        raise CurateError(f"{path}: not a readable Parquet file "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CurateError(f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     scan = pl.scan_parquet(path)
     cols = [pl.col(c) for c in LIGHT if c in names]
     if "problem_id" not in names and "problem" in names:  # rows from a file: ids from the problem text
@@ -186,10 +185,9 @@ def funnel_section(run: Run) -> dict:
                   "more_reasons": max(len(s.get("by_reason", {})) - 6, 0)} for s in funnel["steps"]]
         return {"rows_in": funnel["rows_in"], "kept": funnel["kept"], "rejected": funnel["rejected"], "steps": steps}
     counts = run.rows.group_by("status").len().sort("status").rows()
-    notes = {"generate": "a generate run has no funnel: run `curate filter` on it",
-             "filter": "the manifest has no funnel"}
     return {"rows_in": run.rows.height, "steps": [], "counts": counts,
-            "note": notes.get(run.kind, f"a {run.kind} output: rows after selection")}
+            "note": {"generate": "a generate run has no funnel: run `curate filter` on it",
+                     "filter": "the manifest has no funnel"}.get(run.kind, f"a {run.kind} output: rows after selection")}
 
 
 def length_section(run: Run) -> dict:
@@ -292,8 +290,7 @@ def language_section(run: Run, sample: int, seed: int, progress: bool) -> dict:
             labels.append(max(letters, key=letters.get) if letters else "(too short to tell)")
             bar.advance(1)
     return {"source": f"language ID (fastText lid.176, per sentence, maths and code stripped) on "
-                      f"{'all' if len(picked) == len(keys) else 'a seeded sample of'} "
-                      f"{len(picked):,} of {len(keys):,} rows: "
+                      f"{'all' if len(picked) == len(keys) else 'a seeded sample of'} {len(picked):,} of {len(keys):,} rows: "
                       "each row counted under the language with the most letters",
             "shares": _shares(labels), "rows": len(picked)}
 
@@ -384,9 +381,7 @@ def _trace(r: dict, t: dict) -> dict:
 
 def _cut(text: str | None) -> str:
     text = text or ""
-    if len(text) <= MAX_TRACE_CHARS:
-        return text
-    return text[:MAX_TRACE_CHARS] + f"\n… [{len(text) - MAX_TRACE_CHARS:,} more characters cut]"
+    return text if len(text) <= MAX_TRACE_CHARS else text[:MAX_TRACE_CHARS] + f"\n… [{len(text) - MAX_TRACE_CHARS:,} more characters cut]"
 
 
 def _png(fig) -> str:

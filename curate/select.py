@@ -164,8 +164,7 @@ def pick(kept: pl.DataFrame, o: SelectOptions) -> pl.DataFrame:
         return kept
     # a seeded random key per row, stable whatever order the shards came in
     keyed = kept.with_columns(pl.col("sample_id").cast(pl.String).hash(seed=o.seed).alias("_r"))
-    length = (pl.col("completion_tokens") if "completion_tokens" in kept.columns
-              else pl.col("completion").str.len_chars())
+    length = pl.col("completion_tokens") if "completion_tokens" in kept.columns else pl.col("completion").str.len_chars()
     if o.policy == "one":
         order, desc = {"random": (["_r"], [False]), "shortest": ([length, "_r"], [False, False]),
                        "longest": ([length, "_r"], [True, False])}[o.one_by]

@@ -147,8 +147,7 @@ class Benchmark:
             table, _ = read_hub(repo, split, config)
         except CurateError as e:  # offline, gated, renamed: one line the user can act on
             file = re.sub(r"\W+", "_", name.lower()).strip("_")
-            raise CurateError(f"filter decontam: benchmark {name}: {e}; "
-                              f"e.g. benchmarks: [\"{name}={file}.jsonl\"]") from None
+            raise CurateError(f"filter decontam: benchmark {name}: {e}; e.g. benchmarks: [\"{name}={file}.jsonl\"]") from None
         return cls(name, problem_texts(table.column_names, lambda c: table.column(c).to_pylist(), column, repo))
 
 

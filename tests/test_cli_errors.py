@@ -61,8 +61,7 @@ def test_non_utf8(tmp_path):
 def test_duplicate_ids_name_both_lines(tmp_path):
     rows = [{"id": "a", "problem": "x"}, {"id": "b", "problem": "y"}, {"id": "a", "problem": "z"}]
     f = write(tmp_path / "p.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
-    assert refuse(tmp_path, "--input", f, "--id-column", "id") == (
-        f'{f}:3: duplicate problem_id "a" (first seen on line 1)')
+    assert refuse(tmp_path, "--input", f, "--id-column", "id") == f'{f}:3: duplicate problem_id "a" (first seen on line 1)'
 
 
 def test_an_id_column_is_the_problem_id_without_the_option(tmp_path):
@@ -87,8 +86,7 @@ def test_hub_name_offline_is_a_clean_error(tmp_path):
 
 def test_bad_options(tmp_path, problems_file):
     assert "unknown template 'nope'" in refuse(tmp_path, "--input", problems_file, "--template", "nope")
-    assert "--temperature 0 gives identical samples" in refuse(tmp_path, "--input", problems_file, "-n", "4",
-                                                               "--temperature", "0")
+    assert "--temperature 0 gives identical samples" in refuse(tmp_path, "--input", problems_file, "-n", "4", "--temperature", "0")
     assert refuse(tmp_path, "--input", problems_file, "--top-p", "0") == "--top-p must be in (0, 1]"
     assert refuse(tmp_path, "--input", problems_file, "--max-tokens", "0") == "--max-tokens must be at least 1"
     assert "--base-url is required" in refuse(tmp_path, "--input", problems_file, "--backend", "openai", "--model", "m")
@@ -104,8 +102,7 @@ def test_template_error_names_the_row(tmp_path, problems_file):
 def test_fewshot_without_examples_and_bad_examples(tmp_path, problems_file):
     assert "pass --examples FILE" in refuse(tmp_path, "--input", problems_file, "--template", "cold_start_fewshot")
     bad = write(tmp_path / "ex.jsonl", '{"problem": "a"\n')
-    assert refuse(tmp_path, "--input", problems_file, "--template", "cold_start_fewshot",
-                  "--examples", bad).startswith(f"{bad}:1:")
+    assert refuse(tmp_path, "--input", problems_file, "--template", "cold_start_fewshot", "--examples", bad).startswith(f"{bad}:1:")
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, problems_file):

@@ -161,5 +161,4 @@ def test_rows_without_reasoning_pass(tok):
 
 def test_choose_pad_token_skips_eos_and_rendered_tokens(tok):
     assert choose_pad_token(tok, "<|im_end|>", ["<|im_start|>user"]) == "<|endoftext|>"
-    chosen = choose_pad_token(tok, "<|endoftext|>", [])
-    assert chosen is None or chosen != "<|endoftext|>"
+    assert choose_pad_token(tok, "<|endoftext|>", []) is None or choose_pad_token(tok, "<|endoftext|>", []) != "<|endoftext|>"

@@ -214,8 +214,7 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
     kept = int(((batch["labels"] == end) & (batch["input_ids"] == end)).sum())
     if kept < len(prepared):
         report.problems.append(f"the collator masks the end-of-turn token {report.end_token!r} in "
-                               f"{len(prepared) - kept} of {len(prepared)} rows; "
-                               "fix: --pad-token with a distinct token")
+                               f"{len(prepared) - kept} of {len(prepared)} rows; fix: --pad-token with a distinct token")
         return report
 
     # 5. lengths
