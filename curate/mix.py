@@ -550,8 +550,9 @@ def lineage(manifest: dict | None, path: str) -> dict | None:
     stage, inputs = manifest.get("stage"), manifest.get("inputs") or {}
     out = {}
     if stage == "mix":
+        inner = manifest.get("sources") or []
         out["mix"] = {"path": str(Path(path).resolve()), "command": manifest.get("command"),
-                      "sources": [s.get("name") for s in manifest.get("sources") or []]}
+                      "sources": [s.get("name") for s in inner], "teachers": [_teacher(s) for s in inner]}
     elif stage == "select":
         out["select"] = {k: manifest.get(k) for k in ("config", "counts", "command")}
         out["filter"], out["generate"] = inputs.get("filter"), inputs.get("generate")
@@ -570,6 +571,16 @@ def lineage(manifest: dict | None, path: str) -> dict | None:
     if out.get("filter"):
         out["decontam"] = decontam_results(out["filter"])
     return out
+
+
+def _teacher(source: dict) -> dict:
+    """An inner mixture source's name and teacher model (None when unknown, at any depth)."""
+    lineage = source.get("lineage") or {}
+    model = (lineage.get("generate") or {}).get("model")
+    if model is None and lineage.get("mix"):
+        models = {t.get("model") for t in lineage["mix"].get("teachers") or []} - {None}
+        model = ", ".join(sorted(models)) or None
+    return {"name": source.get("name"), "model": model}
 
 
 def decontam_results(f: dict) -> dict | None:

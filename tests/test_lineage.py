@@ -117,8 +117,23 @@ def test_mix_of_mixes(chain, tmp_path):
     assert f"--out {tmp_path / 'a'} --source sel=" in text and f"--out {tmp_path / 'b'} --source file=" in text
     m = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert [s["lineage"]["mix"]["sources"] for s in m["sources"]] == [["sel"], ["file"]]
+    assert "**first**: a mixture; teachers of its sources: sel: unknown" in text
     no_traceback(curate("mix", "--out", tmp_path / "d", "--source", f"again={tmp_path / 'c'}:7", "--no-progress"))
     assert "a mixture of first, second" in card_text(tmp_path / "d")
+
+
+def test_a_mix_source_records_the_teachers_of_its_own_sources(tmp_path):
+    from importlib import import_module
+
+    lineage = import_module("curate.mix").lineage  # curate.mix is the API function
+    inner = {"stage": "mix", "command": ["curate", "mix", "..."], "sources": [
+        {"name": "r1", "lineage": {"generate": {"model": "deepseek-ai/DeepSeek-R1"}}},
+        {"name": "chat", "lineage": None},
+        {"name": "older", "lineage": {"mix": {"teachers": [{"name": "x", "model": "Qwen/QwQ-32B"}]}}}]}
+    out = lineage(inner, str(tmp_path))["mix"]
+    assert out["sources"] == ["r1", "chat", "older"] and out["command"] == ["curate", "mix", "..."]
+    assert out["teachers"] == [{"name": "r1", "model": "deepseek-ai/DeepSeek-R1"}, {"name": "chat", "model": None},
+                               {"name": "older", "model": "Qwen/QwQ-32B"}]
 
 
 def internal_error(r, stage: str):
