@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 OUTPUT_COLUMNS = ("problem_id", "source", "domain", "problem", "reference_answer", "tests", "extra")
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction")
 ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer")  # a run's rows: reference first
-ID_COLUMNS = ("problem_id", "id")
 SUPPORTED = ".jsonl, .json, .parquet, a datasets save_to_disk folder, or a Hub dataset name"
 
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -369,6 +368,9 @@ class _Plan:
         checks = [(self.problem, _problem_error), (self.answer, _answer_error), (self.id, _id_error)]
         checks += [(self.tests, _tests_error), (self.source, _label_error), (self.domain, _label_error)]
         return [(column, check) for column, check in checks if column is not None]
+
+
+ID_COLUMNS = ("problem_id", "id")  # an input's own problem ids, taken without --id-column
 
 
 def _plan(available: list[str], spec: InputSpec) -> _Plan:
