@@ -117,10 +117,11 @@ def render_card(out: str | os.PathLike, license: str | None = None, language: li
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, loader=loader)
     text = env.get_template(TEMPLATE).render(
         metadata_yaml=data.to_yaml() + "\n", pretty_name=pretty_name, rows=sum(manifest["splits"].values()),
-        splits=manifest["splits"], sources=[_Obj(s) for s in sources], token_stats=stats.to_dicts(),
-        license=license, tokenizer=manifest.get("tokenizer"), seed=cfg.get("seed"), test_size=cfg.get("test_size"),
-        has_funnel=has_funnel, has_pass_rates=has_pass_rates, command=" ".join(manifest.get("command") or []),
-        versions=manifest.get("versions") or {}, created=manifest.get("created"),
+        splits=manifest["splits"], sources=known(sources), token_stats=stats.to_dicts(),
+        license=license, tokenizer=known(manifest.get("tokenizer")), seed=known(cfg.get("seed")),
+        test_size=cfg.get("test_size"), has_funnel=has_funnel, has_pass_rates=has_pass_rates,
+        command=" ".join(manifest.get("command") or []) or UNKNOWN, versions=known(manifest.get("versions") or {}),
+        created=known(manifest.get("created")),
         repo_id=f"<user>/{pretty_name}")
     text = re.sub(r"\n{3,}", "\n\n", text)  # the template's loops leave runs of blank lines
     write_text_atomic(out / "README.md", text)
@@ -129,12 +130,61 @@ def render_card(out: str | os.PathLike, license: str | None = None, language: li
     return {"license": license, "language": language, "pretty_name": pretty_name, "plots": plotted, "written": now()}
 
 
-class _Obj(dict):
-    """A dict whose keys read as attributes in the template (missing keys are None)."""
+class _Unknown:
+    """A lineage field the manifests do not hold: renders as "unknown", is false, and any
+    field or item of it is unknown too, so no template line depends on one kind of lineage."""
+
+    def __bool__(self):
+        return False
+
+    def __str__(self):
+        return "unknown"
+
+    def __format__(self, spec):
+        return "unknown"
 
     def __getattr__(self, key):
-        value = self.get(key)
-        return _Obj(value) if isinstance(value, dict) else value
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self):
+        return 0
+
+
+UNKNOWN = _Unknown()
+
+
+def known(value):
+    """A manifest value as the template reads it: every field optional (absent or null: UNKNOWN)."""
+    if value is None:
+        return UNKNOWN
+    if isinstance(value, dict) and not isinstance(value, _Known):
+        return _Known(value)
+    if isinstance(value, list):
+        return [known(v) for v in value]
+    return value
+
+
+class _Known(dict):
+    """A manifest record whose fields read as attributes or items; a missing or null one is UNKNOWN."""
+
+    def __getattr__(self, key):
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return known(self.get(key))
+
+    def __getitem__(self, key):
+        return known(self.get(key))
 
 
 def validate(out: str | os.PathLike) -> dict:
@@ -213,7 +263,7 @@ def plot_funnel(sources: list[dict], path: Path) -> bool:
     fig, axes = plt.subplots(len(funnels), 1, figsize=(7, 0.45 * sum(len(f["steps"]) + 2 for _, f in funnels) + 0.8),
                              squeeze=False)
     for ax, (name, funnel) in zip(axes[:, 0], funnels):
-        labels = ["generated"] + [f"after {s['filter']}" for s in funnel["steps"]]
+        labels = ["rows in"] + [f"after {s['filter']}" for s in funnel["steps"]]
         values = [funnel["rows_in"]] + [s["kept"] for s in funnel["steps"]]
         bars = ax.barh(labels[::-1], values[::-1], color="#4c72b0")
         for bar, v in zip(bars, values[::-1]):

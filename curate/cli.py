@@ -6,8 +6,10 @@ of a second (no torch, vLLM, polars or datasets)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import click
 
@@ -17,7 +19,8 @@ from curate.options import pairs
 
 
 class Group(click.Group):
-    """Every CurateError becomes one line on stderr and exit code 2."""
+    """Every CurateError becomes one line on stderr and exit code 2; any other error (a
+    bug) one line naming the stage and the log file that holds its traceback, exit code 1."""
 
     def invoke(self, ctx):
         try:
@@ -29,10 +32,53 @@ class Group(click.Group):
             click.echo("interrupted: what is finished is saved; re-run the same command to resume", err=True)
             ctx.exit(130)
         except ModuleNotFoundError as e:  # curate.filters from a checkout that is not installed
-            if not (e.name or "").startswith("curate."):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+            if (e.name or "").startswith("curate."):
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(2)
+            self._internal_error(ctx, e)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: one line on the terminal, the traceback in a log
+            self._internal_error(ctx, e)
+
+    @staticmethod
+    def _internal_error(ctx, error: Exception) -> None:
+        stage = ctx.meta.get(STAGE_KEY) or {"name": ctx.invoked_subcommand or "curate", "out": None}
+        log = write_crash_log(stage["name"], stage["out"])
+        click.echo(f"internal error in `curate {stage['name']}`: {type(error).__name__}: "
+                   f"{str(error).splitlines()[0][:200] if str(error) else ''} (the traceback is in {log}); "
+                   "please report it", err=True)
+        ctx.exit(1)
+
+
+STAGE_KEY = "curate.stage"  # ctx.meta: the running command's name and --out, for the crash log
+
+
+def write_crash_log(name: str, out: str | None) -> Path:
+    """Append the current exception's traceback to the stage's own log in its --out folder
+    when that folder exists, else to ~/.cache/curate/logs/<timestamp>-<command>.log."""
+    import time
+    import traceback
+
+    from curate.store import load_manifest
+
+    text = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} curate {' '.join(sys.argv[1:])}\n{traceback.format_exc()}"
+    if out and Path(out).is_dir():
+        try:
+            stage = (load_manifest(out) or {}).get("stage")
+        except Exception:  # noqa: BLE001 - an unreadable manifest may be the very failure
+            stage = None
+        path = Path(out) / f"{stage or name.split()[-1]}.log"
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        path = cache / "curate" / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name.replace(' ', '-')}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(text)
+    except OSError:  # nowhere to write: the traceback goes to the terminal after all
+        click.echo(text, err=True)
+    return path
 
 
 class StageCommand(click.Command):
@@ -57,7 +103,9 @@ class StageCommand(click.Command):
         from curate.options import given
 
         extra = {name: values.pop(name) for name in self.extra}  # command-line-only options (eval --json)
-        options = given(click.get_current_context(), values)
+        ctx = click.get_current_context()
+        options = given(ctx, values)
+        ctx.meta[STAGE_KEY] = {"name": ctx.command_path.split(" ", 1)[-1], "out": options.get("out")}
         if any(f.name == "command" for f in fields(api.options_class(self.function))):  # recorded in the manifest
             options["command"] = ["curate", *sys.argv[1:]]
         return self.run(options, **extra)

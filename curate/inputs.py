@@ -13,8 +13,9 @@
 
 and returns one polars DataFrame with the columns of `OUTPUT_COLUMNS`, all strings:
 
-* `problem_id`: the `id_column` value (str() of it), or, without an id column, the
-  first 16 hex digits of sha256(source + "\\n" + problem),
+* `problem_id`: the `id_column` value (str() of it), by default the `problem_id` or
+  `id` column when there is one; without an id column, the first 16 hex digits of
+  sha256(source + "\\n" + problem),
 * `source`, `domain`: `--source` / `--domain` when given, else the row's own `source` /
   `domain` column when present and not null or empty, else the file stem (the Hub
   name, the folder name) and "math",
@@ -76,7 +77,8 @@ class InputSpec:
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
     problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
     answer_column: str | None = opt(None, "Reference answers. Default: answer, reference_answer or final_answer.")
-    id_column: str | None = opt(None, "Stable problem ids. Default: a hash of source + problem text.")
+    id_column: str | None = opt(None, "Stable problem ids. Default: a problem_id or id column, else a hash of "
+                                      "source + problem text.")
     limit: int | None = opt(None, "Use only the first N problems.")
     domain: str | None = opt(None, "Domain for every row (default: the input's `domain` column, else math).")
     source: str | None = opt(None, "Source name for every row (default: the input's `source` column, else its name).")
@@ -368,6 +370,9 @@ class _Plan:
         return [(column, check) for column, check in checks if column is not None]
 
 
+ID_COLUMNS = ("problem_id", "id")  # an input's own problem ids, taken without --id-column
+
+
 def _plan(available: list[str], spec: InputSpec) -> _Plan:
     """Resolve the spec's columns against the input's columns."""
     present = set(available)
@@ -382,7 +387,7 @@ def _plan(available: list[str], spec: InputSpec) -> _Plan:
     return _Plan(
         problem=problem,
         answer=_column(spec.answer_column, "--answer-column", ANSWER_COLUMNS, available, spec.path),
-        id=_column(spec.id_column, "--id-column", (), available, spec.path),
+        id=_column(spec.id_column, "--id-column", ID_COLUMNS, available, spec.path),
         tests="tests" if "tests" in present else None,
         source="source" if "source" in present and spec.source is None else None,
         domain="domain" if "domain" in present and spec.domain is None else None,

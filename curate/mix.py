@@ -50,6 +50,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.options import opt
 from curate.progress import Progress
+from curate.schema import with_problem_id
 from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
@@ -245,7 +246,7 @@ def _r1_messages(df: pl.DataFrame, no_cot: bool) -> tuple[pl.DataFrame, int]:
 
 def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
     """domain, problem_id, sample_id, origin and run from the source's columns; rows from
-    elsewhere get ids: the problem from its first message (xxh3, stable across versions),
+    elsewhere get ids: the problem from its first message (schema.with_problem_id's hash),
     the sample from its source and row; the domain is the source's name."""
     n = df.height
     out = out.with_columns(
@@ -253,10 +254,8 @@ def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) 
         sample_id=_series(df, "sample_id", None, n), origin=_series(df, "source", None, n),
         run=_series(df, "run", spec.path, n))
     if out["problem_id"].null_count():
-        import xxhash
-
-        firsts = out["messages"].list.first().struct.field("content").fill_null("").to_list()
-        hashed = pl.Series("h", [xxhash.xxh3_64_hexdigest(t.encode()) for t in firsts], dtype=pl.String)
+        firsts = out.select(pl.col("messages").list.first().struct.field("content").fill_null("").alias("problem"))
+        hashed = with_problem_id(firsts)["problem_id"]
         out = out.with_columns(pl.coalesce(pl.col("problem_id"), hashed).alias("problem_id"))
     return out.with_columns(
         pl.coalesce("sample_id", pl.lit(f"{spec.name}:") + pl.int_range(pl.len()).cast(pl.String)).alias("sample_id"),
@@ -483,7 +482,7 @@ def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
         raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
                           "rows; pass --allow-upsample to repeat rows, or lower the target")
     files = [spec.path] if table.kind == "hub" else [str(f) for f in table.files]
-    manifest = table.manifest if table.kind in ("select", "filter", "generate") else None
+    manifest = table.manifest if table.kind in ("select", "filter", "generate", "mix") else None
     return Source(spec, table.kind, files, rows, manifest, no_think, dropped)
 
 
@@ -542,15 +541,20 @@ def split(mixture: pl.DataFrame, test_size: float | None, rng) -> tuple[pl.DataF
 
 
 def lineage(manifest: dict | None, path: str) -> dict | None:
-    """What the card tells about a curate source (select -> filter -> generate), read
-    now so that the card needs only the mixture folder later."""
+    """What the card tells about a curate source (select -> filter -> generate, or a
+    mix), read now so that the card needs only the mixture folder later. Any part may be
+    missing (rows from a file, a Hub set, a filter run over a file): the card says unknown."""
     if not manifest:
         return None
     from curate.select import generate_lineage, pass_rate_histogram
 
     stage, inputs = manifest.get("stage"), manifest.get("inputs") or {}
     out = {}
-    if stage == "select":
+    if stage == "mix":
+        inner = manifest.get("sources") or []
+        out["mix"] = {"path": str(Path(path).resolve()), "command": manifest.get("command"),
+                      "sources": [s.get("name") for s in inner], "teachers": [_teacher(s) for s in inner]}
+    elif stage == "select":
         out["select"] = {k: manifest.get(k) for k in ("config", "counts", "command")}
         out["filter"], out["generate"] = inputs.get("filter"), inputs.get("generate")
         problems = Path(path) / "problems.parquet"
@@ -568,6 +572,16 @@ def lineage(manifest: dict | None, path: str) -> dict | None:
     if out.get("filter"):
         out["decontam"] = decontam_results(out["filter"])
     return out
+
+
+def _teacher(source: dict) -> dict:
+    """An inner mixture source's name and teacher model (None when unknown, at any depth)."""
+    lineage = source.get("lineage") or {}
+    model = (lineage.get("generate") or {}).get("model")
+    if model is None and lineage.get("mix"):
+        models = {t.get("model") for t in lineage["mix"].get("teachers") or []} - {None}
+        model = ", ".join(sorted(models)) or None
+    return {"name": source.get("name"), "model": model}
 
 
 def decontam_results(f: dict) -> dict | None:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from curate.errors import CurateError
 from curate.options import opt
 from curate.progress import Progress
+from curate.schema import with_problem_id
 from curate.store import load_manifest, now, package_versions, require_complete, write_text_atomic
 
 MAX_TRACE_CHARS = 20_000  # per trace in the browser
@@ -121,6 +122,8 @@ def _light(path: Path, index: int, status: str, rejected_by: str | None, step: i
                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     scan = pl.scan_parquet(path)
     cols = [pl.col(c) for c in LIGHT if c in names]
+    if "problem_id" not in names and "problem" in names:  # rows from a file: ids from the problem text
+        cols.append(pl.col("problem"))
     if "completion" in names:
         chars = pl.col("completion").str.len_chars()
     elif "messages" in names:
@@ -136,7 +139,9 @@ def _light(path: Path, index: int, status: str, rejected_by: str | None, step: i
     df = scan.select(*cols, length.cast(pl.Int64).alias("length"), chars.cast(pl.Int64).alias("length_chars")).collect()
     df = df.with_row_index("row").with_columns(pl.lit(index).alias("file"), pl.lit(status).alias("status"),
                                                pl.lit(step, pl.Int64).alias("step"))
-    if "problem_id" not in df.columns:
+    if "problem_id" not in df.columns and "problem" in df.columns:
+        df = with_problem_id(df).drop("problem")
+    elif "problem_id" not in df.columns:
         df = df.with_columns((pl.lit(f"{path.stem}:") + pl.col("row").cast(pl.String)).alias("problem_id"))
     if rejected_by and "rejected_by" not in df.columns:
         df = df.with_columns(pl.lit(rejected_by).alias("rejected_by"))

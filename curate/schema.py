@@ -47,3 +47,20 @@ def sample_id(problem_id: str, model: str, index: int) -> str:
 def model_tag(model: str) -> str:
     """The last path component of a model name or path ("Qwen/Qwen2.5-7B" -> "Qwen2.5-7B")."""
     return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def with_problem_id(df):
+    """Rows from elsewhere (a trace file put through `curate filter`) may have no
+    `problem_id`: it is then the first 16 hex digits of sha256(problem text), so the
+    samples of one problem group together in select, report and mix; without a
+    `problem` column each row is its own problem (its `sample_id`)."""
+    import hashlib
+
+    import polars as pl
+
+    if "problem_id" in df.columns:
+        return df
+    if "problem" not in df.columns:
+        return df.with_columns(pl.col("sample_id").cast(pl.String).alias("problem_id"))
+    ids = [hashlib.sha256(str(t).encode()).hexdigest()[:16] for t in df["problem"].to_list()]
+    return df.with_columns(pl.Series("problem_id", ids, dtype=pl.String))

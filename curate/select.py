@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from curate.errors import CurateError
 from curate.options import opt
 from curate.progress import Progress
+from curate.schema import with_problem_id
 from curate.store import Table, load_manifest, open_run, open_table, read_manifest
 
 CORRECTNESS_FILTERS = ("math", "code")
@@ -133,8 +134,10 @@ def read_rejected(rejected: list[tuple[int, Path]]) -> pl.DataFrame:
     for k, f in rejected:
         try:
             names = pq.read_schema(f).names
-            cols = [c for c in ("problem_id", "source", "domain") if c in names]
-            frames.append(pl.read_parquet(f, columns=cols).with_columns(pl.lit(k).alias("step")))
+            wanted = ("problem_id",) if "problem_id" in names else ("problem", "sample_id")
+            cols = [c for c in (*wanted, "source", "domain") if c in names]
+            frame = with_problem_id(pl.read_parquet(f, columns=cols))
+            frames.append(frame.select(pl.exclude("problem", "sample_id")).with_columns(pl.lit(k).alias("step")))
         except Exception as e:  # noqa: BLE001 - pyarrow/polars raise many kinds
             raise CurateError(f"{f}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
@@ -214,7 +217,7 @@ def run(o: SelectOptions) -> dict:
 def _read_rows(o: SelectOptions, kept_table: Table, rejected: list[tuple[int, Path]]) -> tuple[pl.DataFrame, ...]:
     """The kept rows (every column) and the rejected rows' problem, labels and chain index."""
     with Progress("select", len(kept_table.files) + len(rejected), "files", enabled=o.progress) as bar:
-        kept = kept_table.read()
+        kept = with_problem_id(kept_table.read())
         bar.advance(len(kept_table.files))
         if o.score and o.score not in kept.columns:
             raise CurateError(f"--score {o.score!r}: the kept rows have no such column "

@@ -11,11 +11,20 @@ A text shorter than n words has one "n-gram": its whole word sequence. So a shor
 training problem is caught only when it equals a short benchmark problem word for word,
 and a benchmark problem shorter than n words is never found inside a longer problem.
 
+A shared n-gram counts only when it holds at least `min_informative` informative words:
+not a stop word of `STOP_WORDS` (function words and the stock vocabulary of word
+problems: "what is the total amount of money he"), not a number, not a LaTeX command,
+not a single letter. So boilerplate and number runs ("1, 2, 3, 4, 5, 6, 7, 8") do not
+flag on their own; a whole-problem match (a short problem equal to a benchmark's) always
+counts.
+
 Pieces, read top to bottom:
 
 - `Benchmark`: a name and a list of problem texts, loaded from a local file
   (.jsonl / .json / .parquet with a problem / question / prompt column) or from the Hub
-  by `datasets.load_dataset` (imported only then). Aliases: math500, aime24, aime25,
+  by `datasets.load_dataset` (imported only then). A file is named by the name given
+  (`Name=path`, `{name, path}`), else by its stem unless that is a split or shard name
+  (`test.jsonl`, `data/test-00000-of-00001.parquet`): then by its folder. Aliases: math500, aime24, aime25,
   gpqa_diamond, livecodebench. Offline, a Hub benchmark fails with one line that names
   it and suggests a local file.
 - Methods, registered by name in `METHODS`. A method has `index(benchmarks)` and
@@ -55,6 +64,25 @@ HUB = {
 # benchmarks shipped with curate (curate/data, MIT): no Hub needed
 SHIPPED = {"math500": ("MATH-500", "math500_problems.jsonl")}
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "Problem", "Question", "question_content")
+# file stems that name a split or a shard, not a benchmark: such a file is named by its folder
+GENERIC_STEM = re.compile(r"^(test|train|validation|valid|val|dev|eval|data|default|problems|questions|"
+                          r"benchmark|all|part|(test|train|validation)[-_]\d+[-_]of[-_]\d+|part[-_]\d+)$")
+# words that say nothing about which problem a text is: function words and the stock
+# vocabulary of word problems; an n-gram of these (and numbers) alone is no evidence
+STOP_WORDS = frozenset("""
+a an the and or but if then else so as of in on at to for from by with without into onto over under
+about after before between during through per than that this these those there here it its it's
+is are was were be been being am do does did done has have had having will would shall should can
+could may might must not no yes all any each every some many much more most less least few several
+other another same such only own also just very too again once both either neither
+i you he she we they me him her us them my your his our their mine yours what which who whom whose
+when where why how whether
+find compute calculate determine evaluate simplify solve show prove express give write let suppose
+given assume answer question problem value values number numbers total sum amount money cost costs
+price dollars cents time times day days week weeks month months year years hour hours minute minutes
+second seconds buy buys bought sell sells sold pay pays paid spend spends spent get gets got make
+makes made take takes took left remaining each first second third last next half twice
+""".split())
 
 
 def words(text: str) -> list[str]:
@@ -109,7 +137,7 @@ class Benchmark:
             frame = open_table(p).read()
         except CurateError as e:
             raise CurateError(f"filter decontam: benchmark file {e}") from None
-        return cls(name or p.stem, problem_texts(frame.columns, frame.get_column, column, path))
+        return cls(name or file_name(p), problem_texts(frame.columns, frame.get_column, column, path))
 
     @classmethod
     def from_hub(cls, name: str, repo: str, config: str | None, split: str | None, column: str | None) -> Benchmark:
@@ -124,6 +152,22 @@ class Benchmark:
         return cls(name, problem_texts(table.column_names, lambda c: table.column(c).to_pylist(), column, repo))
 
 
+def file_name(path: Path) -> str:
+    """A benchmark file's name: its stem, or, for a split or shard name (test.jsonl,
+    test-00000-of-00001.parquet), the nearest folder that is not one."""
+    p = path.resolve()
+    for part in (p.stem, *(q.name for q in p.parents)):
+        if part and not GENERIC_STEM.match(part.lower()):
+            return part
+    return p.stem
+
+
+def informative(gram: tuple[str, ...]) -> int:
+    """How many distinct words of an n-gram say which problem it is from: not stop
+    words, numbers, LaTeX commands or single letters."""
+    return len({w for w in gram if len(w) > 1 and not w.isdigit() and not w.startswith("\\") and w not in STOP_WORDS})
+
+
 def problem_texts(columns: list[str], get, column: str | None, where: str) -> list[str]:
     """The problem column of a benchmark table: `column`, or the first usual name."""
     found = column if column in columns else next((c for c in PROBLEM_COLUMNS if c in columns), None)
@@ -134,11 +178,13 @@ def problem_texts(columns: list[str], get, column: str | None, where: str) -> li
 
 class NgramOverlap:
     """A problem is contaminated when it shares one word n-gram with a benchmark problem
-    (open-r1's decontamination, n = 8). Evidence: the first shared n-gram, in the
+    (open-r1's decontamination, n = 8) that holds at least `min_informative` informative
+    words, or equals a short benchmark problem. Evidence: the first such n-gram, in the
     problem's word order."""
 
-    def __init__(self, n: int = 8):
+    def __init__(self, n: int = 8, min_informative: int = 3):
         self.n = n
+        self.min_informative = min(min_informative, n)
         self._owner: dict[tuple[str, ...], str] = {}  # n-gram -> first benchmark holding it
 
     def index(self, benchmarks: list[Benchmark]) -> None:
@@ -151,7 +197,7 @@ class NgramOverlap:
         w = words(problem)
         grams = [tuple(w)] if len(w) < self.n else zip(*(w[i:] for i in range(self.n)))
         for gram in grams:
-            if gram in self._owner:
+            if gram in self._owner and (len(gram) < self.n or informative(gram) >= self.min_informative):
                 return self._owner[gram], " ".join(gram)
         return None
 
@@ -171,11 +217,12 @@ class Decontam(RowFilter):
     needs = ("problem",)
     scores = {"decontam_benchmark": pl.String}
 
-    def __init__(self, benchmarks: list | None = None, n: int = 8, method: str = "ngram"):
+    def __init__(self, benchmarks: list | None = None, n: int = 8, method: str = "ngram", min_informative: int = 3):
         self.benchmarks = self.param("benchmarks", benchmarks if benchmarks is not None else ["math500"], list)
         if not self.benchmarks:
             raise CurateError("filter decontam: parameter benchmarks must name at least one benchmark")
         self.n = self.param("n", n, int, minimum=1)
+        self.min_informative = self.param("min_informative", min_informative, int, minimum=0)
         self.method = self.param("method", method, str, choices=tuple(METHODS))
         # loaded now, when the chain is planned: a missing file or an unreachable Hub
         # benchmark is refused before anything is written
@@ -183,7 +230,7 @@ class Decontam(RowFilter):
         self._matcher = None
 
     def prepare(self, frame: pl.DataFrame | None = None) -> None:
-        matcher = METHODS[self.method](n=self.n)
+        matcher = METHODS[self.method](n=self.n, min_informative=self.min_informative)
         matcher.index(self._loaded)
         self._matcher = matcher
 

@@ -65,6 +65,15 @@ def test_duplicate_ids_name_both_lines(tmp_path):
         f'{f}:3: duplicate problem_id "a" (first seen on line 1)')
 
 
+def test_an_id_column_is_the_problem_id_without_the_option(tmp_path):
+    rows = [{"id": "q-1", "problem": "What is 2 + 3?"}, {"id": "q-2", "problem": "What is 4 + 4?"}]
+    f = write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    r = curate("generate", "--input", f, "--out", tmp_path / "out", "--dry-run")
+    assert "prompt · q-1" in r.stdout and "prompt · q-2" in r.stdout
+    f = write(tmp_path / "dup.jsonl", "".join(json.dumps(r) + "\n" for r in [*rows, {"id": "q-1", "problem": "z"}]))
+    assert refuse(tmp_path, "--input", f) == f'{f}:3: duplicate problem_id "q-1" (first seen on line 1)'
+
+
 def test_missing_file_and_unknown_type(tmp_path):
     assert refuse(tmp_path, "--input", tmp_path / "nope.jsonl") == f"{tmp_path / 'nope.jsonl'}: no such file"
     f = write(tmp_path / "p.csv", "problem\nx\n")

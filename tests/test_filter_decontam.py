@@ -8,7 +8,7 @@ import pytest
 
 from conftest import GSM8K_TEST, MATH500_TEST
 from curate.errors import CurateError
-from curate.filters.decontam import METHODS, Benchmark, Decontam, NgramOverlap, ngrams, words
+from curate.filters.decontam import METHODS, STOP_WORDS, Benchmark, Decontam, NgramOverlap, informative, ngrams, words
 
 MATH500 = MATH500_TEST
 
@@ -93,7 +93,7 @@ def test_bad_parameters():
         Decontam(method="embedding")
     with pytest.raises(CurateError, match="neither a known name"):
         Decontam(benchmarks=["no such thing"])
-    assert Decontam().params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram"}
+    assert Decontam().params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram", "min_informative": 3}
 
 
 def test_methods_registry_has_the_ngram_method(math500):
@@ -102,3 +102,50 @@ def test_methods_registry_has_the_ngram_method(math500):
     m.index([Benchmark("MATH-500", math500)])
     assert m.match(math500[3])[0] == "MATH-500"
     assert m.match("Nothing like any benchmark problem at all, surely not.") is None
+
+
+def test_a_benchmark_file_is_named_by_its_name_or_its_folder_not_a_split_stem(tmp_path, math500):
+    for rel in ("aime24/test.jsonl", "MATH-500/data/test-00000-of-00001.parquet", "olympiad/train.json"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True)
+        frame = pl.DataFrame({"problem": math500[:3]})
+        frame.write_parquet(path) if path.suffix == ".parquet" else path.write_text(
+            "".join(json.dumps(r) + "\n" for r in frame.to_dicts()) if path.suffix == ".jsonl" else frame.write_json())
+    assert Benchmark.load(str(tmp_path / "aime24/test.jsonl")).name == "aime24"
+    assert Benchmark.load(str(tmp_path / "MATH-500/data/test-00000-of-00001.parquet")).name == "MATH-500"
+    assert Benchmark.load(str(tmp_path / "olympiad/train.json")).name == "olympiad"
+    assert Benchmark.load(f"Mine={tmp_path / 'aime24/test.jsonl'}").name == "Mine"
+    assert Benchmark.load({"name": "Given", "path": str(tmp_path / "aime24/test.jsonl")}).name == "Given"
+    f = Decontam(benchmarks=[str(tmp_path / "aime24/test.jsonl")])
+    reason = f(pl.DataFrame({"problem": [math500[0]]})).reason[0]
+    assert reason.startswith("contaminated: aime24 8-gram '") and "test" not in reason
+
+
+def test_stop_words_and_informative_words():
+    assert {"what", "is", "the", "total", "amount", "of", "money", "he", "how", "many"} <= STOP_WORDS
+    assert informative(tuple("what is the total amount of money he".split())) == 0
+    assert informative(tuple("1 2 3 4 5 6 7 8".split())) == 0
+    assert informative(("\\frac", "1", "2", "x", "y", "\\sqrt", "3", "n")) == 0  # commands, numbers, letters
+    assert informative(tuple("liters of water how many liters of water".split())) == 2  # distinct words
+    assert informative(tuple("convert the point 0 3 in rectangular coordinates".split())) == 4
+
+
+# GSM8K test questions (0-based lines) that share an 8-gram with another question. Generic: the shared
+# words are boilerplate ("calculate the total amount of money the company"); real: a shared sentence.
+GENERIC_PAIRS = [(325, 796), (325, 409), (299, 1055), (32, 1088), (792, 1165), (627, 1263), (238, 979), (39, 123),
+                 (110, 157), (521, 604), (639, 647), (1052, 1216), (80, 200)]
+SHARED_SENTENCE_PAIRS = [(33, 863), (216, 1213), (339, 1317), (418, 558), (488, 761)]
+
+
+@pytest.mark.parametrize("min_informative, generic_flagged", [(3, False), (0, True)])
+def test_an_overlap_of_generic_words_or_numbers_does_not_flag_on_its_own(gsm8k, min_informative, generic_flagged):
+    def flagged(a, b):
+        m = NgramOverlap(n=8, min_informative=min_informative)
+        m.index([Benchmark("GSM8K", [gsm8k[a]])])
+        return m.match(gsm8k[b]) is not None
+
+    assert [flagged(a, b) for a, b in GENERIC_PAIRS] == [generic_flagged] * len(GENERIC_PAIRS)
+    assert all(flagged(a, b) for a, b in SHARED_SENTENCE_PAIRS)  # a shared sentence still flags
+    m = NgramOverlap(n=8, min_informative=min_informative)  # a doctest's number list
+    m.index([Benchmark("HumanEval", [">>> sort_numbers([1, 2, 3, 4, 5, 6, 7, 8])\n[1, 2, 3, 4, 5, 6, 7, 8]"])])
+    assert (m.match("Reverse the list 1, 2, 3, 4, 5, 6, 7, 8, 9 in place.") is not None) == generic_flagged

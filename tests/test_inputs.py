@@ -374,12 +374,25 @@ def test_id_column_values_are_strings(tmp_path):
     assert info["id_column"] == "id"
 
 
-def test_id_like_columns_are_not_used_without_id_column(tmp_path):
-    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": 1, "problem_id": "x", "problem": "a"}])
+def test_an_id_column_is_the_problem_id_when_present(tmp_path):
+    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": 7, "problem": "a"}, {"id": "q-8", "problem": "b"}])
     frame, info = load_problems(InputSpec(str(path)))
-    assert info["id_column"] is None
-    assert frame["problem_id"][0] == hash_id("ids", "a")
-    assert json.loads(frame["extra"][0]) == {"id": 1, "problem_id": "x"}
+    assert info["id_column"] == "id"
+    assert frame["problem_id"].to_list() == ["7", "q-8"] and frame["extra"].to_list() == ["{}", "{}"]
+    path = write_jsonl(tmp_path / "both.jsonl", [{"id": 1, "problem_id": "x", "problem": "a"}])
+    frame, info = load_problems(InputSpec(str(path)))  # our own column name first
+    assert info["id_column"] == "problem_id" and frame["problem_id"][0] == "x"
+    assert json.loads(frame["extra"][0]) == {"id": 1}
+    frame, info = load_problems(InputSpec(str(path), id_column="id"))  # --id-column still chooses
+    assert frame["problem_id"][0] == "1" and json.loads(frame["extra"][0]) == {"problem_id": "x"}
+
+
+def test_duplicate_ids_of_a_found_id_column_are_the_one_line_error(tmp_path):
+    path = write_jsonl(tmp_path / "dup.jsonl", [{"id": 1, "problem": "a"}, {"id": 2, "problem": "b"},
+                                                {"id": 1, "problem": "c"}])
+    assert error_of(InputSpec(str(path))) == f'{path}:3: duplicate problem_id "1" (first seen on line 1)'
+    path = write_parquet(tmp_path / "dup.parquet", {"problem": ["a", "b", "c"], "id": [5, 6, 5]})
+    assert error_of(InputSpec(str(path))) == f'{path}: row 2: duplicate problem_id "5" (first seen on row 0)'
 
 
 def test_hash_ids_are_stable_and_depend_on_source_and_problem(tmp_path):

@@ -125,6 +125,36 @@ def test_most_rows_longer_than_max_length_is_refused_and_a_few_is_a_note(tok):
     assert report.ok and "1 of 7 rows" in report.notes[0]
 
 
+# A ChatML template that, like Qwen3's `{% if reasoning_content %}`, renders the think block
+# only when it holds reasoning: an empty `<think>\n\n</think>` (a --no-cot row) disappears.
+STRIPS_EMPTY_THINK = """{%- for message in messages %}
+{%- set content = message['content'] %}
+{%- if message['role'] == 'assistant' and '</think>' in content %}
+{%- set reasoning = content.split('</think>')[0].split('<think>')[-1].strip('\\n') %}
+{%- set content = content.split('</think>')[-1].lstrip('\\n') %}
+{%- if reasoning %}{%- set content = '<think>\\n' + reasoning + '\\n</think>\\n\\n' + content %}{%- endif %}
+{%- endif %}
+{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"""
+
+
+def empty_think_row(i: int) -> dict:
+    return {"messages": [{"role": "user", "content": f"Say hello {i}."},
+                         {"role": "assistant", "content": f"<think>\n\n</think>\n\nHello {i}!"}]}
+
+
+def test_a_template_that_drops_an_empty_think_block_is_refused(tok):
+    assert lint(tok, ROWS + [empty_think_row(i) for i in range(2)]).ok  # SmolLM2's template renders it verbatim
+    tok.chat_template = STRIPS_EMPTY_THINK
+    assert lint(tok, ROWS).ok  # the reasoning rows keep their block
+    report = lint(tok, ROWS + [empty_think_row(i) for i in range(2)])
+    assert not report.ok
+    assert report.problems[0].startswith("the chat template drops an empty <think></think> block")
+    assert "2 of 8 rows" in report.problems[0] and "--chat-template" in report.problems[0]
+    assert "<think>" not in tok.apply_chat_template(empty_think_row(0)["messages"], tokenize=False)
+
+
 def test_rows_without_reasoning_pass(tok):
     assert lint(tok, [row(i, think=False) for i in range(3)]).ok
 

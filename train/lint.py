@@ -6,7 +6,9 @@ and every one of them shows on a single rendered row:
 
 * the template drops the `<think>` block from the assistant turn (DeepSeek-R1-Distill's
   template keeps only the text after `</think>`; Qwen3's does so for assistant turns
-  before the last user turn): the student learns answers without reasoning;
+  before the last user turn): the student learns answers without reasoning; or it drops
+  an empty one (`<think>\n\n</think>`, a row without a chain of thought), so the student
+  does not learn to open and close the block on every answer;
 * the loss mask cannot be built (assistant-only loss needs `{% generation %}` markers),
   or it leaves the reasoning or the end-of-turn token out of the trained tokens;
 * the token that ends the assistant turn is not one the student stops at
@@ -27,6 +29,7 @@ import types
 from dataclasses import dataclass, field
 
 THINK = re.compile(r"<think>(.*?)</think>", re.S)
+EMPTY_THINK = re.compile(r"<think>\s*</think>")
 LOSSES = ("completion", "assistant", "all")
 # Distinct pad tokens that common students ship (Llama 3.x, Qwen / SmolLM, DeepSeek).
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "<｜▁pad▁｜>", "<|endoftext|>")
@@ -131,7 +134,14 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
         return report
     report.rendered = texts[0]
     reasoning = [_trained_reasoning(r["messages"], loss) for r in rows]
-    dropped = [i for i, (text, bodies) in enumerate(zip(texts, reasoning)) if any(b not in text for b in bodies)]
+    dropped = [i for i, (text, bodies) in enumerate(zip(texts, reasoning)) if not _keeps(text, bodies)]
+    if dropped and all(not any(reasoning[i]) for i in dropped):
+        report.problems.append(
+            f"the chat template drops an empty <think></think> block from the assistant turn ({len(dropped)} of "
+            f"{len(rows)} rows, those without a chain of thought, render without the think tags), so the student "
+            "would not learn to open and close the block on every answer; fix: --chat-template FILE with a template "
+            "that renders assistant content verbatim")
+        return report
     if dropped:
         report.problems.append(
             f"the chat template drops the <think> block from the assistant turn ({len(dropped)} of {len(rows)} rows "
@@ -164,7 +174,7 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
         trained = tokenizer.decode(trained_ids)
         if i == 0:
             report.trained = trained
-        if any(b not in trained for b in reasoning[i]) or (reasoning[i] and "</think>" not in trained):
+        if not _keeps(trained, reasoning[i]) or (reasoning[i] and "</think>" not in trained):
             report.problems.append(f"row {i}: the reasoning is rendered but left out of the trained tokens; "
                                    "fix: --loss completion")
             return report
@@ -223,16 +233,21 @@ def lint(tokenizer, rows: list[dict], *, loss: str = "completion", max_length: i
 
 
 def _trained_reasoning(messages: list[dict], loss: str) -> list[str]:
-    """The reasoning bodies of the assistant turns that carry loss."""
+    """The reasoning bodies of the assistant turns that carry loss ("" for an empty think block)."""
     turns = [m for m in messages if m["role"] == "assistant"]
     if loss == "completion":
         turns = turns[-1:]
     out = []
     for m in turns:
         match = THINK.search(m["content"] or "")
-        if match and match.group(1).strip():
+        if match:
             out.append(match.group(1).strip())
     return out
+
+
+def _keeps(text: str, bodies: list[str]) -> bool:
+    """Whether `text` holds every think block: a reasoning body, or empty think tags."""
+    return all(b in text if b else EMPTY_THINK.search(text) for b in bodies)
 
 
 def _prepare_with_trl(tokenizer, rows: list[dict], loss: str, template: str | None) -> list[dict]:
