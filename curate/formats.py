@@ -11,7 +11,9 @@ row"); `Layout.apply(frame)` does it to one shard. Layouts:
 - `conversations`: ShareGPT turns (from/value; human/user, gpt/assistant, system).
 
 A separate reasoning column (`reasoning_content`, or `reasoning` beside a completion that
-spells no reasoning) is folded into the completion as `<think>…</think>`. Without a
+spells no reasoning) is folded into the completion as `<think>…</think>`; in a set
+written after a prefilled `<think>` (traces that close the block without opening it),
+every trace gets its opening tag, so an untagged one reads as an unclosed thought. Without a
 `reference_answer` column, the first of answer, final_answer, solution (its last
 `\\boxed{}`) is the reference answer, read as `curate generate` reads it
 (curate.inputs.reference_answer). Rows that are not curate rows get `problem_id` (a hash
@@ -30,7 +32,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.inputs import ANSWER_COLUMNS, PROBLEM_COLUMNS, reference_answer
-from curate.parsing import has_markup, parse_trace
+from curate.parsing import THINK_CLOSE, THINK_OPEN, THOUGHT, has_markup, parse_trace
 
 COMPLETION_COLUMNS = ("completion", "response", "output", "generation")
 REASONING_COLUMNS = ("reasoning_content", "reasoning")
@@ -80,6 +82,7 @@ class Layout:
         if self.kind == "flat" and "problem" not in self.columns:
             del new["problem"]
         if not self.curate_rows:
+            new["completion"] = _open_prefilled(new["completion"])
             traces = [parse_trace(c) for c in new["completion"]]
             new["reasoning"] = [t.reasoning for t in traces]
             new["answer"] = [t.answer for t in traces]
@@ -145,6 +148,16 @@ def resolve(names: list[str], preset: str | None = None, column_map: dict | None
     reference = chosen.get("reference_answer") or ("reference_answer" if "reference_answer" in names else None) \
         or _first(ANSWER_COLUMNS, names)
     return Layout(kind, columns, reference if reference != "reference_answer" else None, curate_rows)
+
+
+def _open_prefilled(completions: list[str | None]) -> list[str | None]:
+    """A set written after a prefilled `<think>` (its traces close the block without opening
+    it) gets the opening tag back on every trace without one: an untagged trace there is an
+    unclosed thought, not an answer."""
+    closed = [c for c in completions if c and THINK_CLOSE in c]
+    if not closed or sum(THINK_OPEN not in c for c in closed) * 2 < len(closed):
+        return completions
+    return [c if c is None or THINK_OPEN in c or THOUGHT[0] in c else f"{THINK_OPEN}\n{c}" for c in completions]
 
 
 def problem_id(problem: str | None) -> str:

@@ -1,0 +1,111 @@
+"""Traces as public sets and teachers write them, with no --map: every layout of
+tests/data/formats (written by its make_fixtures.py from GSM8K problems) goes filter →
+select → mix → `train sft --lint-only`, and 100 Sky-T1 traces keep exactly their 80 good
+ones through the default chain."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from jinja2.exceptions import UndefinedError
+
+import curate
+from curate.cli import cli
+from curate.errors import CurateError
+from curate.formats import resolve
+
+FORMATS = Path(__file__).resolve().parent / "data" / "formats"
+# The dataset card fails on a lineage without a generate run (issue 10 §2, fixed on its own branch);
+# until that lands, the mix step of these tests stops there.
+CARD_LINEAGE = pytest.mark.xfail(raises=UndefinedError, strict=False, reason="card: lineage without generate")
+LAYOUTS = ("skyt1", "openthoughts_sharegpt", "messages", "reasoning_content", "r1_zero", "prefilled_think")
+
+
+def rejected(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(f) for f in sorted((out / "rejected").glob("*.parquet"))], how="diagonal_relaxed")
+
+
+def test_100_sky_t1_traces_keep_exactly_the_80_good_ones_through_the_default_chain(tmp_path):
+    source = FORMATS / "skyt1_100.jsonl"
+    kinds = [json.loads(line)["kind"] for line in source.read_text().splitlines()]
+    assert kinds.count("truncated") == 10 and kinds.count("wrong") == 10
+    out = tmp_path / "filter"
+    result = curate.filter(input=str(source), out=str(out), progress=False)
+    assert result.counts == {"rows_in": 100, "kept": 80, "rejected": 20}
+    kept = pl.read_parquet(out / "kept" / "*.parquet")
+    assert sorted(kept["kind"].to_list()) == ["clean"] * 80
+    dropped = rejected(out)
+    by = dict(zip(dropped["kind"], zip(dropped["rejected_by"], dropped["reason"])))
+    assert by["truncated"] == ("length", "truncated (inferred: unclosed thought)")
+    assert by["wrong"] == ("math", "wrong answer")
+    assert dropped.group_by("kind").len().sort("kind").rows() == [("truncated", 10), ("wrong", 10)]
+    # the normalised row: the problem from the user turn, the `answer` column as the reference answer
+    gold = {(r := json.loads(line))["conversations"][0]["value"]: r["answer"] for line in source.read_text().splitlines()}
+    assert [gold[p] for p in kept["problem"]] == kept["reference_answer"].to_list()
+    assert kept["final_answer"].to_list() == kept["reference_answer"].to_list()
+    assert kept["finish_reason"].null_count() == 80
+
+
+@CARD_LINEAGE
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_runs_filter_select_mix_and_the_sft_lint_without_a_map(layout, tiny_model, tmp_path):
+    source = FORMATS / f"{layout}.jsonl"
+    result = curate.filter(input=str(source), out=str(tmp_path / "filter"), filters="length,format,math",
+                           progress=False)
+    assert result.counts == {"rows_in": 8, "kept": 5, "rejected": 3}
+    reasons = rejected(tmp_path / "filter").group_by("rejected_by", "reason").len().sort("rejected_by").rows()
+    truncated = "truncated" if layout == "reasoning_content" else "truncated (inferred: unclosed thought)"
+    assert reasons == [("length", truncated, 2), ("math", "wrong answer", 1)]
+    curate.select(input=str(tmp_path / "filter"), out=str(tmp_path / "select"), progress=False)
+    mix = curate.mix(out=str(tmp_path / "mix"), sources=[f"r={tmp_path / 'select'}:5"], progress=False, workers=1)
+    assert mix.counts["rows"] == 5
+    rows = pl.read_parquet(tmp_path / "mix" / "data" / "*.parquet")
+    for messages in rows["messages"].to_list():
+        user, assistant = messages[-2:]
+        assert user["role"] == "user" and user["content"].strip()
+        assert assistant["content"].startswith("<think>\n") and "</think>\n\n" in assistant["content"]
+        assert "<|begin_of_thought|>" not in assistant["content"] and "<answer>" not in assistant["content"]
+        assert "\\boxed{" in assistant["content"] or layout == "r1_zero"
+    lint = CliRunner().invoke(cli, ["train", "sft", "--student", str(tiny_model), "--data",
+                                    str(tmp_path / "mix"), "--lint-only"])
+    assert lint.exit_code == 0, lint.output
+    assert lint.output.strip().endswith("lint: ok (5 rows checked)")
+
+
+@CARD_LINEAGE
+def test_mix_keeps_the_source_spelling_when_asked(tmp_path):
+    curate.filter(input=str(FORMATS / "skyt1.jsonl"), out=str(tmp_path / "filter"), filters="length,format,math",
+                  progress=False)
+    curate.mix(out=str(tmp_path / "mix"), sources=[f"r={tmp_path / 'filter'}:5"], keep_spelling=True,
+               progress=False, workers=1)
+    assistant = pl.read_parquet(tmp_path / "mix" / "data" / "*.parquet")["messages"].to_list()[0][-1]["content"]
+    assert assistant.startswith("<|begin_of_thought|>") and assistant.endswith("<|end_of_solution|>")
+
+
+def test_presets_and_map_name_the_columns_of_public_sets():
+    s1k = resolve(["solution", "question", "cot_type", "thinking_trajectories", "attempt"], "s1k")
+    assert (s1k.kind, s1k.columns["problem"], s1k.columns["completion"], s1k.reference) == \
+        ("flat", "question", "attempt", "solution")
+    assert s1k.columns["reasoning_content"] == "thinking_trajectories"
+    openr1 = resolve(["problem", "solution", "answer", "messages", "generations"])
+    assert (openr1.kind, openr1.reference) == ("messages", "answer")
+    stratos = resolve(["system", "conversations"], "bespoke-stratos")
+    assert stratos.kind == "conversations" and stratos.reference is None
+    mapped = resolve(["problem", "completion", "conversations"], "sky-t1", {"problem": "q", "completion": "gen"})
+    assert (mapped.kind, mapped.columns["completion"]) == ("flat", "completion")  # --map overrides the preset
+    with pytest.raises(CurateError, match="--preset 'nope': unknown preset"):
+        resolve(["conversations"], "nope")
+    with pytest.raises(CurateError, match="--preset limo: the input has none of the columns solution"):
+        resolve(["question", "answer"], "limo")
+    with pytest.raises(CurateError, match="has no completion: .*pass --preset NAME or --map completion=COLUMN"):
+        resolve(["question", "answer"])
+
+
+def test_a_reasoning_column_beside_the_answer_is_folded_into_a_think_block():
+    layout = resolve(["problem", "completion", "reasoning_content"])
+    frame = pl.DataFrame({"problem": ["1+1?"], "completion": ["It is \\boxed{2}."], "reasoning_content": ["1+1=2"]})
+    row = layout.apply(frame).row(0, named=True)
+    assert row["completion"] == "<think>\n1+1=2\n</think>\n\nIt is \\boxed{2}."
+    assert (row["reasoning"], row["final_answer"], row["finish_reason"]) == ("1+1=2", "2", None)
