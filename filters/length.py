@@ -4,8 +4,8 @@
 A completion is truncated when finish_reason is "length", or when its reasoning block
 never closed (any spelling curate.parsing reads). finish_reason is optional: without it
 (no column, or null), truncation is inferred from the text — an unclosed thought, a
-begin-of-solution without its end, no final answer after a long trace that stops
-mid-sentence — and the reason says "inferred".
+begin-of-solution without its end, no final answer after a long reasoning trace that
+stops mid-sentence — and the reason says "inferred".
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def truncation(completion: str | None, finish_reason: str | None,
         unclosed = "no end of solution" if trace.error == "no <|end_of_solution|>" else "unclosed thought"
         return f"truncated (inferred: {unclosed})"
     text = (completion or "").rstrip()
-    if trace.final_answer is None and len(text) >= long_trace_chars and not text.endswith(ENDINGS):
+    if trace.reasoning is not None and trace.final_answer is None and len(text) >= long_trace_chars \
+            and not text.endswith(ENDINGS):
         return "truncated (inferred: no final answer after a long trace)"
     return None
 

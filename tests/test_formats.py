@@ -14,7 +14,10 @@ from jinja2.exceptions import UndefinedError
 import curate
 from curate.cli import cli
 from curate.errors import CurateError
+from curate.filters.format import check_format
+from curate.filters.length import Length, truncation
 from curate.formats import resolve
+from curate.inputs import reference_answer
 
 FORMATS = Path(__file__).resolve().parent / "data" / "formats"
 # The dataset card fails on a lineage without a generate run (issue 10 §2, fixed on its own branch);
@@ -29,7 +32,7 @@ def rejected(out: Path) -> pl.DataFrame:
 
 def test_100_sky_t1_traces_keep_exactly_the_80_good_ones_through_the_default_chain(tmp_path):
     source = FORMATS / "skyt1_100.jsonl"
-    kinds = [json.loads(line)["kind"] for line in source.read_text().splitlines()]
+    kinds = [json.loads(line)["kind"] for line in source.read_text().splitlines()]  # the fixture's own labels
     assert kinds.count("truncated") == 10 and kinds.count("wrong") == 10
     out = tmp_path / "filter"
     result = curate.filter(input=str(source), out=str(out), progress=False)
@@ -42,7 +45,8 @@ def test_100_sky_t1_traces_keep_exactly_the_80_good_ones_through_the_default_cha
     assert by["wrong"] == ("math", "wrong answer")
     assert dropped.group_by("kind").len().sort("kind").rows() == [("truncated", 10), ("wrong", 10)]
     # the normalised row: the problem from the user turn, the `answer` column as the reference answer
-    gold = {(r := json.loads(line))["conversations"][0]["value"]: r["answer"] for line in source.read_text().splitlines()}
+    records = [json.loads(line) for line in source.read_text().splitlines()]
+    gold = {r["conversations"][0]["value"]: r["answer"] for r in records}
     assert [gold[p] for p in kept["problem"]] == kept["reference_answer"].to_list()
     assert kept["final_answer"].to_list() == kept["reference_answer"].to_list()
     assert kept["finish_reason"].null_count() == 80
@@ -109,3 +113,46 @@ def test_a_reasoning_column_beside_the_answer_is_folded_into_a_think_block():
     row = layout.apply(frame).row(0, named=True)
     assert row["completion"] == "<think>\n1+1=2\n</think>\n\nIt is \\boxed{2}."
     assert (row["reasoning"], row["final_answer"], row["finish_reason"]) == ("1+1=2", "2", None)
+
+
+SKY = ("<|begin_of_thought|>\n\nadd them\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\nSo \\boxed{4}\n\n"
+       "<|end_of_solution|>")
+
+
+def test_format_judges_every_spelling_and_the_r1_zero_style_stays_strict():
+    assert check_format(SKY).keep and check_format("<think>r</think><answer>4</answer>").keep
+    assert check_format("So \\boxed{4}", reasoning="add them").keep
+    assert check_format(SKY.replace("<|end_of_solution|>", "")).reason == "no <|end_of_solution|>"
+    assert check_format("<|begin_of_thought|>x<|end_of_thought|> <|begin_of_thought|>y<|end_of_thought|> z").reason \
+        == "2 thought blocks"
+    assert check_format("The answer is 4.").reason == "no <think> block"
+    assert check_format(SKY, "r1_zero").reason == "not <think>…</think> <answer>…</answer>"
+
+
+@pytest.mark.parametrize("completion, finish_reason, reason", [
+    (SKY, None, None),
+    (SKY, "stop", None),
+    (SKY, "length", "truncated"),
+    ("<|begin_of_thought|> and then", None, "truncated (inferred: unclosed thought)"),
+    ("<|begin_of_thought|> and then", "stop", "truncated"),
+    (SKY.replace("\n\n<|end_of_solution|>", ""), None, "truncated (inferred: no end of solution)"),
+    ("<think>r</think>" + "and so the sum keeps growing " * 400, None,
+     "truncated (inferred: no final answer after a long trace)"),
+    ("<think>r</think>" + "and so the sum keeps growing. " * 400, None, None),  # ends a sentence: not cut off
+    ("<think>r</think>" + "and so the sum keeps growing " * 400, "stop", None),  # the engine says it stopped
+])
+def test_length_infers_truncation_without_a_finish_reason(completion, finish_reason, reason):
+    assert truncation(completion, finish_reason) == reason
+    verdict = Length().verify({"completion": completion, "finish_reason": finish_reason})
+    assert (verdict.keep, verdict.reason) == (reason is None, reason)
+
+
+def test_solution_gives_its_last_boxed_as_the_reference_answer_as_generate_reads_it():
+    assert reference_answer("so \\boxed{3} and finally \\boxed{\\frac{1}{2}}.", "solution") == "\\frac{1}{2}"
+    assert reference_answer("work\n#### 1,000", "answer") == "1,000"
+    assert reference_answer(18, "answer") == "18"
+    assert reference_answer("no box here", "solution") is None
+
+
+def test_a_long_plain_answer_without_reasoning_is_not_inferred_truncated():
+    assert truncation("and so the list goes on " * 400, None) is None
