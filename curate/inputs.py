@@ -587,7 +587,7 @@ def reference_answer(value: Any, column: str | None = None) -> str | None:
     last_line = value.rstrip().rpartition("\n")[2]
     if last_line.startswith("####"):
         return last_line[4:].strip()
-    if column == "solution":
+    if column and column.endswith("solution"):  # solution, ground_truth_solution: a worked solution
         return last_boxed(value)
     return value
 

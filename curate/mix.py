@@ -49,6 +49,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
+from curate.formats import COMPLETION_COLUMNS, resolve
 from curate.options import opt
 from curate.parsing import has_markup, parse_trace
 from curate.progress import Progress
@@ -201,6 +202,10 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
         out, no_think = df.select(_chat_messages(df, spec, no_cot).alias("messages")), 0
     elif {"problem", "completion"} <= cols:
         out, no_think = _r1_messages(df, no_cot, keep_spelling)
+    elif "conversations" in cols or cols & set(COMPLETION_COLUMNS):  # another layout (curate.formats)
+        rows = resolve(df.columns, shown=spec.shown).apply(df)
+        problem = pl.col("problem").fill_null("") if "problem" in rows.columns else pl.lit("")
+        out, no_think = _r1_messages(rows.with_columns(problem.alias("problem")), no_cot, keep_spelling)
     else:
         raise CurateError(f"{spec.shown}: needs a `messages` column, or `problem` and `completion` "
                           f"(columns: {', '.join(df.columns) or 'none'})")

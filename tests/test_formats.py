@@ -156,3 +156,14 @@ def test_solution_gives_its_last_boxed_as_the_reference_answer_as_generate_reads
 
 def test_a_long_plain_answer_without_reasoning_is_not_inferred_truncated():
     assert truncation("and so the list goes on " * 400, None) is None
+
+
+def test_mix_reads_sharegpt_rows_directly_in_the_think_form(tmp_path):
+    from curate.mix import SourceSpec, to_messages
+
+    df = pl.read_ndjson(FORMATS / "openthoughts_sharegpt.jsonl")
+    out, no_think, dropped = to_messages(df, SourceSpec("r", "x"), False, "empty")
+    assert (out.height, no_think, dropped) == (8, 0, 0)
+    first = out["messages"].to_list()[0]
+    assert [m["role"] for m in first] == ["user", "assistant"]
+    assert first[1]["content"].startswith("<think>\n") and "<|end_of_thought|>" not in first[1]["content"]
