@@ -77,7 +77,8 @@ class InputSpec:
                     name="input", cli="--input")
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
     problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
-    answer_column: str | None = opt(None, "Reference answers. Default: answer, reference_answer or final_answer.")
+    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer or "
+                                          "solution (its last \\boxed{}).")
     id_column: str | None = opt(None, "Stable problem ids. Default: a hash of source + problem text.")
     limit: int | None = opt(None, "Use only the first N problems.")
     domain: str | None = opt(None, "Domain for every row (default: the input's `domain` column, else math).")

@@ -51,7 +51,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.formats import COMPLETION_COLUMNS, resolve
 from curate.options import opt
-from curate.parsing import has_markup, parse_trace
+from curate.parsing import has_markup, parse_trace, think_form
 from curate.progress import Progress
 from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
@@ -200,6 +200,8 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
         raise CurateError(f"{spec.shown}: the source has no rows")
     if "messages" in cols:
         out, no_think = df.select(_chat_messages(df, spec, no_cot).alias("messages")), 0
+        if not keep_spelling:
+            out = out.with_columns(_think_form_turns(out["messages"]))
     elif {"problem", "completion"} <= cols:
         out, no_think = _r1_messages(df, no_cot, keep_spelling)
     elif "conversations" in cols or cols & set(COMPLETION_COLUMNS):  # another layout (curate.formats)
@@ -232,6 +234,24 @@ def _chat_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool) -> pl.Expr:
         role=pl.element().struct.field("role"),
         content=pl.when(pl.element().struct.field("role") == "assistant").then(pl.lit(EMPTY_THINK) + after)
         .otherwise(pl.element().struct.field("content"))))
+
+
+def _think_form_turns(messages: pl.Series) -> pl.Series:
+    """Chat messages whose assistant turns spell their reasoning otherwise (Sky-T1's
+    thought tags, R1-Zero's answer tags) rewritten in the think form; others unchanged."""
+    def rewrite(turn: dict) -> dict:
+        text = turn.get("content")
+        if turn.get("role") != "assistant" or not has_markup(text) or text.lstrip().startswith("<think>") \
+                and "<answer>" not in text:
+            return turn
+        trace = parse_trace(text)
+        return {**turn, "content": think_form(trace) if trace.reasoning is not None else text}
+
+    rows = messages.to_list()
+    if not any(has_markup(t.get("content")) for turns in rows for t in turns or ()):
+        return messages
+    return pl.Series("messages", [[rewrite(t) for t in turns] if turns else turns for turns in rows],
+                     dtype=messages.dtype)
 
 
 def _r1_messages(df: pl.DataFrame, no_cot: bool, keep_spelling: bool = False) -> tuple[pl.DataFrame, int]:

@@ -167,3 +167,15 @@ def test_mix_reads_sharegpt_rows_directly_in_the_think_form(tmp_path):
     first = out["messages"].to_list()[0]
     assert [m["role"] for m in first] == ["user", "assistant"]
     assert first[1]["content"].startswith("<think>\n") and "<|end_of_thought|>" not in first[1]["content"]
+
+
+def test_mix_rewrites_a_messages_table_in_sky_t1_spelling_to_the_think_form():
+    from curate.mix import SourceSpec, to_messages
+
+    df = pl.DataFrame({"messages": [[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": SKY}],
+                                    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]]})
+    out, _, _ = to_messages(df, SourceSpec("r", "x"), False, "empty")
+    assert out["messages"].to_list()[0][1]["content"] == "<think>\nadd them\n</think>\n\nSo \\boxed{4}"
+    assert out["messages"].to_list()[1][1]["content"] == "Hello!"
+    kept, _, _ = to_messages(df, SourceSpec("r", "x"), False, "empty", keep_spelling=True)
+    assert kept["messages"].to_list()[0][1]["content"] == SKY
