@@ -52,9 +52,15 @@ def test_100_sky_t1_traces_keep_exactly_the_80_good_ones_through_the_default_cha
     assert kept["finish_reason"].null_count() == 80
 
 
-@CARD_LINEAGE
+def lint(data: Path, model: Path, rows: int) -> None:
+    r = CliRunner().invoke(cli, ["train", "sft", "--student", str(model), "--data", str(data), "--lint-only"])
+    assert r.exit_code == 0, r.output
+    assert "── trained tokens (completion loss) ──\n<think>\n" in r.output
+    assert r.output.strip().endswith(f"lint: ok ({rows} rows checked)")
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_each_layout_runs_filter_select_mix_and_the_sft_lint_without_a_map(layout, tiny_model, tmp_path):
+def test_each_layout_runs_filter_select_and_the_sft_lint_without_a_map(layout, tiny_model, tmp_path):
     source = FORMATS / f"{layout}.jsonl"
     result = curate.filter(input=str(source), out=str(tmp_path / "filter"), filters="length,format,math",
                            progress=False)
@@ -62,6 +68,16 @@ def test_each_layout_runs_filter_select_mix_and_the_sft_lint_without_a_map(layou
     reasons = rejected(tmp_path / "filter").group_by("rejected_by", "reason").len().sort("rejected_by").rows()
     truncated = "truncated" if layout == "reasoning_content" else "truncated (inferred: unclosed thought)"
     assert reasons == [("length", truncated, 2), ("math", "wrong answer", 1)]
+    select = curate.select(input=str(tmp_path / "filter"), out=str(tmp_path / "select"), progress=False)
+    assert (select.counts["selected"], select.counts["problems"], select.counts["correct"]) == (5, 8, 5)
+    lint(tmp_path / "select", tiny_model, 5)  # the selected traces, in the think form
+
+
+@CARD_LINEAGE
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_mixes_in_the_think_form_and_passes_the_sft_lint(layout, tiny_model, tmp_path):
+    curate.filter(input=str(FORMATS / f"{layout}.jsonl"), out=str(tmp_path / "filter"), filters="length,format,math",
+                  progress=False)
     curate.select(input=str(tmp_path / "filter"), out=str(tmp_path / "select"), progress=False)
     mix = curate.mix(out=str(tmp_path / "mix"), sources=[f"r={tmp_path / 'select'}:5"], progress=False, workers=1)
     assert mix.counts["rows"] == 5
@@ -72,10 +88,11 @@ def test_each_layout_runs_filter_select_mix_and_the_sft_lint_without_a_map(layou
         assert assistant["content"].startswith("<think>\n") and "</think>\n\n" in assistant["content"]
         assert "<|begin_of_thought|>" not in assistant["content"] and "<answer>" not in assistant["content"]
         assert "\\boxed{" in assistant["content"] or layout == "r1_zero"
-    lint = CliRunner().invoke(cli, ["train", "sft", "--student", str(tiny_model), "--data",
-                                    str(tmp_path / "mix"), "--lint-only"])
-    assert lint.exit_code == 0, lint.output
-    assert lint.output.strip().endswith("lint: ok (5 rows checked)")
+    lint(tmp_path / "mix", tiny_model, 5)
+
+
+def test_the_sft_lint_reads_raw_sharegpt_traces(tiny_model):
+    lint(FORMATS / "skyt1.jsonl", tiny_model, 8)
 
 
 @CARD_LINEAGE
