@@ -32,7 +32,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.inputs import ANSWER_COLUMNS, PROBLEM_COLUMNS, reference_answer
-from curate.parsing import THINK_CLOSE, THINK_OPEN, THOUGHT, has_markup, parse_trace
+from curate.parsing import THINK_CLOSE, THINK_OPEN, THOUGHT, has_markup, last_boxed, parse_trace
 
 COMPLETION_COLUMNS = ("completion", "response", "output", "generation")
 REASONING_COLUMNS = ("reasoning_content", "reasoning")
@@ -52,8 +52,9 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     # question, solution, thinking_trajectories (a list), attempt; s1K-1.1: deepseek_* columns
     "s1k": {"problem": ("question",), "reasoning_content": ("thinking_trajectories", "deepseek_thinking_trajectory"),
             "completion": ("attempt", "deepseek_attempt"), "reference_answer": ("solution",)},
-    # question, solution (the long reasoning), answer
-    "limo": {"problem": ("question",), "completion": ("solution",), "reference_answer": ("answer",)},
+    # question, solution (the long reasoning, untagged, ending in \boxed{}), answer: the reasoning is the
+    # solution, and the answer part its last \boxed{} (a set with no completion column)
+    "limo": {"problem": ("question",), "reasoning_content": ("solution",), "reference_answer": ("answer",)},
 }
 
 
@@ -100,7 +101,7 @@ class Layout:
     def _row(self, record: dict) -> dict:
         if self.kind == "flat":
             problem = record.get(self.columns.get("problem", ""))
-            completion = _text(record.get(self.columns["completion"]))
+            completion = _text(record.get(self.columns["completion"])) if "completion" in self.columns else None
             reasoning = record.get(self.columns["reasoning_content"]) if "reasoning_content" in self.columns else None
         else:
             problem, completion, reasoning = _turns(record.get(self.columns["completion"]), self.kind)
@@ -109,6 +110,9 @@ class Layout:
             if "reasoning_content" in self.columns:
                 reasoning = record.get(self.columns["reasoning_content"]) or reasoning
         reasoning = _text(reasoning)
+        if "completion" not in self.columns and reasoning:  # a set of reasoning only (LIMO): its final box answers
+            boxed = last_boxed(reasoning)
+            completion = f"The final answer is $\\boxed{{{boxed}}}$." if boxed is not None else None
         if reasoning and reasoning.strip() and not has_markup(completion) \
                 and reasoning.strip() != (completion or "").strip():
             completion = f"<think>\n{reasoning.strip()}\n</think>\n\n{(completion or '').strip()}"
@@ -132,6 +136,8 @@ def resolve(names: list[str], preset: str | None = None, column_map: dict | None
     curate_rows = "reference_answer" in names and "sample_id" in names
     completion = columns.get("completion") or _first(("completion",), names) or \
         _first(("conversations", "messages"), names) or _first(COMPLETION_COLUMNS, names)
+    if completion is None and columns.get("reasoning_content"):  # the reasoning alone: its last box answers
+        return Layout("flat", columns, chosen.get("reference_answer"), curate_rows)
     if completion is None:
         raise CurateError(f"{shown} has no completion: looked for completion, conversations, messages, "
                           f"{', '.join(COMPLETION_COLUMNS[1:])} (columns: {', '.join(names)}); "

@@ -118,8 +118,8 @@ def test_presets_and_map_name_the_columns_of_public_sets():
     assert (mapped.kind, mapped.columns["completion"]) == ("flat", "completion")  # --map overrides the preset
     with pytest.raises(CurateError, match="--preset 'nope': unknown preset"):
         resolve(["conversations"], "nope")
-    with pytest.raises(CurateError, match="--preset limo: the input has none of the columns solution"):
-        resolve(["question", "answer"], "limo")
+    with pytest.raises(CurateError, match="--preset s1k: the input has none of the columns attempt"):
+        resolve(["question", "answer"], "s1k")
     with pytest.raises(CurateError, match="has no completion: .*pass --preset NAME or --map completion=COLUMN"):
         resolve(["question", "answer"])
 
@@ -196,3 +196,12 @@ def test_mix_rewrites_a_messages_table_in_sky_t1_spelling_to_the_think_form():
     assert out["messages"].to_list()[1][1]["content"] == "Hello!"
     kept, _, _ = to_messages(df, SourceSpec("r", "x"), False, "empty", keep_spelling=True)
     assert kept["messages"].to_list()[0][1]["content"] == SKY
+
+
+def test_limo_reasoning_without_tags_gets_its_last_box_as_the_answer():
+    layout = resolve(["question", "solution", "answer"], "limo")
+    frame = pl.DataFrame({"question": ["1+1?"], "solution": ["One and one.\n\nSo it is \\boxed{2}"], "answer": ["2"]})
+    row = layout.apply(frame).row(0, named=True)
+    assert row["completion"] == ("<think>\nOne and one.\n\nSo it is \\boxed{2}\n</think>\n\n"
+                                 "The final answer is $\\boxed{2}$.")
+    assert (row["problem"], row["reference_answer"], row["final_answer"]) == ("1+1?", "2", "2")
