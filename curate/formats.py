@@ -47,8 +47,9 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     "sky-t1": {"completion": ("conversations",)},
     # problem, solution, answer, messages [user, assistant with <think>], generations, finish_reasons
     "openr1-math": {"completion": ("messages",), "reference_answer": ("answer",)},
-    # problem, solution (a worked solution ending in \boxed{}), messages
-    "numinamath": {"problem": ("problem",), "completion": ("solution",), "reference_answer": ("answer", "solution")},
+    # problem, solution (a worked solution ending in \boxed{}, untagged), messages; 1.5 adds answer
+    "numinamath": {"problem": ("problem",), "reasoning_content": ("solution",),
+                   "reference_answer": ("answer", "solution")},
     # question, solution, thinking_trajectories (a list), attempt; s1K-1.1: deepseek_* columns
     "s1k": {"problem": ("question",), "reasoning_content": ("thinking_trajectories", "deepseek_thinking_trajectory"),
             "completion": ("attempt", "deepseek_attempt"), "reference_answer": ("solution",)},
@@ -133,11 +134,11 @@ def resolve(names: list[str], preset: str | None = None, column_map: dict | None
         raise CurateError(f"--preset {preset}: {shown} has none of the columns {', '.join(wanted['completion'])} "
                           f"(columns: {', '.join(names)})")
     columns = {dst: src for dst, src in chosen.items() if src}
+    if preset and "completion" not in wanted and columns.get("reasoning_content") and "completion" not in mapped:
+        return Layout("flat", columns, chosen.get("reference_answer"), False)  # reasoning only: its last box answers
     curate_rows = "reference_answer" in names and "sample_id" in names
     completion = columns.get("completion") or _first(("completion",), names) or \
         _first(("conversations", "messages"), names) or _first(COMPLETION_COLUMNS, names)
-    if completion is None and columns.get("reasoning_content"):  # the reasoning alone: its last box answers
-        return Layout("flat", columns, chosen.get("reference_answer"), curate_rows)
     if completion is None:
         raise CurateError(f"{shown} has no completion: looked for completion, conversations, messages, "
                           f"{', '.join(COMPLETION_COLUMNS[1:])} (columns: {', '.join(names)}); "

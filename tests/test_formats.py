@@ -199,6 +199,9 @@ def test_mix_rewrites_a_messages_table_in_sky_t1_spelling_to_the_think_form():
 
 
 def test_limo_reasoning_without_tags_gets_its_last_box_as_the_answer():
+    numina = resolve(["source", "problem", "solution", "messages"], "numinamath")
+    assert (numina.kind, numina.columns, numina.reference) == \
+        ("flat", {"problem": "problem", "reasoning_content": "solution", "reference_answer": "solution"}, "solution")
     layout = resolve(["question", "solution", "answer"], "limo")
     frame = pl.DataFrame({"question": ["1+1?"], "solution": ["One and one.\n\nSo it is \\boxed{2}"], "answer": ["2"]})
     row = layout.apply(frame).row(0, named=True)
