@@ -34,6 +34,7 @@ import yaml
 from curate.errors import CurateError
 from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
+from curate.formats import PRESETS, Layout, resolve
 from curate.options import opt
 from curate.progress import Progress
 from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
@@ -106,10 +107,13 @@ def _type_error(e: TypeError) -> str:
 Part = tuple  # (file, pl.LazyFrame): one shard of a stage's input (Table.parts)
 
 
-def read_shard(part: Part, column_map: dict[str, str]) -> pl.DataFrame:
+def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = None) -> pl.DataFrame:
+    """One shard of a stage's input; the first stage's as curate rows (--map, then the layout)."""
     where, frame = part
     frame = frame.rename({src: dst for dst, src in column_map.items()}) if column_map else frame
     df = collect(frame, where)
+    if layout is not None:
+        df = layout.apply(df)
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
         ids = pl.lit(f"{Path(where).stem}:") + pl.int_range(pl.len()).cast(pl.String)
         df = df.with_columns(ids.alias("sample_id"))
@@ -146,6 +150,8 @@ class FilterOptions:
     split: str = opt("train", "Split of a Hub dataset.")
     column_map: dict = opt({}, "COLUMN=INPUT_COLUMN: read a column under another name (repeatable).", cli="--map",
                            pairs="COLUMN=INPUT_COLUMN")
+    preset: str | None = opt(None, "The column names of a public set (default: found by inspection; --map overrides).",
+                             choices=tuple(sorted(PRESETS)))
     workers: int = opt(help="Processes for per-row filters (default: all cores).", factory=lambda: os.cpu_count() or 1,
                        min=1)
     overwrite: bool = opt(False, "Replace an existing filter run with a different config.")
@@ -162,6 +168,7 @@ class FilterPlan:
     filters: list
     config: dict
     run: RunStore
+    layout: Layout
 
 
 def plan(opts: FilterOptions) -> FilterPlan:
@@ -169,7 +176,9 @@ def plan(opts: FilterOptions) -> FilterPlan:
     table = open_table(opts.input, split=opts.split)
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
-    columns = set(input_columns(table, opts.column_map)) | {"sample_id"}  # made from file and row when absent
+    names = input_columns(table, opts.column_map)
+    layout = resolve(names, opts.preset, opts.column_map, shown=opts.input)
+    columns = set(layout.output_columns(names)) | {"sample_id"}  # made from file and row when absent
     for f in filters:
         missing = [c for c in f.needs if c not in columns]
         if missing:
@@ -179,10 +188,11 @@ def plan(opts: FilterOptions) -> FilterPlan:
         "input": [{"name": s.name, "bytes": s.stat().st_size, "mtime_ns": s.stat().st_mtime_ns} for s in table.files],
         "chain": [{"filter": f.name, "params": _jsonable(f.params())} for f in filters],
         "column_map": opts.column_map,
+        **({"preset": opts.preset} if opts.preset else {}),
     }
     run = open_run(opts.out, "filter", config, overwrite=opts.overwrite, command=opts.command,
                    inputs={"path": opts.input, "kind": table.kind, "shards": [str(s) for s in table.files]})
-    return FilterPlan(opts, table, chain, source, filters, config, run)
+    return FilterPlan(opts, table, chain, source, filters, config, run, layout)
 
 
 def _jsonable(params: dict) -> dict:
@@ -232,10 +242,10 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: Workers) -> l
     if done.exists():
         return _stage_parts([stage / n for n in names])
     stage.mkdir(parents=True, exist_ok=True)
-    column_map = p.opts.column_map if k == 0 else {}
+    column_map, layout = (p.opts.column_map, p.layout) if k == 0 else ({}, None)
     if type(f).prepare is not Filter.prepare:  # stateful: sees every survivor first
         cols = sorted({*f.needs, "sample_id"})
-        frames = [read_shard(s, column_map).select(cols) for s in shards]
+        frames = [read_shard(s, column_map, layout).select(cols) for s in shards]
         f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
     total = sum(_rows(s) for s in shards)
     with Progress(f.name, total, "rows", enabled=p.opts.progress) as bar:
@@ -244,7 +254,7 @@ def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: Workers) -> l
             if target.exists():
                 bar.advance(pq.read_metadata(target).num_rows)
                 continue
-            batch = read_shard(shard, column_map)
+            batch = read_shard(shard, column_map, layout)
             kept, rejected = _split(f, batch, pool)
             write_parquet_atomic(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
             write_parquet_atomic(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do

@@ -23,7 +23,8 @@ and returns one polars DataFrame with the columns of `OUTPUT_COLUMNS`, all strin
 * `reference_answer` (nullable): the answer column's value as a string; numbers go
   through str() (18 -> "18"). A GSM8K-style answer, whose last line starts with
   `####`, is reduced to the text after `####`, stripped ("...\\n#### 18" -> "18",
-  "#### 1,000" -> "1,000"),
+  "#### 1,000" -> "1,000"); a worked `solution` gives its last `\\boxed{}`
+  (`reference_answer(value, column)`, which `curate filter` uses too),
 * `tests` (nullable): a `tests` column; a string is kept as is, a list or an object
   is JSON-encoded,
 * `extra`: a JSON object of the row's remaining columns (`{}` when none).
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from curate.errors import CurateError
 from curate.options import opt
+from curate.parsing import last_boxed
 from curate.store import FILE_EXTENSION, is_hub_name, sha256_files
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ("problem_id", "source", "domain", "problem", "reference_answer", "tests", "extra")
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction")
-ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer")  # a run's rows: reference first
+ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer", "solution")  # a run's rows: reference first
 SUPPORTED = ".jsonl, .json, .parquet, a datasets save_to_disk folder, or a Hub dataset name"
 
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -76,7 +78,8 @@ class InputSpec:
                     name="input", cli="--input")
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
     problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
-    answer_column: str | None = opt(None, "Reference answers. Default: answer, reference_answer or final_answer.")
+    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer or "
+                                          "solution (its last \\boxed{}).")
     id_column: str | None = opt(None, "Stable problem ids. Default: a problem_id or id column, else a hash of "
                                       "source + problem text.")
     limit: int | None = opt(None, "Use only the first N problems.")
@@ -552,7 +555,7 @@ def _build_frame(records: list[dict], plan: _Plan, locator: _Locator) -> pl.Data
         columns["domain"].append(_label(record, plan.domain) or plan.default_domain)
         columns["problem"].append(problem)
         answer = record.get(plan.answer) if plan.answer else None
-        columns["reference_answer"].append(_reference_answer(answer))
+        columns["reference_answer"].append(reference_answer(answer, plan.answer))
         columns["tests"].append(_tests_json(record.get(plan.tests)) if plan.tests else None)
         extra = {key: value for key, value in record.items() if key not in used}
         columns["extra"].append(_ENCODER.encode(extra))
@@ -580,8 +583,9 @@ def _duplicate_message(problem_id: str, index: int, first: int, plan: _Plan, loc
     )
 
 
-def _reference_answer(value: Any) -> str | None:
-    """The answer as a string; a GSM8K answer ending in a `#### N` line becomes "N"."""
+def reference_answer(value: Any, column: str | None = None) -> str | None:
+    """The answer as a string; a GSM8K answer ending in a `#### N` line becomes "N"; a
+    `solution` column's worked solution becomes its last `\\boxed{}` (None without one)."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -589,6 +593,8 @@ def _reference_answer(value: Any) -> str | None:
     last_line = value.rstrip().rpartition("\n")[2]
     if last_line.startswith("####"):
         return last_line[4:].strip()
+    if column and column.endswith("solution"):  # solution, ground_truth_solution: a worked solution
+        return last_boxed(value)
     return value
 
 

@@ -11,7 +11,8 @@ Each `--source NAME=PATH:TARGET` names a table and what to take from it:
 
 Rows become chat `messages`: curate rows (`problem`, `completion`, `reasoning`,
 `answer`) give a user turn with the problem and an assistant turn
-`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`; tables that already have `messages`
+`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`, whatever spelling the completion used
+(curate.parsing; `--keep-spelling` writes the source's own); tables that already have `messages`
 keep them. A row without a `<think>` block (a non-reasoning teacher, such as the
 embedded SmolLM2) gets an empty one, `<think>\\n\\n</think>\\n\\n{completion}`, which is
 also what `--no-cot NAME` writes for every row of a source (R1 answered simple queries
@@ -48,7 +49,9 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
+from curate.formats import COMPLETION_COLUMNS, resolve
 from curate.options import opt
+from curate.parsing import has_markup, parse_trace, think_form
 from curate.progress import Progress
 from curate.schema import with_problem_id
 from curate.store import RunStore, Table, atomic_path, open_run, open_table
@@ -89,6 +92,8 @@ class MixOptions:
                                   metavar="NAME")
     missing_think: str = opt("empty", "Rows without a <think> block: write an empty one, or drop them.",
                              choices=("empty", "drop"))
+    keep_spelling: bool = opt(False, "Write each completion as its source spells its reasoning (Sky-T1's thought "
+                                     "tags, R1-Zero's answer tags) instead of R1's <think> form.")
     license: str = opt("other", "The dataset's licence for the card.")
     source_licenses: dict = opt({}, "A source's own licence, shown in the card (repeatable).", cli="--source-license",
                                 pairs="NAME=LICENSE, e.g. gsm8k=mit", metavar="NAME=LICENSE")
@@ -187,7 +192,8 @@ def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, Table]:
         raise CurateError(f"{spec.name}={text}" if text.startswith(spec.path) else f"{spec.shown}: {text}") from None
 
 
-def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str) -> tuple[pl.DataFrame, int, int]:
+def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str,
+                keep_spelling: bool = False) -> tuple[pl.DataFrame, int, int]:
     """The source's rows in the mixture's shape (without num_tokens); rows without a
     <think> block, and how many were dropped."""
     cols = set(df.columns)
@@ -195,8 +201,14 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
         raise CurateError(f"{spec.shown}: the source has no rows")
     if "messages" in cols:
         out, no_think = df.select(_chat_messages(df, spec, no_cot).alias("messages")), 0
+        if not keep_spelling:
+            out = out.with_columns(_think_form_turns(out["messages"]))
     elif {"problem", "completion"} <= cols:
-        out, no_think = _r1_messages(df, no_cot)
+        out, no_think = _r1_messages(df, no_cot, keep_spelling)
+    elif "conversations" in cols or cols & set(COMPLETION_COLUMNS):  # another layout (curate.formats)
+        rows = resolve(df.columns, shown=spec.shown).apply(df)
+        problem = pl.col("problem").fill_null("") if "problem" in rows.columns else pl.lit("")
+        out, no_think = _r1_messages(rows.with_columns(problem.alias("problem")), no_cot, keep_spelling)
     else:
         raise CurateError(f"{spec.shown}: needs a `messages` column, or `problem` and `completion` "
                           f"(columns: {', '.join(df.columns) or 'none'})")
@@ -225,23 +237,57 @@ def _chat_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool) -> pl.Expr:
         .otherwise(pl.element().struct.field("content"))))
 
 
-def _r1_messages(df: pl.DataFrame, no_cot: bool) -> tuple[pl.DataFrame, int]:
+def _think_form_turns(messages: pl.Series) -> pl.Series:
+    """Chat messages whose assistant turns spell their reasoning otherwise (Sky-T1's
+    thought tags, R1-Zero's answer tags) rewritten in the think form; others unchanged."""
+    def rewrite(turn: dict) -> dict:
+        text = turn.get("content")
+        if turn.get("role") != "assistant" or not has_markup(text) or text.lstrip().startswith("<think>") \
+                and "<answer>" not in text:
+            return turn
+        trace = parse_trace(text)
+        return {**turn, "content": think_form(trace) if trace.reasoning is not None else text}
+
+    rows = messages.to_list()
+    if not any(has_markup(t.get("content")) for turns in rows for t in turns or ()):
+        return messages
+    return pl.Series("messages", [[rewrite(t) for t in turns] if turns else turns for turns in rows],
+                     dtype=messages.dtype)
+
+
+def _r1_messages(df: pl.DataFrame, no_cot: bool, keep_spelling: bool = False) -> tuple[pl.DataFrame, int]:
     """curate rows as a user turn (the problem) and an assistant turn (the reasoning in a
     think block, then the answer; an empty think block without reasoning, or with
-    --no-cot); and how many rows had no reasoning."""
-    cols = set(df.columns)
-    reasoning = pl.col("reasoning") if "reasoning" in cols else pl.lit(None, pl.String)
-    answer = pl.col("answer") if "answer" in cols else pl.lit(None, pl.String)
+    --no-cot); and how many rows had no reasoning. A completion that spells its reasoning
+    otherwise (Sky-T1's thought/solution tags, R1-Zero's answer tags) is read by
+    curate.parsing and written in the think form, unless `keep_spelling`."""
+    df = df.with_columns(_parsed_parts(df))
+    reasoning, answer = pl.col("_reasoning"), pl.col("_answer")
     has_think = reasoning.is_not_null() & ~pl.lit(no_cot)
     text_after = pl.when(reasoning.is_not_null()).then(pl.coalesce(answer, pl.lit(""))).otherwise(pl.col("completion"))
+    think = pl.lit("<think>\n") + reasoning.str.strip_chars() + pl.lit("\n</think>\n\n") + text_after.str.strip_chars()
+    if keep_spelling:
+        think = pl.when(pl.col("_markup")).then(pl.col("completion").str.strip_chars()).otherwise(think)
     assistant = (pl.when(has_think)
-                 .then(pl.lit("<think>\n") + reasoning.str.strip_chars() + pl.lit("\n</think>\n\n")
-                       + text_after.str.strip_chars())
+                 .then(think)
                  .otherwise(pl.lit(EMPTY_THINK) + pl.coalesce(text_after, pl.lit("")).str.strip_chars()))
     messages = pl.concat_list(pl.struct(role=pl.lit("user"), content=pl.col("problem").cast(pl.String)),
                               pl.struct(role=pl.lit("assistant"), content=assistant))
     no_think = int(df.select(reasoning.is_null().sum()).item()) if not no_cot else 0
     return df.select(messages.alias("messages"), reasoning.is_null().alias("_no_think")), no_think
+
+
+def _parsed_parts(df: pl.DataFrame) -> list[pl.Series]:
+    """Each row's (reasoning, answer): parsed from a completion with reasoning markup (any
+    spelling), else the row's own `reasoning` / `answer` columns; and whether it had markup."""
+    completions = df["completion"].cast(pl.String).to_list()
+    own_r = df["reasoning"].to_list() if "reasoning" in df.columns else [None] * df.height
+    own_a = df["answer"].to_list() if "answer" in df.columns else [None] * df.height
+    markup = [has_markup(c) for c in completions]
+    traces = [parse_trace(c) if m else None for c, m in zip(completions, markup)]
+    return [pl.Series("_reasoning", [t.reasoning if t else r for t, r in zip(traces, own_r)], dtype=pl.String),
+            pl.Series("_answer", [t.answer if t else a for t, a in zip(traces, own_a)], dtype=pl.String),
+            pl.Series("_markup", markup, dtype=pl.Boolean)]
 
 
 def _with_labels_and_ids(out: pl.DataFrame, df: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
@@ -431,6 +477,7 @@ def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
                            "count": s.count, "ratio": s.ratio, "target": s.target} for s in specs],
               "total": o.total, "seed": o.seed, "test_size": o.test_size, "allow_upsample": o.allow_upsample,
               "tokenizer": o.tokenizer, "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
+              **({"keep_spelling": True} if o.keep_spelling else {}),
               "license": o.license, "source_licenses": dict(sorted(o.source_licenses.items())),
               "language": list(o.language), "pretty_name": o.pretty_name}
     out = open_run(o.out, "mix", config, overwrite=o.overwrite, command=o.command)
@@ -477,7 +524,7 @@ def _timed(timings: dict, name: str):
 def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
     """A source's rows in the mixture's shape, refused when it cannot meet its target."""
     raw, table = read_source(spec)
-    rows, no_think, dropped = to_messages(raw, spec, spec.name in o.no_cot, o.missing_think)
+    rows, no_think, dropped = to_messages(raw, spec, spec.name in o.no_cot, o.missing_think, o.keep_spelling)
     if spec.target > rows.height and not o.allow_upsample:
         raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
                           "rows; pass --allow-upsample to repeat rows, or lower the target")

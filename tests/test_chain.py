@@ -149,8 +149,10 @@ def test_bad_parameter_and_missing_column(tmp_path):
     with pytest.raises(CurateError, match=r"chain.yaml:\d+:\d+: bad YAML"):
         chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
     pl.read_parquet(run / "part-00000.parquet").drop("finish_reason").write_parquet(tmp_path / "x.parquet")
-    with pytest.raises(CurateError, match="filter length needs column 'finish_reason'"):
-        chain.plan(chain.FilterOptions(input=str(tmp_path / "x.parquet"), out=str(tmp_path / "o"), filters="length"))
+    chain.plan(chain.FilterOptions(input=str(tmp_path / "x.parquet"), out=str(tmp_path / "o"), filters="length"))
+    pl.read_parquet(run / "part-00000.parquet").drop("completion").write_parquet(tmp_path / "y.parquet")
+    with pytest.raises(CurateError, match="has no completion: looked for completion, conversations, messages"):
+        chain.plan(chain.FilterOptions(input=str(tmp_path / "y.parquet"), out=str(tmp_path / "o"), filters="length"))
     assert not (tmp_path / "o").exists()
 
 

@@ -1,4 +1,6 @@
-from curate.parsing import last_boxed, parse_completion
+import pytest
+
+from curate.parsing import last_boxed, parse_completion, parse_trace, think_form
 
 
 def test_think_then_answer_with_boxed():
@@ -64,3 +66,31 @@ def test_last_boxed_nested_and_last_wins():
 def test_boxed_only_in_answer_part():
     p = parse_completion("<think>maybe \\boxed{3}</think>It is 4.")
     assert p.final_answer is None
+
+
+SKY = ("<|begin_of_thought|>\n\nadd them\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\nSo \\boxed{4}\n\n"
+       "<|end_of_solution|>")
+
+
+@pytest.mark.parametrize("text, reasoning, expected", [
+    ("<think>\nr\n</think>\n\nSo \\boxed{4}", None, ("r", "So \\boxed{4}", "4", "think", True, None)),
+    ("r\n</think>\n\nSo \\boxed{4}", None, ("r", "So \\boxed{4}", "4", "think", True, None)),
+    ("<think>\nr and more", None, ("r and more", None, None, "think", False, "no </think>")),
+    (SKY, None, ("add them", "So \\boxed{4}", "4", "thought", True, None)),
+    ("<|begin_of_thought|> cut", None, ("cut", None, None, "thought", False, "no <|end_of_thought|>")),
+    ("<|begin_of_thought|>r<|end_of_thought|><|begin_of_solution|>So \\boxed{4}", None,
+     ("r", "So \\boxed{4}", "4", "thought", False, "no <|end_of_solution|>")),
+    ("<|begin_of_thought|>r<|end_of_thought|>", None, ("r", "", None, "thought", True,
+                                                       "no solution after <|end_of_thought|>")),
+    ("<think>r</think><answer>12</answer>", None, ("r", "12", "12", "r1_zero", True, None)),
+    ("<think>r</think><answer>12", None, ("r", "12", "12", "r1_zero", False, "no </answer>")),
+    ("So \\boxed{4}", "add them", ("add them", "So \\boxed{4}", "4", "column", True, None)),
+    (None, "add them", ("add them", "", None, "column", True, "no answer after the reasoning")),
+    ("The answer is 4.", None, (None, "The answer is 4.", None, "none", True, "no <think> block")),
+    ("x<think>r</think>a", None, ("r", "a", None, "think", True, "text before <think>")),
+    ("<think>a</think><think>b</think>c", None, ("a", "<think>b</think>c", None, "think", True, "2 think blocks")),
+])
+def test_parse_trace_reads_every_spelling_into_one_shape(text, reasoning, expected):
+    assert tuple(parse_trace(text, reasoning)) == expected
+    if expected[5] is None:
+        assert think_form(parse_trace(text, reasoning)) == f"<think>\n{expected[0]}\n</think>\n\n{expected[1]}"

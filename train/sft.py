@@ -209,10 +209,18 @@ def load_data(path: str, split: str, limit: int | None):
     if table.kind == "mix" and (Path(path) / "dataset").is_dir():  # the same rows, memory-mapped
         table = open_table(Path(path) / "dataset", split=split)
     columns = table.columns()
-    if "messages" not in columns:
-        raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(columns)}); "
-                          "give a `curate mix` output or rows with a list of {role, content} messages")
-    ds = datasets.Dataset(table.arrow())
+    if "messages" in columns:
+        ds = datasets.Dataset(table.arrow())
+    else:  # traces in another layout (flat, ShareGPT, any reasoning spelling): as `curate mix` writes them
+        from curate.mix import SourceSpec, to_messages
+
+        try:
+            rows, _, _ = to_messages(table.read(), SourceSpec("data", str(path)), False, "empty")
+        except CurateError:
+            raise CurateError(f"{path}: no `messages` column (the columns are: {', '.join(columns)}); give a "
+                              "`curate mix` output, rows with a list of {role, content} messages, or traces "
+                              "(problem + completion, ShareGPT conversations)") from None
+        ds = datasets.Dataset(rows.select("messages").to_arrow())
     if len(ds) == 0:
         raise CurateError(f"{path}: no rows")
     if limit:
