@@ -14,8 +14,8 @@ A separate reasoning column (`reasoning_content`, or `reasoning` beside a comple
 spells no reasoning) is folded into the completion as `<think>…</think>`; in a set
 written after a prefilled `<think>` (traces that close the block without opening it),
 every trace gets its opening tag, so an untagged one reads as an unclosed thought. Without a
-`reference_answer` column, the first of answer, final_answer, solution (its last
-`\\boxed{}`) is the reference answer, read as `curate generate` reads it
+`reference_answer` column, the first of answer, final_answer, solution, ground_truth_solution
+(a solution: its last `\\boxed{}`) is the reference answer, read as `curate generate` reads it
 (curate.inputs.reference_answer). Rows that are not curate rows get `problem_id` (a hash
 of the problem text), `reasoning`, `answer` and `final_answer` (curate.parsing) and a null
 `finish_reason` (the length filter then infers truncation). `--preset NAME` names the

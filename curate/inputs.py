@@ -80,9 +80,10 @@ class InputSpec:
     path: str = opt(help="Problems: .jsonl, .json, .parquet, a datasets folder, or a Hub dataset name.",
                     name="input", cli="--input")
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
-    problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
-    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer or "
-                                          "solution (its last \\boxed{}).")
+    problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction, else the first "
+                                           "user turn of conversations or messages.")
+    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer, "
+                                          "solution or ground_truth_solution (a solution: its last \\boxed{}).")
     id_column: str | None = opt(None, "Stable problem ids. Default: a problem_id or id column, else a hash of "
                                       "source + problem text.")
     limit: int | None = opt(None, "Use only the first N problems.")
