@@ -14,8 +14,8 @@ A separate reasoning column (`reasoning_content`, or `reasoning` beside a comple
 spells no reasoning) is folded into the completion as `<think>…</think>`; in a set
 written after a prefilled `<think>` (traces that close the block without opening it),
 every trace gets its opening tag, so an untagged one reads as an unclosed thought. Without a
-`reference_answer` column, the first of answer, final_answer, solution (its last
-`\\boxed{}`) is the reference answer, read as `curate generate` reads it
+`reference_answer` column, the first of answer, final_answer, solution, ground_truth_solution
+(a solution: its last `\\boxed{}`) is the reference answer, read as `curate generate` reads it
 (curate.inputs.reference_answer). Rows that are not curate rows get `problem_id` (a hash
 of the problem text), `reasoning`, `answer` and `final_answer` (curate.parsing) and a null
 `finish_reason` (the length filter then infers truncation). `--preset NAME` names the
@@ -185,18 +185,30 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def _turns(value, kind: str) -> tuple[str | None, str | None, str | None]:
-    """(problem, completion, reasoning) of a chat: the last user turn before the last
-    assistant turn, that assistant turn, and its own reasoning field if it has one."""
+def _chat(value, kind: str) -> tuple[list[dict], str, str]:
+    """The turns of a chat cell (a list or JSON text), its role key and its text key."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            return None, None, None
-    if not isinstance(value, (list, tuple)):
-        return None, None, None
+            value = None
     role_key, text_key = ("from", "value") if kind == "conversations" else ("role", "content")
-    turns = [t for t in value if isinstance(t, dict)]
+    turns = [t for t in value if isinstance(t, dict)] if isinstance(value, (list, tuple)) else []
+    return turns, role_key, text_key
+
+
+def first_user_turn(value, kind: str) -> str | None:
+    """The text of a chat's first user (human) turn, past any system turn: the problem a
+    chat row poses (`curate generate`'s and `curate train grpo`'s prompts)."""
+    turns, role_key, text_key = _chat(value, kind)
+    user = next((t for t in turns if str(t.get(role_key)).lower() in USER_ROLES), None)
+    return _text((user or {}).get(text_key))
+
+
+def _turns(value, kind: str) -> tuple[str | None, str | None, str | None]:
+    """(problem, completion, reasoning) of a chat: the last user turn before the last
+    assistant turn, that assistant turn, and its own reasoning field if it has one."""
+    turns, role_key, text_key = _chat(value, kind)
     last = max((i for i, t in enumerate(turns) if str(t.get(role_key)).lower() in ASSISTANT_ROLES), default=None)
     if last is None:
         return None, None, None

@@ -19,7 +19,9 @@ and returns one polars DataFrame with the columns of `OUTPUT_COLUMNS`, all strin
 * `source`, `domain`: `--source` / `--domain` when given, else the row's own `source` /
   `domain` column when present and not null or empty, else the file stem (the Hub
   name, the folder name) and "math",
-* `problem`: the problem text as is,
+* `problem`: the problem text as is; without a problem column, the first user turn of
+  an OpenAI `messages` or a ShareGPT `conversations` column (a system turn is skipped;
+  curate.formats reads the turns),
 * `reference_answer` (nullable): the answer column's value as a string; numbers go
   through str() (18 -> "18"). A GSM8K-style answer, whose last line starts with
   `####`, is reduced to the text after `####`, stripped ("...\\n#### 18" -> "18",
@@ -61,7 +63,8 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ("problem_id", "source", "domain", "problem", "reference_answer", "tests", "extra")
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction")
-ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer", "solution")  # a run's rows: reference first
+CHAT_COLUMNS = ("conversations", "messages")  # without a problem column: the first user turn is the problem
+ANSWER_COLUMNS = ("reference_answer", "answer", "final_answer", "solution", "ground_truth_solution")  # reference first
 SUPPORTED = ".jsonl, .json, .parquet, a datasets save_to_disk folder, or a Hub dataset name"
 
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -77,9 +80,10 @@ class InputSpec:
     path: str = opt(help="Problems: .jsonl, .json, .parquet, a datasets folder, or a Hub dataset name.",
                     name="input", cli="--input")
     split: str = opt("train", "Split of a Hub dataset or DatasetDict folder.")
-    problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction.")
-    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer or "
-                                          "solution (its last \\boxed{}).")
+    problem_column: str | None = opt(None, "Default: problem, question, prompt or instruction, else the first "
+                                           "user turn of conversations or messages.")
+    answer_column: str | None = opt(None, "Reference answers. Default: reference_answer, answer, final_answer, "
+                                          "solution or ground_truth_solution (a solution: its last \\boxed{}).")
     id_column: str | None = opt(None, "Stable problem ids. Default: a problem_id or id column, else a hash of "
                                       "source + problem text.")
     limit: int | None = opt(None, "Use only the first N problems.")
@@ -102,6 +106,7 @@ def load_problems(spec: InputSpec) -> tuple[pl.DataFrame, dict]:
         records, lines = read(spec.path, spec.limit)
         locator = _Locator(spec.path, lines)
         plan = _plan(_ordered_keys(records), spec)
+        _add_chat_problems(records, plan, locator)
         _validate_records(records, plan, locator)
         sha256 = sha256_files([Path(spec.path)])
     else:
@@ -112,15 +117,20 @@ def load_problems(spec: InputSpec) -> tuple[pl.DataFrame, dict]:
             raise CurateError(f"{spec.path}: the table has no rows")
         locator = _Locator(spec.path, None)
         plan = _plan(table.column_names, spec)
-        _validate_table(table, plan, locator)
-        records = table.to_pylist()
+        if plan.chat:
+            records = table.to_pylist()
+            _add_chat_problems(records, plan, locator)
+            _validate_records(records, plan, locator)
+        else:
+            _validate_table(table, plan, locator)
+            records = table.to_pylist()
     frame = _build_frame(records, plan, locator)
     info = {
         "path": spec.path,
         "kind": kind,
         "sha256": sha256,
         "rows": frame.height,
-        "problem_column": plan.problem,
+        "problem_column": plan.chat or plan.problem,
         "answer_column": plan.answer,
         "id_column": plan.id,
     }
@@ -360,10 +370,11 @@ class _Plan:
     domain: str | None  # "domain" likewise
     default_source: str
     default_domain: str
+    chat: str | None = None  # the messages / conversations column whose first user turn is the problem
 
     def used(self) -> set[str]:
         """The input columns that do not go into `extra`."""
-        columns = (self.problem, self.answer, self.id, self.tests, self.source, self.domain)
+        columns = (self.problem, self.answer, self.id, self.tests, self.source, self.domain, self.chat)
         return {column for column in columns if column is not None}
 
     def checks(self) -> list[tuple[str, Callable[[Any], str | None]]]:
@@ -380,15 +391,16 @@ def _plan(available: list[str], spec: InputSpec) -> _Plan:
     """Resolve the spec's columns against the input's columns."""
     present = set(available)
     problem = _column(spec.problem_column, "--problem-column", PROBLEM_COLUMNS, available, spec.path)
-    if problem is None:
+    chat = next((name for name in CHAT_COLUMNS if name in present), None) if problem is None else None
+    if problem is None and chat is None:
         raise CurateError(
-            f"{spec.path}: no problem column (looked for {', '.join(PROBLEM_COLUMNS)}); "
+            f"{spec.path}: no problem column (looked for {', '.join(PROBLEM_COLUMNS + CHAT_COLUMNS)}); "
             f"the columns are: {', '.join(available)}; pass --problem-column"
         )
     path = Path(spec.path)
     default_source = spec.path if not path.exists() else (path.name if path.is_dir() else path.stem)
     return _Plan(
-        problem=problem,
+        problem=problem or "problem",
         answer=_column(spec.answer_column, "--answer-column", ANSWER_COLUMNS, available, spec.path),
         id=_column(spec.id_column, "--id-column", ID_COLUMNS, available, spec.path),
         tests="tests" if "tests" in present else None,
@@ -396,7 +408,22 @@ def _plan(available: list[str], spec: InputSpec) -> _Plan:
         domain="domain" if "domain" in present and spec.domain is None else None,
         default_source=spec.source or default_source,
         default_domain=spec.domain or "math",
+        chat=chat,
     )
+
+
+def _add_chat_problems(records: list[dict], plan: _Plan, locator: _Locator) -> None:
+    """Give each record of a chat input its problem: the first user turn of `plan.chat`."""
+    if not plan.chat:
+        return
+    from curate.formats import first_user_turn
+
+    for index, record in enumerate(records):
+        problem = first_user_turn(record.get(plan.chat), plan.chat)
+        if not (problem and problem.strip()):
+            raise CurateError(f"{locator.cell(index, plan.chat)}: no user turn with text (the problem is the "
+                              "first user turn; pass --problem-column)")
+        record[plan.problem] = problem
 
 
 def _column(

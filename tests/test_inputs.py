@@ -713,8 +713,8 @@ def test_bad_value_in_json_array_names_the_object_line(tmp_path):
 def test_missing_problem_column_lists_columns(tmp_path):
     path = write_jsonl(tmp_path / "cols.jsonl", [{"text": "a", "label": 1}, {"text": "b", "hint": "h"}])
     assert error_of(InputSpec(str(path))) == (
-        f"{path}: no problem column (looked for problem, question, prompt, instruction); "
-        "the columns are: text, label, hint; pass --problem-column"
+        f"{path}: no problem column (looked for problem, question, prompt, instruction, conversations, "
+        "messages); the columns are: text, label, hint; pass --problem-column"
     )
     frame, _ = load_problems(InputSpec(str(path), problem_column="text"))
     assert frame["problem"].to_list() == ["a", "b"]
@@ -739,8 +739,8 @@ def test_explicit_column_not_found_names_the_option(tmp_path, option, field):
 def test_missing_problem_column_in_parquet(tmp_path):
     path = write_parquet(tmp_path / "cols.parquet", {"text": ["a"], "n": [1]})
     assert error_of(InputSpec(str(path))) == (
-        f"{path}: no problem column (looked for problem, question, prompt, instruction); "
-        "the columns are: text, n; pass --problem-column"
+        f"{path}: no problem column (looked for problem, question, prompt, instruction, conversations, "
+        "messages); the columns are: text, n; pass --problem-column"
     )
 
 

@@ -30,8 +30,9 @@ top-p 0.95, pass@1 averaged over the k samples; also cons@64, here maj@k):
 
 Benchmarks: `math500` and `gsm8k` ship with curate (curate/data, MIT); `aime24`
 (HuggingFaceH4/aime_2024) and `aime25` (yentinglin/aime_2025) come from the Hub; any
-local problems file (.jsonl/.json/.parquet, a datasets folder) with a problem and an
-answer column works too, named by its file stem.
+local problems file (.jsonl/.json/.parquet, a datasets folder) with a problem (or
+ShareGPT `conversations` / OpenAI `messages`: the first user turn) and an answer column
+works too (curate.inputs.load_problems), named by its file stem.
 """
 
 from __future__ import annotations

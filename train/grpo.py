@@ -45,11 +45,13 @@ setting: ours; TRL's; source.
 
 Prompts (`--prompts`): whatever holds problems and their reference answers:
 
-- a problems file, a datasets folder or a Hub dataset (curate.inputs.load_problems), or
+- a problems file, a datasets folder or a Hub dataset (curate.inputs.load_problems: flat
+  rows, or ShareGPT `conversations` / OpenAI `messages` rows, whose first user turn is
+  the problem), or
   the rows of a run (generate, `filter/kept`, `select` output: one prompt per
   problem_id): each problem is rendered with `--template` (default `r1_zero`, the
   R1-Zero template for base models; `reasoning_chat` for chat models);
-- a `curate mix` output (rows with `messages`): the first user turn (after any system
+- a `curate mix` output (rows with `messages` and `sample_id`): the first user turn (after any system
   message) is the prompt, used as is; the reference answer is the row's
   `reference_answer` when it has one, else the one `--answers FILE` (a problems file or
   a run) gives its problem_id. The mixture is SFT data, so the same prompt can appear
@@ -189,13 +191,15 @@ def _open_think(text: str) -> str:
 
 
 def _read_rows(path: str, split: str):
-    """The rows of a curate run, a folder of its Parquet or a table with `messages`
-    (polars, through store.open_table), or None when `path` holds problems
-    (curate.inputs.load_problems reads those)."""
+    """The rows of a curate run, a folder of its Parquet or a mixture (`messages` with the
+    mix's `sample_id`) as polars (through store.open_table), or None when `path` holds
+    problems, chat rows among them (curate.inputs.load_problems reads those)."""
     from curate.store import RUN_STAGES, open_table
 
     table = open_table(path, split=split)
-    if table.kind in (*RUN_STAGES, "parquet-folder") or {"messages", "sample_index"} & set(table.columns()):
+    columns = set(table.columns())
+    if table.kind in (*RUN_STAGES, "parquet-folder") or "sample_index" in columns \
+            or {"messages", "sample_id"} <= columns:
         return table.read()
     return None
 
