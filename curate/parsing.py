@@ -143,21 +143,30 @@ def think_form(trace: Trace) -> str | None:
     return f"{THINK_OPEN}\n{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer or ''}"
 
 
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+
+
+def boxes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of each top-level `\\boxed{…}` / `\\fbox{…}`, braces balanced,
+    in order; a box inside another is part of it, and a box whose braces never close is
+    passed over."""
+    found, pos = [], 0
+    while m := _BOX.search(text, pos):
+        depth = 0
+        for brace in _BRACE.finditer(text, m.end() - 1):
+            depth += 1 if brace.group() == "{" else -1
+            if depth == 0:
+                break
+        if depth:  # unbalanced: look for a box after its opening
+            pos = m.end()
+            continue
+        pos = brace.end()
+        found.append((m.start(), pos, text[m.end() : pos - 1].strip()))
+    return found
+
+
 def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{…} or \\fbox{…}, braces balanced; None if absent."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    while start >= 0:
-        i = text.find("{", start)
-        between = text[start:i] if i >= 0 else ""
-        if i >= 0 and re.fullmatch(r"\\(boxed|fbox)\s*", between):
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-        # `\boxed 5` (no brace) or unbalanced: look further back
-        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
-    return None
+    """The content of the last top-level \\boxed{…} or \\fbox{…}, braces balanced; None if absent."""
+    found = boxes(text)
+    return found[-1][2] if found else None

@@ -27,33 +27,15 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from curate.parsing import boxes
+
 # --- boxes ----------------------------------------------------------------------------
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # what may stand between two boxes of one answer: layout, punctuation, a few words with a connective
 _LAYOUT = re.compile(r"\\(?:quad|qquad|text|mbox|textbf|mathrm|left|right|[()\[\],;:! ])|[${}\s.,;:]|\\\\")
 _CONNECTIVE = re.compile(r"(?<![A-Za-z])(?:and|or)(?![A-Za-z])", re.I)
 _MAX_GAP = 40
 
-
-_BRACE = re.compile(r"[{}]")
-
-
-def boxes(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of each top-level `\\boxed{…}` / `\\fbox{…}`, braces balanced,
-    in order; a box inside another is part of it."""
-    found, pos = [], 0
-    while m := _BOX.search(text, pos):
-        depth = 0
-        for brace in _BRACE.finditer(text, m.end() - 1):
-            depth += 1 if brace.group() == "{" else -1
-            if depth == 0:
-                break
-        if depth:  # unbalanced: no more boxes
-            break
-        pos = brace.end()
-        found.append((m.start(), pos, text[m.end() : pos - 1].strip()))
-    return found
 
 
 def _linked(gap: str) -> bool:

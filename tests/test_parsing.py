@@ -1,6 +1,6 @@
 import pytest
 
-from curate.parsing import last_boxed, parse_completion, parse_trace, think_form
+from curate.parsing import boxes, last_boxed, parse_completion, parse_trace, think_form
 
 
 def test_think_then_answer_with_boxed():
@@ -59,6 +59,14 @@ def test_last_boxed_nested_and_last_wins():
     assert last_boxed("\\boxed{1} then \\boxed{\\frac{a}{b^{2}}}") == "\\frac{a}{b^{2}}"
     assert last_boxed("\\fbox{7}") == "7"
     assert last_boxed("no box") is None
+
+
+def test_boxes_are_top_level_and_an_unclosed_box_is_passed_over():
+    """One brace matcher for the whole project (the math filter's answer reading uses it too)."""
+    assert last_boxed("\\boxed{x = \\boxed{5}}") == "x = \\boxed{5}"  # the outer box is the answer
+    assert last_boxed("\\boxed{5} and then \\boxed{6") == "5"
+    assert last_boxed("\\boxed{ oops \\boxed{5}") == "5"
+    assert boxes("a \\boxed{1}, \\fbox{2}") == [(2, 11, "1"), (13, 21, "2")]
     assert last_boxed("\\boxed{unbalanced") is None
     assert last_boxed("\\boxed{5} and \\boxed 6") == "5"
 
