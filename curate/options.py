@@ -117,7 +117,7 @@ def flat(cls) -> list[Flat]:
 
 def build(cls, options=None, **kwargs):
     """An options dataclass from an instance or from keyword arguments (a nested dataclass's
-    fields flat, or the nested object itself under its field's name)."""
+    fields flat, or under its field's name the nested object itself or a dict of its fields)."""
     if options is not None:
         if kwargs:
             raise TypeError("pass an options object or keyword arguments, not both")
@@ -135,6 +135,8 @@ def build(cls, options=None, **kwargs):
             value = os.fspath(value)  # a Path where the option is a path string
         if key in containers and isinstance(value, containers[key]):
             top[key] = value
+        elif key in containers and isinstance(value, dict):  # engine={"base_url": ...}: the group's fields
+            parts.setdefault(key, {}).update(value)
         elif x is None:
             raise TypeError(f"{cls.__name__}: unknown option {key!r} (options: {', '.join(fields)})")
         elif x.parent is None:

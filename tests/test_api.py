@@ -136,6 +136,21 @@ def test_bad_input_raises_curate_error_and_bad_arguments_type_error(tmp_path):
         curate.select(input="x")
 
 
+def test_a_group_of_options_is_given_flat_as_an_object_or_as_a_dict():
+    from curate.generate import EngineOptions, GenerateOptions
+    from curate.options import build
+
+    flat_ = build(GenerateOptions, input="p.jsonl", out="o", base_url="http://127.0.0.1:9/v1", concurrency=3)
+    as_dict = build(GenerateOptions, input="p.jsonl", out="o", engine={"base_url": "http://127.0.0.1:9/v1",
+                                                                     "concurrency": 3})
+    as_object = build(GenerateOptions, input="p.jsonl", out="o",
+                      engine=EngineOptions(base_url="http://127.0.0.1:9/v1", concurrency=3))
+    assert flat_ == as_dict == as_object
+    assert as_dict.engine.concurrency == 3 and as_dict.engine.base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(TypeError, match="concurency"):
+        build(GenerateOptions, input="p.jsonl", out="o", engine={"concurency": 3})
+
+
 def test_the_function_names_stay_functions_after_the_stage_modules_load():
     import importlib
 
