@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # Quiet: one line per step on the terminal; pip's output (setuptools warnings included)
 # goes to $(INSTALL_LOG). A step that fails prints its exit code and the log's tail.
 INSTALL_LOG := $(VENV)/install.log
-EXTRAS      := cpu,train,dev
+EXTRAS      := cpu,train,ray,dev
 step = @printf '%-58s' '$(1)'; if ( $(2) ) >>$(INSTALL_LOG) 2>&1; then echo ok; \
 	else s=$$?; echo "failed (exit $$s); the end of $(INSTALL_LOG):"; tail -n 40 $(INSTALL_LOG); exit $$s; fi
 

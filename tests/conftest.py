@@ -117,3 +117,13 @@ def mixture_dir(tiny_model, tmp_path_factory) -> Path:
     curate("mix", "--out", root / "mix", "--source", f"reasoning={root / 'select'}:16", "--source", f"general={chat}:8",
            "--allow-upsample", "--no-cot", "general", "--test-size", "0.25", "--seed", "0", "--no-progress")
     return root / "mix"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real 2-node local Ray cluster (1 CPU each) shared by the tests that only use it.
+    A test that kills a node starts its own `tests.raycluster.LocalCluster`."""
+    from tests.raycluster import LocalCluster
+
+    with LocalCluster(nodes=2, cpus=1, log_dir=tmp_path_factory.mktemp("ray")) as cluster:
+        yield cluster
