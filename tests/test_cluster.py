@@ -50,3 +50,18 @@ def test_connect_to_nothing_is_one_clear_error():
     with pytest.raises(CurateError, match=r"--ray-address 127.0.0.1:1: could not connect"):
         with connect("127.0.0.1:1"):
             pass
+
+
+def test_executors_give_the_same_results_in_order(ray_cluster):
+    import math
+
+    from curate.executor import make_executor
+
+    # what a task runs must be importable on the workers (a curate or library function, not a test's)
+    items = list(range(40))
+    with make_executor("local", workers=2) as local:
+        expected = list(local.map(math.factorial, items))
+    with make_executor("ray", address=ray_cluster.address) as ray_exec:
+        assert ray_exec.workers == 2 and ray_exec.describe()["nodes"] == 2
+        assert list(ray_exec.map(math.factorial, items, inflight=3)) == expected
+        assert expected == [math.factorial(x) for x in items]
