@@ -19,13 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.servers import free_port
+
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalCluster:
