@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -63,11 +64,11 @@ HIDDEN_DIRS = ("/root", "/home")  # bwrap only: replaced by empty tmpfs mounts
 
 # Runs first inside the child: set the limits, drop root if asked, then become the
 # real program (exec keeps the limits and the uid). argv: cpu, as, nproc, fsize,
-# nofile, uid (-1: keep), python, script.
+# nofile, uid (-1: keep), python, script ("-": the program comes on stdin), its args.
 BOOTSTRAP = """\
 import os, resource, sys
 cpu, mem, nproc, fsize, nofile, uid = map(int, sys.argv[1:7])
-python, script = sys.argv[7:9]
+python, script, *args = sys.argv[7:]
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
@@ -78,7 +79,7 @@ if uid >= 0:
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
-os.execv(python, [python, "-I", script])
+os.execv(python, [python, "-I", script, *args])
 """
 
 
@@ -103,18 +104,51 @@ def run_untrusted(
 ) -> SandboxResult:
     """Run `code` as a Python program with `stdin` as its input; never raises for
     anything the program does."""
+    return _run_one(isolation(python), python, code, stdin, timeout, memory_mb, max_output_bytes)
+
+
+def run_with_checker(
+    program: str,
+    checker: str,
+    *,
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    max_output_bytes: int = 1_000_000,
+    python: str = sys.executable,
+) -> tuple[SandboxResult, SandboxResult]:
+    """Run an untrusted `program` and a `checker` program that talks to it, each in its
+    own sandbox; returns (checker's result, program's result).
+
+    The two share nothing but two pipes: the program's stdin and stdout. The checker
+    gets their other ends as file descriptors, `sys.argv[1]` (write to the program) and
+    `sys.argv[2]` (read from it); its own stdout comes only to us. The checker's source
+    goes in on its stdin and is never written to a file, so whatever it holds (expected
+    values) is out of the program's reach under bwrap and unshare: separate PID, IPC and
+    network namespaces, separate /tmp. Both run under the same limits and one deadline;
+    when the checker exits, both are killed."""
     mode = isolation(python)
-    workdir = tempfile.mkdtemp(prefix="curate-sandbox-")
-    try:
-        script = os.path.join(workdir, "main.py")
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(code)
-        os.chmod(workdir, 0o755)
-        os.chmod(script, 0o644)
-        argv = _command(mode, python, workdir, script, timeout, memory_mb)
-        return _run(argv, workdir, stdin, timeout, max_output_bytes, mode)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with _workdir() as program_dir, _workdir() as checker_dir:
+        script = _write_script(program_dir, program)
+        solver = _start(_command(mode, python, program_dir, script, timeout, memory_mb), program_dir, mode,
+                        stdout=subprocess.PIPE)
+        to_solver, from_solver = solver.proc.stdin, solver.proc.stdout
+        try:
+            fds = (to_solver.fileno(), from_solver.fileno())
+            argv = _command(mode, python, checker_dir, "-", timeout, memory_mb, args=fds)
+            judge = _start(argv, checker_dir, mode, pass_fds=fds)
+        except BaseException:
+            _kill_group(solver.proc)
+            solver.proc.wait()
+            raise
+        finally:
+            to_solver.close()  # only the checker holds the program's pipes now
+            from_solver.close()
+        _feed_stdin(judge.proc, checker.encode("utf-8"))
+        streams = {judge.proc.stdout: bytearray(), judge.proc.stderr: bytearray(), solver.proc.stderr: bytearray()}
+        why, wall = _watch([judge, solver], streams, judge, time.monotonic() + timeout, max_output_bytes)
+        out, err, solver_err = streams.values()
+        return (_result(judge, why, out, err, wall, max_output_bytes),
+                _result(solver, why, b"", solver_err, wall, max_output_bytes))
 
 
 @cache
@@ -131,24 +165,18 @@ def _works(mode: str, python: str) -> bool:
     tool = "bwrap" if mode == "bwrap" else "unshare"
     if shutil.which(tool) is None:
         return False
-    workdir = tempfile.mkdtemp(prefix="curate-sandbox-probe-")
     try:
-        script = os.path.join(workdir, "main.py")
-        with open(script, "w") as f:
-            f.write("print('ok')\n")
-        os.chmod(workdir, 0o755)
-        os.chmod(script, 0o644)
-        argv = _command(mode, python, workdir, script, 10.0, 512)
-        result = _run(argv, workdir, "", 10.0, 10_000, mode)
-        return result.status == "ok" and result.stdout.strip() == "ok"
+        result = _run_one(mode, python, "print('ok')\n", "", 10.0, 512, 10_000)
     except OSError:
         return False
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return result.status == "ok" and result.stdout.strip() == "ok"
 
 
-def _command(mode: str, python: str, workdir: str, script: str, timeout: float, memory_mb: int) -> list[str]:
-    """The argv: the isolation wrapper, then the bootstrap, which execs the program."""
+def _command(
+    mode: str, python: str, workdir: str, script: str, timeout: float, memory_mb: int, args: tuple = ()
+) -> list[str]:
+    """The argv: the isolation wrapper, then the bootstrap, which execs the program
+    (`script`, or "-" for a program read from stdin) with `args`."""
     drop_root = mode == "bwrap" and os.geteuid() == 0
     limits = [
         int(timeout) + 1,
@@ -158,12 +186,12 @@ def _command(mode: str, python: str, workdir: str, script: str, timeout: float, 
         MAX_OPEN_FILES,
         NOBODY if drop_root else -1,
     ]
-    program = [python, "-I", "-c", BOOTSTRAP, *map(str, limits), python, script]
+    program = [python, "-I", "-c", BOOTSTRAP, *map(str, limits), python, script, *map(str, args)]
     if mode == "bwrap":
         return _bwrap(python, workdir, script) + program
     if mode == "unshare":
         user = [] if os.geteuid() == 0 else ["--map-root-user"]
-        return ["unshare", "--net", "--pid", "--fork", "--kill-child", *user, "--"] + program
+        return ["unshare", "--net", "--pid", "--mount-proc", "--fork", "--kill-child", *user, "--"] + program
     return program
 
 
@@ -193,11 +221,10 @@ def _bwrap(python: str, workdir: str, script: str) -> list[str]:
                 argv += ["--ro-bind", d, d]
     argv += [
         "--perms", "1777", "--size", str(WORKDIR_TMPFS_BYTES), "--tmpfs", workdir,
-        "--ro-bind", script, script,
-        "--chdir", workdir,
-        "--",
     ]  # fmt: skip
-    return argv
+    if script != "-":
+        argv += ["--ro-bind", script, script]
+    return argv + ["--chdir", workdir, "--"]
 
 
 def _interpreter_dirs(python: str) -> list[str]:
@@ -210,13 +237,46 @@ def _interpreter_dirs(python: str) -> list[str]:
     return sorted(d for d in dirs if os.path.isdir(d))
 
 
-def _run(argv: list[str], workdir: str, stdin: str, timeout: float, cap: int, mode: str) -> SandboxResult:
-    """Start the child in its own session, feed stdin, read both pipes up to `cap`
-    bytes, and kill the whole group at the deadline, at the cap, or once the main
-    program has exited."""
+@contextmanager
+def _workdir():
+    """A fresh temp dir for one program, removed afterwards."""
+    workdir = tempfile.mkdtemp(prefix="curate-sandbox-")
+    try:
+        os.chmod(workdir, 0o755)
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write_script(workdir: str, code: str) -> str:
+    script = os.path.join(workdir, "main.py")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(code)
+    os.chmod(script, 0o644)
+    return script
+
+
+def _run_one(mode: str, python: str, code: str, stdin: str, timeout: float, memory_mb: int, cap: int) -> SandboxResult:
+    with _workdir() as workdir:
+        script = _write_script(workdir, code)
+        child = _start(_command(mode, python, workdir, script, timeout, memory_mb), workdir, mode)
+        _feed_stdin(child.proc, stdin.encode("utf-8"))
+        streams = {child.proc.stdout: bytearray(), child.proc.stderr: bytearray()}
+        why, wall = _watch([child], streams, child, time.monotonic() + timeout, cap)
+        return _result(child, why, *streams.values(), wall, cap)
+
+
+@dataclass
+class _Child:
+    proc: subprocess.Popen
+    mode: str
+    namespace_init: int | None  # bwrap: the host pid of the PID namespace's init
+
+
+def _start(argv: list[str], workdir: str, mode: str, stdout=subprocess.PIPE, pass_fds: tuple = ()) -> _Child:
+    """Start one sandboxed program in its own session, with an empty environment and
+    only stdin, stdout, stderr (and `pass_fds`) open."""
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
-    start = time.monotonic()
-    deadline = start + timeout
     info_r, info_w = os.pipe() if mode == "bwrap" else (None, None)
     if mode == "bwrap":  # bwrap tells us the host pid of the namespace's init
         argv = [argv[0], "--info-fd", str(info_w), *argv[1:]]
@@ -224,24 +284,35 @@ def _run(argv: list[str], workdir: str, stdin: str, timeout: float, cap: int, mo
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             cwd=workdir,
             env=env,
             start_new_session=True,
             close_fds=True,
-            pass_fds=(info_w,) if info_w is not None else (),
+            pass_fds=(*pass_fds, info_w) if info_w is not None else pass_fds,
         )
+    except BaseException:
+        if info_r is not None:
+            os.close(info_r)
+        raise
     finally:
         if info_w is not None:
             os.close(info_w)
-    proc.namespace_init = _read_info(info_r) if info_r is not None else None
-    _feed_stdin(proc, stdin.encode("utf-8"))
-    out, err = bytearray(), bytearray()
+    return _Child(proc, mode, _read_info(info_r) if info_r is not None else None)
+
+
+def _watch(children: list[_Child], streams: dict, main: _Child, deadline: float, cap: int) -> tuple[str | None, float]:
+    """Read `streams` (pipe -> buffer) in chunks until they all close; kill every child
+    at the deadline, once the buffers together pass `cap` bytes, or once `main` has
+    exited (whatever it left running still holds the pipes: kill the groups so they
+    close, then drain what is buffered). Returns ("timeout" | "output_limit" | None,
+    wall seconds)."""
+    start = time.monotonic()
+    why = None
     sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, out)
-    sel.register(proc.stderr, selectors.EVENT_READ, err)
-    why = None  # "timeout" | "output_limit" when we killed it
+    for pipe, buffer in streams.items():
+        sel.register(pipe, selectors.EVENT_READ, buffer)
     try:
         while sel.get_map():
             remaining = deadline - time.monotonic()
@@ -254,31 +325,33 @@ def _run(argv: list[str], workdir: str, stdin: str, timeout: float, cap: int, mo
                     sel.unregister(key.fileobj)
                     continue
                 key.data.extend(chunk)
-                if len(out) + len(err) > cap:
+                if sum(map(len, streams.values())) > cap:
                     why = "output_limit"
                     break
             if why:
                 break
-            if proc.poll() is not None:
-                # The main program is done; whatever it left running still holds the
-                # pipes. Kill the group so they close, then drain what is buffered.
-                _kill_group(proc)
+            if main.proc.poll() is not None:
+                for child in children:
+                    _kill_group(child)
     finally:
-        _kill_group(proc)
-        proc.wait()
+        for child in children:
+            _kill_group(child)
+            child.proc.wait()
         sel.close()
-        proc.stdout.close()
-        proc.stderr.close()
-    wall = time.monotonic() - start
-    code = proc.returncode
-    status = why or _status(code, mode)
+        for pipe in streams:
+            pipe.close()
+    return why, time.monotonic() - start
+
+
+def _result(child: _Child, why: str | None, out: bytes, err: bytes, wall: float, cap: int) -> SandboxResult:
+    code = child.proc.returncode
     return SandboxResult(
-        status=status,
+        status=why or _status(code, child.mode),
         returncode=code,
         stdout=bytes(out[:cap]).decode("utf-8", "replace"),
         stderr=bytes(err[:cap]).decode("utf-8", "replace"),
         wall_s=wall,
-        isolation=mode,
+        isolation=child.mode,
     )
 
 
@@ -313,14 +386,15 @@ def _read_info(fd: int) -> int | None:
         return None
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(child: _Child | subprocess.Popen) -> None:
     """SIGKILL the child's whole process group (its session leader's group). Under
     bwrap, first SIGKILL the PID namespace's init: the kernel then kills every process
     in the namespace, and the outer bwrap exits only once they are all gone, so
     `proc.wait()` returning means nothing is left."""
-    if getattr(proc, "namespace_init", None) and proc.poll() is None:
+    proc = child.proc if isinstance(child, _Child) else child
+    if getattr(child, "namespace_init", None) and proc.poll() is None:
         try:
-            os.kill(proc.namespace_init, signal.SIGKILL)
+            os.kill(child.namespace_init, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         try:
