@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
@@ -124,54 +123,367 @@ def parse_tests(tests_json: str | None) -> dict | None:
 
 
 def _run_asserts(code: str, test_code: str, limits: dict, mode: str) -> CodeVerdict:
-    """One program: the solution, then each test statement, counting the passes."""
+    """The solution in one sandbox, the tests in another (the checker), joined only by
+    a pipe of plain data; the checker's report is the count."""
     try:
-        statements = ast.parse(test_code).body
+        tree = ast.parse(test_code)
     except SyntaxError:
         return CodeVerdict("error", 0, 0, mode, "the tests do not parse")
     steps = [(ast.get_source_segment(test_code, s) or ast.unparse(s), not isinstance(s, SETUP_NODES))
-             for s in statements]
+             for s in tree.body]
     total = sum(is_case for _, is_case in steps)
-    nonce = secrets.token_hex(16)
-    result = sandbox.run_untrusted(_harness(code, steps, nonce), **limits)
-    found = re.search(rf"^{nonce} (passed|solution|setup) (\d+) (.*)$", result.stdout, re.M)
-    if result.status in ("timeout", "output_limit"):
-        return CodeVerdict(result.status, 0, total, mode, result.status.replace("_", " "))
-    if found is None or found.group(1) != "passed":
-        last = found.group(3) if found else _last_line(result.stderr) or f"exit status {result.returncode}"
+    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    stored |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    stored |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+               for a in n.names}
+    wanted = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - stored)
+    checker = CHECKER.replace("STEPS = None", f"STEPS = {steps!r}").replace("WANTED = None", f"WANTED = {wanted!r}")
+    report, solution = sandbox.run_with_checker(SERVER + f"serve({code!r})\n", checker, **limits)
+    if report.status in ("timeout", "output_limit"):
+        return CodeVerdict(report.status, 0, total, mode, report.status.replace("_", " "))
+    try:
+        kind, passed, text = json.loads(report.stdout)
+    except ValueError:
+        last = _last_line(report.stderr) or _last_line(solution.stderr) or f"exit status {report.returncode}"
         return CodeVerdict("error", 0, total, mode, f"runtime error: {last}"[:200])
-    passed = int(found.group(2))
+    if kind != "passed":
+        return CodeVerdict("error", 0, total, mode, f"runtime error: {text}"[:200])
     if passed == total:
         return CodeVerdict("passed", passed, total, mode)
     return CodeVerdict("failed", passed, total, mode, f"failed {total - passed}/{total} tests")
 
 
-def _harness(code: str, steps: list[tuple[str, bool]], nonce: str) -> str:
-    """The assert program. The solution runs with __name__ != "__main__" (its own demo
-    code stays quiet); SystemExit from it counts as an error, not a pass."""
-    return f"""\
-import os as _os, sys as _sys
-_g = {{"__name__": "solution", "__builtins__": __builtins__}}
-def _report(kind, n, text):
-    _os.write(1, ("\\n{nonce} %s %d %s\\n" % (kind, n, text.replace("\\n", " ")[:150])).encode())
-try:
-    exec(compile({code!r}, "solution.py", "exec"), _g)
-except BaseException as e:
-    _report("solution", 0, "%s: %s" % (type(e).__name__, e))
-    _os._exit(1)
-_passed = 0
-for _src, _is_case in {steps!r}:
+# The solution's side: runs the solution's code (as module "solution"), then answers the
+# checker's requests, one JSON line each way, on what were stdin and stdout (the
+# solution's own prints go to stderr, its stdin reads nothing). Values go out as plain
+# data of exact builtin types; anything else (a subclass of int, an object with its own
+# __eq__, a class instance) goes out as a numbered reference the checker can only call,
+# read attributes of, index, iterate or ask for its truth value, length or text.
+# Everything here runs in the solution's process and may be subverted by it: the checker
+# trusts none of it.
+SERVER = r'''
+import json as _json, os as _os, sys as _sys, types as _types
+
+def serve(source):
+    requests = _os.fdopen(_os.dup(0), "rb")
+    answers = _os.fdopen(_os.dup(1), "wb")
+    null = _os.open(_os.devnull, _os.O_RDONLY)
+    _os.dup2(null, 0)
+    _os.dup2(2, 1)
+    objects, refs = {}, {}
+
+    def enc(x):
+        t = type(x)
+        if x is None or t in (bool, int, float, str):
+            return x
+        if t is list:
+            return [enc(v) for v in x]
+        if t in (tuple, set, frozenset):
+            return {{tuple: "t", set: "s", frozenset: "f"}[t]: [enc(v) for v in x]}
+        if t is dict:
+            return {"d": [[enc(k), enc(v)] for k, v in x.items()]}
+        if t is bytes:
+            return {"b": x.hex()}
+        if t is complex:
+            return {"c": [x.real, x.imag]}
+        if id(x) not in refs:
+            refs[id(x)] = len(objects) + 1
+            objects[len(objects) + 1] = x
+        return {"r": refs[id(x)]}
+
+    def dec(x):
+        if type(x) is list:
+            return [dec(v) for v in x]
+        if type(x) is not dict:
+            return x
+        (tag, v), = x.items()
+        if tag == "r":
+            return objects[v]
+        if tag == "d":
+            return {dec(k): dec(w) for k, w in v}
+        if tag == "b":
+            return bytes.fromhex(v)
+        if tag == "c":
+            return complex(*v)
+        return {"t": tuple, "s": set, "f": frozenset}[tag](dec(w) for w in v)
+
+    def answer(message):
+        answers.write(_json.dumps(message).encode() + b"\n")
+        answers.flush()
+
+    def error(e):
+        return {"e": [type(e).__name__, str(e)[:500]]}
+
+    space = {"__name__": "solution", "__builtins__": __builtins__}
     try:
-        exec(compile(_src, "tests.py", "exec"), _g)
-        _passed += _is_case
+        exec(compile(source, "solution.py", "exec"), space)
     except BaseException as e:
-        if not _is_case:
-            _report("setup", 0, "%s: %s" % (type(e).__name__, e))
-            _os._exit(1)
-_sys.stdout.flush()
-_report("passed", _passed, "")
-_os._exit(0)
-"""
+        answer(error(e))
+        return
+    answer({"v": None})
+    for line in requests:
+        try:
+            op, ref, *rest = _json.loads(line)
+            target = objects[ref] if ref else None
+            if op == "names":
+                found = {n: ({"m": space[n].__name__} if isinstance(space[n], _types.ModuleType) else enc(space[n]))
+                         for n in rest[0] if n in space}
+                answer({"n": found})
+                continue
+            if op == "call":
+                args = [dec(a) for a in rest[0]]
+                value = target(*args, **{k: dec(v) for k, v in rest[1].items()})
+                answer({"v": enc(value), "a": [enc(a) if type(a) in (list, dict, set) else None for a in args]})
+                continue
+            if op == "next":
+                try:
+                    value = next(target)
+                except StopIteration:
+                    answer({"stop": True})
+                    continue
+            elif op == "set":
+                value = setattr(target, rest[0], dec(rest[1]))
+            else:
+                value = {"get": lambda: getattr(target, rest[0]), "item": lambda: target[dec(rest[0])],
+                         "len": lambda: len(target), "bool": lambda: bool(target), "iter": lambda: iter(target),
+                         "str": lambda: str(target), "repr": lambda: repr(target)}[op]()
+            answer({"v": enc(value)})
+        except BaseException as e:
+            answer(error(e))
+'''
+
+# The trusted side, in its own sandbox: runs the tests, with the solution's names bound
+# to proxies. A call sends its arguments to the solution as plain data and turns the
+# answer back into fresh builtin objects with this process's own json parser, so every
+# comparison, truth test and assert in the tests runs on values the solution cannot
+# subvert; a reference comes back as a `Solution` proxy, equal only to itself. Expected
+# values never cross to the solution. The report (kind, passed, text) is the only line
+# this process writes to its stdout; the tests' own prints go to stderr.
+CHECKER = r'''
+import builtins, importlib, json, os, sys
+
+STEPS = None
+WANTED = None
+MAX_ANSWER = 64 * 1024 * 1024
+to_solution = os.fdopen(int(sys.argv[1]), "wb")
+from_solution = os.fdopen(int(sys.argv[2]), "rb")
+report = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+gone = None
+
+
+class SolutionError(Exception):
+    """An exception the solution raised, of a type that is not a builtin one."""
+
+
+class SolutionGone(Exception):
+    """The solution's process has exited, or broke the protocol."""
+
+
+def finish(kind, passed, text):
+    report.write(json.dumps([kind, passed, text]) + "\n")
+    report.flush()
+    os._exit(0)
+
+
+def ask(*message):
+    global gone
+    if gone:
+        raise SolutionGone(gone)
+    try:
+        to_solution.write(json.dumps(list(message)).encode() + b"\n")
+        to_solution.flush()
+        line = from_solution.readline(MAX_ANSWER)
+    except OSError:
+        line = b""
+    if not line.endswith(b"\n"):
+        gone = "the solution exited during the tests" if not line else "an answer over 64 MB"
+        raise SolutionGone(gone)
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        answer = None
+    if type(answer) is not dict:
+        gone = "the solution broke the protocol"
+        raise SolutionGone(gone)
+    if "e" in answer:
+        raise exception(answer["e"])
+    return answer
+
+
+def exception(e):
+    name, text = e if type(e) is list and len(e) == 2 and all(type(p) is str for p in e) else ("?", "?")
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+        try:
+            return cls(text)
+        except Exception:
+            pass
+    return SolutionError(f"{name}: {text}")
+
+
+def encode(x):
+    t = type(x)
+    if x is None or t in (bool, int, float, str):
+        return x
+    if t is list:
+        return [encode(v) for v in x]
+    if t in (tuple, set, frozenset):
+        return {{tuple: "t", set: "s", frozenset: "f"}[t]: [encode(v) for v in x]}
+    if t is dict:
+        return {"d": [[encode(k), encode(v)] for k, v in x.items()]}
+    if t is bytes:
+        return {"b": x.hex()}
+    if t is complex:
+        return {"c": [x.real, x.imag]}
+    if t is Solution:
+        return {"r": object.__getattribute__(x, "_solution_ref")}
+    raise TypeError(f"a {t.__name__} cannot be passed to the solution")
+
+
+proxies = {}
+
+
+def decode(x):
+    t = type(x)
+    if x is None or t in (bool, int, float, str):
+        return x
+    if t is list:
+        return [decode(v) for v in x]
+    if t is dict and len(x) == 1:
+        (tag, v), = x.items()
+        if tag == "r" and type(v) is int:
+            return proxies.setdefault(v, Solution(v))
+        if tag == "b" and type(v) is str:
+            return bytes.fromhex(v)
+        if tag == "c" and type(v) is list and len(v) == 2 and all(type(p) in (int, float) for p in v):
+            return complex(*v)
+        if type(v) is list and tag in ("t", "s", "f"):
+            return {"t": tuple, "s": set, "f": frozenset}[tag](decode(w) for w in v)
+        if type(v) is list and tag == "d" and all(type(p) is list and len(p) == 2 for p in v):
+            return {decode(k): decode(w) for k, w in v}
+    raise SolutionError("the solution sent a malformed value")
+
+
+def strict(value, kind):
+    if type(value) is not kind:
+        raise SolutionError(f"the solution answered a {type(value).__name__} where a {kind.__name__} is due")
+    return value
+
+
+class Solution:
+    """An object that lives in the solution's process. Equal only to itself, hashed
+    by identity, no arithmetic; attributes, calls, items, iteration, len, bool, str
+    are asked of the solution, and what comes back is plain data (or another proxy)."""
+
+    __slots__ = ("_solution_ref",)
+
+    def __init__(self, ref):
+        object.__setattr__(self, "_solution_ref", ref)
+
+    def _solution_ask(self, op, *rest):
+        return decode(ask(op, object.__getattribute__(self, "_solution_ref"), *rest).get("v"))
+
+    def __getattr__(self, name):
+        return self._solution_ask("get", name)
+
+    def __setattr__(self, name, value):
+        self._solution_ask("set", name, encode(value))
+
+    def __call__(self, *args, **kwargs):
+        answer = ask("call", object.__getattribute__(self, "_solution_ref"), [encode(a) for a in args],
+                     {k: encode(v) for k, v in kwargs.items()})
+        after = answer.get("a")
+        if type(after) is list and len(after) == len(args):
+            for arg, new in zip(args, after):  # arguments the solution changed in place
+                new = None if new is None else decode(new)
+                if type(arg) is list and type(new) is list:
+                    arg[:] = new
+                elif type(arg) in (dict, set) and type(new) is type(arg):
+                    arg.clear()
+                    arg.update(new)
+        return decode(answer.get("v"))
+
+    def __getitem__(self, key):
+        return self._solution_ask("item", encode(key))
+
+    def __iter__(self):
+        iterator = self._solution_ask("iter")
+        if type(iterator) is not Solution:
+            raise SolutionError("the solution answered a plain value for iter()")
+        while True:
+            answer = ask("next", object.__getattribute__(iterator, "_solution_ref"))
+            if answer.get("stop") is True:
+                return
+            yield decode(answer.get("v"))
+
+    def __len__(self):
+        return strict(self._solution_ask("len"), int)
+
+    def __bool__(self):
+        return strict(self._solution_ask("bool"), bool)
+
+    def __str__(self):
+        return strict(self._solution_ask("str"), str)
+
+    def __repr__(self):
+        return strict(self._solution_ask("repr"), str)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+    def __hash__(self):
+        return id(self)
+
+
+def main():
+    try:
+        line = from_solution.readline(MAX_ANSWER)
+        hello = json.loads(line) if line.endswith(b"\n") else None
+    except ValueError:
+        hello = None
+    if type(hello) is not dict:
+        finish("solution", 0, "the solution exited before the tests ran")
+    if "e" in hello:
+        error = exception(hello["e"])
+        finish("solution", 0, str(error) if type(error) is SolutionError else f"{type(error).__name__}: {error}")
+    space = {"__name__": "tests", "__builtins__": builtins}
+    try:
+        found = ask("names", 0, WANTED).get("n")
+    except Exception as e:
+        finish("solution", 0, f"{type(e).__name__}: {e}")
+    for name, value in (found.items() if type(found) is dict else ()):
+        if name not in WANTED:
+            continue
+        if hasattr(builtins, name):
+            finish("setup", 0, f"the solution redefines {name!r}, which the tests use")
+        if type(value) is dict and set(value) == {"m"} and type(value["m"]) is str:
+            if value["m"].split(".")[0] in sys.stdlib_module_names:
+                space[name] = importlib.import_module(value["m"])  # our own copy of the module
+            continue
+        try:
+            space[name] = decode(value)
+        except SolutionError:
+            pass
+    passed = 0
+    for source, is_case in STEPS:
+        try:
+            exec(compile(source, "tests.py", "exec"), space)
+            passed += is_case
+        except BaseException as e:
+            if not is_case:
+                finish("setup", 0, f"{type(e).__name__}: {e}")
+    if gone:
+        finish("solution", passed, gone)
+    finish("passed", passed, "")
+
+
+main()
+'''
 
 
 def _run_stdio(code: str, cases: list[dict], limits: dict, mode: str) -> CodeVerdict:
