@@ -455,13 +455,15 @@ class Solution:
 
 
 def main():
+    line = from_solution.readline(MAX_ANSWER)
+    if not line:
+        finish("solution", 0, "the solution exited before the tests ran")
     try:
-        line = from_solution.readline(MAX_ANSWER)
-        hello = json.loads(line) if line.endswith(b"\n") else None
+        hello = json.loads(line)
     except ValueError:
         hello = None
     if type(hello) is not dict:
-        finish("solution", 0, "the solution exited before the tests ran")
+        finish("solution", 0, "the solution broke the protocol")
     if "e" in hello:
         error = exception(hello["e"])
         finish("solution", 0, str(error) if type(error) is SolutionError else f"{type(error).__name__}: {error}")
