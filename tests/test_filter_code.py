@@ -102,3 +102,94 @@ def test_curate_filter_records_the_isolation_in_the_manifest(tmp_path):
     assert manifest["funnel"]["steps"][0]["by_reason"] == {"failed 2/3 tests": 1}
     kept = pl.read_parquet(out / "kept" / "part-00000.parquet")
     assert kept["sample_id"].to_list() == ["a"] and kept["code_passed"].to_list() == [3]
+
+
+def test_honest_solutions_of_every_shape_still_pass():
+    """The tests run apart from the solution: classes, methods, linked structures the
+    tests build with their own helpers, in-place changes, generators, exceptions, the
+    solution's imports and prints all behave as in one interpreter."""
+    tests = json.dumps({"type": "assert", "code": """
+import collections
+def build(xs):
+    head = None
+    for x in reversed(xs):
+        head = Node(x, head)
+    return head
+def to_list(node):
+    out = []
+    while node:
+        out.append(node.val)
+        node = node.next
+    return out
+assert to_list(reverse(build([1, 2, 3]))) == [3, 2, 1]
+s = Solution()
+assert s.two_sum([2, 7, 11], 9) == [0, 1]
+cache = Cache(2)
+cache.put("a", 1)
+assert cache.get("a") == 1 and cache.size == 1 and len(cache) == 1 and str(cache) == "Cache(1)"
+nums = [3, 1, 2]
+sort_in_place(nums)
+assert nums == [1, 2, 3]
+assert list(gen(3)) == [0, 1, 2] and 2 in gen(3)
+try:
+    f(-1)
+    raise AssertionError("no error")
+except ValueError:
+    pass
+assert math.isclose(g(), 0.5) and LIMIT == 10
+assert isinstance(h(), tuple) and h() == (1, {2: {3}}, None, b"x", 1j, frozenset({4}), float("inf"))
+assert counts("abca") == collections.Counter("abca") or counts("abca") == {"a": 2, "b": 1, "c": 1}
+"""})
+    code = '''
+import math
+LIMIT = 10
+class Node:
+    def __init__(self, val, next=None):
+        self.val, self.next = val, next
+def reverse(head):
+    prev = None
+    while head:
+        head.next, prev, head = prev, head, head.next
+    return prev
+class Solution:
+    def two_sum(self, nums, target):
+        seen = {}
+        for i, x in enumerate(nums):
+            if target - x in seen:
+                return [seen[target - x], i]
+            seen[x] = i
+class Cache:
+    def __init__(self, n):
+        self.n, self.data = n, {}
+    def put(self, k, v):
+        self.data[k] = v
+    def get(self, k):
+        return self.data.get(k)
+    @property
+    def size(self):
+        return len(self.data)
+    def __len__(self):
+        return len(self.data)
+    def __str__(self):
+        return f"Cache({len(self.data)})"
+def sort_in_place(a):
+    a.sort()
+def gen(n):
+    yield from range(n)
+def f(x):
+    if x < 0:
+        raise ValueError("negative")
+def g():
+    return 0.5
+def h():
+    return (1, {2: {3}}, None, b"x", 1j, frozenset({4}), math.inf)
+def counts(s):
+    return {c: s.count(c) for c in s}
+print("demo output")
+if __name__ == "__main__":
+    print(f(1))
+'''
+    v = verify_code(tests, f"</think>\n```python\n{code}```")
+    assert (v.keep, v.status, v.passed, v.total) == (True, "passed", 11, 11), v
+    v = verify_code(tests, f"</think>\n```python\n{code.replace('a.sort()', 'a.reverse()')}```")
+    assert (v.status, v.passed, v.total) == ("failed", 10, 11)
