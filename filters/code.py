@@ -5,22 +5,24 @@ The code is the last fenced block of the answer (the part after `</think>`), pre
 ```python blocks. The tests are the row's `tests` column, JSON in one of two forms:
 
 - asserts: `{"type": "assert", "code": "assert f(1) == 2\\n..."}` or a list of assert
-  strings. The solution and the asserts run as one program; every top-level statement
-  of the test code that is not an import/def/class/assignment counts as one case, so a
-  wrong answer reads "failed 2/5 tests".
+  strings. Every top-level statement of the test code that is not an import/def/class/
+  assignment counts as one case, so a wrong answer reads "failed 2/5 tests".
 - stdio: `{"type": "stdio", "cases": [{"input": "...", "output": "..."}]}`. The program
   runs once per case with the input on stdin; stdout must equal the output, comparing
   line by line with trailing whitespace (and trailing blank lines) removed.
 
 `verify_code(tests, completion) -> CodeVerdict` is the pure per-row verifier (reused as
-the GRPO code reward); `Code` is the batch filter, running rows in a thread pool (each
-case is its own subprocess, so threads are enough). The sandbox's isolation level
-(bwrap, unshare or none) goes to the run's manifest.
+the GRPO code reward); `Code` is the batch filter, running rows in a thread pool (the
+work is in sandboxed subprocesses, so threads are enough). The sandbox's isolation
+level (bwrap, unshare or none) goes to the run's manifest.
 
-The assert harness reports its count on stdout behind a per-run random nonce, and
-catches a solution that calls `sys.exit()` before the tests run. A solution that
-reads its own source file (which holds the nonce) could still forge the count; the
-sandbox keeps it from doing anything worse than that.
+The count cannot be forged by the solution (docs/ARCHITECTURE.md, "The code verifier's
+trust boundary"): in assert mode the solution runs in one sandbox and the tests in
+another (the checker, `sandbox.run_with_checker`); the checker calls the solution's
+functions over a pipe, values come back as plain data of exact builtin types (never an
+object whose `__eq__` the solution wrote), expected values never cross to the
+solution, and the report is the checker's alone. In stdio mode the host compares the
+captured stdout itself.
 """
 
 from __future__ import annotations
