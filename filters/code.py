@@ -505,10 +505,10 @@ main()
 
 
 def _run_stdio(code: str, cases: list[dict], limits: dict, mode: str) -> CodeVerdict:
-    """One run per case; stop at the first timeout, output overflow or crash."""
+    """One fresh run per case, all in one sandbox; the outputs are compared here, outside
+    it. Stops at the first timeout, output overflow or crash."""
     total, passed = len(cases), 0
-    for case in cases:
-        result = sandbox.run_untrusted(code, stdin=case["input"], **limits)
+    for case, result in zip(cases, sandbox.run_untrusted_cases(code, [c["input"] for c in cases], **limits)):
         if result.status in ("timeout", "output_limit"):
             return CodeVerdict(result.status, passed, total, mode, result.status.replace("_", " "))
         if result.status != "ok":

@@ -23,9 +23,13 @@ Always, whatever the isolation:
 - a bootstrap sets rlimits inside the child before running the code: CPU seconds
   (timeout + 1), address space (`memory_mb`), file size (10 MB), open files (64), no
   core dumps, processes (64);
-- under bubblewrap and as root, the bootstrap also drops to uid/gid 65534 (nobody):
-  the kernel does not enforce RLIMIT_NPROC for root, so this is what makes the process
-  limit (and thus fork-bomb containment) real; it also removes every capability;
+- under bubblewrap and as root, the bootstrap also drops to an unprivileged uid/gid: the
+  kernel does not enforce RLIMIT_NPROC for root, so this is what makes the process
+  limit (and thus fork-bomb containment) real; it also removes every capability. The
+  uid is drawn at random per sandbox from a range no account uses (`SANDBOX_UIDS`,
+  where this user namespace maps it; else 65534, nobody): RLIMIT_NPROC counts per uid
+  across the machine, so a fork bomb in one sandbox cannot starve the others, and two
+  sandboxes (a program and its checker) are never the same user;
 - its own session and process group, SIGKILLed as a whole at the wall-clock timeout,
   at the output cap, and as soon as the main program exits (a child that outlives it
   is reaped);
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -56,6 +61,7 @@ from dataclasses import dataclass
 from functools import cache
 
 NOBODY = 65534
+SANDBOX_UIDS = range(2_000_000_000, 2_100_000_000)  # as root: one drawn per sandbox (see _sandbox_uid)
 MAX_PROCESSES = 64
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_OPEN_FILES = 64
@@ -151,6 +157,161 @@ def run_with_checker(
                 _result(solver, why, b"", solver_err, wall, max_output_bytes))
 
 
+def run_untrusted_cases(
+    code: str,
+    inputs: list[str],
+    *,
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    max_output_bytes: int = 1_000_000,
+    python: str = sys.executable,
+) -> list[SandboxResult]:
+    """Run `code` once per input, as `run_untrusted` would, but all in one sandbox: a
+    runner forks a fresh interpreter per input (one that has never run the program),
+    with the input as its stdin; each run has its own `timeout` and output cap. Stops
+    after the first run that does not end "ok"; returns one result per run made.
+
+    The runner shares the sandbox with the program, so the program may tamper with it:
+    it may choose any output for any run, as it could by computing it. Whatever judges
+    the outputs must do so outside (the expected outputs never enter the sandbox)."""
+    private_tmp = isolation(python) == "bwrap"
+    runner = CASE_RUNNER.replace("SETTINGS = None", f"SETTINGS = {[code, timeout, max_output_bytes, private_tmp]!r}")
+    total = timeout * len(inputs) + 2.0
+    cap = (2 * max_output_bytes + 10_000) * len(inputs)
+    whole = run_untrusted(runner, stdin=json.dumps(inputs), timeout=total, memory_mb=memory_mb, max_output_bytes=cap,
+                          python=python)
+    results = []
+    for line in whole.stdout.splitlines():
+        try:
+            status, returncode, out, err, wall = json.loads(line)
+            results.append(SandboxResult(str(status), int(returncode), str(out), str(err), float(wall), whole.isolation))
+        except (ValueError, TypeError):
+            break
+        if status != "ok" or len(results) == len(inputs):
+            return results[: len(inputs)]
+    status = whole.status if whole.status != "ok" else "error"
+    return results + [SandboxResult(status, whole.returncode, "", whole.stderr, whole.wall_s, whole.isolation)]
+
+
+# The stdio runner (run_untrusted_cases): for each input, fork, make the input file the
+# child's stdin and a file its stdout and stderr, run the program as __main__ in the
+# child (which then exits as an interpreter does: atexit, threads joined, stdout flushed),
+# wait with the run's deadline and output cap, kill what it left running, empty the work
+# dir (and the private /tmp) again, and print one JSON line per run: [status,
+# returncode, stdout, stderr tail, wall seconds].
+CASE_RUNNER = r"""
+import builtins, json, os, select, shutil, signal, sys, time, types
+
+SETTINGS = None
+source, timeout, cap, private_tmp = SETTINGS
+inputs = json.loads(sys.stdin.read())
+with open("solution.py", "w") as f:
+    f.write(source)
+try:
+    program = compile(source, "solution.py", "exec")
+except (SyntaxError, ValueError) as e:
+    program = e
+
+
+def child(i):
+    os.setpgid(0, 0)
+    for fd, name, flags in ((0, "in", os.O_RDONLY), (1, "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                            (2, "err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        opened = os.open(f"{name}{i}", flags, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        old = getattr(sys, name)
+        stream = open(fd, mode, encoding=old.encoding, errors=old.errors, closefd=False)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+    sys.argv = ["solution.py"]
+    main = types.ModuleType("__main__")
+    main.__file__ = "solution.py"
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    if isinstance(program, BaseException):
+        raise program
+    exec(program, main.__dict__)
+
+
+def wait(pid, deadline):
+    handle = os.pidfd_open(pid)
+    try:
+        while True:
+            select.select([handle], [], [], max(0.0, min(0.05, deadline - time.monotonic())))
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return None, code
+            over = "timeout" if time.monotonic() >= deadline else None
+            try:
+                if os.path.getsize(f"out{i}") + os.path.getsize(f"err{i}") > cap:
+                    over = "output_limit"
+            except OSError:
+                pass
+            if over:
+                os.killpg(pid, signal.SIGKILL)
+                return over, os.waitpid(pid, 0)[1]
+    finally:
+        os.close(handle)
+
+
+def read(path, limit):
+    with open(path, "rb") as f:
+        data = f.read(limit)
+    os.unlink(path)
+    return data.decode("utf-8", "replace")
+
+
+for i, text in enumerate(inputs):
+    with open(f"in{i}", "w") as f:
+        f.write(text)
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        try:
+            pid = os.fork()
+            break
+        except BlockingIOError:  # the process limit, for now
+            if time.monotonic() >= deadline:
+                pid = None
+                break
+            time.sleep(0.01)
+    if pid is None:
+        print(json.dumps(["error", 1, "", "OSError: fork failed", 0.0]), flush=True)
+        break
+    if pid == 0:
+        child(i)
+        sys.exit(0)
+    over, code = wait(pid, deadline)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # whatever it left behind
+    except OSError:
+        pass
+    if os.WIFSIGNALED(code):
+        returncode, sig = -os.WTERMSIG(code), os.WTERMSIG(code)
+        status = over or ("timeout" if sig == signal.SIGXCPU else "killed")
+    else:
+        returncode = os.WEXITSTATUS(code)
+        status = over or ("ok" if returncode == 0 else "error")
+    out, err = read(f"out{i}", cap + 1), read(f"err{i}", 1 << 20)[-4000:]
+    if len(out.encode()) > cap and status == "ok":
+        status = "output_limit"
+    for folder in (".", "/tmp") if private_tmp else (".",):  # the next run starts as fresh as this one did
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if folder == "." and name in ("main.py", "solution.py"):
+                continue
+            try:
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            except OSError:
+                pass
+    print(json.dumps([status, returncode, out, err, time.monotonic() - start]), flush=True)
+    if status != "ok":
+        break
+"""
+
+
 @cache
 def isolation(python: str = sys.executable) -> str:
     """The strongest isolation that works here: "bwrap", "unshare" or "none" (probed
@@ -184,7 +345,7 @@ def _command(
         MAX_PROCESSES,
         MAX_FILE_BYTES,
         MAX_OPEN_FILES,
-        NOBODY if drop_root else -1,
+        _sandbox_uid() if drop_root else -1,
     ]
     program = [python, "-I", "-c", BOOTSTRAP, *map(str, limits), python, script, *map(str, args)]
     if mode == "bwrap":
@@ -193,6 +354,25 @@ def _command(
         user = [] if os.geteuid() == 0 else ["--map-root-user"]
         return ["unshare", "--net", "--pid", "--mount-proc", "--fork", "--kill-child", *user, "--"] + program
     return program
+
+
+def _sandbox_uid() -> int:
+    """A random uid (used as gid too) from SANDBOX_UIDS when this user namespace maps
+    the whole range for users and groups, else nobody."""
+    return random.choice(SANDBOX_UIDS) if _maps_sandbox_uids() else NOBODY
+
+
+@cache
+def _maps_sandbox_uids() -> bool:
+    for table in ("/proc/self/uid_map", "/proc/self/gid_map"):
+        try:
+            with open(table) as f:
+                ranges = [tuple(map(int, line.split())) for line in f if line.strip()]
+        except (OSError, ValueError):
+            return False
+        if not any(inside <= SANDBOX_UIDS.start and SANDBOX_UIDS.stop <= inside + count for inside, _, count in ranges):
+            return False
+    return True
 
 
 def _bwrap(python: str, workdir: str, script: str) -> list[str]:
@@ -211,7 +391,7 @@ def _bwrap(python: str, workdir: str, script: str) -> list[str]:
         argv += ["--tmpfs", d]
     # The interpreter may live under a hidden dir (pyenv under /root, a venv under
     # /home, a checkout under /tmp): mount its install prefix and its venv back,
-    # read-only. bwrap creates missing parents as 0700, which uid 65534 could not traverse.
+    # read-only. bwrap creates missing parents as 0700, which the sandbox's uid could not traverse.
     for d in _interpreter_dirs(python):
         for h in ("/tmp", *hidden):
             if d == h or d.startswith(h + "/"):

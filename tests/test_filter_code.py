@@ -193,3 +193,33 @@ if __name__ == "__main__":
     assert (v.keep, v.status, v.passed, v.total) == (True, "passed", 11, 11), v
     v = verify_code(tests, f"</think>\n```python\n{code.replace('a.sort()', 'a.reverse()')}```")
     assert (v.status, v.passed, v.total) == ("failed", 10, 11)
+
+
+def test_stdio_runs_are_fresh_and_behave_like_a_real_interpreter():
+    """All the cases run in one sandbox, each a fresh interpreter: __main__, pickling of
+    top-level functions, threads joined and atexit run at exit, mmap of stdin, and no
+    file left by one case for the next."""
+    program = """
+import atexit, mmap, os, pickle, sys, threading
+def answer():
+    data = mmap.mmap(0, os.fstat(0).st_size, access=mmap.ACCESS_READ).read()
+    a, b = map(int, data.split())
+    atexit.register(lambda: print(a + b))
+if os.path.exists("/tmp/seen") or os.path.exists("seen"):
+    print("stale")
+open("/tmp/seen", "w").close()
+open("seen", "w").close()
+assert pickle.loads(pickle.dumps(answer)) is answer and __name__ == "__main__"
+threading.stack_size(1 << 24)
+threading.Thread(target=answer).start()
+"""
+    v = verify_code(STDIO, f"</think>```python\n{program}```")
+    assert (v.keep, v.status, v.passed, v.total) == (True, "passed", 2, 2), v
+
+
+def test_stdio_each_case_has_its_own_timeout():
+    cases = json.dumps({"type": "stdio", "cases": [{"input": "1", "output": "1"}, {"input": "2", "output": "2"},
+                                                   {"input": "loop", "output": "3"}, {"input": "4", "output": "4"}]})
+    program = "import time\nx = input()\ntime.sleep(0.6)\nwhile x == 'loop':\n    pass\nprint(x)"
+    v = verify_code(cases, f"</think>```python\n{program}\n```", timeout=1)
+    assert (v.status, v.passed, v.total, v.reason) == ("timeout", 2, 4, "timeout")  # 0.6 s each is within 1 s

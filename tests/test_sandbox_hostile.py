@@ -18,30 +18,43 @@ from pathlib import Path
 import pytest
 
 from curate.filters import sandbox
-from curate.filters.sandbox import run_untrusted, run_with_checker
+from curate.filters.sandbox import run_untrusted, run_untrusted_cases, run_with_checker
 
 REPO = Path(__file__).resolve().parent.parent
 ISOLATED = sandbox.isolation() != "none"
 needs_isolation = pytest.mark.skipif(not ISOLATED, reason="neither bwrap nor unshare works here")
 needs_bwrap = pytest.mark.skipif(sandbox.isolation() != "bwrap", reason="bubblewrap not available")
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the drop to nobody happens only when curate runs as root")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the drop of root happens only when curate runs as root")
 
 
-def sandbox_processes() -> list[int]:
-    """Host processes still running a sandboxed program (their argv names the temp dir)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"curate-sandbox-" in cmdline:
-            found.append(int(pid))
-    return found
+def sandbox_processes(grace: float = 2.0) -> list[int]:
+    """Sandboxed programs of this test session still alive on the host (their argv names
+    a sandbox temp dir; this process or init is their ancestor: other sessions on the
+    machine run their own). A killed process takes a moment to disappear from /proc:
+    ask again for up to `grace` seconds before answering."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if b"curate-sandbox-" in Path(f"/proc/{pid}/cmdline").read_bytes() and _ours(int(pid)):
+                    found.append(int(pid))
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
-def process_count() -> int:
-    return sum(name.isdigit() for name in os.listdir("/proc"))
+def _ours(pid: int) -> bool:
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if parent == 1:
+            return True  # an orphan: it left its sandbox's process tree
+        pid = parent
+    return False
 
 
 # --- hostile programs -------------------------------------------------------------
@@ -113,7 +126,6 @@ def test_big_files_are_refused():
 
 @needs_bwrap
 def test_fork_bomb_is_contained():
-    before = process_count()
     code = """
 import os
 while True:
@@ -124,9 +136,7 @@ while True:
 """
     result = run_untrusted(code, timeout=2)
     assert result.status == "timeout"
-    assert result.wall_s <= 3.0
-    time.sleep(0.2)
-    assert process_count() <= before + 3
+    assert result.wall_s <= 4.0
     assert sandbox_processes() == []
 
 
@@ -140,7 +150,7 @@ def test_memory_bomb_is_stopped():
 def test_infinite_loop_times_out_and_leaves_no_process():
     result = run_untrusted("while True:\n    pass", timeout=1)
     assert result.status == "timeout"
-    assert 1.0 <= result.wall_s <= 2.0
+    assert 1.0 <= result.wall_s <= 2.5
     assert sandbox_processes() == []
 
 
@@ -186,7 +196,7 @@ def test_gigantic_output_is_capped():
     result = run_untrusted("while True:\n    print('x' * 10000)", timeout=5, max_output_bytes=100_000)
     assert result.status == "output_limit"
     assert len(result.stdout) <= 100_000
-    assert result.wall_s < 2.0
+    assert result.wall_s < 3.0
     assert sandbox_processes() == []
 
 
@@ -200,7 +210,7 @@ print("main done")
     result = run_untrusted(code, timeout=5)
     assert result.status == "ok"
     assert result.stdout == "main done\n"
-    assert result.wall_s < 2.0
+    assert result.wall_s < 3.0
     time.sleep(0.2)
     assert sandbox_processes() == []
 
@@ -400,7 +410,7 @@ except OSError as e:
 def test_sleeping_past_the_timeout_is_a_timeout():
     result = run_untrusted("import time\ntime.sleep(60)", timeout=1)
     assert result.status == "timeout"
-    assert 1.0 <= result.wall_s <= 2.0
+    assert 1.0 <= result.wall_s <= 2.5
     assert sandbox_processes() == []
 
 
@@ -408,7 +418,7 @@ def test_huge_stderr_is_capped():
     result = run_untrusted("import sys\nwhile True:\n    sys.stderr.write('e' * 10000)", timeout=5,
                            max_output_bytes=100_000)
     assert result.status == "output_limit"
-    assert len(result.stderr) <= 100_000 and result.wall_s < 2.0
+    assert len(result.stderr) <= 100_000 and result.wall_s < 3.0
 
 
 def test_a_daemon_that_leaves_the_session_is_reaped():
@@ -460,9 +470,16 @@ for step in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: open("/etc/shad
     except OSError as e:
         print("refused", e.errno)
 """
-    result = run_untrusted(code, timeout=5)
-    assert result.status == "ok", result.stderr
-    assert result.stdout.splitlines() == ["65534 65534 65534", "refused 1", "refused 1", "refused 13"]
+    results = [run_untrusted(code, timeout=5) for _ in range(2)]
+    ids = []
+    for result in results:
+        assert result.status == "ok", result.stderr
+        first, *refusals = result.stdout.splitlines()
+        uid, euid, gid = map(int, first.split())
+        assert uid == euid == gid != 0
+        assert refusals == ["refused 1", "refused 1", "refused 13"]
+        ids.append(uid)
+    assert ids[0] != ids[1] or ids[0] == sandbox.NOBODY  # each sandbox its own user: its own process budget
 
 
 @needs_bwrap
@@ -502,22 +519,22 @@ for path in ("/proc/sysrq-trigger", "/proc/sys/kernel/hostname", "/sys/kernel/mm
 
 @needs_bwrap
 def test_filling_the_private_tmp_stops_at_its_size():
-    code = """
+    name = f"fill-{uuid.uuid4().hex}"
+    code = f"""
 import os
 written = 0
 try:
     for i in range(20):
-        with open(f"/tmp/fill{i}", "wb") as f:
+        with open(f"/tmp/{name}-{{i}}", "wb") as f:
             f.write(b"x" * (8 << 20))
         written += 8
 except OSError as e:
     print("stopped", e.errno, written)
 """
-    free_before = os.statvfs("/tmp").f_bavail
     result = run_untrusted(code, timeout=10)
     assert result.stdout.startswith("stopped 28")  # ENOSPC at the tmpfs cap
     assert int(result.stdout.split()[2]) <= sandbox.WORKDIR_TMPFS_BYTES >> 20
-    assert os.statvfs("/tmp").f_bavail >= free_before - 1000  # nothing landed on the host's /tmp
+    assert not list(Path("/tmp").glob(f"{name}-*"))  # nothing landed on the host's /tmp
 
 
 def test_open_files_are_limited():
@@ -561,12 +578,12 @@ def test_a_segfault_is_reported_as_killed():
 
 def test_huge_unread_stdin_does_not_hang():
     result = run_untrusted("print('ignored stdin')", stdin="x" * (10 << 20), timeout=5)
-    assert result.status == "ok" and result.stdout == "ignored stdin\n" and result.wall_s < 2.0
+    assert result.status == "ok" and result.stdout == "ignored stdin\n" and result.wall_s < 3.0
 
 
 def test_closing_stdio_and_hiding_still_ends_at_the_timeout():
     result = run_untrusted("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)", timeout=1)
-    assert result.status == "timeout" and result.wall_s <= 2.0
+    assert result.status == "timeout" and result.wall_s <= 2.5
     assert sandbox_processes() == []
 
 
@@ -597,3 +614,28 @@ print(answer.decode().strip())
     seen = eval(report.stdout)  # what the program saw, as relayed by the checker
     assert 1 <= len(seen) <= 3 and all(cmd.rstrip().endswith("/main.py") for cmd in seen), seen  # itself only
     assert token not in "".join(seen)
+
+
+def test_a_run_that_kills_the_case_runner_ends_the_batch():
+    program = "import os, signal\nif input() == 'b':\n    os.kill(os.getppid(), signal.SIGKILL)\nprint('ran')"
+    results = run_untrusted_cases(program, ["a", "b", "c"], timeout=5)
+    assert [r.status for r in results] == ["ok", "killed"]
+    assert results[0].stdout == "ran\n" and results[1].stdout == ""
+    assert sandbox_processes() == []
+
+
+@needs_bwrap
+def test_a_fork_bomb_in_one_case_is_contained_and_cleared():
+    program = """
+import os
+if input() == "bomb":
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+print("fine")
+"""
+    results = run_untrusted_cases(program, ["ok", "bomb", "ok"], timeout=1)
+    assert [r.status for r in results] == ["ok", "timeout"]
+    assert sandbox_processes() == []
