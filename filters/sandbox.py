@@ -1,7 +1,10 @@
 """Run untrusted Python (a model's code answer) so that it cannot hurt the host.
 
 `run_untrusted(code, stdin=...)` writes the code to `main.py` in a fresh temp dir and
-runs it in a child process, returning a `SandboxResult`. What contains what:
+runs it in a child process, returning a `SandboxResult`. Two variants for the code
+verifier: `run_untrusted_cases(code, inputs)` runs it once per input in one sandbox (a
+fresh fork per input), `run_with_checker(program, checker)` runs a program and a
+checker that talks to it over two pipes, each in its own sandbox. What contains what:
 
 - **bubblewrap** (when `/usr/bin/bwrap` works; `isolation == "bwrap"`): new network
   namespace (only a private loopback: nothing outside, not even the host's 127.0.0.1),
@@ -10,9 +13,10 @@ runs it in a child process, returning a `SandboxResult`. What contains what:
   behind), new IPC namespace, a read-only view of `/`, a private size-capped tmpfs for
   the working dir and for `/tmp`, and `/root` and `/home` hidden behind empty tmpfs
   mounts (the interpreter's own prefix is mounted back, read-only).
-- **unshare** (fallback; `isolation == "unshare"`): `unshare --net --pid --fork` (with
-  `--map-root-user` when not root): no network and a private PID namespace, but the
-  file system is the host's (writes are limited only by permissions).
+- **unshare** (fallback; `isolation == "unshare"`): `unshare --net --pid --mount-proc
+  --fork` (with `--map-root-user` when not root): no network, a private PID namespace
+  and its own `/proc`, but the file system is the host's (writes are limited only by
+  permissions).
 - **nothing** (`isolation == "none"`): rlimits, the process group and the wall clock
   only. The program CAN reach the network and write wherever the user running curate
   can. `Code(require_isolation=True)` refuses to run in that case.
