@@ -18,7 +18,9 @@ from curate.filters.code import verify_code
 
 ASSERTS = json.dumps({"type": "assert", "code": "assert f(1) == 2\nassert f(2) == 3\nassert f(10) == 11"})
 STDIO = json.dumps({"type": "stdio", "cases": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5\n", "output": "10"}]})
-needs_isolation = pytest.mark.skipif(sandbox.isolation() == "none", reason="no sandbox: the checker is reachable")
+# Without a sandbox the hostile hacks would act on the host itself (kill(-1) as root
+# kills every process of the machine): they run only where the code is contained.
+needs_isolation = pytest.mark.skipif(sandbox.isolation() == "none", reason="no sandbox: hostile code would hit the host")
 
 
 def solution(code: str) -> str:
@@ -236,6 +238,7 @@ HACKS = {
 }
 
 
+@needs_isolation
 @pytest.mark.parametrize("name", list(HACKS))
 def test_reward_hack_is_not_a_pass(name):
     code, status, passed = HACKS[name]
@@ -326,6 +329,7 @@ STDIO_HACKS = {
 }
 
 
+@needs_isolation
 @pytest.mark.parametrize("name", list(STDIO_HACKS))
 def test_stdio_reward_hack_is_not_a_pass(name):
     code, status, passed = STDIO_HACKS[name]

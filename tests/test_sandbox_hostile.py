@@ -421,6 +421,7 @@ def test_huge_stderr_is_capped():
     assert len(result.stderr) <= 100_000 and result.wall_s < 3.0
 
 
+@needs_isolation
 def test_a_daemon_that_leaves_the_session_is_reaped():
     marker = f"daemon-{uuid.uuid4().hex}"
     code = f"""
@@ -502,6 +503,7 @@ for step in (lambda: open({str(REPO / name)!r}, "w").write("x"), lambda: open("/
     assert not (REPO / name).exists() and not Path(f"/etc/{name}").exists()
 
 
+@needs_bwrap
 def test_kernel_interfaces_are_read_only():
     code = """
 for path in ("/proc/sysrq-trigger", "/proc/sys/kernel/hostname", "/sys/kernel/mm/transparent_hugepage/enabled"):
