@@ -93,6 +93,9 @@ def main() -> None:
             slope = (statistics.median(walls[name, mode, hi]) - statistics.median(walls[name, mode, lo])) / (hi - lo)
             slopes.append(f"{name}: {slope * 1000:.2f} ms")
         print(f"{mode:6} per-test slope  " + "  ".join(slopes))
+    if sandbox.isolation() == "none":
+        print("reward hacks: not run (no sandbox here: hostile code would act on this machine)")
+        return
     for name, verify in verifiers.items():
         forged, total = forged_passes(verify)
         print(f"reward hacks passed by {name}: {forged}/{total}")
