@@ -188,7 +188,8 @@ def run_untrusted_cases(
     for line in whole.stdout.splitlines():
         try:
             status, returncode, out, err, wall = json.loads(line)
-            results.append(SandboxResult(str(status), int(returncode), str(out), str(err), float(wall), whole.isolation))
+            result = SandboxResult(str(status), int(returncode), str(out), str(err), float(wall), whole.isolation)
+            results.append(result)
         except (ValueError, TypeError):
             break
         if status != "ok" or len(results) == len(inputs):

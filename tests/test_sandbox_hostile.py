@@ -423,24 +423,21 @@ def test_huge_stderr_is_capped():
 
 @needs_isolation
 def test_a_daemon_that_leaves_the_session_is_reaped():
-    marker = f"daemon-{uuid.uuid4().hex}"
-    code = f"""
-import os, sys, time
+    """A double-forked daemon in a session of its own: not in the program's process
+    group, and an orphan; still gone when the run is over (its argv names the sandbox
+    dir, which is what sandbox_processes looks for, orphans included)."""
+    code = """
+import os, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        sys.argv[0] = {marker!r}
         time.sleep(60)
     os._exit(0)
 print("parent done")
 """
     result = run_untrusted(code, timeout=5)
     assert result.status == "ok" and result.stdout == "parent done\n"
-    time.sleep(0.3)
     assert sandbox_processes() == []
-    leftovers = subprocess.run(["pgrep", "-f", "time.sleep(60)"], capture_output=True, text=True).stdout.split()
-    ours = [pid for pid in leftovers if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()] if leftovers else []
-    assert ours == []
 
 
 def test_limits_cannot_be_raised():
