@@ -326,18 +326,7 @@ def test_oracle_cannot_find_the_expected_value():
     assert (v.keep, v.status, v.passed, v.total) == (False, "failed", 0, 1), v
 
 
-STDIO_# ... and keeps doing so from a thread that outlives everything.
-SPAM = """
-import threading, time
-def spam():
-    while True:
-        os.write(1, text)
-        os.write(2, text)
-        time.sleep(0.001)
-threading.Thread(target=spam, daemon=False).start()
-"""
-
-HACKS = {
+STDIO_HACKS = {
     "the expected output printed to stderr": ("import sys\nfor guess in range(20):\n    print(guess, file=sys.stderr)",
                                               "failed", 0),
     "sys.exit(0) with no output": ("import sys\nsys.exit(0)", "failed", 0),
