@@ -28,6 +28,7 @@ captured stdout itself.
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -133,13 +134,20 @@ def _run_asserts(code: str, test_code: str, limits: dict, mode: str) -> CodeVerd
         return CodeVerdict("error", 0, 0, mode, "the tests do not parse")
     steps = [(source, not isinstance(s, SETUP_NODES)) for s, source in zip(tree.body, _sources(test_code, tree.body))]
     total = sum(is_case for _, is_case in steps)
+    # The names the tests read come from the solution, unless the tests define them (their
+    # definitions run later and win) or they are builtins. A builtin the tests read and
+    # never define themselves (`abs`, `sorted`) must stay the builtin: a solution that
+    # redefines one is an error ("guarded").
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
     stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     stored |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
     stored |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in n.names}
-    wanted = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - stored)
-    checker = CHECKER.replace("STEPS = None", f"STEPS = {steps!r}").replace("WANTED = None", f"WANTED = {wanted!r}")
+    guarded = {name for name in loaded - stored if hasattr(builtins, name)}
+    checker = (CHECKER.replace("STEPS = None", f"STEPS = {steps!r}")
+               .replace("WANTED = None", f"WANTED = {sorted(loaded)!r}")
+               .replace("GUARDED = None", f"GUARDED = {sorted(guarded)!r}"))
     report, solution = sandbox.run_with_checker(SERVER + f"serve({code!r})\n", checker, **limits)
     if report.status in ("timeout", "output_limit"):
         return CodeVerdict(report.status, 0, total, mode, report.status.replace("_", " "))
@@ -281,6 +289,7 @@ import builtins, importlib, json, os, sys
 
 STEPS = None
 WANTED = None
+GUARDED = None
 MAX_ANSWER = 64 * 1024 * 1024
 to_solution = os.fdopen(int(sys.argv[1]), "wb")
 from_solution = os.fdopen(int(sys.argv[2]), "rb")
@@ -477,8 +486,10 @@ def main():
     for name, value in (found.items() if type(found) is dict else ()):
         if name not in WANTED:
             continue
-        if hasattr(builtins, name):
+        if name in GUARDED:
             finish("setup", 0, f"the solution redefines {name!r}, which the tests use")
+        if hasattr(builtins, name):
+            continue
         if type(value) is dict and set(value) == {"m"} and type(value["m"]) is str:
             if value["m"].split(".")[0] in sys.stdlib_module_names:
                 space[name] = importlib.import_module(value["m"])  # our own copy of the module

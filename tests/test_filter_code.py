@@ -223,3 +223,10 @@ def test_stdio_each_case_has_its_own_timeout():
     program = "import time\nx = input()\ntime.sleep(0.6)\nwhile x == 'loop':\n    pass\nprint(x)"
     v = verify_code(cases, f"</think>```python\n{program}\n```", timeout=1)
     assert (v.status, v.passed, v.total, v.reason) == ("timeout", 2, 4, "timeout")  # 0.6 s each is within 1 s
+
+
+def test_names_the_tests_also_use_locally_still_come_from_the_solution():
+    tests = json.dumps({"type": "assert", "code": "def run(f, sum=0):\n    return f(1) + sum\nassert run(f) == 2\n"
+                                                  "assert sum([f(1)]) == 2"})
+    v = verify_code(tests, "</think>```python\nsum = 5\ndef f(x):\n    return x + 1\n```")
+    assert (v.status, v.passed, v.total) == ("passed", 2, 2), v  # `sum` stays the builtin: the tests define one
