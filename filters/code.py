@@ -145,15 +145,14 @@ def _run_asserts(code: str, test_code: str, limits: dict, mode: str) -> CodeVerd
     stored |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in n.names}
     guarded = {name for name in loaded - stored if hasattr(builtins, name)}
-    checker = (CHECKER.replace("STEPS = None", f"STEPS = {steps!r}")
-               .replace("WANTED = None", f"WANTED = {sorted(loaded)!r}")
-               .replace("GUARDED = None", f"GUARDED = {sorted(guarded)!r}"))
+    settings = (steps, sorted(loaded), sorted(guarded))
+    checker = CHECKER.replace("STEPS = WANTED = GUARDED = None", f"STEPS, WANTED, GUARDED = {settings!r}")
     report, solution = sandbox.run_with_checker(SERVER + f"serve({code!r})\n", checker, **limits)
     if report.status in ("timeout", "output_limit"):
         return CodeVerdict(report.status, 0, total, mode, report.status.replace("_", " "))
     try:
         kind, passed, text = json.loads(report.stdout)
-    except ValueError:
+    except (ValueError, TypeError):
         last = _last_line(report.stderr) or _last_line(solution.stderr) or f"exit status {report.returncode}"
         return CodeVerdict("error", 0, total, mode, f"runtime error: {last}"[:200])
     if kind != "passed":
@@ -287,9 +286,7 @@ def serve(source):
 CHECKER = r'''
 import builtins, importlib, json, os, sys
 
-STEPS = None
-WANTED = None
-GUARDED = None
+STEPS = WANTED = GUARDED = None
 MAX_ANSWER = 64 * 1024 * 1024
 to_solution = os.fdopen(int(sys.argv[1]), "wb")
 from_solution = os.fdopen(int(sys.argv[2]), "rb")

@@ -230,3 +230,9 @@ def test_names_the_tests_also_use_locally_still_come_from_the_solution():
                                                   "assert sum([f(1)]) == 2"})
     v = verify_code(tests, "</think>```python\nsum = 5\ndef f(x):\n    return x + 1\n```")
     assert (v.status, v.passed, v.total) == ("passed", 2, 2), v  # `sum` stays the builtin: the tests define one
+
+
+def test_test_code_that_looks_like_the_harness_is_just_test_code():
+    tests = json.dumps({"type": "assert", "code": "WANTED = None\nSTEPS = WANTED = GUARDED = None\nassert f(1) == 2"})
+    v = verify_code(tests, SOLVE)
+    assert (v.status, v.passed, v.total) == ("passed", 1, 1), v
