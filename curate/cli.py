@@ -352,6 +352,18 @@ def report(given: dict):
     click.echo(f"report: {api.report(**given).out}")
 
 
+@stage(cli, "audit", "audit")
+def audit(given: dict):
+    from curate.audit import summary_lines
+
+    result = api.audit(**given)
+    for line in summary_lines(result.manifest):
+        click.echo(line)
+    for group in result.manifest["disagreements"]:
+        click.echo(f"  {group['count']:>6}  {group['kind']}: {group['cause']}")
+    click.echo(f"audit: {result.out}")
+
+
 @stage(train, "sft", "train_sft", context_settings={"max_content_width": 110})
 def train_sft(given: dict):
     if api.train_sft(**given).status == "interrupted":  # sft said so in one line
