@@ -19,7 +19,6 @@ RUN_DIR/audit.json and a self-contained page RUN_DIR/audit.html.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -84,7 +83,8 @@ def _number(s: str) -> float | None:
 def cause(status: str | None, predicted: str | None, reference: str | None) -> str:
     """A likely cause of a disagreement between the rules and the judge."""
     if not predicted or status in ("no_answer", "unparseable_gold", "timeout", "error"):
-        return {"unparseable_gold": "unparsed reference", "timeout": "timeout", "error": "error"}.get(status, "unparsed")
+        named = {"unparseable_gold": "unparsed reference", "timeout": "timeout", "error": "error"}
+        return named.get(status, "unparsed")
     p, r = predicted.strip(), (reference or "").strip()
     if p == r:
         return "identical answers"  # the rules read exactly the reference: the judge is the likelier error

@@ -8,13 +8,13 @@ import re
 
 import polars as pl
 import pytest
-from servers import Reply, ScriptedServer, chat_response
 
 from curate.audit import audit, cause, wilson
 from curate.errors import CurateError
 from curate.filters.judge import Judge, read_verdict, sampled
 from curate.filters.math import Math
 from helpers import curate
+from servers import Reply, ScriptedServer, chat_response
 
 
 def judge_server(equivalent):
@@ -190,7 +190,8 @@ def test_audit_counts_disagreements_by_cause():
 
 def test_audit_of_a_run_without_a_judge_is_one_line(tmp_path):
     (tmp_path / "kept").mkdir()
-    pl.DataFrame({"sample_id": ["a"], "math_status": ["correct"]}).write_parquet(tmp_path / "kept" / "part-00000.parquet")
+    frame = pl.DataFrame({"sample_id": ["a"], "math_status": ["correct"]})
+    frame.write_parquet(tmp_path / "kept" / "part-00000.parquet")
     r = curate("audit", tmp_path, check=False)
     assert r.returncode == 2 and "no judge verdicts" in r.stderr and "Traceback" not in r.stderr
 
@@ -205,3 +206,22 @@ def test_the_embedded_model_as_a_weak_judge_on_vllm():
         judge.close()
     assert [a.verdict in ("yes", "no", "unclear") for a in answers] == [True, True]
     assert all(a.text for a in answers) and judge.calls == 2
+
+
+def test_the_accuracy_reward_in_cascade_mode():
+    from curate.train.rewards import Accuracy
+
+    completions = [trace("The answer is twelve."), trace("It is a banana."), trace("$\\boxed{8}$"), trace("12")]
+    with judge_server(words_judge) as server:
+        reward = Accuracy(workers=1, judge={"backend": "openai", "base_url": server.base_url, "model": "judge"})
+        try:
+            scores = reward(completions, reference_answer=["12", "12", "7", None],
+                            problem=["5+7?", "5+7?", "3+4?", "x"])
+        finally:
+            reward.close()
+    assert scores == [1.0, 0.0, 0.0, None]
+    plain = Accuracy(workers=1)
+    try:
+        assert plain(completions[:1], reference_answer=["12"]) == [0.0]  # the rules alone cannot read "twelve"
+    finally:
+        plain.close()
