@@ -52,11 +52,12 @@ def measure(label: str, make, recall_set: list[str], fp_sets: dict[str, tuple[st
     full.prepare()
     index_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    asked = full._judge.calls if full._judge else 0  # a judge shared across methods: count this one's calls
     hits = [not v.keep for v in full.check_many(recall_set)]
     caught = sum(hits)
     recall_s = time.perf_counter() - t0
-    calls = getattr(full._judge, "calls", 0) if full._judge else 0
-    full.close()
+    calls = full._judge.calls - asked if full._judge else 0
+    asked += calls
     out = {"method": label, "recall": caught / len(recall_set), "caught": caught, "rephrased": len(recall_set),
            "index_s": round(index_s, 2), "recall_s_per_1k": round(1000 * recall_s / len(recall_set), 2),
            "judge_calls_recall": calls, "fp": {},
@@ -69,8 +70,8 @@ def measure(label: str, make, recall_set: list[str], fp_sets: dict[str, tuple[st
         seconds = time.perf_counter() - t0
         out["fp"][name] = {"flagged": len(flagged), "of": len(queries), "rate": len(flagged) / len(queries),
                            "s_per_1k": round(1000 * seconds / len(queries), 2),
-                           "judge_calls": f._judge.calls if f._judge else 0, "examples": flagged[:3]}
-        f.close()
+                           "judge_calls": f._judge.calls - asked if f._judge else 0, "examples": flagged[:3]}
+        asked = f._judge.calls if f._judge else 0
     total = sum(v["flagged"] for v in out["fp"].values())
     n = sum(v["of"] for v in out["fp"].values())
     out["fp_rate"] = total / n
@@ -109,7 +110,9 @@ def main() -> None:
         measure("ngram+embed", lambda b: Decontam(benchmarks=b, method="ngram+embed"), rephrased, sets()),
     ]
     if args.judge:
-        judge = {"backend": "vllm", "max_tokens": 48, "kv_cache_gb": 1}
+        from curate.filters.judge import Judge
+
+        judge = Judge(backend="vllm", template="same_problem", max_tokens=48, kv_cache_gb=1)  # one engine for all
         for method in ("llm", "ngram+embed+llm"):
             results.append(measure(f"{method} (SmolLM2-135M judge)",
                                    lambda b, m=method: Decontam(benchmarks=b, method=m, judge=judge),
@@ -128,6 +131,8 @@ def main() -> None:
         for name, v in r["fp"].items():
             if v["flagged"]:
                 print(f"    FP {name}: {v['flagged']}/{v['of']}; e.g. {v['examples'][0][:100]!r}")
+    if args.judge:
+        judge.close()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

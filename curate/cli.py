@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from curate import __version__, api
-from curate.errors import CurateError
+from curate.errors import CurateError, one_line
 from curate.options import pairs
 
 
@@ -26,7 +26,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CurateError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the stage's manifest says `interrupted`
             click.echo("interrupted: what is finished is saved; re-run the same command to resume", err=True)

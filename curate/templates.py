@@ -28,9 +28,8 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import yaml
 
-from curate.errors import CurateError
+from curate.errors import CurateError, load_yaml
 
 SUFFIX = ".jinja"
 
@@ -139,12 +138,7 @@ def _read_meta(source: str, shown: str) -> dict:
     end = stripped.find("---#}")
     if end < 0:
         raise CurateError(f"{shown}:1: metadata comment opened with '{{#---' is not closed with '---#}}'")
-    try:
-        meta = yaml.safe_load(stripped[5:end]) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        raise CurateError(f"{where}: bad template metadata: {getattr(e, 'problem', e)}") from None
+    meta = load_yaml(stripped[5:end], shown, what="bad template metadata") or {}
     if not isinstance(meta, dict):
         raise CurateError(f"{shown}:1: template metadata must be a YAML mapping")
     return meta

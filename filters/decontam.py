@@ -438,6 +438,9 @@ class Decontam(RowFilter):
         kinds = {"threshold": (float, 0.0, 1.0), "numbers": (float, 0.0, 1.0), "top_k": (int, 1, None),
                  "embed_model": (str, None, None), "candidates": (float, 0.0, 1.0), "ask": (int, 1, None),
                  "judge": (dict, None, None)}
+        shared_judge = judge if isinstance(judge, Judge) else None  # from Python: a judge already started
+        if shared_judge is not None:
+            given["judge"] = judge = shared_judge.settings()
         for key in sorted(uses):
             kind, low, high = kinds[key]
             value = self.param(key, given[key], kind, minimum=low, maximum=high, optional=True)
@@ -446,8 +449,8 @@ class Decontam(RowFilter):
         if "llm" in methods and judge is None:
             raise CurateError("filter decontam: method llm needs a judge, e.g. "
                               "judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
-        self._judge = (Judge.from_spec(judge, "filter decontam", template="same_problem", max_tokens=256)
-                       if "llm" in methods else None)
+        self._judge = shared_judge or (Judge.from_spec(judge, "filter decontam", template="same_problem",
+                                                       max_tokens=256) if "llm" in methods else None)
         # loaded now, when the chain is planned: a missing file or an unreachable Hub
         # benchmark is refused before anything is written
         self._loaded = [Benchmark.load(spec) for spec in self.benchmarks]
