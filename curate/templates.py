@@ -29,7 +29,7 @@ from pathlib import Path
 
 import jinja2
 
-from curate.errors import CurateError, load_yaml
+from curate.errors import CurateError, load_yaml, one_line
 
 SUFFIX = ".jinja"
 
@@ -80,7 +80,11 @@ class Template:
                 + ("; pass --examples FILE" if "'examples'" in str(e.message) else "")
             ) from None
         except jinja2.TemplateError as e:
-            raise CurateError(f"{self.path}: template error: {e}") from None
+            raise CurateError(f"{self.path}: template error: {one_line(e)}") from None
+        except CurateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the template's own expression failed ({{ 1/0 }}, a bad call)
+            raise CurateError(f"{self.path}: template error: {type(e).__name__}: {one_line(e)}") from None
         if not messages:
             return text
         if text.strip():
