@@ -12,7 +12,8 @@ import types as _types
 
 __version__ = "0.1.0"
 
-__all__ = ["generate", "filter", "select", "mix", "card", "publish", "report", "train_sft", "train_grpo", "evaluate",
+__all__ = ["generate", "filter", "select", "mix", "card", "publish", "report", "audit", "train_sft", "train_grpo",
+           "evaluate",
            "Result", "CurateError"]
 
 

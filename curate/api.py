@@ -28,6 +28,7 @@ OPTIONS = {
     "card": ("curate.card", "CardOptions"),
     "publish": ("curate.publish", "PublishOptions"),
     "report": ("curate.report", "ReportOptions"),
+    "audit": ("curate.audit", "AuditOptions"),
     "train_sft": ("curate.train.sft", "SFTOptions"),
     "train_grpo": ("curate.train.grpo", "GRPOOptions"),
     "evaluate": ("curate.train.eval", "EvalOptions"),
@@ -149,6 +150,17 @@ def report(options=None, /, **kwargs) -> Result:
     path = stage.write_report(opts.run_dir, opts.out, samples=opts.samples, language_sample=opts.language_sample,
                               seed=opts.seed, progress=opts.progress)
     return Result(path, _manifest(opts.run_dir))
+
+
+def audit(options=None, /, **kwargs) -> Result:
+    """Where the rule verifier and the LLM judge disagree, by cause, with the rules' error rates.
+
+    Returns the page's path and the audit (manifest: counts, rates with 95% intervals,
+    disagreements with examples), also written as audit.json beside the page."""
+    stage = import_module("curate.audit")
+    opts = build(stage.AuditOptions, options, **kwargs)
+    path, result = stage.run(opts)
+    return Result(path, result)
 
 
 def train_sft(options=None, /, **kwargs) -> Result:

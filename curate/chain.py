@@ -29,9 +29,8 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-import yaml
 
-from curate.errors import CurateError
+from curate.errors import CurateError, load_yaml
 from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
 from curate.formats import PRESETS, Layout, resolve
@@ -59,12 +58,7 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
     shown = "the default chain" if path is None else str(path)
     if path is not None and not Path(path).is_file():
         raise CurateError(f"{path}: no such chain file")
-    try:
-        doc = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        raise CurateError(f"{where}: bad YAML: {getattr(e, 'problem', e)}") from None
+    doc = load_yaml(source.read_text(encoding="utf-8"), shown)
     items = doc.get("filters") if isinstance(doc, dict) else None
     if not isinstance(items, list) or not items:
         raise CurateError(f"{shown}: expected a `filters:` list, "

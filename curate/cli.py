@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from curate import __version__, api
-from curate.errors import CurateError
+from curate.errors import CurateError, one_line
 from curate.options import pairs
 
 
@@ -26,7 +26,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CurateError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the stage's manifest says `interrupted`
             click.echo("interrupted: what is finished is saved; re-run the same command to resume", err=True)
@@ -350,6 +350,18 @@ def publish(given: dict):
 @stage(cli, "report", "report")
 def report(given: dict):
     click.echo(f"report: {api.report(**given).out}")
+
+
+@stage(cli, "audit", "audit")
+def audit(given: dict):
+    from curate.audit import summary_lines
+
+    result = api.audit(**given)
+    for line in summary_lines(result.manifest):
+        click.echo(line)
+    for group in result.manifest["disagreements"]:
+        click.echo(f"  {group['count']:>6}  {group['kind']}: {group['cause']}")
+    click.echo(f"audit: {result.out}")
 
 
 @stage(train, "sft", "train_sft", context_settings={"max_content_width": 110})

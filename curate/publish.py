@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.errors import CurateError
+from curate.errors import CurateError, load_yaml, one_line
 from curate.options import opt
 from curate.store import locked, now, package_versions, read_manifest, sha256_files, write_text_atomic
 
@@ -130,7 +130,6 @@ def validate_card(card: str, root: Path) -> dict:
     mapping huggingface_hub's DatasetCard accepts, the fields the Hub reads have the
     types it expects, every `configs` data_files pattern matches shards under DIR, and
     every image the card shows from DIR exists. One line per problem found first."""
-    import yaml
     from huggingface_hub import DatasetCard
     from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
@@ -138,15 +137,11 @@ def validate_card(card: str, root: Path) -> dict:
     match = REGEX_YAML_BLOCK.search(card)
     if not match or match.start() != 0:
         raise CurateError(f"{where}: the card has no YAML metadata block (--- … --- at the top)")
+    metadata = load_yaml(match.group(2), str(where), what="invalid YAML in the card", first_line=2)  # after ---
     try:
         DatasetCard(card, ignore_metadata_errors=False)
-        metadata = yaml.safe_load(match.group(2))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 2}" if mark else ""  # +1 for 0-based, +1 for the opening ---
-        raise CurateError(f"{where}{line}: invalid YAML in the card: {getattr(e, 'problem', None) or e}") from None
     except ValueError as e:
-        raise CurateError(f"{where}: invalid card metadata: {e}") from None
+        raise CurateError(f"{where}: invalid card metadata: {one_line(e)}") from None
     if not isinstance(metadata, dict) or not metadata:
         raise CurateError(f"{where}: the card's YAML block is empty or not a mapping")
 

@@ -28,9 +28,8 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import yaml
 
-from curate.errors import CurateError
+from curate.errors import CurateError, load_yaml, one_line
 
 SUFFIX = ".jinja"
 
@@ -81,7 +80,11 @@ class Template:
                 + ("; pass --examples FILE" if "'examples'" in str(e.message) else "")
             ) from None
         except jinja2.TemplateError as e:
-            raise CurateError(f"{self.path}: template error: {e}") from None
+            raise CurateError(f"{self.path}: template error: {one_line(e)}") from None
+        except CurateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the template's own expression failed ({{ 1/0 }}, a bad call)
+            raise CurateError(f"{self.path}: template error: {type(e).__name__}: {one_line(e)}") from None
         if not messages:
             return text
         if text.strip():
@@ -139,12 +142,7 @@ def _read_meta(source: str, shown: str) -> dict:
     end = stripped.find("---#}")
     if end < 0:
         raise CurateError(f"{shown}:1: metadata comment opened with '{{#---' is not closed with '---#}}'")
-    try:
-        meta = yaml.safe_load(stripped[5:end]) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        raise CurateError(f"{where}: bad template metadata: {getattr(e, 'problem', e)}") from None
+    meta = load_yaml(stripped[5:end], shown, what="bad template metadata") or {}
     if not isinstance(meta, dict):
         raise CurateError(f"{shown}:1: template metadata must be a YAML mapping")
     return meta

@@ -63,6 +63,7 @@ from sympy import Basic, MatrixBase
 from curate.errors import CurateError
 from curate.filters.answers import read_answers, same_answer
 from curate.filters.base import Decision, RowFilter, Verdict
+from curate.filters.judge import JUDGE_SCORES, Judge, cascade
 from curate.parsing import parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
@@ -75,6 +76,7 @@ REASONS = {
     "error": "verification error",
 }
 UNVERIFIABLE = ("no_gold", "unparseable_gold")
+UNDECIDED = ("no_answer", "unparseable_gold", "timeout", "error")  # what a judge may decide in cascade mode
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
@@ -335,8 +337,7 @@ class Math(RowFilter):
     """
 
     name = "math"
-    needs = ("completion", "reference_answer")
-    scores = {"math_status": pl.String, "math_predicted": pl.String}
+    rule_scores = {"math_status": pl.String, "math_predicted": pl.String}
 
     def __init__(
         self,
@@ -345,6 +346,8 @@ class Math(RowFilter):
         keep_unverifiable: bool = False,
         chunk_size: int = 64,
         guard_slack_s: float = 10.0,
+        mode: str = "rules",
+        judge: dict | None = None,
         _verify: Callable = verify_math,
     ):
         self.workers = self.param("workers", workers if workers is not None else DEFAULT_WORKERS, int, minimum=1)
@@ -356,6 +359,32 @@ class Math(RowFilter):
         # _verify: MathPool's test hook (not a parameter: it stays out of params())
         self._pool = MathPool(self.workers, self.timeout, chunk_size=self.chunk_size,
                               guard_slack_s=self.guard_slack_s, verifier=_verify)
+        # cascade: an LLM judge decides what the rules cannot (filters/judge.py)
+        # (in params only when given: a rules-only chain keeps its config fingerprint)
+        mode = self.param("mode", mode, str, choices=("rules", "cascade"))
+        judge = self.param("judge", judge, dict, optional=True)
+        self._judge = None
+        if mode == "cascade":
+            if judge is None:
+                raise CurateError("filter math: mode cascade needs a judge, e.g. "
+                                  "judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
+            self.mode, self.judge = mode, judge
+            self._judge = Judge.from_spec(judge, "filter math")
+        elif judge is not None:
+            raise CurateError("filter math: parameter judge needs mode: cascade")
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ("completion", "reference_answer", "problem") if self._judge else ("completion", "reference_answer")
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        return ("sample_id",) if self._judge else ()
+
+    @property
+    def scores(self) -> dict:
+        extra = {name: pl.String for name in JUDGE_SCORES} if self._judge else {}
+        return {**self.rule_scores, **extra}
 
     @property
     def pool(self) -> MathPool:
@@ -363,23 +392,54 @@ class Math(RowFilter):
 
     def verify(self, row: dict) -> Verdict:
         """One row, in this process (its main thread)."""
-        return self.judge(self._pool.verifier(row["reference_answer"], row["completion"], timeout=self.timeout))
+        verdicts = [self._pool.verifier(row["reference_answer"], row["completion"], timeout=self.timeout)]
+        return self.settle(self._second_opinion([row], verdicts)[0])
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
         pairs = list(zip(batch["reference_answer"].to_list(), batch["completion"].to_list()))
-        return self.decide([self.judge(v) for v in self._pool.verify(pairs)])
+        verdicts = self._second_opinion(batch, self._pool.verify(pairs))
+        return self.decide([self.settle(v) for v in verdicts])
 
-    def judge(self, verdict: MathVerdict) -> Verdict:
-        """The verifier's verdict, but kept when unverifiable and `keep_unverifiable`."""
-        if self.keep_unverifiable and verdict.status in UNVERIFIABLE:
+    def _second_opinion(self, rows, verdicts: list[MathVerdict]) -> list[Verdict]:
+        """In cascade mode, the judge's verdicts on what the rules left undecided (and on its sample)."""
+        if self._judge is None:
+            return verdicts
+        if isinstance(rows, pl.DataFrame):
+            rows = list(self.rows(rows))
+        questions = [math_question(r, v) for r, v in zip(rows, verdicts)]
+        keys = [str(r.get("sample_id") or f"{r.get('problem')}\0{r.get('completion')}") for r in rows]
+        return cascade(self._judge, questions, verdicts, UNDECIDED, keys)
+
+    def settle(self, verdict: Verdict) -> Verdict:
+        """The verifier's verdict, but kept when unverifiable and `keep_unverifiable` (and no judge decided it)."""
+        if (self.keep_unverifiable and verdict.scores["math_status"] in UNVERIFIABLE
+                and verdict.scores.get("verdict_by") != "judge"):
             return Verdict(True, None, verdict.scores)
         return verdict
 
     def manifest_info(self) -> dict:
-        return {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout))}
+        info = {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout))}
+        if self._judge is not None:
+            info["judge"] = {**self._judge.settings(), "calls": self._judge.calls}
+        return info
 
     def close(self) -> None:
         self._pool.close()
+        if self._judge is not None:
+            self._judge.close()
+
+
+def math_question(row: dict, verdict: Verdict) -> dict | None:
+    """What the judge is asked about a row: its problem, reference and final answer (the
+    answer read by the rules, else the answer text after the reasoning, its last 2,000
+    characters); None when there is no reference or no answer text to judge."""
+    gold = row.get("reference_answer")
+    if gold is None or not str(gold).strip():
+        return None
+    answer = verdict.scores.get("math_predicted") or parse_completion(row.get("completion")).answer
+    if not answer or not answer.strip():
+        return None
+    return {"problem": str(row.get("problem") or ""), "reference_answer": str(gold), "final_answer": answer[-2000:]}
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 as a local benchmark; GSM8K questions are the clean problems. The Hub is offline here."""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -96,8 +97,8 @@ def test_bad_parameters():
     assert Decontam().params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram", "min_informative": 3}
 
 
-def test_methods_registry_has_the_ngram_method(math500):
-    assert METHODS["ngram"] is NgramOverlap
+def test_the_ngram_method(math500):
+    assert METHODS == ("ngram", "embed", "llm")
     m = NgramOverlap(n=8)
     m.index([Benchmark("MATH-500", math500)])
     assert m.match(math500[3])[0] == "MATH-500"
@@ -149,3 +150,92 @@ def test_an_overlap_of_generic_words_or_numbers_does_not_flag_on_its_own(gsm8k, 
     m = NgramOverlap(n=8, min_informative=min_informative)  # a doctest's number list
     m.index([Benchmark("HumanEval", [">>> sort_numbers([1, 2, 3, 4, 5, 6, 7, 8])\n[1, 2, 3, 4, 5, 6, 7, 8]"])])
     assert (m.match("Reverse the list 1, 2, 3, 4, 5, 6, 7, 8, 9 in place.") is not None) == generic_flagged
+
+
+# -- paraphrase-robust methods: embed (nearest neighbours + numbers) and llm (a judge) -----
+
+# GSM8K and MATH-500 test problems rephrased (benchmarks/data/README.md)
+REPHRASED = [json.loads(line) for line in
+             (Path(__file__).parents[1] / "benchmarks" / "data" / "decontam_rephrased.jsonl").open()]
+
+
+def test_embed_catches_rephrased_benchmark_problems(gsm8k, math500):
+    f = Decontam(benchmarks=["gsm8k", f"MATH-500={MATH500}"], method="embed")
+    verdicts = f.check_many([r["rephrased"] for r in REPHRASED])
+    caught = [not v.keep for v in verdicts]
+    assert sum(caught) / len(caught) >= 0.9
+    first = verdicts[0]  # Janet's ducks, rephrased
+    assert first.scores["decontam_benchmark"] == "GSM8K"
+    assert first.reason.startswith("contaminated: GSM8K rephrased (GSM8K item 0, cosine ")
+    assert "numbers 1.00" in first.reason
+    assert Decontam(benchmarks=["gsm8k"], method="ngram").check_many([REPHRASED[0]["rephrased"]])[0].keep
+
+
+def test_embed_leaves_other_problems_of_the_same_kind(gsm8k, tmp_path):
+    # GSM8K's even items as the benchmark, its odd items as training problems: all different problems
+    path = tmp_path / "even.jsonl"
+    path.write_text("".join(json.dumps({"question": q}) + "\n" for q in gsm8k[0::2]))
+    verdicts = Decontam(benchmarks=[f"GSM8K-even={path}"], method="embed").check_many(gsm8k[1::2])
+    flagged = sum(not v.keep for v in verdicts)
+    assert flagged / len(verdicts) <= 0.01, flagged
+
+
+def test_the_same_template_with_other_numbers_is_not_contaminated():
+    f = Decontam(benchmarks=["gsm8k"], method="embed")
+    original_numbers = REPHRASED[0]["rephrased"]
+    other = original_numbers.replace("16", "25").replace("three", "five").replace("four", "six").replace("$2", "$3")
+    assert not f.check(original_numbers).keep and f.check(other).keep
+
+
+def test_llm_method_asks_the_judge_about_near_items_only():
+    from servers import Reply, ScriptedServer, chat_response
+
+    janet = REPHRASED[0]["rephrased"]
+
+    def respond(call):
+        same = "Janet" in call.prompt.split("Benchmark problem:")[1] and "Janet" in call.prompt.split("Benchmark")[0]
+        return Reply(body=chat_response(["Same givens, same question. [[YES]]" if same else "Different. [[NO]]"]))
+
+    with ScriptedServer(respond) as server:
+        f = Decontam(benchmarks=["gsm8k"], method="llm", ask=1,
+                     judge={"backend": "openai", "base_url": server.base_url, "model": "judge"})
+        try:
+            verdicts = f.check_many([janet, "Write a haiku about the sea.", REPHRASED[1]["rephrased"]])
+        finally:
+            f.close()
+        asked = len(server.calls)
+    assert [v.keep for v in verdicts] == [False, True, True]
+    assert verdicts[0].reason.startswith("contaminated: GSM8K rephrased (judge: same problem; GSM8K item 0, cosine")
+    assert asked == 2  # the haiku has no candidate near enough to ask about
+    assert f.manifest_info()["judge"]["calls"] == 2 and f.manifest_info()["methods"] == ["llm"]
+
+
+def test_methods_combine_in_order_and_bad_settings_are_one_line_errors(math500):
+    f = Decontam(benchmarks=[f"MATH-500={MATH500}"], method="ngram+embed")
+    verdicts = f.check_many([math500[3], REPHRASED[-1]["rephrased"]])
+    assert "8-gram" in verdicts[0].reason or "whole problem" in verdicts[0].reason
+    assert "rephrased" in verdicts[1].reason
+    assert Decontam(benchmarks=["math500"]).params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram",
+                                                         "min_informative": 3}
+    for kwargs, message in [({"method": "bert"}, "method must be one or more of ngram, embed, llm"),
+                            ({"method": "embed+embed"}, "method must be one or more"),
+                            ({"threshold": 0.5}, "parameter threshold is not used by method ngram"),
+                            ({"method": "llm"}, "method llm needs a judge"),
+                            ({"method": "embed", "threshold": 2.0}, "parameter threshold must be <= 1.0")]:
+        with pytest.raises(CurateError, match=message):
+            Decontam(benchmarks=["math500"], **kwargs)
+
+
+def test_an_embed_filter_travels_to_a_worker_and_rebuilds_its_index():
+    import pickle
+
+    f = Decontam(benchmarks=["gsm8k"], method="embed")
+    assert not f.check(REPHRASED[0]["rephrased"]).keep
+    g = pickle.loads(pickle.dumps(f))
+    assert not g.check(REPHRASED[0]["rephrased"]).keep
+
+
+def test_embed_with_a_local_encoder_model(tiny_model):
+    f = Decontam(benchmarks=[f"MATH-500={MATH500}"], method="embed", embed_model=str(tiny_model), threshold=0.999)
+    verdict = f.check(read(MATH500, "problem")[7])  # the very text: cosine 1 with any encoder
+    assert not verdict.keep and "MATH-500 item 7" in verdict.reason

@@ -110,7 +110,7 @@ def test_plan_lists_the_commit_operations_and_leaves_dataset_out(mix_dir):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda c: c.replace("license: mit\n", "license: [mit\n"), "README.md:3: invalid YAML in the card"),
+    (lambda c: c.replace("license: mit\n", "license: [mit\n"), "README.md:3:9: invalid YAML in the card"),
     (lambda c: c.replace("---\n", "", 1), "has no YAML metadata block"),
     (lambda c: c.replace("license: mit\n", ""), "the card's YAML has no `license`"),
     (lambda c: c.replace("- n<1K", "- tiny"), "size_categories 'tiny' is not one of the Hub's"),

@@ -137,6 +137,8 @@ class GRPOOptions:
     temperature: float = opt(R1_DEFAULTS["temperature"], "Rollout temperature (R1: 1.0).")
     loss_type: str = opt(R1_DEFAULTS["loss_type"], "TRL loss_type (R1: grpo; TRL's default: dapo).")
     overlong_buffer: int = opt(256, "overlong reward: tokens before the limit where the penalty ramps.")
+    judge: dict = opt({}, "KEY=VALUE: the accuracy reward in cascade mode, an LLM judge scoring what the rules "
+                          "cannot (backend=, model=, base_url=, ...; repeatable).", pairs="KEY=VALUE", parse="yaml")
     seed: int = opt(0, "Seed of the sampling and the data order.")
     save_steps: int = opt(100, "Checkpoint every N steps (re-running resumes from the last).")
     vllm: bool | None = opt(None, "Generate with vLLM (default: when a GPU and vLLM are present).")
@@ -167,7 +169,9 @@ def parse_rewards(spec: str, opts: GRPOOptions) -> tuple[list, list[float]]:
         except ValueError:
             raise CurateError(f"--rewards: {item!r}: the weight must be a number") from None
         func = rewards.REWARDS[name]
-        if name == "format":
+        if name == "accuracy" and opts.judge:
+            func = rewards.Accuracy(judge=opts.judge)
+        elif name == "format":
             func = partial(func, style=opts.format_style or ("r1_zero" if opts.template == "r1_zero" else "think"))
         elif name == "language":
             func = partial(func, lang=opts.lang)
@@ -437,6 +441,7 @@ def plan(opts: GRPOOptions) -> GRPOPlan:
     config = {"policy": opts.policy, "data": {k: data_info[k] for k in ("path", "kind", "template_sha256", "answers",
                                                                            "rows")},
               "rewards": opts.rewards, "format_style": opts.format_style, "lang": opts.lang,
+              **({"judge": opts.judge} if opts.judge else {}),
               "grpo": {k: v for k, v in kwargs.items() if k not in LENGTH_KEYS + ("disable_tqdm", "report_to")}}
     run = open_run(opts.out, "train-grpo", config, overwrite=opts.overwrite, command=opts.command)
     return GRPOPlan(opts, tokenizer, reward_funcs, weights, kwargs, rows, data_info, run)

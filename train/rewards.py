@@ -33,9 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from curate.filters.code import verify_code
 from curate.filters.format import check_format
+from curate.filters.judge import Judge, cascade
 from curate.filters.language import normalise_language, target_language_ratio
 from curate.filters.length import is_truncated
-from curate.filters.math import UNVERIFIABLE, MathPool
+from curate.filters.math import UNDECIDED, UNVERIFIABLE, MathPool, math_question
 from curate.parsing import parse_completion
 
 NAMES = ("accuracy", "format", "language", "overlong")
@@ -67,20 +68,31 @@ class Accuracy:
 
     __name__ = "accuracy"  # TRL logs a reward function under its __name__
 
-    def __init__(self, workers: int | None = None, timeout: float = 5.0):
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, judge: Judge | dict | None = None):
         self.pool = MathPool(workers, timeout)
+        # cascade: an LLM judge scores what the rules cannot decide (filters/judge.py)
+        self.judge = Judge.from_spec(judge, "accuracy reward") if judge is not None else None
 
-    def __call__(self, completions, reference_answer=None, tests=None, prefill=None, **_) -> list[float | None]:
+    def __call__(self, completions, reference_answer=None, tests=None, prefill=None, problem=None,
+                 **_) -> list[float | None]:
         texts = _texts(completions, prefill)
         n = len(texts)
         golds = reference_answer if reference_answer is not None else [None] * n
         tests = tests if tests is not None else [None] * n
+        problems = problem if problem is not None else [""] * n
         out: list[float | None] = [None] * n
         code_rows = [i for i in range(n) if tests[i]]
         math_rows = [i for i in range(n) if not tests[i] and golds[i] is not None and str(golds[i]).strip()]
         if math_rows:
-            for i, v in zip(math_rows, self.pool.verify([(str(golds[i]), texts[i]) for i in math_rows])):
-                out[i] = None if v.status in UNVERIFIABLE else float(v.correct)
+            verdicts = self.pool.verify([(str(golds[i]), texts[i]) for i in math_rows])
+            if self.judge is not None:
+                rows = [{"problem": problems[i], "reference_answer": str(golds[i]), "completion": texts[i]}
+                        for i in math_rows]
+                verdicts = cascade(self.judge, [math_question(r, v) for r, v in zip(rows, verdicts)], verdicts,
+                                   UNDECIDED, [f"{r['problem']}\0{r['completion']}" for r in rows])
+            for i, v in zip(math_rows, verdicts):
+                unverifiable = v.scores["math_status"] in UNVERIFIABLE and v.scores.get("verdict_by") != "judge"
+                out[i] = None if unverifiable else float(v.keep)
         if code_rows:
             with ThreadPoolExecutor(min(4, len(code_rows))) as threads:  # each test case is its own subprocess
                 verdicts = list(threads.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
@@ -90,6 +102,8 @@ class Accuracy:
 
     def close(self) -> None:
         self.pool.close()
+        if self.judge is not None:
+            self.judge.close()
 
 
 accuracy = Accuracy()

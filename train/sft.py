@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from curate.errors import CurateError
+from curate.errors import CurateError, load_yaml
 from curate.options import opt
 
 HERE = Path(__file__).resolve().parent
@@ -166,15 +166,9 @@ def recipe_path(name: str) -> Path:
 
 
 def load_recipe(name: str) -> dict:
-    import yaml
 
     path = recipe_path(name)
-    try:
-        recipe = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise CurateError(f"{path}{where}: malformed YAML ({getattr(e, 'problem', e)})") from None
+    recipe = load_yaml(path.read_text(), str(path), what="malformed YAML") or {}
     if not isinstance(recipe, dict):
         raise CurateError(f"{path}: a recipe is a mapping of option: value")
     recipe = {str(k).replace("-", "_"): v for k, v in recipe.items()}

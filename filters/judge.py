@@ -1,0 +1,188 @@
+"""An LLM judge: the second opinion behind the rule verifiers and the decontamination check.
+
+`Judge` renders a prompt template (prompts/judge.jinja: "are these two answers
+equivalent?"; prompts/same_problem.jinja: "is this the same problem, rephrased?") and asks
+a model through generate's backends (vllm, openai, transformers): one greedy sample per
+question. The reply's last `[[YES]]` / `[[NO]]` is the verdict; a reply with neither is
+"unclear", which never decides anything. Questions are cached by their rendered
+prompt, so the k samples of a problem that give the same final answer cost one call.
+
+A judge is given as a mapping wherever a filter or reward takes one:
+
+    judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: judge, sample: 0.05}
+
+The backend starts on the first question (a filter shipped to a worker process carries
+only its settings). See docs/ARCHITECTURE.md, "Verification you can trust".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from curate.errors import CurateError
+
+VERDICT = re.compile(r"\[\[\s*(YES|NO)\s*\]\]", re.IGNORECASE)
+SETTINGS = {"backend", "model", "base_url", "template", "max_tokens", "sample", "seed", "concurrency",
+            "api_key_env", "request_timeout", "max_retries", "max_model_len", "kv_cache_gb", "dtype"}
+ENGINE_KEYS = {"base_url", "concurrency", "api_key_env", "max_retries", "max_model_len", "kv_cache_gb", "dtype"}
+
+
+@dataclass(frozen=True)
+class JudgeAnswer:
+    """What the judge said: `verdict` "yes" / "no" / "unclear", and its whole reply."""
+
+    verdict: str
+    text: str
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in ("yes", "no")
+
+
+def read_verdict(reply: str | None) -> str:
+    """"yes" / "no" from the reply's last [[YES]] / [[NO]]; "unclear" without one."""
+    found = VERDICT.findall(reply or "")
+    return found[-1].lower() if found else "unclear"
+
+
+def sampled(key: str, fraction: float, seed: int = 0) -> bool:
+    """A stable coin: the same key is in the sample every time (audits resume and repeat)."""
+    if fraction <= 0:
+        return False
+    if fraction >= 1:
+        return True
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
+
+
+class Judge:
+    """Ask a model yes/no questions through a template; see the module docstring."""
+
+    def __init__(self, backend: str = "openai", model: str | None = None, template: str = "judge",
+                 max_tokens: int = 512, sample: float = 0.0, seed: int = 0, **engine):
+        from curate.templates import load_template
+
+        if backend not in ("vllm", "openai", "transformers"):
+            raise CurateError(f"judge: backend must be vllm, openai or transformers, not {backend!r}")
+        if not isinstance(sample, (int, float)) or not 0 <= sample <= 1:
+            raise CurateError(f"judge: sample must be a fraction between 0 and 1, got {sample!r}")
+        unknown = set(engine) - ENGINE_KEYS - {"request_timeout"}
+        if unknown:
+            raise CurateError(f"judge: unknown setting {', '.join(sorted(unknown))}; "
+                              f"expected some of {', '.join(sorted(SETTINGS))}")
+        self.backend_name, self.model = backend, model
+        self.template = load_template(template)
+        self.max_tokens, self.sample, self.seed = int(max_tokens), float(sample), int(seed)
+        self.engine = {("timeout" if k == "request_timeout" else k): v for k, v in engine.items()}
+        self.calls = 0  # questions sent to the model (cache misses)
+        self._backend = None
+        self._cache: dict[str, JudgeAnswer] = {}
+
+    @classmethod
+    def from_spec(cls, spec, where: str, **defaults) -> Judge:
+        """A Judge from a filter's or reward's `judge:` mapping; errors name `where`."""
+        if isinstance(spec, Judge):
+            return spec
+        if not isinstance(spec, dict):
+            raise CurateError(f"{where}: judge must be a mapping such as "
+                              "{backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
+        unknown = set(spec) - SETTINGS
+        if unknown:
+            raise CurateError(f"{where}: judge: unknown setting {', '.join(sorted(unknown))}; "
+                              f"expected some of {', '.join(sorted(SETTINGS))}")
+        try:
+            return cls(**{**defaults, **spec})
+        except CurateError as e:
+            raise CurateError(f"{where}: {e}") from None
+
+    def settings(self) -> dict:
+        """What the manifest records (no key, no engine object)."""
+        return {"backend": self.backend_name, "model": self.model or "embedded", "template": self.template.name,
+                "template_sha256": self.template.sha, "max_tokens": self.max_tokens, "sample": self.sample,
+                **{k: v for k, v in self.engine.items() if k == "base_url"}}
+
+    # -- asking ------------------------------------------------------------------------
+
+    def ask(self, questions: list[dict]) -> list[JudgeAnswer]:
+        """One answer per question (a dict of the template's variables), in order."""
+        from curate.backends.base import Request
+
+        prompts = [self.template.render(q) for q in questions]
+        keys = [hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in prompts]
+        todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
+        if todo:
+            backend = self._start()
+            requests = [Request(key=k, prompt=p, sample_indices=[0], seed=self.seed) for k, p in todo.items()]
+            for request, samples in backend.run(requests):
+                text = samples[0].text if samples else None
+                self._cache[request.key] = JudgeAnswer(read_verdict(text), text or "")
+                self.calls += 1
+            for k in todo:  # a request the backend gave up on is unclear, not a crash
+                self._cache.setdefault(k, JudgeAnswer("unclear", ""))
+        return [self._cache[k] for k in keys]
+
+    def _start(self):
+        if self._backend is None:
+            from curate.backends import make_backend
+            from curate.backends.base import Sampling
+
+            model = self.model
+            if not model and self.backend_name in ("vllm", "transformers"):
+                from curate.embedded import embedded_model_dir
+
+                model = str(embedded_model_dir(log=lambda *_: None))
+            if not model:
+                raise CurateError("judge: the openai backend needs a model (the served name)")
+            sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=self.seed,
+                                stop=tuple(self.template.stop))
+            self._backend = make_backend(self.backend_name, model, sampling, dict(self.engine))
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __getstate__(self) -> dict:  # a worker gets the settings and starts its own engine
+        return {**self.__dict__, "_backend": None, "_cache": {}}
+
+
+# -- the cascade: rules first, the judge for what they cannot decide ---------------------
+
+JUDGE_SCORES = ("judge_verdict", "verdict_by")
+
+
+def cascade(judge: Judge, questions: list[dict | None], verdicts: list, undecided: tuple[str, ...],
+            keys: list[str]) -> list:
+    """The rule verifier's verdicts, with the judge's second opinion.
+
+    A row whose rule status is in `undecided` (no answer read, a reference the rules
+    cannot parse, a timeout, an error) and that has a question (its problem, reference
+    and final answer; None when there is nothing to ask, e.g. no answer text at all) is
+    decided by the judge: "yes" keeps it, "no" drops it, "unclear" leaves the rule's
+    verdict. A decided row is also asked when its key falls in the judge's `sample`, for
+    `curate audit`; its verdict stays the rule's. Both verdicts are in the scores:
+    `judge_verdict` (yes / no / unclear, null when not asked) and `verdict_by` (rules /
+    judge)."""
+    from curate.filters.base import Verdict
+
+    asked = [i for i, (q, v, k) in enumerate(zip(questions, verdicts, keys))
+             if q is not None and (v.scores.get("math_status", v.reason) in undecided
+                                   or sampled(k, judge.sample, judge.seed))]
+    answers = dict(zip(asked, judge.ask([questions[i] for i in asked]))) if asked else {}
+    out = []
+    for i, v in enumerate(verdicts):
+        a = answers.get(i)
+        scores = {**v.scores, "judge_verdict": a.verdict if a else None, "verdict_by": "rules"}
+        status = v.scores.get("math_status")
+        if a is not None and a.decided and status in undecided:
+            scores["verdict_by"] = "judge"
+            keep = a.verdict == "yes"
+            reason = None if keep else f"judged not equivalent ({v.reason or status})"
+            out.append(Verdict(keep, reason, scores))
+        else:
+            out.append(Verdict(v.keep, v.reason, scores))
+    return out
