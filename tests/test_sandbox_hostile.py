@@ -7,10 +7,8 @@ The network tests only ever talk to a listener this test opens on 127.0.0.1."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from curate.errors import CurateError
+from curate.filters import sandbox
 from curate.filters.code import verify_code
 from curate.filters.format import check_format
 from curate.filters.judge import Judge, cascade
@@ -94,7 +96,10 @@ class Accuracy:
                 unverifiable = v.scores["math_status"] in UNVERIFIABLE and v.scores.get("verdict_by") != "judge"
                 out[i] = None if unverifiable else float(v.keep)
         if code_rows:
-            with ThreadPoolExecutor(min(4, len(code_rows))) as threads:  # each test case is its own subprocess
+            if sandbox.isolation() == "none":  # a policy's code, unconfined, could signal every process it can reach
+                raise CurateError("accuracy reward: code tests need a sandbox to run a policy's code (install "
+                                  "bubblewrap, or allow unprivileged user namespaces for unshare)")
+            with ThreadPoolExecutor(min(4, len(code_rows))) as threads:  # each sample in its own sandboxes
                 verdicts = list(threads.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
             for i, v in zip(code_rows, verdicts):
                 out[i] = None if v.status == "no_tests" else float(v.keep)
