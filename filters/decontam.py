@@ -27,14 +27,14 @@ Pieces, read top to bottom:
   (`test.jsonl`, `data/test-00000-of-00001.parquet`): then by its folder. Aliases: math500, aime24, aime25,
   gpqa_diamond, livecodebench. Offline, a Hub benchmark fails with one line that names
   it and suggests a local file.
-- Methods, registered by name in `METHODS`. A method has `index(benchmarks)` and
-  `match(problem) -> (benchmark name, evidence) | None`. `NgramOverlap` (open-r1's
-  method, n = 8) is the one shipped; it catches verbatim and lightly edited copies but
-  only ~4% of LLM-rephrased items (docs/ARCHITECTURE.md), so a paraphrase-robust method (embedding
-  similarity, an LLM judge) is meant to register beside it under its own name.
-- `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch);
-  `check(problem) -> Verdict` decides one problem, once per distinct problem of a batch
-  (samples share problems).
+- Methods (`METHODS`), combinable as `ngram+embed+llm`: `NgramOverlap` (open-r1's, n = 8)
+  catches verbatim and lightly edited copies; `Similar` (`embed`) the nearest benchmark
+  items by character-n-gram TF-IDF (or a local encoder) that state the same numbers;
+  `Rephrased` (`llm`) asks an LLM judge (filters/judge.py) about the nearest items.
+  Recall and false positives per method: BENCHMARKS.md, "Decontamination per method".
+- `Decontam`: the filter. It indexes the benchmarks on first use; `check_many(problems)`
+  decides each distinct problem of a batch once (samples share problems), the methods in
+  order, the first match deciding.
 """
 
 from __future__ import annotations
