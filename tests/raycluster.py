@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import free_port
+from servers import free_port
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
 
@@ -41,7 +41,7 @@ class LocalCluster:
                f"--num-cpus={self.cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
                "--disable-usage-stats", *args]
         log = open(self.log_dir / f"{name}.log", "ab")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)

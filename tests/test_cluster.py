@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from raycluster import LocalCluster
 
 from curate.cluster import alive_nodes, connect
-from tests.raycluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 
