@@ -250,11 +250,11 @@ class Similar:
     problem with 3+ numbers nearly all shared needs 0.2 less similarity (`rephrased`).
 
     Vectors: character 3-5-gram TF-IDF of the normalised words (hashed, idf from the
-    benchmarks), or, with `model` (a local Hugging Face encoder folder), its mean-pooled
+    benchmarks), or, with `embed_model` (a local Hugging Face encoder folder), its mean-pooled
     last hidden states. Evidence: the nearest item, its similarity and numbers overlap."""
 
-    def __init__(self, threshold: float = 0.5, numbers: float = 0.6, top_k: int = 5, model: str | None = None):
-        self.threshold, self.numbers, self.top_k, self.model = threshold, numbers, top_k, model
+    def __init__(self, threshold: float = 0.5, numbers: float = 0.6, top_k: int = 5, embed_model: str | None = None):
+        self.threshold, self.numbers, self.top_k, self.model = threshold, numbers, top_k, embed_model
         self._items: list[tuple[str, int, str]] = []  # (benchmark, index in it, text)
         self._vectors = None
         self._idf = None
@@ -464,15 +464,18 @@ class Decontam(RowFilter):
             ngram.index(self._loaded)
             matchers.append(("ngram", lambda problems, m=ngram: [m.match(p) for p in problems]))
         if "embed" in self._methods or "llm" in self._methods:
-            similar = Similar(getattr(self, "threshold", 0.5), getattr(self, "numbers", 0.6),
-                              getattr(self, "top_k", 5), getattr(self, "embed_model", None))
+            similar = Similar(**self._given("threshold", "numbers", "top_k", "embed_model"))
             similar.index(self._loaded)
             if "embed" in self._methods:
                 matchers.append(("embed", similar.match_many))
             if "llm" in self._methods:
-                rephrased = Rephrased(similar, self._judge, getattr(self, "candidates", 0.3), getattr(self, "ask", 2))
+                rephrased = Rephrased(similar, self._judge, **self._given("candidates", "ask"))
                 matchers.append(("llm", rephrased.match_many))
         self._matchers = matchers
+
+    def _given(self, *keys: str) -> dict:
+        """The method settings the user gave (the methods' own defaults stand for the rest)."""
+        return {k: getattr(self, k) for k in keys if hasattr(self, k)}
 
     def check_many(self, problems: list[str | None]) -> list[Verdict]:
         """One verdict per problem: the first method (ngram, embed, llm) that finds it in a
@@ -487,8 +490,8 @@ class Decontam(RowFilter):
             hits = match([problems[i] for i in todo])
             for i, hit in zip(todo, hits):
                 if hit is not None:
-                    reason = contaminated(hit, self.n) if method == "ngram" else f"contaminated: {hit[0]} rephrased " \
-                                                                                   f"({hit[1]})"
+                    reason = (contaminated(hit, self.n) if method == "ngram"
+                              else f"contaminated: {hit[0]} rephrased ({hit[1]})")
                     verdicts[i] = Verdict(False, reason, {"decontam_benchmark": hit[0]})
             todo = [i for i, hit in zip(todo, hits) if hit is None]
         return verdicts

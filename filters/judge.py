@@ -75,6 +75,7 @@ class Judge:
                               f"expected some of {', '.join(sorted(SETTINGS))}")
         self.backend_name, self.model = backend, model
         self.template = load_template(template)
+        self._compiled = self.template.compile()  # once: every question renders through it
         self.max_tokens, self.sample, self.seed = int(max_tokens), float(sample), int(seed)
         self.engine = {("timeout" if k == "request_timeout" else k): v for k, v in engine.items()}
         self.calls = 0  # questions sent to the model (cache misses)
@@ -110,7 +111,7 @@ class Judge:
         """One answer per question (a dict of the template's variables), in order."""
         from curate.backends.base import Request
 
-        prompts = [self.template.render(q) for q in questions]
+        prompts = [self.template.render(q, self._compiled) for q in questions]
         keys = [hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in prompts]
         todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
         if todo:
@@ -147,7 +148,11 @@ class Judge:
             self._backend = None
 
     def __getstate__(self) -> dict:  # a worker gets the settings and starts its own engine
-        return {**self.__dict__, "_backend": None, "_cache": {}}
+        return {**self.__dict__, "_backend": None, "_cache": {}, "_compiled": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._compiled = self.template.compile()
 
 
 # -- the cascade: rules first, the judge for what they cannot decide ---------------------

@@ -212,7 +212,8 @@ def test_llm_method_asks_the_judge_about_near_items_only():
 
 def test_methods_combine_in_order_and_bad_settings_are_one_line_errors(math500):
     f = Decontam(benchmarks=[f"MATH-500={MATH500}"], method="ngram+embed")
-    verdicts = f.check_many([math500[3], REPHRASED[-1]["rephrased"]])
+    rephrased = next(r["rephrased"] for r in REPHRASED if r["benchmark"] == "math500")
+    verdicts = f.check_many([math500[3], rephrased])
     assert "8-gram" in verdicts[0].reason or "whole problem" in verdicts[0].reason
     assert "rephrased" in verdicts[1].reason
     assert Decontam(benchmarks=["math500"]).params() == {"benchmarks": ["math500"], "n": 8, "method": "ngram",
