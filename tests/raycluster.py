@@ -41,7 +41,7 @@ class LocalCluster:
                f"--num-cpus={self.cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
                "--disable-usage-stats", *args]
         log = open(self.log_dir / f"{name}.log", "ab")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS", None)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
