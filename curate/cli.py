@@ -130,12 +130,12 @@ def cli():
 @stage(cli, "generate", "generate")
 def generate(given: dict):
     from curate.backends.base import TransientBackendError
-    from curate.generate import install_sigterm_handler
+    from curate.store import sigterm_interrupts
 
     out = given["out"]
-    install_sigterm_handler()
     try:
-        result = api.generate(**given, on_plan=_announce)
+        with sigterm_interrupts():  # from the start: loading the engine is stoppable too
+            result = api.generate(**given, on_plan=_announce)
     except KeyboardInterrupt:
         click.echo(f"interrupted: finished samples are saved in {out}; re-run the same command to resume", err=True)
         sys.exit(130)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -393,11 +392,3 @@ def _attach_log(path: Path) -> logging.Handler:
     root.setLevel(logging.INFO)
     root.addHandler(handler)
     return handler
-
-
-def install_sigterm_handler() -> None:
-    """SIGTERM behaves like Ctrl-C: flush what is finished, then stop."""
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, raise_interrupt)
