@@ -7,6 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# The test clusters live on 127.0.0.1. Ray enables token auth once ~/.ray/auth_token exists
+# (any earlier local Ray writes one), and then a second node cannot join: keep it off here.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import json
 from pathlib import Path

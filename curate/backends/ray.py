@@ -175,8 +175,6 @@ class RayBackend(Backend):
             self._actor_class = self.ray.remote(max_restarts=0, max_task_retries=0, **self.resources)(Replica)
             self.slots: list[_Slot] = []
             self.started = 0
-            self.replaced = 0
-            self.lost = 0
             starting = [self._start() for _ in range(self.replicas)]
             for slot, ready in starting:
                 self._ready(slot, self.ray.get(ready))
@@ -240,44 +238,47 @@ class RayBackend(Backend):
         wanted: list[float] = []  # when each wanted replacement was asked for
         last_death = ""
 
-        def take(k: int) -> list:
+        def next_item():
             nonlocal counter, exhausted
-            out = []
-            while len(out) < k and requeued:
-                out.append(requeued.popleft())
-            while len(out) < k and not exhausted:
-                req = next(source, None)
-                if req is None:
-                    exhausted = True
-                else:
-                    counter += 1
-                    out.append((counter, req))
-            return out
+            if requeued:
+                return requeued.popleft()
+            req = None if exhausted else next(source, None)
+            if req is None:
+                exhausted = True
+                return None
+            counter += 1
+            return counter, req
 
-        def feed(slot: _Slot) -> None:
-            new = take(self.window - len(slot.held))
-            slot.held.update(new)
-            slot.call = slot.actor.exchange.remote(new) if slot.held else None
+        def feed(slots: list[_Slot]) -> None:
+            """Top up the idle replicas, one request each in turn, then start their exchanges."""
+            new: dict[int, list] = {id(s): [] for s in slots}
+            open_ = list(slots)
+            while open_:
+                for slot in list(open_):
+                    item = next_item() if len(slot.held) + len(new[id(slot)]) < self.window else None
+                    if item is None:
+                        open_.remove(slot)
+                    else:
+                        new[id(slot)].append(item)
+            for slot in slots:
+                slot.held.update(new[id(slot)])
+                slot.call = slot.actor.exchange.remote(new[id(slot)]) if slot.held else None
 
         def died(slot: _Slot, why: str) -> None:
+            """Its unfinished requests go back to the front of the queue; a replacement is wanted."""
             nonlocal last_death
             last_death = why
-            self.lost += 1
             self.slots.remove(slot)
             requeued.extendleft(sorted(slot.held.items(), reverse=True))  # first in, first again
             log.warning("replica %d on %s died (%s); %d request(s) back in the queue",
                         slot.number, slot.info.get("host"), why, len(slot.held))
             slot.held.clear()
             self.ray.kill(slot.actor)
-            if self.replaced < self.replicas:
+            if self.started + len(wanted) < 2 * self.replicas:  # at most `replicas` replacements in a run
                 wanted.append(time.monotonic())
 
-        for slot in self.slots:
-            feed(slot)
         while True:
-            for slot in self.slots:
-                if slot.call is None:
-                    feed(slot)
+            feed([s for s in self.slots if s.call is None])
             if not requeued and exhausted and not any(s.held for s in self.slots):
                 break
             self._replace(wanted, starting)
@@ -294,7 +295,6 @@ class RayBackend(Backend):
                     slot = starting.pop(ref)
                     try:
                         self._ready(slot, ray.get(ref))
-                        self.replaced += 1
                         log.info("replacement replica %d ready on %s", slot.number, slot.info["host"])
                     except (RayActorError, CurateError) as e:
                         log.warning("replacement replica %d did not start: %s", slot.number, _line(e))
