@@ -166,7 +166,7 @@ class RayBackend(Backend):
         self.address = opts.get("ray_address")
         self.window = int(opts.get("max_inflight") or DEFAULT_WINDOW)
         self.inner_options = {k: v for k, v in opts.items()
-                              if k not in ("backend", "replicas", "ray_address", "replica_cpus")}
+                              if k not in ("backend", "replicas", "ray_address", "replica_cpus", "llm")}
         self._conn = connect(self.address)
         self.ray = self._conn.__enter__()
         try:
@@ -175,9 +175,15 @@ class RayBackend(Backend):
             self._actor_class = self.ray.remote(max_restarts=0, max_task_retries=0, **self.resources)(Replica)
             self.slots: list[_Slot] = []
             self.started = 0
+            from ray.exceptions import RayActorError
+
             starting = [self._start() for _ in range(self.replicas)]
             for slot, ready in starting:
-                self._ready(slot, self.ray.get(ready))
+                try:
+                    info = self.ray.get(ready)
+                except RayActorError as e:
+                    raise CurateError(f"engine replica {slot.number} did not start ({_line(e)})") from None
+                self._ready(slot, info)
         except BaseException:
             self.close()
             raise
