@@ -42,16 +42,17 @@ log = logging.getLogger("curate.generate")
 class EngineOptions:
     """Backend options; each backend reads the ones it knows."""
 
-    base_url: str | None = opt(None, "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
-                                     "(default: $OPENAI_BASE_URL).")
+    base_url: tuple[str, ...] = opt((), "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: "
+                                        "$OPENAI_BASE_URL); repeat it or give a comma list for a fleet.")
     api_key_env: str = opt("OPENAI_API_KEY", "Environment variable that holds the API key (never logged).")
-    concurrency: int = opt(32, "openai: requests in flight.", min=1)
+    concurrency: int = opt(32, "openai: requests in flight per server.", min=1)
     max_retries: int = opt(6, "openai: retries per call on 429/5xx/timeouts.", min=0)
     timeout: float = opt(600.0, "openai: seconds per call.", name="request_timeout", cli="--request-timeout", min=0,
                          min_open=True)
     batch_size: int = opt(8, "transformers: prompts per generate call.", min=1)
     max_model_len: int | None = opt(None, "vllm: context length.")
     tensor_parallel_size: int | None = opt(None, "vllm (GPU): GPUs per engine.")
+    replica_cpus: int | None = opt(None, "--executor ray (CPU cluster): CPUs per replica (default 1).", min=1)
     kv_cache_gb: float | None = opt(None, "vllm (CPU): KV-cache size in GiB (default 2).")
     dtype: str | None = opt(None, "Model dtype (default: float32 on CPU, auto on GPU).")
     gpu_memory_utilization: float | None = opt(None, "vllm (GPU): share of GPU memory (default 0.9).", cli=False)
@@ -71,6 +72,11 @@ class GenerateOptions:
     model: str | None = opt(None, "Teacher: Hub name or local folder (vllm/transformers) or served name (openai). "
                                   "Default: the embedded SmolLM2-135M-Instruct.")
     backend: str = opt("vllm", "The engine.", choices=("vllm", "openai", "transformers"))
+    executor: str = opt("local", "Where the engine runs: this process, or replicas on a Ray cluster.",
+                        choices=("local", "ray"))
+    ray_address: str | None = opt(None, "--executor ray: the cluster (HOST:PORT, ray://..., auto); default "
+                                        "$RAY_ADDRESS, else a Ray started on this machine.")
+    replicas: int = opt(1, "--executor ray: engine replicas, fed from one queue.", min=1)
     template: str = opt("reasoning_chat", "Built-in template name or a path to a .jinja file.")
     examples: str | None = opt(None, "Few-shot examples (.jsonl/.json) for templates that use `examples`.", path="file")
     num_samples: int = opt(1, "Samples per problem.", short="-n", min=1)
@@ -154,6 +160,18 @@ def _check_options(opts: GenerateOptions) -> None:
         raise CurateError("--shard-rows must be at least 1")
     if opts.backend == "openai" and not opts.model:
         raise CurateError("--model is required with --backend openai (the model name the server serves)")
+    _check_executor(opts)
+
+
+def _check_executor(opts: GenerateOptions) -> None:
+    from curate.backends.ray import check_backend
+
+    if opts.replicas < 1:
+        raise CurateError("--replicas must be at least 1")
+    if opts.executor == "local" and (opts.replicas > 1 or opts.ray_address):
+        raise CurateError(f"{'--replicas' if opts.replicas > 1 else '--ray-address'} needs --executor ray")
+    if opts.executor == "ray":
+        check_backend(opts.backend)
 
 
 def _resolve_model(opts: GenerateOptions) -> tuple[str, str]:
@@ -280,6 +298,11 @@ def _load_backend(p: Plan):
         model = str(embedded_model_dir(log=log.info))
     options = p.opts.engine.to_dict()
     log.info("loading %s on %s", p.model_label, p.opts.backend)  # goes to the run's log once it is open
+    if p.opts.executor == "ray":
+        from curate.backends.ray import RayBackend
+
+        return RayBackend(model, p.sampling, {**options, "backend": p.opts.backend, "replicas": p.opts.replicas,
+                                              "ray_address": p.opts.ray_address})
     return make_backend(p.opts.backend, model, p.sampling, options)
 
 

@@ -7,14 +7,14 @@ DeepSeek's API.
         ...
 
 How a run works. `run()` is a plain generator. It starts an asyncio event loop in a
-background thread with one `httpx.AsyncClient`, pulls requests from the caller's
+background thread with one `httpx.AsyncClient` per server, pulls requests from the caller's
 iterable *in the caller's thread* (so a generator reading a file or database is never
 touched by two threads), hands each to the loop, and yields `(request, samples)` as
 each finishes, in whatever order they finish: the loop puts finished requests on a
-queue the generator reads. At most `concurrency` requests are in flight and at most
-`concurrency` HTTP calls are open, so millions of requests run in bounded memory. When
-the generator ends, is closed early, or `close()` is called, in-flight calls are
-cancelled, the client is closed and the thread ends.
+queue the generator reads. At most `concurrency` requests per server are in flight and
+at most `concurrency` HTTP calls per server are open, so millions of requests run in
+bounded memory. When the generator ends, is closed early, or `close()` is called,
+in-flight calls are cancelled, the clients are closed and the thread ends.
 
 Endpoints. A chat prompt (a list of messages) goes to `{base_url}/chat/completions`, raw
 text to `{base_url}/completions`. A chat prompt whose last message is the assistant's is
@@ -70,15 +70,25 @@ of that), or after the server's `Retry-After` seconds (capped at 60) when it sen
   requests failed and the last error. A request whose samples came from several calls
   (emulated n) is yielded only if none of its calls failed transiently.
 
+A fleet. `base_url` may name several servers (a list, or a comma-separated string;
+$OPENAI_BASE_URL likewise). Each server takes up to `concurrency` calls at once and a
+call goes to the least busy server that is not resting. A server that fails
+`server_failures` (3) calls in a row on transient errors rests for `server_cooldown`
+(30) seconds, then is tried again (one more failure rests it again; a success clears
+its count; a single server is never rested). A call that failed on one server is retried at once on another when
+another is awake (with back-off only when it must go back to the same one); when every
+server rests, calls wait for the first to come back. Permanent failures (4xx) are the
+request's fault and do not count against a server.
+
 Credentials. The key is read from the environment variable named by `api_key_env`
 (default OPENAI_API_KEY) when a run starts and sent as `Authorization: Bearer <key>`;
 with the variable unset no Authorization header is sent. The key is kept only in the
 HTTP client's headers: it is not stored on the backend, logged, returned by
 `describe()`, or put in any error message (server messages are scrubbed of it).
 
-Options: base_url (default $OPENAI_BASE_URL or https://api.openai.com/v1), api_key_env,
-concurrency (32), max_retries (6), timeout (600 s), backoff_base (1.0 s),
-return_token_ids (false).
+Options: base_url (one or several; default $OPENAI_BASE_URL or https://api.openai.com/v1),
+api_key_env, concurrency (32 per server), max_retries (6), timeout (600 s), backoff_base
+(1.0 s), return_token_ids (false), server_failures (3), server_cooldown (30 s).
 
 This module imports only the standard library, httpx and curate.
 """
@@ -91,6 +101,7 @@ import os
 import queue
 import random
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 
@@ -116,6 +127,25 @@ class _RetriesExhausted(Exception):
     """An HTTP call that still failed transiently after every retry."""
 
 
+class _Server:
+    """One server of the fleet during a run: its client, its call slots, its health."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient, concurrency: int):
+        self.url, self.client = url, client
+        self.slots = asyncio.Semaphore(concurrency)  # binds to the loop on first use
+        self.busy = 0  # calls waiting for or holding a slot
+        self.failures = 0  # transient failures in a row
+        self.rested_until = 0.0  # time.monotonic() when a resting server is tried again
+
+
+def base_urls(value) -> list[str]:
+    """The fleet's URLs from a string (comma-separated) or a list of them; default
+    $OPENAI_BASE_URL, else OpenAI's."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    urls = [u.strip().rstrip("/") for item in items for u in str(item).split(",") if u.strip()]
+    return urls or base_urls(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
+
+
 class OpenAIBackend(Backend):
     """Generate through an OpenAI-compatible server; see the module docstring."""
 
@@ -124,9 +154,10 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, sampling: Sampling, options: dict | None = None):
         super().__init__(model, sampling, dict(options or {}))
         opts = self.options
-        self.base_url = str(
-            opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        self.base_urls = base_urls(opts.get("base_url"))
+        self.base_url = self.base_urls[0] if len(self.base_urls) == 1 else self.base_urls
+        self.server_failures = int(opts.get("server_failures", 3))
+        self.server_cooldown = float(opts.get("server_cooldown", 30.0))
         self.api_key_env = str(opts.get("api_key_env") or "OPENAI_API_KEY")
         self.concurrency = int(opts.get("concurrency", 32))
         self.max_retries = int(opts.get("max_retries", 6))
@@ -169,15 +200,14 @@ class OpenAIBackend(Backend):
         return generator
 
     def _run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
-        client = self._client()
+        servers = [_Server(url, self._client(url), self.concurrency) for url in self.base_urls]
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="curate-openai", daemon=True)
         thread.start()
-        calls = asyncio.Semaphore(self.concurrency)  # binds to the loop on first use
         finished: queue.Queue = queue.Queue()
 
         def submit(request: Request) -> None:
-            future = asyncio.run_coroutine_threadsafe(self._generate(client, calls, request), loop)
+            future = asyncio.run_coroutine_threadsafe(self._generate(servers, request), loop)
             future.add_done_callback(lambda f: finished.put((request, f)))
 
         pending = iter(requests)
@@ -188,7 +218,7 @@ class OpenAIBackend(Backend):
         try:
             while True:
                 # Top up, unless the input is done or the server has started failing.
-                while not exhausted and not failed and in_flight < self.concurrency:
+                while not exhausted and not failed and in_flight < self.concurrency * len(servers):
                     request = next(pending, None)
                     if request is None:
                         exhausted = True
@@ -213,36 +243,37 @@ class OpenAIBackend(Backend):
                     f"errors and were not recorded; run again to retry them (last error: {last_error})"
                 )
         finally:
-            asyncio.run_coroutine_threadsafe(self._shutdown(client), loop).result()
+            asyncio.run_coroutine_threadsafe(self._shutdown(servers), loop).result()
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
 
-    def _client(self) -> httpx.AsyncClient:
-        """The HTTP client for one run; the only place the key is kept."""
+    def _client(self, url: str) -> httpx.AsyncClient:
+        """The HTTP client for one server in one run; the only place the key is kept."""
         headers = {}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return httpx.AsyncClient(
-            base_url=self.base_url,
+            base_url=url,
             headers=headers,
             timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
 
     @staticmethod
-    async def _shutdown(client: httpx.AsyncClient) -> None:
-        """Cancel every task still running on the loop, then close the client."""
+    async def _shutdown(servers: list[_Server]) -> None:
+        """Cancel every task still running on the loop, then close the clients."""
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
+        for server in servers:
+            await server.client.aclose()
 
     # -- the loop's side -----------------------------------------------------------
 
-    async def _generate(self, client: httpx.AsyncClient, calls: asyncio.Semaphore, request: Request) -> list[Sample]:
+    async def _generate(self, servers: list[_Server], request: Request) -> list[Sample]:
         """All samples for one request: one call for all of them when the server honours
         n, else one call per sample index."""
         indices = list(request.sample_indices)
@@ -250,9 +281,9 @@ class OpenAIBackend(Backend):
             return []
         greedy = self.sampling.temperature < GREEDY_TEMPERATURE
         if self.n_emulated or (greedy and len(indices) > 1):
-            return await self._one_by_one(client, calls, request, indices)
+            return await self._one_by_one(servers, request, indices)
         try:
-            data = await self._post(client, calls, self._body(request, len(indices), request.seed))
+            data = await self._post(servers, self._body(request, len(indices), request.seed))
         except _PermanentFailure as exc:
             return [Sample(index=i, text=None, finish_reason="error", error=str(exc)) for i in indices]
         samples = self._samples(request, data, indices)
@@ -260,21 +291,21 @@ class OpenAIBackend(Backend):
             if not self.n_emulated:
                 log.warning(
                     "%s returned %d choice(s) for n=%d; asking for one sample per call from now on",
-                    self.base_url, len(samples), len(indices),
+                    ", ".join(self.base_urls), len(samples), len(indices),
                 )
                 self.n_emulated = True
-            samples += await self._one_by_one(client, calls, request, indices[len(samples):])
+            samples += await self._one_by_one(servers, request, indices[len(samples):])
         return samples
 
     async def _one_by_one(
-        self, client: httpx.AsyncClient, calls: asyncio.Semaphore, request: Request, indices: list[int]
+        self, servers: list[_Server], request: Request, indices: list[int]
     ) -> list[Sample]:
         """One n=1 call per sample index, each seeded from (request seed, key, index)."""
 
         async def one(index: int) -> Sample:
             seed = derive_seed(request.seed, request.key, salt=index)
             try:
-                data = await self._post(client, calls, self._body(request, 1, seed))
+                data = await self._post(servers, self._body(request, 1, seed))
             except _PermanentFailure as exc:
                 return Sample(index=index, text=None, finish_reason="error", error=str(exc))
             samples = self._samples(request, data, [index])
@@ -345,15 +376,18 @@ class OpenAIBackend(Backend):
             return "<think>\n" + reasoning  # cut off while thinking: the block stays open
         return "<think>\n" + reasoning + "\n</think>\n\n" + content
 
-    async def _post(self, client: httpx.AsyncClient, calls: asyncio.Semaphore, body: dict) -> dict:
-        """POST one call with retries; the parsed response, or _PermanentFailure /
-        _RetriesExhausted."""
+    async def _post(self, servers: list[_Server], body: dict) -> dict:
+        """POST one call with retries, across the fleet; the parsed response, or
+        _PermanentFailure / _RetriesExhausted."""
         path = "/chat/completions" if "messages" in body else "/completions"
+        last = None
         for attempt in range(self.max_retries + 1):
+            server = await self._pick(servers, avoid=last)
             retry_after = None
+            server.busy += 1
             try:
-                async with calls:
-                    response = await asyncio.wait_for(client.post(path, json=body), self.timeout)
+                async with server.slots:
+                    response = await asyncio.wait_for(server.client.post(path, json=body), self.timeout)
             except (httpx.TransportError, asyncio.TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
             else:
@@ -361,6 +395,7 @@ class OpenAIBackend(Backend):
                     try:
                         data = response.json()
                         if isinstance(data, dict) and isinstance(data.get("choices"), list):
+                            server.failures = 0
                             return data
                     except ValueError:
                         pass
@@ -369,15 +404,45 @@ class OpenAIBackend(Backend):
                     problem = self._http_error(response)
                     retry_after = response.headers.get("retry-after")
                 else:
+                    server.failures = 0  # the server answered; the request is at fault
                     raise _PermanentFailure(self._http_error(response))
-            problem = self._one_line(problem)
+            finally:
+                server.busy -= 1
+            problem = self._one_line(f"{server.url}: {problem}" if len(servers) > 1 else problem)
+            if len(servers) > 1:
+                self._failed(server)
             if attempt == self.max_retries:
                 raise _RetriesExhausted(problem)
+            last = server
+            if any(s is not server and s.rested_until <= time.monotonic() for s in servers):
+                log.info("retrying %s on another server (attempt %d of %d): %s",
+                         path, attempt + 1, self.max_retries, problem)
+                continue
             delay = self._delay(attempt, retry_after)
             log.info("retrying %s in %.2f s (attempt %d of %d): %s",
                      path, delay, attempt + 1, self.max_retries, problem)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _pick(self, servers: list[_Server], avoid: _Server | None = None) -> _Server:
+        """The least busy awake server (another than `avoid` if there is one); when all
+        rest, the first to come back, once it does."""
+        now = time.monotonic()
+        awake = [s for s in servers if s.rested_until <= now]
+        if not awake:
+            server = min(servers, key=lambda s: s.rested_until)
+            await asyncio.sleep(server.rested_until - now)
+            return server
+        return min([s for s in awake if s is not avoid] or awake, key=lambda s: s.busy)
+
+    def _failed(self, server: _Server) -> None:
+        """Count a transient failure; rest the server after `server_failures` in a row
+        (a fleet's: one server alone is never rested, its back-off paces it)."""
+        server.failures += 1
+        if server.failures >= self.server_failures and server.rested_until <= time.monotonic():
+            server.rested_until = time.monotonic() + self.server_cooldown
+            log.warning("%s failed %d times in a row; resting it for %.0f s",
+                        server.url, server.failures, self.server_cooldown)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         """The server's Retry-After (seconds) if it sent one, else exponential back-off
