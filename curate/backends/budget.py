@@ -44,8 +44,8 @@ def check_budget(min_think: int | None, max_think: int | None, think_end: str, b
         raise CurateError("--think-end must not be empty")
     if backend != "vllm":
         option = "--min-think-tokens" if min_think is not None else "--max-think-tokens"
-        raise CurateError(f"{option}: thinking budgets need --backend vllm (an OpenAI-compatible server cannot take "
-                          "back a token it has sent; see the README)")
+        raise CurateError(f"{option}: thinking budgets need --backend vllm (not implemented for --backend {backend}; "
+                          "see the README)")
 
 
 @dataclass
