@@ -139,7 +139,8 @@ class Rounds:
     def summary(self) -> dict:
         """The manifest's `adaptive` entry."""
         problems = [{"problem_id": pid, "samples": s.generated, "correct": s.correct, "rounds": s.rounds,
-                     "completion_tokens": s.tokens, "pass_rate": round(s.correct / s.generated, 4) if s.generated else None}
+                     "completion_tokens": s.tokens,
+                     "pass_rate": round(s.correct / s.generated, 4) if s.generated else None}
                     for pid, s in self.state.items()]
         solved = sum(s.correct >= self.k for s in self.state.values())
         return {

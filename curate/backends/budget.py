@@ -83,7 +83,8 @@ class Forcing:
         cap, _ = self.phase()
         if self.thinking and stop_reason == self.think_end:
             kept, leftover = _before(token_ids, self.decode, self.think_end)
-            if self.min_think is not None and self.think_tokens + len(kept) + len(self.encode(leftover)) < self.min_think:
+            thought = self.think_tokens + len(kept) + len(self.encode(leftover))
+            if self.min_think is not None and thought < self.min_think:
                 inserted = self.encode(leftover + self.wait_text)  # forced continuation
                 self.waits += 1
                 self.ids += kept + inserted
