@@ -379,6 +379,9 @@ class ShardWriter:
             c["finish_reasons"][row["finish_reason"]] = c["finish_reasons"].get(row["finish_reason"], 0) + 1
             c["prompt_tokens"] += row["prompt_tokens"] or 0
             c["completion_tokens"] += row["completion_tokens"] or 0
+            if self.p.sampling.budgeted:
+                c["forced_waits"] += row["forced_waits"] or 0
+                c["forced_stops"] += bool(row["forced_stop"])
         self.rows = []
         self.last_flush = time.time()
         self.store.update(counts=c)
@@ -407,7 +410,13 @@ def counts(store: RunStore, p: Plan) -> dict:
     if table is not None:
         for r in table.column("finish_reason").to_pylist():
             reasons[r] = reasons.get(r, 0) + 1
-    return {
+    forced = {}
+    if p.sampling.budgeted:  # thinking budgets: how often "Wait" was inserted / the end of thinking forced
+        t = store.read_columns(["forced_waits", "forced_stop"])
+        forced = {"forced_waits": int(pc.sum(t.column("forced_waits")).as_py() or 0) if t is not None else 0,
+                  "forced_stops": int(pc.sum(pc.cast(t.column("forced_stop"), "int32")).as_py() or 0)
+                  if t is not None else 0}
+    return forced | {
         "problems": p.problems.height,
         "samples_expected": p.problems.height * p.sampling.n,
         "samples_done": table.num_rows if table is not None else 0,

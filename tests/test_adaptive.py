@@ -170,10 +170,13 @@ def test_thinking_budget_forced_continuation_and_forced_stop(llm, tmp_path):
     for r in closed.iter_rows(named=True):
         assert r["think_tokens"] >= 40
         thinking = r["completion"].split("</think>", 1)[0]
-        assert abs(len(tok.encode(thinking, add_special_tokens=False)) - r["think_tokens"]) <= 2
+        # re-tokenising the text may join tokens across an inserted "Wait"
+        assert abs(len(tok.encode(thinking, add_special_tokens=False)) - r["think_tokens"]) <= 1 + r["forced_waits"]
         if r["forced_waits"]:
             assert thinking.count("Wait") >= r["forced_waits"]
     assert (df["completion_tokens"] <= 128).all()
+    counts = json.loads((tmp_path / "min" / "manifest.json").read_text())["counts"]
+    assert counts["forced_waits"] == df["forced_waits"].sum() and counts["forced_stops"] == 0
 
     # a maximum of 8: the end is forced after 8 thinking tokens, then the model answers
     generate(llm, tmp_path / "max", 3, num_samples=2, max_tokens=64, max_think_tokens=8)
@@ -184,5 +187,7 @@ def test_thinking_budget_forced_continuation_and_forced_stop(llm, tmp_path):
         assert answer.strip(), r["completion"]
         assert len(tok.encode(thinking, add_special_tokens=False)) <= 9
         assert r["completion_tokens"] <= 64
+    counts = json.loads((tmp_path / "max" / "manifest.json").read_text())["counts"]
+    assert counts["forced_stops"] == df.height and counts["forced_waits"] == 0
     sampling = json.loads(df["sampling"][0])
     assert sampling["max_think_tokens"] == 8 and sampling["think_end"] == "</think>"
