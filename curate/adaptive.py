@@ -7,17 +7,17 @@ fewer than K correct samples get another round, until they have M samples.
 
 Round sizes (`round_size`), per problem, from that problem's own results only:
 - round 1: K samples, the fewest that could finish it;
-- later rounds: the expected number of samples still needed, `(K - correct) / p`, with
-  p = (correct + 1) / (generated + 2) (Laplace's rule: a problem with no correct sample
-  yet is not taken as unsolvable), but no more than the samples it has had so far
-  (at most doubling), at least K - correct, at most M - generated.
-Why: a round sized at the expected need finishes a problem about half the time, so the
-samples drawn after the K-th correct one (the waste) stay around half a round, and most
-problems finish in a few rounds (one sample per round would waste nothing but need a
-round per sample). The estimate from a handful of samples is noisy, mostly for a
-problem with no correct sample yet (1 / (n + 2)): the doubling cap keeps such a problem
-from being sent straight to M, so a problem solved late costs at most about twice what
-it needed, and the number of rounds stays near log2(M / K).
+- while it has no correct sample: as many as it has had (doubling: K, K, 2K, 4K, ...);
+- once it has c >= 1 correct: exactly K - c more;
+always at most M - generated.
+Why: a sample drawn after the K-th correct one is waste, and a round of K - c samples
+can never hold one, so a problem known to be solvable wastes nothing. Before its first
+correct sample a problem's pass rate is only known to be small, and doubling reaches a
+rare success in log2(M / K) rounds while spending at most about twice what it needed.
+Sizing rounds at the expected need from the pass rate instead (Laplace's estimate
+(c + 1) / (n + 2), doubling at most) took fewer rounds but drew more samples past the
+K-th correct one (BENCHMARKS.md). A round is one engine batch over every open problem,
+so on large sets an extra round costs one drain of the engine.
 
 Resume. Sample i of a problem is always drawn with the seed derived from (run seed,
 problem, i) (generate._requests), a round's samples are indices generated ..
@@ -35,7 +35,6 @@ under either stopping rule).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import polars as pl
@@ -76,13 +75,15 @@ def _text(value) -> bool:
 
 def round_size(generated: int, correct: int, k: int, m: int) -> int:
     """How many samples a problem gets next (0: it is done). See the module docstring."""
-    need = k - correct
-    if need <= 0 or generated >= m:
+    if correct >= k or generated >= m:
         return 0
     if generated == 0:
-        return min(k, m)
-    expected = math.ceil(need * (generated + 2) / (correct + 1))
-    return min(m - generated, max(need, min(expected, generated)))
+        size = k
+    elif correct == 0:
+        size = generated
+    else:
+        size = k - correct
+    return min(m - generated, size)
 
 
 class Rounds:

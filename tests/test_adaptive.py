@@ -20,14 +20,13 @@ from helpers import curate, rows
 ARITHMETIC = REPO / "curate" / "data" / "arithmetic.jsonl"
 
 
-def test_round_sizes_start_at_k_follow_the_pass_rate_at_most_double_and_stop_at_k_or_m():
+def test_round_sizes_start_at_k_double_until_a_correct_one_then_ask_exactly_the_missing_ones():
     k, m = 2, 16
     assert round_size(0, 0, k, m) == 2  # round 1: K
-    assert round_size(2, 2, k, m) == 0  # K correct: done
-    assert round_size(2, 1, k, m) == 2  # p = 2/4: 1 more needs 2
-    assert round_size(4, 1, k, m) == 3  # p = 2/6: 1 more needs 3
     assert [round_size(n, 0, k, m) for n in (2, 4, 8)] == [2, 4, 8]  # none right yet: doubling
     assert round_size(12, 0, k, m) == 4 and round_size(16, 0, k, m) == 0  # capped by M
+    assert round_size(2, 1, k, m) == 1 and round_size(8, 1, 3, m) == 2  # solvable: exactly K - correct
+    assert round_size(2, 2, k, m) == 0 and round_size(5, 3, k, m) == 0  # K correct: done
     assert round_size(0, 0, 3, 2) == 2
 
 
