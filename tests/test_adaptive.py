@@ -9,11 +9,11 @@ import shutil
 
 import polars as pl
 import pytest
+from transformers import AutoTokenizer
 
 from conftest import REPO
 from curate.adaptive import round_size
 from curate.backends.budget import Forcing
-from curate.embedded import load_tokenizer
 from curate.filters.math import Math
 from helpers import curate, rows
 
@@ -51,8 +51,8 @@ def test_refusals_name_the_option(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_forcing_takes_back_an_early_end_and_forces_one_at_the_maximum():
-    tok = load_tokenizer()
+def test_forcing_takes_back_an_early_end_and_forces_one_at_the_maximum(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)  # SmolLM2's tokenizer, saved as a folder (fast to load)
     enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
     dec = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
     f = Forcing(20, None, "</think>", "Wait", 100, enc, dec)
