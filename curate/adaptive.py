@@ -29,7 +29,8 @@ with the rows of an uninterrupted run, never drawing a sample twice.
 The rows get `round`, `correct` and `verdict` (the verifier's status); the manifest's
 `adaptive` entry holds per problem the samples spent, correct ones, rounds, completion
 tokens and the pass-rate estimate correct / generated (the maximum-likelihood estimate
-under either stopping rule).
+under either stopping rule). `samples_expected` in the manifest's counts is problems x M
+while rounds remain, and the samples drawn once the run is done.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ def run_rounds(p, backend, writer, bar, requests) -> None:
                 bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
             writer.flush(force=True)
             p.store.update(adaptive=rounds.summary())
+        writer.counts["samples_expected"] = writer.counts["samples_done"]  # every problem is done
         p.store.update(adaptive=rounds.summary())
     finally:
         rounds.close()

@@ -416,10 +416,14 @@ def counts(store: RunStore, p: Plan) -> dict:
         forced = {"forced_waits": int(pc.sum(t.column("forced_waits")).as_py() or 0) if t is not None else 0,
                   "forced_stops": int(pc.sum(pc.cast(t.column("forced_stop"), "int32")).as_py() or 0)
                   if t is not None else 0}
+    done = table.num_rows if table is not None else 0
+    expected = p.problems.height * p.sampling.n
+    if p.opts.until_correct and not adaptive.pending(p):  # finished: as many as its rounds took
+        expected = done
     return forced | {
         "problems": p.problems.height,
-        "samples_expected": p.problems.height * p.sampling.n,
-        "samples_done": table.num_rows if table is not None else 0,
+        "samples_expected": expected,
+        "samples_done": done,
         "shards": len(store.shards()),
         "finish_reasons": reasons,
         "prompt_tokens": int(pc.sum(table.column("prompt_tokens")).as_py() or 0) if table is not None else 0,

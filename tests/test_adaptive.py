@@ -16,6 +16,7 @@ from curate.adaptive import round_size
 from curate.backends.budget import Forcing
 from curate.filters.math import Math
 from helpers import curate, rows
+from servers import Reply, ScriptedServer, chat_response
 
 ARITHMETIC = REPO / "curate" / "data" / "arithmetic.jsonl"
 
@@ -74,6 +75,54 @@ def test_forcing_takes_back_an_early_end_and_forces_one_at_the_maximum(tiny_mode
     assert g.feed(dec(thought), thought, "length", None) is True
     assert g.forced_stop and g.think_tokens == 6 and dec(g.ids).endswith("\n</think>\n\n")
     assert g.phase() == (40 - len(g.ids), [])
+
+
+def test_until_correct_through_a_server_seeds_by_index_and_resumes_after_a_failure(problems_file, tmp_path):
+    """A scripted server answers right when a sample's seed is divisible by 3: rounds,
+    verdicts and seeds are checked row by row, and a run that fails mid-way (the server
+    goes down) finishes on re-run with exactly the rows of an uninterrupted run."""
+    golds = {(p := json.loads(line))["question"]: p["answer"].rsplit("####", 1)[1].strip()
+             for line in problems_file.read_text().splitlines()}
+    state = {"calls": 0, "fail_after": None}
+
+    def respond(call):
+        state["calls"] += 1
+        if state["fail_after"] is not None and state["calls"] > state["fail_after"]:
+            return Reply(503, "overloaded")
+        gold = next(g for q, g in golds.items() if q in call.prompt)
+        seed = call.body["seed"]
+        answers = [gold if (seed + i) % 3 == 0 else -1 for i in range(call.body["n"])]
+        texts = [f"<think>seed={seed + i}</think> \\boxed{{{a}}}" for i, a in enumerate(answers)]
+        return Reply(body=chat_response(texts))
+
+    args = ["generate", "--input", problems_file, "--backend", "openai", "--model", "m", "--until-correct", "2",
+            "--max-samples", "8", "--concurrency", "1", "--max-retries", "0", "--no-progress", "--shard-rows", "1"]
+    with ScriptedServer(respond) as server:
+        curate(*args, "--out", tmp_path / "whole", "--base-url", server.base_url)
+        whole = rows(tmp_path / "whole")
+        state.update(calls=0, fail_after=12)  # round 1 (8 calls) and part of round 2, then down
+        failed = curate(*args, "--out", tmp_path / "cut", "--base-url", server.base_url, check=False)
+        assert failed.returncode == 1 and 0 < rows(tmp_path / "cut").height < whole.height
+        state["fail_after"] = None
+        curate(*args, "--out", tmp_path / "cut", "--base-url", server.base_url)
+        state["calls"] = 0
+        again = curate(*args, "--out", tmp_path / "cut", "--base-url", server.base_url)  # done: nothing to do
+        assert state["calls"] == 0 and "complete" in again.stdout
+    assert rows(tmp_path / "cut").equals(whole)
+    counts = json.loads((tmp_path / "cut" / "manifest.json").read_text())["counts"]
+    assert counts["samples_expected"] == counts["samples_done"] == whole.height
+    seeds = whole["reasoning"].str.extract(r"seed=(\d+)").cast(pl.Int64)
+    whole = whole.with_columns(seed=seeds, right=(seeds % 3 == 0))
+    assert whole["correct"].to_list() == whole["right"].to_list()
+    assert set(whole["verdict"]) <= {"correct", "wrong"}
+    for _, mine in whole.group_by("problem_id"):
+        mine = mine.sort("sample_index")
+        assert mine["seed"].to_list() == [mine["seed"][0] + i for i in range(mine.height)]  # per (problem, index)
+        n = c = 0
+        for size in mine.group_by("round").len().sort("round")["len"].to_list():
+            assert size == round_size(n, c, 2, 8)
+            n, c = n + size, c + int(mine.slice(n, size)["right"].sum())
+        assert round_size(n, c, 2, 8) == 0
 
 
 # -- on the real engine ------------------------------------------------------------------
