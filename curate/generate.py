@@ -86,8 +86,8 @@ class GenerateOptions:
                                     metavar="K")
     max_samples: int | None = opt(None, "With --until-correct: the most samples a problem gets.", metavar="M")
     min_think_tokens: int | None = opt(None, "Thinking budget (s1): a think block ended sooner is continued with "
-                                             "--wait-text. vllm backend; openai: --max-think-tokens only, and only on "
-                                             "raw-text templates (completions API).")
+                                             "--wait-text. --backend vllm only (openai/transformers refuse it; "
+                                             "see the README).")
     max_think_tokens: int | None = opt(None, "Thinking budget (s1): at this many thinking tokens, --think-end is "
                                              "forced and the model answers (within --max-tokens overall).")
     think_end: str = opt("</think>", "The end-of-thinking delimiter the budget watches and forces.")
