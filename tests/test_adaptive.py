@@ -125,6 +125,30 @@ def test_until_correct_through_a_server_seeds_by_index_and_resumes_after_a_failu
         assert round_size(n, c, 2, 8) == 0
 
 
+def test_until_correct_runs_code_problems_through_the_code_filters_sandbox(tmp_path):
+    problems = tmp_path / "code.jsonl"
+    tests = json.dumps({"type": "assert", "code": "assert add(1, 2) == 3\nassert add(-1, 1) == 0"})
+    problems.write_text("".join(json.dumps({"problem": f"Write add(a, b), version {i}.", "tests": tests}) + "\n"
+                                for i in range(2)))
+
+    def respond(call):  # right when the sample's seed is even
+        seed = call.body["seed"]
+        code = ["def add(a, b):\n    return a + b" if (seed + i) % 2 == 0 else "def add(a, b):\n    return a - b"
+                for i in range(call.body["n"])]
+        return Reply(body=chat_response([f"<think>ok</think>\n```python\n{c}\n```" for c in code]))
+
+    with ScriptedServer(respond) as server:
+        curate("generate", "--input", problems, "--out", tmp_path / "out", "--backend", "openai", "--model", "m",
+               "--base-url", server.base_url, "--until-correct", "1", "--max-samples", "6", "--no-progress")
+    df = rows(tmp_path / "out")
+    assert set(df["verdict"]) <= {"passed", "failed"}
+    for _, mine in df.group_by("problem_id"):
+        mine = mine.sort("sample_index")
+        assert mine["correct"].to_list() == [v == "passed" for v in mine["verdict"]]
+        assert mine["correct"].sum() == 1 and mine["correct"][-1]  # stopped at its first passing sample
+    assert "code" in json.loads((tmp_path / "out" / "manifest.json").read_text())["adaptive"]["verifiers"]
+
+
 # -- on the real engine ------------------------------------------------------------------
 
 
