@@ -194,6 +194,9 @@ def _print_summary(result) -> None:
     table.add_row("samples", f"{c['samples_done']:,} / {c['samples_expected']:,} ({s['samples']:,} this session)")
     table.add_row("finish reasons", ", ".join(f"{k} {v:,}" for k, v in sorted(c["finish_reasons"].items())) or "-")
     table.add_row("tokens", f"{c['prompt_tokens']:,} prompt · {c['completion_tokens']:,} completion")
+    if a := result.manifest.get("adaptive"):
+        table.add_row("until correct", f"{a['solved']:,} problems with {a['until_correct']} correct · "
+                      f"{a['exhausted']:,} at --max-samples {a['max_samples']} without · {a['rounds']} rounds")
     tps = s.get("output_tokens_per_s")
     table.add_row("this session", f"{s['seconds']:.1f} s ({s['load_seconds']:.1f} s loading)"
                   + (f" · {tps:,.1f} output tok/s" if tps else ""))

@@ -24,8 +24,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import __version__
+from curate import __version__, adaptive
 from curate.backends.base import R1_TEMPERATURE, R1_TOP_P, Request, Sample, Sampling, derive_seed, split_prefill
+from curate.backends.budget import check_budget
 from curate.errors import CurateError
 from curate.inputs import InputSpec, load_problems
 from curate.options import nested, opt
@@ -85,6 +86,17 @@ class GenerateOptions:
     top_p: float = opt(R1_TOP_P, "R1's recommendation: 0.95.")
     seed: int | None = opt(0, "Run seed; each problem's sampling seed derives from it.")
     stop: tuple[str, ...] = opt((), "Extra stop string (repeatable); added to the template's own.")
+    until_correct: int | None = opt(None, "Adaptive rejection sampling: sample in rounds until a problem has K correct "
+                                          "samples (math: reference answers; code: tests), up to --max-samples.",
+                                    metavar="K")
+    max_samples: int | None = opt(None, "With --until-correct: the most samples a problem gets.", metavar="M")
+    min_think_tokens: int | None = opt(None, "Thinking budget (s1): a think block ended sooner is continued with "
+                                             "--wait-text. --backend vllm only (openai/transformers refuse it; "
+                                             "see the README).")
+    max_think_tokens: int | None = opt(None, "Thinking budget (s1): at this many thinking tokens, --think-end is "
+                                             "forced and the model answers (within --max-tokens overall).")
+    think_end: str = opt("</think>", "The end-of-thinking delimiter the budget watches and forces.")
+    wait_text: str = opt("Wait", "What replaces an early end of thinking (s1: \"Wait\").")
     engine: EngineOptions = nested(EngineOptions, "Backend options.")
     shard_rows: int = opt(1000, "Rows per Parquet shard.")
     flush_seconds: float = opt(60.0, "Write a shard at least this often.")
@@ -120,7 +132,10 @@ def plan(opts: GenerateOptions) -> Plan:
     template = load_template(opts.template)
     examples, examples_sha = load_examples(opts.examples) if opts.examples else (None, None)
     stop = tuple(dict.fromkeys([*template.stop, *opts.stop]))
-    sampling = Sampling(opts.num_samples, opts.temperature, opts.top_p, opts.max_tokens, opts.seed, stop)
+    adaptive.check(opts.until_correct, opts.max_samples, problems, info["path"])
+    n = opts.max_samples if opts.until_correct else opts.num_samples
+    sampling = Sampling(n, opts.temperature, opts.top_p, opts.max_tokens, opts.seed, stop, opts.min_think_tokens,
+                        opts.max_think_tokens, opts.think_end, opts.wait_text)
     _render_all(template, problems, examples, info["path"])
     config = {
         "input": {k: info.get(k) for k in ("sha256", "rows", "problem_column", "answer_column", "id_column")}
@@ -131,7 +146,7 @@ def plan(opts: GenerateOptions) -> Plan:
         "model": label,
         "backend": opts.backend,
         "sampling": sampling.to_dict(),
-    }
+    } | ({"until_correct": opts.until_correct} if opts.until_correct else {})
     inputs = {
         "problems": info,
         "template": {"name": template.name, "path": template.path, "sha256": template.sha},
@@ -160,6 +175,11 @@ def _check_options(opts: GenerateOptions) -> None:
         raise CurateError("--shard-rows must be at least 1")
     if opts.backend == "openai" and not opts.model:
         raise CurateError("--model is required with --backend openai (the model name the server serves)")
+    if opts.until_correct and opts.num_samples != 1:
+        raise CurateError("--num-samples does not apply with --until-correct: --max-samples caps the samples")
+    if opts.until_correct and opts.temperature == 0:
+        raise CurateError("--until-correct with --temperature 0 draws the same sample again; use a temperature > 0")
+    check_budget(opts.min_think_tokens, opts.max_think_tokens, opts.think_end, opts.backend)
     _check_executor(opts)
 
 
@@ -243,6 +263,8 @@ def _run(p: Plan, progress: bool, engine_output: EngineOutput) -> dict:
 
 def _pending(p: Plan) -> list[tuple[dict, list[int]]]:
     """(problem row, sample indices still to generate), read from the shards already there."""
+    if p.opts.until_correct:
+        return adaptive.pending(p)
     done = p.store.done()
     n = p.sampling.n
     pending = [(row, [i for i in range(n) if i not in done.get(row["problem_id"], ())])
@@ -265,7 +287,7 @@ def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: di
               terminal=None) -> None:
     """Stream the pending requests through the backend into shards."""
     total = p.problems.height * p.sampling.n
-    already = total - sum(len(todo) for _, todo in pending)
+    already = writer.counts["samples_done"]
     log.info("curate %s generate: %s", __version__, " ".join(p.opts.command))
     log.info("%d problems x %d samples; %d already done; %d requests to run",
              p.problems.height, p.sampling.n, already, len(pending))
@@ -274,9 +296,12 @@ def _generate(p: Plan, backend, pending: list, writer: ShardWriter, manifest: di
     manifest["engine"] = backend.describe()
     writer.generation_started = time.time()
     with Progress("generating", total, "samples", already, progress, tokens=True, file=terminal) as bar:
-        for req, samples in backend.run(_requests(p, pending)):
-            writer.add(req, samples)
-            bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
+        if p.opts.until_correct:
+            adaptive.run_rounds(p, backend, writer, bar, _requests)
+        else:
+            for req, samples in backend.run(_requests(p, pending)):
+                writer.add(req, samples)
+                bar.advance(len(samples), sum(s.completion_tokens or 0 for s in samples))
     writer.flush(force=True)
 
 
@@ -284,8 +309,11 @@ def _requests(p: Plan, pending: list) -> Iterator[Request]:
     compiled = p.template.compile()
     for row, todo in pending:
         prompt = p.template.render(variables(row, p.examples), compiled)
+        seed = derive_seed(p.sampling.seed, row["problem_id"])
+        # engines seed the j-th sample of a request with seed + j: sample i always draws with seed + i
+        # (todo is contiguous: a plain run's whole range, or an adaptive round)
         yield Request(key=row["problem_id"], prompt=prompt, sample_indices=todo,
-                      seed=derive_seed(p.sampling.seed, row["problem_id"]))
+                      seed=None if seed is None else seed + todo[0])
 
 
 def _load_backend(p: Plan):
@@ -321,11 +349,12 @@ class ShardWriter:
         self.started, self.t0 = started, t0  # the session's start, before the engine loads
         self.counts = counts(store, p)  # read from the shards once, then kept up to date per shard
 
-    def add(self, req: Request, samples: list[Sample]) -> None:
+    def add(self, req: Request, samples: list[Sample], verdicts: list[dict] | None = None) -> None:
+        """Buffer a finished request's rows; `verdicts`: per sample, round/correct/verdict (adaptive runs)."""
         row = self.problem_rows[req.key]
         _, prefill = split_prefill(req.prompt)
         prompt = req.prompt if isinstance(req.prompt, str) else json.dumps(req.prompt, ensure_ascii=False)
-        for s in samples:
+        for i, s in enumerate(samples):
             parsed = parse_completion(s.text, prefill)
             self.rows.append({
                 "problem_id": req.key,
@@ -351,7 +380,10 @@ class ShardWriter:
                 "completion_tokens": s.completion_tokens,
                 "error": s.error,
                 "extra": row["extra"],
-            })
+                "think_tokens": s.think_tokens,
+                "forced_waits": s.forced_waits,
+                "forced_stop": s.forced_stop,
+            } | (verdicts[i] if verdicts else {"round": 1}))
             self.session_samples += 1
             self.session_tokens += s.completion_tokens or 0
         self.flush()
@@ -369,6 +401,9 @@ class ShardWriter:
             c["finish_reasons"][row["finish_reason"]] = c["finish_reasons"].get(row["finish_reason"], 0) + 1
             c["prompt_tokens"] += row["prompt_tokens"] or 0
             c["completion_tokens"] += row["completion_tokens"] or 0
+            if self.p.sampling.budgeted:
+                c["forced_waits"] += row["forced_waits"] or 0
+                c["forced_stops"] += bool(row["forced_stop"])
         self.rows = []
         self.last_flush = time.time()
         self.store.update(counts=c)
@@ -397,10 +432,20 @@ def counts(store: RunStore, p: Plan) -> dict:
     if table is not None:
         for r in table.column("finish_reason").to_pylist():
             reasons[r] = reasons.get(r, 0) + 1
-    return {
+    forced = {}
+    if p.sampling.budgeted:  # thinking budgets: how often "Wait" was inserted / the end of thinking forced
+        t = store.read_columns(["forced_waits", "forced_stop"])
+        forced = {"forced_waits": int(pc.sum(t.column("forced_waits")).as_py() or 0) if t is not None else 0,
+                  "forced_stops": int(pc.sum(pc.cast(t.column("forced_stop"), "int32")).as_py() or 0)
+                  if t is not None else 0}
+    done = table.num_rows if table is not None else 0
+    expected = p.problems.height * p.sampling.n
+    if p.opts.until_correct and not adaptive.pending(p):  # finished: as many as its rounds took
+        expected = done
+    return forced | {
         "problems": p.problems.height,
-        "samples_expected": p.problems.height * p.sampling.n,
-        "samples_done": table.num_rows if table is not None else 0,
+        "samples_expected": expected,
+        "samples_done": done,
         "shards": len(store.shards()),
         "finish_reasons": reasons,
         "prompt_tokens": int(pc.sum(table.column("prompt_tokens")).as_py() or 0) if table is not None else 0,

@@ -233,6 +233,12 @@ def pass_rate_section(run: Run) -> dict:
         rejected = run.rows.filter(pl.col("status") == "rejected").select("problem_id", "step")
         problems = problem_table(kept, rejected, correct_after)
         source = f"correct = passed the `{chain[correct_after]['filter']}` filter (kept, or dropped by a later filter)"
+    elif run.kind == "generate" and (run.manifest.get("adaptive") or {}).get("problems"):
+        adaptive = run.manifest["adaptive"]
+        problems = pl.DataFrame(adaptive["problems"]).rename({"samples": "generated"})
+        source = (f"generated = samples spent by adaptive sampling (--until-correct {adaptive['until_correct']}, "
+                  f"--max-samples {adaptive['max_samples']}: {adaptive['solved']} problems reached it), "
+                  "correct = the verifier's verdicts at generation")
     elif run.kind == "select" and (run.path / "problems.parquet").is_file():
         problems = pl.read_parquet(run.path / "problems.parquet")
         source = "from the select run's problems.parquet"

@@ -33,6 +33,15 @@ GENERATION_SCHEMA = pa.schema(
         ("completion_tokens", pa.int32()),
         ("error", pa.string()),
         ("extra", pa.string()),
+        # generate --until-correct: the sample's round (1 in a plain run) and the verifier's
+        # verdict (null when not verified); thinking budgets: think-block tokens and the
+        # forced "Wait"s / forced end of thinking (null without a budget)
+        ("round", pa.int32()),
+        ("correct", pa.bool_()),
+        ("verdict", pa.string()),
+        ("think_tokens", pa.int32()),
+        ("forced_waits", pa.int32()),
+        ("forced_stop", pa.bool_()),
     ]
 )
 

@@ -32,10 +32,24 @@ class Sampling:
     max_tokens: int = 4096
     seed: int | None = 0
     stop: tuple[str, ...] = ()
+    # thinking budget (s1 budget forcing, curate/backends/budget.py); unset: none
+    min_think_tokens: int | None = None
+    max_think_tokens: int | None = None
+    think_end: str = "</think>"
+    wait_text: str = "Wait"
+
+    @property
+    def budgeted(self) -> bool:
+        return self.min_think_tokens is not None or self.max_think_tokens is not None
 
     def to_dict(self) -> dict:
+        """The fields as JSON; the budget's only when one is set (so a plain run's config
+        and rows read as before)."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if not self.budgeted:
+            for name in ("min_think_tokens", "max_think_tokens", "think_end", "wait_text"):
+                del d[name]
         return d
 
 
@@ -61,6 +75,11 @@ class Sample:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    # with a thinking budget: tokens inside the think block (inserted ones included),
+    # "Wait"s inserted, whether the end of thinking was forced
+    think_tokens: int | None = None
+    forced_waits: int | None = None
+    forced_stop: bool | None = None
 
 
 @dataclass

@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from curate.backends.base import Backend, Request, Sample, prompt_text
+from curate.backends.base import Backend, Request, Sample, derive_seed, prompt_text
+from curate.backends.budget import Forcing
 
 DEFAULT_CPU_KV_CACHE_GB = 2.0
 
@@ -84,21 +85,25 @@ class VLLMBackend(Backend):
     def validate(self, prompt: str | list[dict]) -> None:
         prompt_text(self.tokenizer, prompt, self.model)
 
-    def params(self, request: Request):
+    def params(self, request: Request, n: int | None = None, seed: int | None = None, max_tokens: int | None = None,
+               stop: list[str] = ()):
         from vllm import SamplingParams
 
         s = self.sampling
         return SamplingParams(
-            n=request.n,
+            n=request.n if n is None else n,
             temperature=s.temperature,
             top_p=s.top_p,
-            max_tokens=s.max_tokens,
-            seed=request.seed,
-            stop=list(s.stop) or None,
+            max_tokens=max_tokens or s.max_tokens,
+            seed=request.seed if n is None else seed,
+            stop=[*s.stop, *stop] or None,
             include_stop_str_in_output=True,
         )
 
     def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
+        if self.sampling.budgeted:
+            yield from self._run_budgeted(requests)
+            return
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
@@ -148,6 +153,89 @@ class VLLMBackend(Backend):
                 yield req, samples
             if len(inflight) < self.window // 2:
                 refill()
+
+    def _run_budgeted(self, requests: Iterable[Request]) -> Iterator[tuple[Request, list[Sample]]]:
+        """Thinking budgets (curate/backends/budget.py): each sample is its own engine
+        request, continued phase after phase. Sample j of a request starts with seed + j
+        (what the engine gives the j-th of n, so phase 1 equals an unbudgeted run's
+        sample); later phases' seeds derive from it and the phase number."""
+        from vllm.inputs import TokensPrompt
+
+        s, tok = self.sampling, self.tokenizer
+        engine = self.llm.llm_engine
+        pending = iter(requests)
+        inflight: dict[str, tuple] = {}  # engine id -> (request, slot, Forcing, prompt ids, phase)
+        results: dict[int, list] = {}  # id(request) -> its samples so far (None: not yet)
+        ready: deque[tuple[Request, list[Sample]]] = deque()
+        encode = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+        decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
+
+        def start(jobs: list) -> None:
+            batch, params, queued = [], [], []
+            for job in jobs:
+                req, slot, f, ids, phase = job
+                cap, stop = self._phase(f, ids)
+                while cap <= 0 and f.feed("", [], "length", None):  # nothing may be generated: force what is due
+                    cap, stop = self._phase(f, ids)
+                if cap <= 0:
+                    done(job)
+                    continue
+                seed = req.seed + slot if req.seed is not None else None
+                if phase and seed is not None:
+                    seed = derive_seed(seed, req.key, phase)
+                batch.append(TokensPrompt(prompt_token_ids=ids + f.ids))
+                params.append(self.params(req, n=1, seed=seed, max_tokens=cap, stop=stop))
+                queued.append(job)
+            if batch:
+                for rid, job in zip(self.llm.enqueue(batch, params, use_tqdm=False), queued):
+                    inflight[external_id(rid)] = job
+
+        def done(job) -> None:
+            req, slot, f, ids, _ = job
+            samples = results[id(req)]
+            samples[slot] = Sample(req.sample_indices[slot], f.text, f.finish_reason or "stop", len(ids), len(f.ids),
+                                   think_tokens=f.think_tokens, forced_waits=f.waits, forced_stop=f.forced_stop)
+            if all(x is not None for x in samples):
+                del results[id(req)]
+                ready.append((req, samples))
+
+        def refill() -> None:
+            jobs = []
+            for req in islice(pending, max(0, (self.window - len(inflight)) // max(1, s.n))):
+                ids = self.tokenize(req.prompt)
+                if len(ids) >= self.max_model_len:
+                    msg = f"prompt has {len(ids)} tokens; the model's context is {self.max_model_len}"
+                    ready.append((req, [Sample(i, None, "error", len(ids), 0, msg) for i in req.sample_indices]))
+                    continue
+                results[id(req)] = [None] * req.n
+                jobs += [(req, slot, Forcing(s.min_think_tokens, s.max_think_tokens, s.think_end, s.wait_text,
+                                             s.max_tokens, encode, decode), ids, 0) for slot in range(req.n)]
+            start(jobs)
+
+        refill()
+        while inflight or ready:
+            while ready:
+                yield ready.popleft()
+            if not inflight:
+                refill()
+                continue
+            follow = []
+            for out in engine.step():
+                if out.finished:
+                    req, slot, f, ids, phase = job = inflight.pop(external_id(out.request_id))
+                    c = out.outputs[0]
+                    if f.feed(c.text, c.token_ids, c.finish_reason or "stop", c.stop_reason):
+                        follow.append((req, slot, f, ids, phase + 1))
+                    else:
+                        done(job)
+            start(follow)
+            if len(inflight) < self.window // 2:
+                refill()
+
+    def _phase(self, f: Forcing, prompt_ids: list[int]) -> tuple[int, list[str]]:
+        """A budgeted sample's next phase: (max tokens, within the context too; extra stop strings)."""
+        cap, stop = f.phase()
+        return min(cap, self.max_model_len - len(prompt_ids) - len(f.ids)), stop
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
