@@ -32,7 +32,7 @@ Pieces, read top to bottom:
   method, n = 8) is the one shipped; it catches verbatim and lightly edited copies but
   only ~4% of LLM-rephrased items (docs/ARCHITECTURE.md), so a paraphrase-robust method (embedding
   similarity, an LLM judge) is meant to register beside it under its own name.
-- `Decontam`: the filter. It indexes the benchmarks in `prepare` (or on the first batch);
+- `Decontam`: the filter. It indexes the benchmarks on its first batch in each process;
   `check(problem) -> Verdict` decides one problem, once per distinct problem of a batch
   (samples share problems).
 """
@@ -229,7 +229,7 @@ class Decontam(RowFilter):
         self._loaded = [Benchmark.load(spec) for spec in self.benchmarks]
         self._matcher = None
 
-    def prepare(self, frame: pl.DataFrame | None = None) -> None:
+    def _index_benchmarks(self) -> None:
         matcher = METHODS[self.method](n=self.n, min_informative=self.min_informative)
         matcher.index(self._loaded)
         self._matcher = matcher
@@ -237,7 +237,7 @@ class Decontam(RowFilter):
     def check(self, problem: str | None) -> Verdict:
         """Drop a problem that overlaps a benchmark, naming it and the shared words."""
         if self._matcher is None:
-            self.prepare()
+            self._index_benchmarks()
         hit = self._matcher.match(problem) if problem is not None else None
         if hit is None:
             return Verdict(True)
