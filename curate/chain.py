@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate.errors import CurateError
-from curate.executor import EXECUTORS, Executor, make_executor
+from curate.executor import EXECUTORS, Executor, LocalExecutor, make_executor
 from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
 from curate.formats import PRESETS, Layout, resolve
@@ -56,6 +56,7 @@ from curate.store import RunStore, Table, collect, open_run, open_table, scan_fi
 
 SHARD_ROWS = 5000  # a larger input file is cut into shards of this many rows
 MIN_TASK_ROWS = 256  # a shard is split into tasks this big or bigger when there are fewer shards than workers
+INLINE = LocalExecutor(1)  # a stage of few rows runs its tasks in this process (no worker processes to start)
 
 # -- the chain ------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ def read_rows(shard: Shard, columns: list[str] | None = None, positions: np.ndar
         hi = lo
     frame = scan_file(Path(shard.path))
     if shard.column_map:
-        frame = frame.rename({src: dst for dst, src in shard.column_map.items()})
+        frame = frame.rename({src: dst for dst, src in shard.column_map.items()}, strict=False)
     if columns is not None:
         names = frame.collect_schema().names()
         frame = frame.select([c for c in columns if c in names])
@@ -261,10 +262,6 @@ class FilterPlan:
 
 def plan(opts: FilterOptions) -> FilterPlan:
     """Validate everything before anything is written."""
-    if opts.executor not in EXECUTORS:
-        raise CurateError(f"--executor: unknown executor {opts.executor!r}; choose one of {', '.join(EXECUTORS)}")
-    if opts.ray_address and opts.executor != "ray":
-        raise CurateError("--ray-address needs --executor ray")
     table = open_table(opts.input, split=opts.split)
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
@@ -362,6 +359,8 @@ class Stage:
         counts = [self.entering(i) for i in range(len(self.shards))]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()  # `_row` of each shard's first row
         self.task_rows = max(MIN_TASK_ROWS, -(-sum(counts) // (2 * self.executor.workers)))
+        if self.executor.name == "local" and sum(counts) < 2 * MIN_TASK_ROWS:
+            self.executor = INLINE  # a few rows: starting worker processes would cost more than the work
         if stateful(self.f):
             indexes = self.index(list(range(len(self.shards))))
             resolve_filter(self.f, indexes, self.executor)
