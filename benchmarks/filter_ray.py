@@ -20,7 +20,9 @@ planted foreign sentences, loops, near-duplicates, wrong answers) plus --long tr
              each also on 20 rows first (start-up: Ray workers, math's process pools,
              fastText), so the figures are given with and without it. The ratios:
              ray-2 / ray-1 (scaling; target >= 1.6) and ray-2 / local. The outputs of the
-             three are compared row for row.
+             three are compared row for row. Before and after, a calibration: how much
+             two CPU-bound processes do side by side against one, right now (2.0 on two
+             idle cores): on a shared machine, the ceiling of any 2-worker ratio.
 """
 
 from __future__ import annotations
@@ -148,6 +150,30 @@ def executors(run: Path, small: Path, tmp: Path, docs: int) -> dict:
             "ray2_over_local": round(r["ray-2"]["docs_per_s"] / r["local"]["docs_per_s"], 2), "equal_outputs": same}
 
 
+def _spin(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return x
+
+
+def calibrate(n: int = 4_000_000) -> float:
+    """How much two processes get done at once here, now, against one: a pure-Python loop
+    once alone, then twice side by side (2.0 on two idle cores; a shared machine gives less)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_spin, [1000, 1000]))  # started outside the clock
+        t = time.perf_counter()
+        pool.submit(_spin, n).result()
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        list(pool.map(_spin, [n, n]))
+        two = time.perf_counter() - t
+    return 2 * one / two
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=2000)
@@ -170,7 +196,13 @@ def main() -> None:
             out["machinery"] = machinery(run, tmp, df.height)
         if "executors" in sections:
             small = write_run(df.head(20), tmp / "small", args.shard_rows)
+            before = calibrate()
             out["executors"] = executors(run, small, tmp, df.height)
+            after = calibrate()
+            out["two_processes_over_one"] = [round(before, 2), round(after, 2)]
+            print(f"[calibration] two CPU-bound processes side by side do {before:.2f}x the work of one before the "
+                  f"executors section, {after:.2f}x after (2.0 on two idle cores): the ceiling of any 2-worker ratio "
+                  f"here")
     out["load_after"] = os.getloadavg()
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
