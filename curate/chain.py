@@ -359,8 +359,10 @@ class Stage:
         counts = [self.entering(i) for i in range(len(self.shards))]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()  # `_row` of each shard's first row
         self.task_rows = max(MIN_TASK_ROWS, -(-sum(counts) // (2 * self.executor.workers)))
-        if self.executor.name == "local" and sum(counts) < 2 * MIN_TASK_ROWS:
-            self.executor = INLINE  # a few rows: starting worker processes would cost more than the work
+        if self.executor.name == "local" and (not self.f.parallel or sum(counts) < 2 * MIN_TASK_ROWS):
+            # the filter starts its own processes (Filter.parallel), or a few rows: starting worker
+            # processes would cost more than the work
+            self.executor = INLINE
         if stateful(self.f):
             indexes = self.index(list(range(len(self.shards))))
             resolve_filter(self.f, indexes, self.executor)

@@ -71,7 +71,10 @@ class Filter:
     name: str = "filter"
     needs: tuple[str, ...] = ("completion",)
     scores: dict[str, pl.DataType] = {}  # the score columns the filter adds, with their types
-
+    # True: plain per-row Python work, which the local executor runs in its worker processes. False (math's
+    # pool, code's sandboxes, dedup): there it runs in the driver's process, where its own processes may start
+    # (a process pool inside a pool worker can hang). On Ray every filter runs in tasks.
+    parallel: bool = False
     def __call__(self, batch: pl.DataFrame) -> Decision:
         raise NotImplementedError
 
