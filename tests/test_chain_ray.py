@@ -22,7 +22,7 @@ from traces import planted_rows
 
 pytestmark = pytest.mark.slow
 
-COPIES = 6  # shards: one copy of the 14 planted traces each (copies 1.. are duplicates of copy 0)
+COPIES = 4  # shards: one copy of the 14 planted traces each (copies 1.. are duplicates of copy 0)
 
 
 @pytest.fixture(scope="module")
