@@ -5,8 +5,9 @@ shards: its files, a file of more than SHARD_ROWS rows in pieces. Every per-shar
 is a task of an Executor (curate/executor.py: local worker processes, or Ray tasks on a
 cluster): a task is given a shard's source file and row positions, reads those rows
 (only the columns its filter reads), applies the filter and returns the Decision; no
-text passes through the driver on the way. The driver writes every output, each file
-atomically:
+text passes through the driver on the way. (With the local executor, a filter that
+starts its own processes, math's pool, runs its tasks in the driver: `Filter.parallel`.)
+The driver writes every output, each file atomically:
 
     OUT/.stages/source/part-NNNNN.parquet     the input as curate rows, written once, when
                                               it is not Parquet in the row layout already
