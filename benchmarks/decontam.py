@@ -49,7 +49,7 @@ def measure(label: str, make, recall_set: list[str], fp_sets: dict[str, tuple[st
     """make(benchmarks) -> Decontam. Recall against the full index; FPs per set against its own index."""
     t0 = time.perf_counter()
     full = make(["gsm8k", f"MATH-500={MATH500}"])
-    full.prepare()
+    full.index_benchmarks()
     index_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     asked = full._judge.calls if full._judge else 0  # a judge shared across methods: count this one's calls

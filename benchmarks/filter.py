@@ -513,27 +513,25 @@ def our_filters(skipped: dict, chain=CHAIN):
 
 
 def run_in_process(filters, df: pl.DataFrame) -> tuple[float, dict, dict]:
-    """The chain's work without its files: prepare (stateful filters) then call, each
-    filter on the survivors of the one before, as curate.chain does stage by stage."""
-    from curate.chain import Workers
-    from curate.filters.base import Filter
+    """The chain's work without its files, in this one process: index and resolve
+    (stateful filters) then call, each filter on the survivors of the one before, as
+    curate.chain does stage by stage (`curate filter` also spreads per-row filters over
+    worker processes: benchmarks/filter_ray.py)."""
+    from curate.chain import index_filter, resolve_filter, stateful
 
     per, dropped = {}, {}
-    pool = Workers(os.cpu_count() or 1)  # as `curate filter` runs per-row filters
-    # start workers outside the clock
-    pool.apply(next(f for f in filters if f.parallel), df.head(2 * Workers.MIN_ROWS_PER_WORKER))
     t0 = time.perf_counter()
     for f in filters:
         t = time.perf_counter()
-        if type(f).prepare is not Filter.prepare:
-            f.prepare(df.select(sorted({*f.needs, "sample_id"})))
-        d = pool.apply(f, df) if df.height else None
+        if stateful(f):
+            rows = df.select(sorted({*f.needs, "sample_id"})).with_columns(pl.int_range(pl.len()).alias("_row"))
+            resolve_filter(f, [index_filter(f, rows)], None)
+        d = f(df) if df.height else None
         if d is not None:
             dropped[f.name] = int((~d.keep).sum())
             df = df.filter(d.keep)
         per[f.name] = round(time.perf_counter() - t, 3)
     seconds = time.perf_counter() - t0
-    pool.close()
     return seconds, per, dropped
 
 

@@ -1,17 +1,28 @@
 """`curate filter`: run a chain of filters over a run, keeping every dropped row.
 
-The chain runs filter by filter, as datatrove runs pipeline stages: stage k reads the
-rows that survived stage k-1 shard by shard, and writes
+The chain runs filter by filter, as datatrove runs pipeline stages, over the input's
+shards: its files, a file of more than SHARD_ROWS rows in pieces. Every per-shard step
+is a task of an Executor (curate/executor.py: local worker processes, or Ray tasks on a
+cluster): a task is given a shard's source file and row positions, reads those rows
+(only the columns its filter reads), applies the filter and returns the Decision; no
+text passes through the driver on the way. (With the local executor, a filter that
+starts its own processes, math's pool, runs its tasks in the driver: `Filter.parallel`.)
+The driver writes every output, each file atomically:
 
-    OUT/.stages/<k>-<filter>/part-NNNNN.parquet   survivors (input of stage k+1)
-    OUT/rejected/<k>-<filter>-part-NNNNN.parquet  dropped rows: all their columns, plus
-                                                  `rejected_by` and `reason`
+    OUT/.stages/source/part-NNNNN.parquet     the input as curate rows, written once, when
+                                              it is not Parquet in the row layout already
+    OUT/.stages/<k>-<filter>/part-NNNNN.parquet   stage k's kept-mask: the positions
+                                              (`_pos`) of the shard's rows it keeps, with
+                                              every score column so far (not the rows)
+    OUT/rejected/<k>-<filter>-part-NNNNN.parquet  dropped rows: all their columns, the
+                                              scores so far, `rejected_by` and `reason`
 
-each shard atomically, so a killed run resumes at the shard it stopped in. A stateful
-filter (dedup, decontamination) first sees every survivor of the stage before it
-(`Filter.prepare`), then marks shard by shard. The last stage's survivors become
-OUT/kept/part-NNNNN.parquet, with one score column per filter that gives scores.
-Invariant, checked at the end: rows in = kept + rejected.
+so a killed run resumes at the shard it stopped in, with either executor. A stateful
+filter (dedup) takes three steps: `index` tasks over every shard, `resolve` on the
+driver, then the marking tasks (filters/base.py). The last stage's survivors, read from
+the source with their scores, become OUT/kept/part-NNNNN.parquet. The texts stream shard
+by shard, a bounded number of tasks at once: no process holds all of them. Invariant,
+checked at the end: rows in = kept + rejected.
 
 Cheap, vectorised filters go first so expensive ones see fewer rows; the order is the
 order given.
@@ -21,22 +32,31 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import time
-from dataclasses import dataclass
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError, load_yaml
+from curate.executor import EXECUTORS, Executor, LocalExecutor, make_executor
 from curate.filters import get_filter
 from curate.filters.base import Decision, Filter
 from curate.formats import PRESETS, Layout, resolve
 from curate.options import opt
 from curate.progress import Progress
 from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
+
+SHARD_ROWS = 5000  # a larger input file is cut into shards of this many rows
+MIN_TASK_ROWS = 256  # a shard is split into tasks this big or bigger when there are fewer shards than workers
+INLINE = LocalExecutor(1)  # a stage of few rows runs its tasks in this process (no worker processes to start)
 
 # -- the chain ------------------------------------------------------------------------
 
@@ -98,28 +118,61 @@ def _type_error(e: TypeError) -> str:
 # -- inputs ---------------------------------------------------------------------------
 
 
-Part = tuple  # (file, pl.LazyFrame): one shard of a stage's input (Table.parts)
+Part = tuple  # (file, pl.LazyFrame): one file of the input (Table.parts)
 
 
-def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = None) -> pl.DataFrame:
-    """One shard of a stage's input; the first stage's as curate rows (--map, then the layout)."""
+def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = None, offset: int = 0) -> pl.DataFrame:
+    """Rows of an input file as curate rows (--map, then the layout); `offset`: the first row's number in the file."""
     where, frame = part
     frame = frame.rename({src: dst for dst, src in column_map.items()}) if column_map else frame
     df = collect(frame, where)
     if layout is not None:
         df = layout.apply(df)
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
-        ids = pl.lit(f"{Path(where).stem}:") + pl.int_range(pl.len()).cast(pl.String)
-        df = df.with_columns(ids.alias("sample_id"))
+        df = df.with_columns(_ids(Path(where).stem, offset))
     return df
 
 
-def _stage_parts(files: list[Path]) -> list[Part]:
-    return [(str(f), scan_file(f)) for f in files]
+def _ids(stem: str, offset: int) -> pl.Expr:
+    return (pl.lit(f"{stem}:") + (pl.int_range(pl.len()) + offset).cast(pl.String)).alias("sample_id")
 
 
-def _rows(part: Part) -> int:
-    return collect(part[1].select(pl.len()), part[0]).item()
+@dataclass
+class Shard:
+    """Rows [lo, hi) of a source file, read as curate rows: columns renamed by `column_map`
+    and, when the file has no sample_id, ids "<ids>:<row in the file>". Every stage
+    writes one output file per shard."""
+
+    path: str
+    lo: int
+    hi: int
+    column_map: dict = field(default_factory=dict)
+    ids: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.hi - self.lo
+
+
+def read_rows(shard: Shard, columns: list[str] | None = None, positions: np.ndarray | None = None) -> pl.DataFrame:
+    """The shard's rows (those at `positions`, counted from 0 in the shard, when given) with
+    the `columns` the file has (all when None); only the rows that span the positions are read."""
+    lo, hi = shard.lo, shard.hi
+    if positions is not None and len(positions):
+        lo, hi = shard.lo + int(positions[0]), shard.lo + int(positions[-1]) + 1  # positions ascend
+        positions = positions - int(positions[0])
+    elif positions is not None:
+        hi = lo
+    frame = scan_file(Path(shard.path))
+    if shard.column_map:
+        frame = frame.rename({src: dst for dst, src in shard.column_map.items()}, strict=False)
+    if columns is not None:
+        names = frame.collect_schema().names()
+        frame = frame.select([c for c in columns if c in names])
+    df = collect(frame.slice(lo, hi - lo), shard.path)
+    if shard.ids is not None and (columns is None or "sample_id" in columns):
+        df = df.with_columns(_ids(shard.ids, lo))
+    return df if positions is None else df[positions]
 
 
 def input_columns(table: Table, column_map: dict[str, str]) -> list[str]:
@@ -128,6 +181,40 @@ def input_columns(table: Table, column_map: dict[str, str]) -> list[str]:
         if src not in names:
             raise CurateError(f"--map {dst}={src}: the input has no column {src!r} (columns: {', '.join(names)})")
     return [next((dst for dst, src in column_map.items() if src == n), n) for n in names]
+
+
+def input_shards(p: FilterPlan) -> list[Shard]:
+    """The input as shards. Parquet files of curate rows are read where they are; any other
+    input (JSONL, JSON, a datasets folder, a layout to apply) is written once, as curate
+    rows, to .stages/source/ (lz4: read again by every stage)."""
+    table, column_map = p.table, p.opts.column_map
+    if table.memory is None and p.layout.passthrough and all(f.suffix.lower() == ".parquet" for f in table.files):
+        shards = []
+        for f in table.files:
+            try:
+                rows = pq.read_metadata(f).num_rows
+                names = scan_file(f).rename({s: d for d, s in column_map.items()}, strict=False).collect_schema()
+            except Exception as e:  # noqa: BLE001 - pyarrow and polars raise many kinds
+                raise CurateError(f"{f}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+                    from None
+            ids = None if "sample_id" in names else f.stem
+            shards += [Shard(str(f), lo, min(lo + SHARD_ROWS, rows), column_map, ids)
+                       for lo in range(0, max(rows, 1), SHARD_ROWS)]
+        return shards
+    folder = Path(p.opts.out) / ".stages" / "source"
+    if not (folder / "DONE").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        i = 0
+        for where, frame in table.parts():
+            rows = collect(frame.select(pl.len()), where).item()
+            for lo in range(0, max(rows, 1), SHARD_ROWS):
+                target = folder / f"part-{i:05d}.parquet"
+                if not target.exists():
+                    piece = read_shard((where, frame.slice(lo, SHARD_ROWS)), column_map, p.layout, offset=lo)
+                    write_parquet_atomic(piece, target, "lz4")
+                i += 1
+        (folder / "DONE").touch()
+    return [Shard(str(f), 0, pq.read_metadata(f).num_rows) for f in sorted(folder.glob("part-*.parquet"))]
 
 
 # -- the run --------------------------------------------------------------------------
@@ -146,8 +233,11 @@ class FilterOptions:
                            pairs="COLUMN=INPUT_COLUMN")
     preset: str | None = opt(None, "The column names of a public set (default: found by inspection; --map overrides).",
                              choices=tuple(sorted(PRESETS)))
-    workers: int = opt(help="Processes for per-row filters (default: all cores).", factory=lambda: os.cpu_count() or 1,
-                       min=1)
+    executor: str = opt("local", "Where the per-shard work runs: worker processes here, or Ray tasks on a cluster.",
+                        choices=EXECUTORS)
+    ray_address: str | None = opt(None, "--executor ray: the cluster (HOST:PORT, ray://..., auto); default "
+                                        "$RAY_ADDRESS, else a Ray started here.")
+    workers: int | None = opt(None, "Tasks at once (default: all cores here; with Ray, the cluster's CPUs).", min=1)
     overwrite: bool = opt(False, "Replace an existing filter run with a different config.")
     progress: bool = opt(True, "Show progress bars (--no-progress: none).", cli="--no-progress")
     command: list[str] = opt([], "The command line recorded in the manifest.", cli=False)
@@ -196,130 +286,243 @@ def _jsonable(params: dict) -> dict:
 def run(p: FilterPlan) -> dict:
     """Run the chain stage by stage, publish the survivors as kept/, and count the funnel."""
     out = Path(p.opts.out)
-    with p.run.session(clear=("kept", "rejected", ".stages")) as manifest:
+    workers = p.opts.workers or ((os.cpu_count() or 1) if p.opts.executor == "local" else None)
+    # joined before the session: an unreachable cluster leaves nothing written
+    with make_executor(p.opts.executor, workers=workers, address=p.opts.ray_address) as executor, \
+            p.run.session(clear=("kept", "rejected", ".stages")) as manifest:
         manifest["chain_source"] = p.chain_source
         (out / "rejected").mkdir(exist_ok=True)
-        survivors, per_filter = _run_chain(p)
-        _publish_kept(out, survivors)
-        funnel = compute_funnel(out, p)
+        shards = input_shards(p)
+        per_filter = _run_chain(p, shards, executor)
+        _publish_kept(out, shards, _stage_dir(out, len(p.filters) - 1, p.filters[-1]))
+        funnel = compute_funnel(out, p, sum(s.rows for s in shards))
         manifest.update(funnel=funnel, counts={k: funnel[k] for k in ("rows_in", "kept", "rejected")},
-                        filters_info=_filters_info(p.filters), timings={"per_filter": per_filter})
+                        filters_info=_filters_info(p.filters), executor=executor.describe(),
+                        timings={"per_filter": per_filter})
     shutil.rmtree(out / ".stages", ignore_errors=True)
     return manifest
 
 
-def _run_chain(p: FilterPlan) -> tuple[list[Part], dict]:
-    """Each filter over the survivors of the one before; (the last survivors, seconds per filter)."""
+def _run_chain(p: FilterPlan, shards: list[Shard], executor: Executor) -> dict:
+    """Each filter over the survivors of the one before; the seconds each filter took."""
     per_filter = {}
-    pool = Workers(p.opts.workers)
+    token = uuid.uuid4().hex  # names this run's filters in the worker processes
     try:
-        current = p.table.parts()
         for k, f in enumerate(p.filters):
             start = time.time()
-            current = _run_stage(p, k, f, current, pool)
+            Stage(p, k, shards, executor, token).run()
             per_filter[f"{k}-{f.name}"] = round(time.time() - start, 2)
-        return current, per_filter
+        return per_filter
     finally:
-        pool.close()
+        release_filters()  # those that ran in this process (one worker: no worker processes)
         for f in p.filters:
-            close = getattr(f, "close", None)
-            if close:
-                close()
+            f.close()
 
 
-def _run_stage(p: FilterPlan, k: int, f, shards: list[Part], pool: Workers) -> list[Part]:
-    """One filter over every shard: survivors to .stages/<k>-<filter>/, dropped rows to rejected/."""
-    out = Path(p.opts.out)
-    stage = out / ".stages" / f"{k:02d}-{f.name}"
-    done = stage / "DONE"
-    names = [f"part-{i:05d}.parquet" for i in range(len(shards))]
-    if done.exists():
-        return _stage_parts([stage / n for n in names])
-    stage.mkdir(parents=True, exist_ok=True)
-    column_map, layout = (p.opts.column_map, p.layout) if k == 0 else ({}, None)
-    if type(f).prepare is not Filter.prepare:  # stateful: sees every survivor first
-        cols = sorted({*f.needs, "sample_id"})
-        frames = [read_shard(s, column_map, layout).select(cols) for s in shards]
-        f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
-    total = sum(_rows(s) for s in shards)
-    with Progress(f.name, total, "rows", enabled=p.opts.progress) as bar:
-        for shard, name in zip(shards, names):
-            target = stage / name
-            if target.exists():
-                bar.advance(pq.read_metadata(target).num_rows)
-                continue
-            batch = read_shard(shard, column_map, layout)
-            kept, rejected = _split(f, batch, pool)
-            write_parquet_atomic(rejected, out / "rejected" / f"{k:02d}-{f.name}-{name}")
-            write_parquet_atomic(kept, target, "lz4")  # last: a stage shard exists only when its rejected rows do
-            # (lz4: stage files are read once by the next stage; kept/ is rewritten as zstd)
-            bar.advance(batch.height)
-    done.touch()
-    return _stage_parts([stage / n for n in names])
+def _stage_dir(out: Path, k: int, f: Filter) -> Path:
+    return out / ".stages" / f"{k:02d}-{f.name}"
 
 
-def _split(f, batch: pl.DataFrame, pool: Workers) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A batch's (kept rows with the filter's scores, rejected rows with `rejected_by` and `reason`)."""
-    decision = pool.apply(f, batch) if batch.height else None
-    if decision is None:  # nothing left to filter
-        return batch, batch.with_columns(pl.lit(f.name).alias("rejected_by"), pl.lit(None, pl.String).alias("reason"))
-    scored = batch.with_columns(list(decision.scores.values()))
-    keep = decision.keep
-    rejected = scored.filter(~keep).with_columns(pl.lit(f.name).alias("rejected_by"),
-                                                 decision.reason.filter(~keep).alias("reason"))
-    return scored.filter(keep), rejected
+class Stage:
+    """One filter over every shard: the kept-mask of each to .stages/<k>-<filter>/, the
+    dropped rows to rejected/. The tasks go through `executor.map` (in order, a bounded
+    window of them at once); the driver reads the previous stage's masks and writes."""
 
+    def __init__(self, p: FilterPlan, k: int, shards: list[Shard], executor: Executor, token: str):
+        self.p, self.k, self.f, self.shards, self.executor = p, k, p.filters[k], shards, executor
+        self.token = f"{token}:{k}"
+        out = Path(p.opts.out)
+        self.out, self.dir = out, _stage_dir(out, k, self.f)
+        self.prev = _stage_dir(out, k - 1, p.filters[k - 1]) if k else None
 
-class Workers:
-    """Runs a `parallel` filter (pure per-row work in Python: language, readability) on
-    slices of a batch in worker processes, one slice per worker, and joins the
-    decisions in order. Small batches, and filters that parallelise themselves (math's
-    pool, code's sandboxes) or keep state (dedup, decontam), run in this process."""
+    def name(self, i: int) -> str:
+        return f"part-{i:05d}.parquet"
 
-    MIN_ROWS_PER_WORKER = 256
+    def mask(self, i: int) -> pl.DataFrame:
+        """The rows of shard i that enter this stage: `_pos` and the scores so far."""
+        if self.prev is None:
+            return pl.DataFrame({"_pos": np.arange(self.shards[i].rows, dtype=np.uint32)})
+        return pl.read_parquet(self.prev / self.name(i))
 
-    def __init__(self, workers: int):
-        self.workers = max(1, int(workers))
-        self._pool = None
+    def entering(self, i: int) -> int:
+        return self.shards[i].rows if self.prev is None else pq.read_metadata(self.prev / self.name(i)).num_rows
 
-    def apply(self, f, batch: pl.DataFrame):
-        if not getattr(f, "parallel", False) or self.workers < 2 or batch.height < 2 * self.MIN_ROWS_PER_WORKER:
-            return f(batch)
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    def run(self) -> None:
+        if (self.dir / "DONE").exists():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        counts = [self.entering(i) for i in range(len(self.shards))]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()  # `_row` of each shard's first row
+        self.task_rows = max(MIN_TASK_ROWS, -(-sum(counts) // (2 * self.executor.workers)))
+        if self.executor.name == "local" and (not self.f.parallel or sum(counts) < 2 * MIN_TASK_ROWS):
+            # the filter starts its own processes (Filter.parallel), or a few rows: starting worker
+            # processes would cost more than the work
+            self.executor = INLINE
+        if stateful(self.f):
+            indexes = self.index(list(range(len(self.shards))))
+            resolve_filter(self.f, indexes, self.executor)
+        todo = [i for i in range(len(self.shards)) if not (self.dir / self.name(i)).exists()]
+        with Progress(self.f.name, sum(counts), "rows", completed=sum(counts) - sum(counts[i] for i in todo),
+                      enabled=self.p.opts.progress) as bar:
+            task = FilterTask(self.f, self.token, "call")
+            for i, mask, results in self.map(task, todo):
+                self.write(i, mask, results)
+                bar.advance(mask.height)
+        (self.dir / "DONE").touch()
 
-            # spawn: polars runs threads, which a fork would copy mid-flight
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        size = -(-batch.height // self.workers)
-        slices = [batch.slice(i, size) for i in range(0, batch.height, size)]
-        return join_decisions(list(self._pool.map(_apply_filter, [f] * len(slices), slices)))
+    def index(self, shards: list[int]) -> list[pl.DataFrame | None]:
+        """A stateful filter's `index` of every shard (its pieces' indexes joined)."""
+        task = FilterTask(self.f, self.token, "index")
+        indexes = []
+        for _, _, results in self.map(task, shards):
+            found = [r for r in results if r is not None]
+            indexes.append(pl.concat(found, how="vertical_relaxed") if len(found) > 1 else
+                           found[0] if found else None)
+        return indexes
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+    def map(self, task: FilterTask, shards: list[int]):
+        """(shard, its mask, the results of its pieces), shard by shard, in order."""
+        order: deque = deque()  # (shard, mask, pieces) of the pieces handed out, in order
 
+        def pieces():
+            for i in shards:
+                mask = self.mask(i)
+                positions = mask["_pos"].to_numpy()
+                starts = range(0, len(positions), self.task_rows) if len(positions) else [0]
+                order.append((i, mask, len(starts)))
+                for a in starts:
+                    yield Piece(self.shards[i], positions[a:a + self.task_rows], self.offsets[i] + a)
 
-def _apply_filter(f, batch: pl.DataFrame):
-    return f(batch)
+        results: list = []
+        for result in self.executor.map(task, pieces()):
+            results.append(result)
+            i, mask, n = order[0]
+            if len(results) == n:
+                order.popleft()
+                yield i, mask, results
+                results = []
+
+    def write(self, i: int, mask: pl.DataFrame, results: list) -> None:
+        """Shard i's rejected rows, then its kept-mask (last: a mask exists only when its rejected rows do)."""
+        f, shard = self.f, self.shards[i]
+        decisions = [d for d in results if d is not None]
+        if decisions:
+            decision = join_decisions(decisions)
+        else:  # no rows entered: typed empty columns
+            decision = Decision(pl.Series("keep", [], pl.Boolean), pl.Series("reason", [], pl.String),
+                                {name: pl.Series(name, [], dtype) for name, dtype in f.scores.items()})
+        marked = mask.with_columns(list(decision.scores.values()))  # every score so far, this filter's last
+        dropped = marked.filter(~decision.keep)
+        rows = read_rows(shard, None, dropped["_pos"].to_numpy())
+        rejected = rows.with_columns(dropped.drop("_pos").get_columns()).with_columns(
+            pl.lit(f.name).alias("rejected_by"), decision.reason.filter(~decision.keep).alias("reason"))
+        write_parquet_atomic(rejected, self.out / "rejected" / f"{self.k:02d}-{f.name}-{self.name(i)}")
+        write_parquet_atomic(marked.filter(decision.keep), self.dir / self.name(i))
 
 
 def join_decisions(decisions: list) -> Decision:
+    if len(decisions) == 1:
+        return decisions[0]
     return Decision(pl.concat([d.keep for d in decisions]), pl.concat([d.reason for d in decisions]),
                     {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores})
 
 
-def _publish_kept(out: Path, current: list[Part]) -> None:
+# -- the tasks ------------------------------------------------------------------------
+
+
+@dataclass
+class Piece:
+    """A task's rows: `positions` (ascending, counted from 0 in the shard) of `shard`;
+    `row0` is the `_row` of the first of them."""
+
+    shard: Shard
+    positions: np.ndarray
+    row0: int
+
+
+_LIVE: dict[str, Filter] = {}  # this process's filter for the stage whose tasks it runs now
+
+
+class FilterTask:
+    """What a worker does with a Piece: read its rows (the columns the filter reads, plus
+    `sample_id`, and `_row` for a stateful filter), then return the filter's Decision
+    (`step="call"`, None for no rows) or its index (`step="index"`). The filter travels
+    pickled and is unpickled once per process and stage, so its models and process pools
+    (math's, code's sandboxes) start once there and live until the next stage's first task."""
+
+    def __init__(self, f: Filter, token: str, step: str):
+        self.blob = pickle.dumps(f)
+        self.token, self.step = f"{token}:{step}", step
+        self.columns = list(dict.fromkeys((*f.needs, *getattr(f, "uses", ()), "sample_id")))
+        self.stateful = stateful(f)
+
+    def __call__(self, piece: Piece):
+        f = live_filter(self.token, self.blob)
+        batch = read_rows(piece.shard, self.columns, piece.positions)
+        if self.stateful:
+            batch = batch.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + piece.row0).alias("_row"))
+        if self.step == "index":
+            return index_filter(f, batch)
+        return f(batch) if batch.height else None
+
+
+def live_filter(token: str, blob: bytes) -> Filter:
+    """The filter of the stage `token`, unpickled on its first task here; the previous stage's is closed."""
+    f = _LIVE.get(token)
+    if f is None:
+        release_filters()
+        f = _LIVE[token] = pickle.loads(blob)
+    return f
+
+
+def release_filters() -> None:
+    """Close the filters this process holds (their worker processes end)."""
+    while _LIVE:
+        _LIVE.popitem()[1].close()
+
+
+# Filters still on the old one-pass protocol, `prepare(frame)` with every survivor's
+# texts (filters/dedup.py until its index/resolve rewrite lands): TEMPORARY adapter, to
+# be removed with that rewrite. Their index is the columns prepare reads.
+
+
+def _legacy(f: Filter) -> bool:
+    return callable(getattr(f, "prepare", None)) and not f.stateful
+
+
+def stateful(f: Filter) -> bool:
+    return f.stateful or _legacy(f)
+
+
+def index_filter(f: Filter, batch: pl.DataFrame) -> pl.DataFrame | None:
+    if _legacy(f):
+        return batch.select([c for c in (*f.needs, "sample_id") if c in batch.columns])
+    return f.index(batch)
+
+
+def resolve_filter(f: Filter, indexes: list[pl.DataFrame | None], executor: Executor) -> None:
+    if _legacy(f):
+        frames = [x for x in indexes if x is not None]
+        f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
+    else:
+        f.resolve(indexes, executor)
+
+
+# -- the outputs ----------------------------------------------------------------------
+
+
+def _publish_kept(out: Path, shards: list[Shard], last: Path) -> None:
+    """kept/part-NNNNN.parquet: each shard's survivors, read from the source, with their scores."""
     kept = out / "kept"
     kept.mkdir(exist_ok=True)
-    for i, shard in enumerate(current):
-        write_parquet_atomic(read_shard(shard, {}), kept / f"part-{i:05d}.parquet")  # zstd, like every other output
+    for i, shard in enumerate(shards):
+        mask = pl.read_parquet(last / f"part-{i:05d}.parquet")
+        rows = read_rows(shard, None, mask["_pos"].to_numpy()).with_columns(mask.drop("_pos").get_columns())
+        write_parquet_atomic(rows, kept / f"part-{i:05d}.parquet")  # zstd, like every other output
 
 
-def compute_funnel(out: Path, p: FilterPlan) -> dict:
+def compute_funnel(out: Path, p: FilterPlan, rows_in: int) -> dict:
     """Rows in, dropped per filter and reason, kept: counted from the files themselves."""
-    rows_in = sum(_rows(s) for s in p.table.parts())
     kept = sum(pq.read_metadata(s).num_rows for s in (out / "kept").glob("part-*.parquet"))
     steps, remaining = [], rows_in
     for k, f in enumerate(p.filters):

@@ -100,9 +100,18 @@ class RayExecutor(Executor):
         for item in items:
             window.append(self._task.remote(fn_ref, item))
             if len(window) >= limit:
-                yield ray.get(window.popleft())
+                yield self._get(window.popleft())
         while window:
-            yield ray.get(window.popleft())
+            yield self._get(window.popleft())
+
+    def _get(self, ref):
+        """A task's result; a task that raised raises its own exception here, not Ray's wrapper of it."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, Exception):
+                raise e.cause from None
+            raise
 
     def describe(self) -> dict:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]

@@ -75,8 +75,13 @@ class Layout:
             added.append("problem")
         return sorted({*names, *added, *(["reference_answer"] if self.reference else [])})
 
+    @property
+    def passthrough(self) -> bool:
+        """The input is curate rows already: `apply` returns it as it is."""
+        return self.curate_rows and self.kind == "flat" and not self.columns.get("reasoning_content")
+
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
-        if self.curate_rows and self.kind == "flat" and not self.columns.get("reasoning_content"):
+        if self.passthrough:
             return frame
         records = frame.select(sorted(set(self.columns.values()) | ({self.reference} - {None}))).to_dicts()
         rows = [self._row(r) for r in records]

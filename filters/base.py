@@ -11,8 +11,15 @@ reasons, resume.
   whole batch for speed (math's process pool, code's threads) overrides `__call__` and
   still decides each row with its verifier.
 - `Filter`: the batch-level interface the chain consumes, `__call__(batch) -> Decision`.
-  Stateful filters (dedup, decontam) also implement `prepare(frame)`, called once with
-  the whole input before the batches (build the index in one pass, mark in a second).
+  The chain calls it once per shard (or slice of one), in worker processes or Ray tasks,
+  in any order, so a filter keeps no call-order state. A batch holds the columns of
+  `needs` and `uses` that the input has, and `sample_id`.
+- A stateful filter (dedup) overrides `index(batch)`: the map step, small per-row state
+  of one shard (ids, hash keys, signatures; never the texts); `resolve(indexes,
+  executor)`: the reduce step, on the driver, with every shard's index in shard order
+  (heavy parts may fan out through `executor.map`; deterministic); then `__call__`
+  marks each shard. Its batches also carry `_row` (Int64: the row's position in the
+  stage's input); it identifies rows by `sample_id` when present, else by `_row`.
 
     class Format(RowFilter):
         name = "format"
@@ -64,13 +71,27 @@ class Filter:
     name: str = "filter"
     needs: tuple[str, ...] = ("completion",)
     scores: dict[str, pl.DataType] = {}  # the score columns the filter adds, with their types
-    parallel: bool = False  # True: rows are independent; the chain may split a batch across processes
-
+    # True: plain per-row Python work, which the local executor runs in its worker processes. False (math's
+    # pool, code's sandboxes, dedup): there it runs in the driver's process, where its own processes may start
+    # (a process pool inside a pool worker can hang). On Ray every filter runs in tasks.
+    parallel: bool = False
     def __call__(self, batch: pl.DataFrame) -> Decision:
         raise NotImplementedError
 
-    def prepare(self, frame: pl.DataFrame) -> None:
-        """Stateful filters see the whole input once before any batch."""
+    def index(self, batch: pl.DataFrame) -> pl.DataFrame | None:
+        """A stateful filter's map step over one shard (with `_row`): small per-row state,
+        never the texts. None here: the filter is stateless."""
+        return None
+
+    def resolve(self, indexes: list[pl.DataFrame], executor) -> None:
+        """A stateful filter's reduce step, on the driver: every shard's `index`, in shard
+        order, before any `__call__`; `executor.map` may spread heavy parts (module-level
+        functions of the curate package). The same result whatever the executor."""
+
+    @property
+    def stateful(self) -> bool:
+        """True when the filter overrides `index` (the chain then indexes, resolves, marks)."""
+        return type(self).index is not Filter.index
 
     def manifest_info(self) -> dict:
         """What the run's manifest records about the filter beyond its parameters (e.g.

@@ -456,8 +456,8 @@ class Decontam(RowFilter):
         self._loaded = [Benchmark.load(spec) for spec in self.benchmarks]
         self._matchers = None
 
-    def prepare(self, frame: pl.DataFrame | None = None) -> None:
-        """Index the benchmarks (done on first use otherwise)."""
+    def index_benchmarks(self) -> None:
+        """Index the benchmarks (done on first use in each process otherwise)."""
         matchers = []
         if "ngram" in self._methods:
             ngram = NgramOverlap(n=self.n, min_informative=self.min_informative)
@@ -481,7 +481,7 @@ class Decontam(RowFilter):
         """One verdict per problem: the first method (ngram, embed, llm) that finds it in a
         benchmark drops it, naming the benchmark and the evidence."""
         if self._matchers is None:
-            self.prepare()
+            self.index_benchmarks()
         verdicts: list[Verdict] = [Verdict(True) for _ in problems]
         todo = [i for i, p in enumerate(problems) if p is not None]
         for method, match in self._matchers:

@@ -41,7 +41,9 @@ class LocalCluster:
                f"--num-cpus={self.cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
                "--disable-usage-stats", *args]
         log = open(self.log_dir / f"{name}.log", "ab")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # RAY_AUTH_MODE: once any local ray.init has written ~/.ray/auth_token, a head started
+        # without it turns token auth on and a joining node is refused; a test cluster runs without
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)

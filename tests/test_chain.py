@@ -8,6 +8,7 @@ import pytest
 
 from curate import chain
 from curate.errors import CurateError
+from curate.filters.base import Decision, Filter
 from curate.filters.format import Format, check_format
 from curate.filters.length import Length, is_truncated
 from helpers import curate
@@ -108,9 +109,9 @@ def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
         return real(self, batch)
 
     monkeypatch.setattr(Format, "__call__", interrupt_on_third_shard)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # one worker: the tasks run in this process, where the patch is
         chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length",
-                                                 progress=False)))
+                                                 progress=False, workers=1)))
     assert json.loads((cut / "manifest.json").read_text())["status"] == "interrupted"
     assert len(list((cut / ".stages" / "00-format").glob("part-*.parquet"))) == 2
     monkeypatch.setattr(Format, "__call__", real)
@@ -127,6 +128,9 @@ def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
     (["--filters", "format,nope"], "unknown filter 'nope'; available: format, length"),
     (["--filters", "format", "--map", "completion=output"],
      "--map completion=output: the input has no column 'output'"),
+    (["--filters", "format", "--ray-address", "127.0.0.1:1"], "--ray-address needs --executor ray"),
+    (["--filters", "format", "--executor", "ray", "--ray-address", "127.0.0.1:1"],
+     "--ray-address 127.0.0.1:1: could not connect"),
 ])
 def test_bad_chains_are_one_line_errors(tmp_path, args, message):
     run = make_run(tmp_path)
@@ -169,27 +173,113 @@ def test_a_hub_style_file_with_other_column_names(tmp_path):
     assert kept["completion"].to_list() == [GOOD] * 3
 
 
-def test_parallel_filters_in_worker_processes_decide_exactly_as_in_process(tmp_path):
-    """language and readability are `parallel`: a big batch is split across worker
-    processes; the decisions must be the same as in one process, row for row."""
+def test_tasks_in_worker_processes_give_the_rows_of_filtering_in_memory(tmp_path, monkeypatch):
+    """Shards are split into tasks across worker processes; each stage keeps a mask (row
+    positions and scores), not the rows. kept/ and rejected/ hold exactly what filtering
+    the whole table in memory, filter after filter, gives: every column, the scores so
+    far, row for row; and the same with one worker."""
     from traces import planted_rows
 
     rows, _ = planted_rows()
-    many = [dict(r, sample_id=f"{r['sample_id']}#{i}") for i in range(50) for r in rows]  # 700 rows, one shard
+    many = pl.DataFrame([dict(r, sample_id=f"{r['sample_id']}#{i}") for i in range(50) for r in rows])  # 700 rows
     run = tmp_path / "run"
     run.mkdir()
-    pl.DataFrame(many).write_parquet(run / "part-00000.parquet")
+    for k, (a, b) in enumerate([(0, 420), (420, 430), (430, 700)]):  # 2 tasks, 1 task, 2 tasks at 2 workers
+        many.slice(a, b - a).write_parquet(run / f"part-{k:05d}.parquet")
+    stage_columns = {}
+    publish = chain._publish_kept
+
+    def look_at_the_stages(out, shards, last):
+        for stage in sorted((out / ".stages").iterdir()):
+            stage_columns[stage.name] = pl.read_parquet_schema(stage / "part-00000.parquet").names()
+        return publish(out, shards, last)
+
+    monkeypatch.setattr(chain, "_publish_kept", look_at_the_stages)
+    names = "length,language,readability"
     outs = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(out), filters="language,readability",
-                                                 progress=False, workers=workers)))
+        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(out), filters=names, progress=False,
+                                                 workers=workers)))
         outs[workers] = out
-    for sub in ("kept", "rejected"):
-        for path in sorted((outs[1] / sub).glob("*.parquet")):
-            assert pl.read_parquet(path).equals(pl.read_parquet(outs[2] / sub / path.name)), path.name
+    filters = chain.build_filters([(n, {}) for n in names.split(",")])
+    scores = [["_pos"]]
+    for f in filters:
+        scores.append(scores[-1] + list(f.scores))
+    assert stage_columns == {f"{k:02d}-{f.name}": scores[k + 1] for k, f in enumerate(filters)}
+    assert "language_ratio" in stage_columns["02-readability"]
+
+    # the reference: the whole table in memory, one filter after the other
+    df, expected = many, {}
+    for k, f in enumerate(filters):
+        d = f(df)
+        scored = df.with_columns(list(d.scores.values()))
+        expected[f"{k:02d}-{f.name}"] = scored.filter(~d.keep).with_columns(
+            pl.lit(f.name).alias("rejected_by"), d.reason.filter(~d.keep).alias("reason"))
+        df = scored.filter(d.keep)
+    for out in outs.values():
+        assert pl.read_parquet(out / "kept" / "*.parquet").equals(df)
+        for stage, rejected in expected.items():
+            got = pl.concat([pl.read_parquet(f) for f in sorted((out / "rejected").glob(f"{stage}-*.parquet"))])
+            assert got.equals(rejected), stage
     funnel = json.loads((outs[2] / "manifest.json").read_text())["funnel"]
-    assert funnel["steps"][0]["dropped"] == 100 and funnel["rows_in"] == 700  # the zh and ru rows, 50 each
+    assert funnel["steps"][1]["dropped"] == 100 and funnel["rows_in"] == 700  # the zh and ru rows, 50 each
+
+
+class FirstOfProblem(Filter):
+    """A stateful filter for the protocol's test: keeps the first row of each problem."""
+
+    name = "first"
+    needs = ("problem",)
+    seen: list = []
+
+    def index(self, batch):
+        return batch.select("_row", "problem")
+
+    def resolve(self, indexes, executor):
+        FirstOfProblem.seen = indexes
+        both = pl.concat(indexes)
+        self._keep = set(both.group_by("problem").agg(pl.col("_row").min())["_row"].to_list())
+
+    def __call__(self, batch):
+        keep = batch["_row"].is_in(list(self._keep)).alias("keep")
+        return Decision(keep, pl.Series("reason", [None if k else "not first" for k in keep], pl.String))
+
+
+def test_a_stateful_filter_indexes_every_shard_resolves_then_marks(tmp_path):
+    run = make_run(tmp_path, shards=3, per_shard=4)
+    for f in sorted(run.glob("*.parquet")):  # problems repeat across shards
+        df = pl.read_parquet(f)
+        df.with_columns(pl.Series("problem", [f"problem {int(x.split(':')[0][1:]) % 8}" for x in df["sample_id"]]))\
+            .write_parquet(f)
+    p = chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "out"), filters="format", progress=False))
+    p.filters.append(FirstOfProblem())
+    chain.run(p)
+    # one index per shard, in shard order; _row counts the rows that entered the stage (format kept 3 of 12)
+    assert [x["_row"].to_list() for x in FirstOfProblem.seen] == [[0], [1], [2]]
+    kept = pl.read_parquet(tmp_path / "out" / "kept" / "*.parquet")
+    assert kept["sample_id"].to_list() == ["p0:m:0", "p4:m:0"] and "_row" not in kept.columns
+    rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "01-first-*.parquet")
+    assert rejected["sample_id"].to_list() == ["p8:m:0"] and rejected["reason"].to_list() == ["not first"]
+
+
+def test_a_large_file_is_cut_into_shards_and_any_input_reads_alike(tmp_path, monkeypatch):
+    """A file of more than SHARD_ROWS rows is read in pieces (one output file each); a JSONL
+    file is written once as Parquet curate rows; ids made from file and row run on."""
+    rows = [{"problem": f"q{i}", "completion": GOOD if i % 3 else "plain", "finish_reason": "stop"} for i in range(12)]
+    pl.DataFrame(rows).write_parquet(tmp_path / "data.parquet")
+    pl.DataFrame(rows).write_ndjson(tmp_path / "data.jsonl")
+    monkeypatch.setattr(chain, "SHARD_ROWS", 5)
+    kept = {}
+    for name in ("data.parquet", "data.jsonl"):
+        out = tmp_path / f"out-{name}"
+        chain.run(chain.plan(chain.FilterOptions(input=str(tmp_path / name), out=str(out), filters="format",
+                                                 progress=False)))
+        assert sorted(p.name for p in (out / "kept").iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+        kept[name] = pl.read_parquet(out / "kept" / "*.parquet")
+    assert kept["data.parquet"]["sample_id"].to_list() == [f"data:{i}" for i in range(12) if i % 3]
+    assert kept["data.parquet"].select(sorted(kept["data.parquet"].columns)).equals(
+        kept["data.jsonl"].select(sorted(kept["data.parquet"].columns)))
 
 
 def test_a_hub_dataset_name_offline_is_one_line(tmp_path):

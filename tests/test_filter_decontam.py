@@ -31,9 +31,7 @@ def gsm8k():
 
 @pytest.fixture(scope="module")
 def decontam():
-    f = Decontam(benchmarks=[f"MATH-500={MATH500}"])
-    f.prepare(pl.DataFrame({"problem": ["unused"]}))
-    return f
+    return Decontam(benchmarks=[f"MATH-500={MATH500}"])
 
 
 def test_words_keep_latex_commands_and_drop_delimiters():
