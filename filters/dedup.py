@@ -1,5 +1,5 @@
-"""Deduplication: exact (xxh3 of normalised text) and near (MinHash + LSH), within the
-input and against earlier datasets.
+"""Deduplication: exact (a hash of the normalised text) and near (MinHash + LSH), within
+the input and against earlier datasets, as a stateful filter that streams its input.
 
 Pure helpers, usable on one text:
 
@@ -11,58 +11,48 @@ Pure helpers, usable on one text:
                                  than 5 words is one shingle: itself)
     estimated_jaccard(a, b)      share of equal digest slots
 
-`Dedup` is a stateful filter. `prepare(frame)` sees the whole input once and decides
-everything; `__call__(batch)` only looks the batch's rows up by `sample_id`.
+`Dedup` follows the stateful filter protocol (docs/ARCHITECTURE.md, "Dedup"):
 
-How prepare decides:
+- `index(batch)` (map, one shard, any process): per row with a text, its id (`sample_id`,
+  else the chain's `_row`), its exact `key` and (near modes) its signature `sig`: the top
+  8 bits of every MinHash slot (b-bit MinHash, num_perm bytes a row). Never the text.
+- `resolve(indexes, executor)` (reduce, the driver): one representative per exact key
+  (the smallest id); the representatives' LSH band values are shuffled into buckets by
+  hash and each bucket's candidate pairs (rows equal on a whole band) are found in
+  parallel (`executor.map`); the candidates are verified in parallel (estimated Jaccard,
+  corrected for 8-bit slots, >= `threshold`: LSH only proposes); union-find makes the
+  clusters. The survivor of a cluster is the row with the smallest `sample_id` (string
+  order), without `sample_id` the first row by `_row`: it depends on neither the shard
+  order nor the executor.
+- `__call__(batch)` marks a shard from the resolved drops by id, in any order.
 
-1. Text per row: `on="completion"` (default), `"problem"`, or `"both"` (problem and
-   completion joined by a newline: the pair is the unit). Null texts take no part.
-2. Exact: polars computes the normalised text column (vectorised), xxh3_64 keys it, and
-   rows with equal keys form a group.
-3. Near (`mode="near"` or `"both"`): one MinHash signature per distinct exact key.
-   No Python string is made per shingle: polars splits the normalised texts into
-   words and hashes them, numpy combines each run of 5 word hashes into one shingle
-   hash, and rensa computes all the signatures from that flat buffer in one call.
-   rensa's `RMinHashLSH(threshold, num_perm, bands)` then flags the rows that share a
-   band with another row (most rows share none and are done); only the flagged rows'
-   signatures come back to numpy, where rows sharing a band (the same layout: `bands`
-   consecutive slices of `num_perm / bands` slots) become candidate pairs, and every
-   candidate pair is verified with the estimated Jaccard (share of equal signature
-   slots) >= `threshold` (the "estimated-Jaccard check": LSH only proposes, it never
-   decides). Word hashes come from polars' seeded hash, which polars does not promise
-   to keep across its versions: signatures are recomputed on every run, never stored.
-4. Clusters: union-find over exact groups and verified near pairs. The survivor of a
-   cluster is the row with the smallest `sample_id` (string order), so the choice does
-   not depend on batch order or on the order of the input files; without a
-   `sample_id` column it is the first row in frame order.
-5. Every other member is dropped: "exact duplicate of <survivor>" when its exact key
-   equals the survivor's, else "near duplicate of <survivor> (J≈0.87)" with the estimated
-   Jaccard to the survivor (through a chain of near pairs it can be below `threshold`).
-6. `against`: earlier datasets (Parquet files, folders of Parquet, JSONL). A row whose
-   exact key, or (near modes) verified near match, is found there is dropped with
-   "duplicate of <path>"; this takes precedence over the within-input reason.
+Reasons: "exact duplicate of <survivor>" when a row's exact key equals the survivor's,
+else "near duplicate of <survivor> (J≈0.87)" (estimated Jaccard to the survivor; through
+a chain of near pairs it can be below `threshold`). `against`: earlier datasets, indexed
+file by file through the executor; an input row whose exact key, or (near modes)
+verified near match, is found there is dropped with "duplicate of <path>", which takes
+precedence over the within-input reason.
 
 Choosing LSH bands: with `b` bands of `r` rows (`b * r = num_perm`) a pair of Jaccard J
 becomes a candidate with probability `1 - (1 - J**r)**b`, whose steep part sits at
 `(1/b)**(1/r)`. We take the divisor `b` of `num_perm` with the largest `(1/b)**(1/r)`
-that is still <= `threshold - 0.05` (so pairs at the threshold are found with high
-probability: 128 perms, threshold 0.8 -> 16 bands x 8 rows, P(candidate | J=0.8) = 0.95,
-J=0.85 -> 0.99); the Jaccard check then removes the extra candidates. `bands` overrides.
+that is still <= `threshold - 0.05` (128 perms, threshold 0.8 -> 16 bands x 8 rows,
+P(candidate | J=0.8) = 0.95, J=0.85 -> 0.99); the Jaccard check then removes the extra
+candidates. `bands` overrides.
 
-Rows are identified by `sample_id` (must be unique). Without that column the row
-position is the id, and then every batch must be a slice of the frame given to
-prepare, in order, starting at row 0 (the filter counts rows as batches pass).
+Text to hashes, with no Python string per word or shingle: polars normalises the texts
+(vectorised), splits them into words and hashes the words; numpy combines each run of 5
+word hashes into one shingle hash; rensa computes all the signatures of a batch from that
+flat buffer in one call. Word hashes come from polars' seeded hash, which polars does not
+promise to keep across its versions: signatures are recomputed on every run, never stored.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import polars as pl
 import xxhash
-from rensa import RMinHash, RMinHashLSH
+from rensa import RMinHash
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
@@ -70,6 +60,9 @@ from curate.store import open_table
 
 SEED = 42
 NGRAM = 5
+SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
+PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
+INDEX_SLICE = 100_000  # rows of an earlier dataset's file indexed at once
 
 
 def normalized(texts: pl.Expr) -> pl.Expr:
@@ -133,21 +126,34 @@ def shingle_hashes(normalised: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarra
     return flat, offsets
 
 
-def signature_matrix(normalised: pl.Series, num_perm: int):
-    """rensa's digest matrix (one row of num_perm uint32 per text) of the shingle hashes."""
+def signature_matrix(normalised: pl.Series, num_perm: int) -> np.ndarray:
+    """The MinHash digests (rensa R-MinHash, uint32[rows, num_perm]) of the shingle hashes."""
     flat, offsets = shingle_hashes(normalised)
-    return RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(normalised), num_perm)
 
 
 def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray:
     """The MinHash digest of normalize_text(text), as the filter computes it."""
-    matrix = signature_matrix(pl.Series([normalize_text(text)], dtype=pl.String), num_perm)
-    return np.array(matrix.to_rows()[0], dtype=np.uint32)
+    return signature_matrix(pl.Series([normalize_text(text)], dtype=pl.String), num_perm)[0]
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     """Share of equal digest slots (row-wise for matrices)."""
     return (a == b).mean(axis=-1)
+
+
+def slot_bits(digests: np.ndarray) -> np.ndarray:
+    """The index's b-bit signature: the top SLOT_BITS bits of each slot after a
+    multiplicative mix (uint8[rows, num_perm])."""
+    return ((digests.astype(np.uint32) * np.uint32(0x9E3779B1)) >> np.uint32(32 - SLOT_BITS)).astype(np.uint8)
+
+
+def bbit_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The estimated Jaccard of b-bit signatures, row-wise: the share of equal slots less
+    the chance that two different slots agree on SLOT_BITS bits (Li and König, 2010)."""
+    chance = 1.0 / (1 << SLOT_BITS)
+    return np.clip(((a == b).mean(axis=-1) - chance) / (1.0 - chance), 0.0, 1.0)
 
 
 def lsh_bands(threshold: float, num_perm: int) -> int:
@@ -158,45 +164,99 @@ def lsh_bands(threshold: float, num_perm: int) -> int:
     return next((b for b in divisors if (1 / b) ** (b / num_perm) <= threshold - 0.05), num_perm)
 
 
-def candidate_pairs(digests: np.ndarray, bands: int) -> np.ndarray:
-    """(i, j), i < j, for the rows of `digests` that are equal on all the slots of at
-    least one band (bands consecutive slices, as rensa's index bands them): an (k, 2)
-    int64 array, each pair once."""
-    n, num_perm = digests.shape
-    if n < 2:
-        return np.empty((0, 2), dtype=np.int64)
+def band_values(sig: np.ndarray, bands: int) -> np.ndarray:
+    """One uint64 per (row, band) of b-bit signatures (uint8[rows, num_perm]): a band of
+    up to 8 slots is its bytes themselves (equal values = equal bands); a longer band
+    folds its 8-byte words with odd multipliers. Band k's value also mixes in k, so the
+    values of different bands can share one table."""
+    n, num_perm = sig.shape
     rows = num_perm // bands
-    slots = [f"s{k}" for k in range(rows)]
-    # one row per (document, band): the band's number and its `rows` slot values
-    by_band = digests.reshape(n, bands, rows).transpose(1, 0, 2).reshape(bands * n, rows)
-    frame = pl.DataFrame({"row": np.tile(np.arange(n), bands), "band": np.repeat(np.arange(bands), n),
-                          **{slot: by_band[:, k] for k, slot in enumerate(slots)}})
-    members = frame.filter(pl.len().over(["band", *slots]) > 1)
-    pairs = (members.join(members, on=["band", *slots], suffix="_b")
-             .filter(pl.col("row") < pl.col("row_b")).select("row", "row_b").unique())
+    width = -(-rows // 8) * 8
+    padded = np.zeros((n, bands, width), dtype=np.uint8)
+    padded[:, :, :rows] = sig.reshape(n, bands, rows)
+    words = padded.view(np.uint64)  # (n, bands, width // 8)
+    value = words[:, :, 0].copy()
+    for k in range(1, words.shape[2]):
+        value = value * _POSITION_MULTIPLIERS[k % len(_POSITION_MULTIPLIERS)] + words[:, :, k]
+    value ^= (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _POSITION_MULTIPLIERS[0]
+    return value
+
+
+def candidate_pairs(bucket: pl.DataFrame) -> np.ndarray:
+    """Executor task: (i, j), i < j, for the nodes of one bucket of the band shuffle
+    (columns `value`, `node`) that share a band value: an (k, 2) int64 array, each pair once."""
+    members = bucket.filter(pl.len().over("value") > 1)
+    pairs = (members.join(members, on="value", suffix="_b")
+             .filter(pl.col("node") < pl.col("node_b")).select("node", "node_b").unique())
     return pairs.to_numpy().astype(np.int64).reshape(-1, 2)
 
 
-class NearPairs(NamedTuple):
-    pairs: list[tuple[int, int]]  # verified (i, j), i < j, row positions in the input
-    digests: dict[int, np.ndarray]  # uint32 digest of every row that is in a candidate pair
+def pair_jaccard(sides: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Executor task: the estimated Jaccard of each pair of b-bit signatures."""
+    return bbit_jaccard(*sides)
 
 
-def near_pairs(normalised: pl.Series, num_perm: int, threshold: float, bands: int) -> NearPairs:
-    """The near-duplicate pairs among the (non-null, normalised) texts: rensa computes
-    every signature and flags the rows that share an LSH band with another; only the
-    flagged rows' digests come back to numpy, where their candidate pairs are checked
-    with the estimated Jaccard >= threshold."""
-    lsh = RMinHashLSH(threshold, num_perm, bands)
-    flags = lsh.insert_matrix_and_query_duplicate_flags(signature_matrix(normalised, num_perm), 0)
-    flagged = np.flatnonzero(np.asarray(flags, dtype=bool))
-    if len(flagged) < 2:
-        return NearPairs([], {})
-    digests = np.array(signature_matrix(normalised.gather(flagged), num_perm).to_rows(), dtype=np.uint32)
-    pairs = candidate_pairs(digests, bands)
-    verified = pairs[estimated_jaccard(digests[pairs[:, 0]], digests[pairs[:, 1]]) >= threshold]
-    return NearPairs([(int(flagged[i]), int(flagged[j])) for i, j in verified],
-                     {int(row): digest for row, digest in zip(flagged, digests)})
+def near_pairs(sig: np.ndarray, bands: int, threshold: float, executor, split: int | None = None) -> np.ndarray:
+    """The verified near pairs among the rows of `sig` (b-bit signatures): (k, 3) float64
+    rows (i, j, J), i < j, sorted. With `split`, only pairs with i < split <= j (one side
+    against the other). The band values are shuffled into buckets by value, each bucket's
+    candidates found in one task, and the candidates verified in tasks of PAIRS_PER_TASK."""
+    n = len(sig)
+    if n < 2:
+        return np.empty((0, 3))
+    values = band_values(sig, bands).ravel()
+    nodes = np.repeat(np.arange(n, dtype=np.int64), bands)
+    buckets = max(1, 2 * executor.workers)
+    table = pl.DataFrame({"value": values, "node": nodes, "bucket": values % np.uint64(buckets)})
+    parts = [p.drop("bucket") for p in table.partition_by("bucket", maintain_order=True)]
+    del table, values, nodes
+    found = [p for p in executor.map(candidate_pairs, parts) if len(p)]
+    if not found:
+        return np.empty((0, 3))
+    pairs = np.unique(np.concatenate(found), axis=0)  # a pair may share several bands
+    if split is not None:
+        pairs = pairs[(pairs[:, 0] < split) & (pairs[:, 1] >= split)]
+    chunks = [pairs[k : k + PAIRS_PER_TASK] for k in range(0, len(pairs), PAIRS_PER_TASK)]
+    jaccard = np.concatenate([np.empty(0), *executor.map(pair_jaccard, ((sig[c[:, 0]], sig[c[:, 1]]) for c in chunks))])
+    keep = jaccard >= threshold
+    return np.column_stack([pairs[keep].astype(np.float64), jaccard[keep]])
+
+
+def union_find_roots(n: int, pairs: np.ndarray) -> np.ndarray:
+    """The root of every node 0..n-1 after joining the pairs: the smallest node of its
+    component (whatever the order of the pairs)."""
+    parent = np.arange(n, dtype=np.int64)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for i, j in pairs[:, :2].astype(np.int64).tolist():
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    touched = np.unique(pairs[:, :2].astype(np.int64)) if len(pairs) else np.empty(0, np.int64)
+    for x in touched.tolist():
+        parent[x] = find(x)
+    return parent
+
+
+def index_part(task: tuple[Dedup, str]) -> pl.DataFrame:
+    """Executor task: the index of one file of an earlier dataset (streamed in slices)."""
+    f, path = task
+    table = open_table(path)
+    parts = []
+    for _, lazy in table.parts():
+        frame = lazy.select(list(f.needs)).collect()
+        for k in range(0, max(frame.height, 1), INDEX_SLICE):
+            parts.append(f.index(frame.slice(k, INDEX_SLICE).with_row_index("_row", offset=k)
+                                 .with_columns(pl.col("_row").cast(pl.Int64)), where=path))
+    return pl.concat(parts) if parts else f.empty_index(pl.Int64)
+
 
 
 class Dedup(Filter):
@@ -225,26 +285,10 @@ class Dedup(Filter):
             except CurateError as e:
                 raise CurateError(f"filter dedup: against {e}") from None
         self._drops: pl.DataFrame | None = None  # id, reason
-        self._by_position = False
-        self._seen = 0
 
     @property
     def needs(self) -> tuple[str, ...]:
         return ("problem", "completion") if self.on == "both" else (self.on,)
-
-    # -- text and ids ------------------------------------------------------------------
-
-    def _normalised_text(self, frame: pl.DataFrame, where: str) -> pl.Series:
-        """The normalised text per row (null where the text is null). The streaming
-        engine spreads the regex work over the cores."""
-        missing = [c for c in self.needs if c not in frame.columns]
-        if missing:
-            raise CurateError(f"filter dedup: {where} has no column {', '.join(missing)}")
-        if self.on == "both":
-            text = pl.concat_str("problem", "completion", separator="\n")
-        else:
-            text = pl.col(self.on).cast(pl.String)
-        return frame.lazy().select(normalized(text).alias("norm")).collect(engine="streaming")["norm"]
 
     def _near(self) -> bool:
         return self.mode in ("near", "both")
@@ -252,109 +296,137 @@ class Dedup(Filter):
     def _exact(self) -> bool:
         return self.mode in ("exact", "both")
 
-    # -- prepare: build the index and decide -------------------------------------------
-
-    def prepare(self, frame: pl.DataFrame) -> None:
-        self._by_position = "sample_id" not in frame.columns
-        self._seen = 0
-        if frame.height == 0:  # the chain's previous stage kept nothing
-            self._drops = pl.DataFrame(schema={"id": pl.String, "reason": pl.String})
-            return
-        ids = (
-            pl.Series("id", range(frame.height), dtype=pl.Int64)
-            if self._by_position
-            else frame["sample_id"].cast(pl.String).alias("id")
-        )
-        if not self._by_position and ids.n_unique() != frame.height:
-            raise CurateError("filter dedup: sample_id is not unique in the input")
-        rows = pl.DataFrame({"id": ids, "norm": self._normalised_text(frame, "the input")})
-        rows = rows.with_row_index("row").filter(pl.col("norm").is_not_null())
-        keys = [xxhash.xxh3_64_intdigest(t.encode()) for t in rows["norm"]]
-        rows = rows.with_columns(key=pl.Series(keys, dtype=pl.UInt64))
-
-        # one representative per exact key: the smallest id (frame order without sample_id)
-        order = ["id"] if not self._by_position else ["row"]
-        reps = rows.sort(order).unique("key", keep="first", maintain_order=True)
-        parent = {k: k for k in reps["key"]}  # union-find over exact keys
-
-        def find(k):
-            while parent[k] != k:
-                parent[k] = parent[parent[k]]
-                k = parent[k]
-            return k
-
-        rep_id = dict(zip(reps["key"], reps["id"]))
-        rank = {k: i for i, k in enumerate(reps["key"])}  # reps are sorted: lower rank wins
-        near = NearPairs([], {})
-        if self._near() and reps.height:
-            near = near_pairs(reps["norm"], self.num_perm, self.threshold, self._bands())
-            keys_list = reps["key"].to_list()
-            for i, j in near.pairs:
-                a, b = find(keys_list[i]), find(keys_list[j])
-                if a != b:
-                    parent[max(a, b, key=rank.get)] = min(a, b, key=rank.get)
-
-        reasons: dict = {}
-        for key, rid in zip(rows["key"], rows["id"]):
-            root = find(key)
-            survivor = rep_id[root]
-            if rid == survivor:
-                continue
-            if key == root and self._exact():
-                reasons[rid] = f"exact duplicate of {survivor}"
-            else:  # in mode "near" an exact copy is a near duplicate with J = 1
-                j = 1.0 if key == root else float(estimated_jaccard(near.digests[rank[key]], near.digests[rank[root]]))
-                reasons[rid] = f"near duplicate of {survivor} (J≈{j:.2f})"
-        reasons.update(self._against(rows, reps))
-        dtype = pl.Int64 if self._by_position else pl.String
-        self._drops = pl.DataFrame(
-            {"id": list(reasons), "reason": list(reasons.values())},
-            schema={"id": dtype, "reason": pl.String},
-        )
-
     def _bands(self) -> int:
         return self.bands or lsh_bands(self.threshold, self.num_perm)
 
-    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame) -> dict:
-        """Rows of the input that duplicate (exact, or verified near) a row of an
-        earlier dataset. Near: the input's distinct texts and the earlier ones go through
-        near_pairs together, and the pairs that join the two sides count."""
+    def __getstate__(self) -> dict:  # shipped to workers without the resolved drops
+        return {**self.__dict__, "_drops": None}
+
+    # -- index: the map step over one shard --------------------------------------------
+
+    def empty_index(self, id_type: pl.DataType) -> pl.DataFrame:
+        schema = {"id": id_type, "key": pl.UInt64}
+        if self._near():
+            schema["sig"] = pl.Array(pl.UInt8, self.num_perm)
+        return pl.DataFrame(schema=schema)
+
+    def _ids(self, batch: pl.DataFrame) -> pl.Series:
+        if "sample_id" in batch.columns:
+            return batch["sample_id"].cast(pl.String).alias("id")
+        if "_row" in batch.columns:
+            return batch["_row"].cast(pl.Int64).alias("id")
+        raise CurateError("filter dedup: a batch needs a sample_id or a _row column")
+
+    def index(self, batch: pl.DataFrame, where: str = "the input") -> pl.DataFrame:
+        """Per row with a text: `id`, `key` (UInt64) and, in near modes, `sig`
+        (Array(UInt8, num_perm)). Rows with a null text are left out."""
+        missing = [c for c in self.needs if c not in batch.columns]
+        if missing:
+            raise CurateError(f"filter dedup: {where} has no column {', '.join(missing)}")
+        ids = self._ids(batch)
+        if self.on == "both":
+            text = pl.concat_str("problem", "completion", separator="\n")
+        else:
+            text = pl.col(self.on).cast(pl.String)
+        norm = batch.lazy().select(normalized(text).alias("norm")).collect(engine="streaming")["norm"]
+        present = norm.is_not_null()
+        if not present.all():
+            ids, norm = ids.filter(present), norm.filter(present)
+        if norm.is_empty():
+            return self.empty_index(ids.dtype)
+        keys = pl.Series("key", [xxhash.xxh3_64_intdigest(t.encode()) for t in norm], dtype=pl.UInt64)
+        out = {"id": ids, "key": keys}
+        if self._near():
+            out["sig"] = pl.Series("sig", slot_bits(signature_matrix(norm, self.num_perm)))
+        return pl.DataFrame(out)
+
+    # -- resolve: the reduce step ------------------------------------------------------
+
+    def resolve(self, indexes: list[pl.DataFrame | None], executor) -> None:
+        """Decide every drop from the shards' indexes (in any shard order: the result is
+        the same), fanning the band shuffle and the pair checks out through `executor`."""
+        indexes = [i for i in indexes if i is not None and i.height]
+        if not indexes:
+            self._drops = pl.DataFrame(schema={"id": pl.String, "reason": pl.String})
+            return
+        rows = pl.concat(indexes, how="vertical")
+        if rows["id"].n_unique() != rows.height:
+            raise CurateError("filter dedup: sample_id is not unique in the input")
+        # one representative per exact key, the smallest id; reps are sorted by id, so a
+        # component's smallest rep number is its survivor
+        first = (rows.select("id", "key").with_row_index("i").sort("id")
+                 .unique("key", keep="first", maintain_order=True)["i"])
+        reps = rows[first]
+        rank = reps.select("key").with_row_index("rank")
+        pairs = np.empty((0, 3))
+        if self._near():
+            pairs = near_pairs(reps["sig"].to_numpy(), self._bands(), self.threshold, executor)
+        root = union_find_roots(reps.height, pairs)
+        rows = rows.select("id", "key").join(rank, on="key", how="left", maintain_order="left")
+        ranks = rows["rank"].to_numpy().astype(np.int64)
+        roots = root[ranks]
+        survivor_ids = reps["id"].gather(roots)
+        dropped = np.flatnonzero((rows["id"] != survivor_ids).to_numpy())
+        reasons: dict = {}
+        if len(dropped):
+            d_ids = rows["id"].gather(dropped).to_list()
+            s_ids = survivor_ids.gather(dropped).to_list()
+            same_key = ranks[dropped] == roots[dropped]
+            if self._near():
+                sig = reps["sig"].to_numpy()
+                jaccard = bbit_jaccard(sig[ranks[dropped]], sig[roots[dropped]])
+            for n, (rid, sid) in enumerate(zip(d_ids, s_ids)):
+                if same_key[n] and self._exact():
+                    reasons[rid] = f"exact duplicate of {sid}"
+                else:  # in mode "near" an exact copy is a near duplicate with J = 1
+                    j = 1.0 if same_key[n] else float(jaccard[n])
+                    reasons[rid] = f"near duplicate of {sid} (J≈{j:.2f})"
+        reasons.update(self._against(rows, reps, executor))
+        self._drops = pl.DataFrame({"id": list(reasons), "reason": list(reasons.values())},
+                                   schema={"id": rows["id"].dtype, "reason": pl.String})
+
+    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame, executor) -> dict:
+        """Rows of the input that duplicate (exact, or verified near) a row of an earlier
+        dataset. Each earlier file is indexed in one executor task; for near, the input's
+        representatives and the earlier rows go through the band shuffle together and
+        only pairs across the two sides count."""
         found: dict = {}
         for path in self.against:
-            earlier = self._normalised_text(read_dataset(path), path).drop_nulls()
-            earlier_keys = {xxhash.xxh3_64_intdigest(t.encode()) for t in earlier}
-            rep_keys = reps["key"].to_list()
-            dup_keys = {k for k in rep_keys if k in earlier_keys}
-            if self._near() and reps.height and len(earlier):
-                both = pl.concat([reps["norm"], earlier.alias("norm")])
-                pairs = near_pairs(both, self.num_perm, self.threshold, self._bands()).pairs
-                dup_keys.update(rep_keys[i] for i, j in pairs if i < reps.height <= j)
-            for rid in rows.filter(pl.col("key").is_in(list(dup_keys)))["id"]:
+            try:
+                files = [name for name, _ in open_table(path).parts()]
+            except CurateError as e:
+                raise CurateError(f"filter dedup: against {e}") from None
+            earlier = [i for i in executor.map(index_part, [(self, name) for name in files]) if i.height]
+            if not earlier:
+                continue
+            earlier = pl.concat(earlier, how="vertical")
+            dup = set(reps["key"].filter(reps["key"].is_in(earlier["key"].implode())).to_list())
+            if self._near():
+                both = np.concatenate([reps["sig"].to_numpy(), earlier["sig"].to_numpy()])
+                pairs = near_pairs(both, self._bands(), self.threshold, executor, split=reps.height)
+                dup.update(reps["key"].gather(np.unique(pairs[:, 0].astype(np.int64))).to_list())
+            for rid in rows.filter(pl.col("key").is_in(list(dup)))["id"].to_list():
                 found.setdefault(rid, f"duplicate of {path}")
         return found
 
-    # -- call: mark a batch ------------------------------------------------------------
+    def prepare(self, frame: pl.DataFrame) -> None:
+        """The one-frame entry point the chain used before the index/resolve protocol
+        (the frame is one shard, resolved in this process)."""
+        from curate.executor import LocalExecutor
+
+        if frame.height and "sample_id" not in frame.columns and "_row" not in frame.columns:
+            frame = frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+        with LocalExecutor(1) as executor:
+            self.resolve([self.index(frame)] if frame.height else [], executor)
+
+    # -- call: mark a shard ------------------------------------------------------------
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
         if self._drops is None:
-            raise CurateError("filter dedup: prepare(frame) must see the whole input before any batch")
+            raise CurateError("filter dedup: resolve(indexes) must see every shard's index before any batch")
         if self._drops.is_empty():
-            self._seen += batch.height
             return Decision(pl.repeat(True, batch.height, eager=True).alias("keep"),
                             pl.repeat(None, batch.height, dtype=pl.String, eager=True).alias("reason"))
-        if self._by_position:
-            ids = pl.Series("id", range(self._seen, self._seen + batch.height), dtype=pl.Int64)
-            self._seen += batch.height
-        else:
-            ids = batch["sample_id"].cast(pl.String).alias("id")
-        marked = ids.to_frame().join(self._drops, on="id", how="left", maintain_order="left")
-        reason = marked["reason"]
+        ids = self._ids(batch).cast(self._drops["id"].dtype)
+        reason = ids.to_frame().join(self._drops, on="id", how="left", maintain_order="left")["reason"]
         return Decision(reason.is_null().alias("keep"), reason.alias("reason"))
-
-
-def read_dataset(path: str) -> pl.DataFrame:
-    """An earlier dataset: any table `open_table` reads (a file, a folder, a curate run, a Hub name)."""
-    try:
-        return open_table(path).read()
-    except CurateError as e:
-        raise CurateError(f"filter dedup: against {e}") from None

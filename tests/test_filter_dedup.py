@@ -6,15 +6,19 @@ import pytest
 
 from conftest import MATH500_TEST
 from curate.errors import CurateError
+from curate.executor import make_executor
 from curate.filters.dedup import (
     Dedup,
-    candidate_pairs,
+    band_values,
+    bbit_jaccard,
     estimated_jaccard,
     exact_key,
     lsh_bands,
     minhash_signature,
+    near_pairs,
     normalize_text,
     shingle_hashes,
+    slot_bits,
 )
 
 
@@ -32,9 +36,32 @@ def word_edits(text: str, k: int, seed: int = 0) -> str:
     return " ".join(words)
 
 
-def run(f: Dedup, frame: pl.DataFrame) -> list[str | None]:
-    f.prepare(frame)
-    return f(frame).reason.to_list()
+def shards_of(frame: pl.DataFrame, sizes: list[int]) -> list[pl.DataFrame]:
+    """The frame cut into shards of the given sizes (the last takes the rest), each with
+    the chain's `_row` (position in the whole input)."""
+    frame = frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+    cuts, start = [], 0
+    for size in sizes:
+        cuts.append(frame.slice(start, size))
+        start += size
+    return [*cuts, frame.slice(start)] if start < frame.height else cuts
+
+
+def protocol(f: Dedup, shards: list[pl.DataFrame], executor) -> list[pl.DataFrame]:
+    """The chain's stateful-filter steps: index every shard (through the executor), resolve,
+    then mark every shard; the shards come back with `keep` and `reason`."""
+    indexes = list(executor.map(f.index, shards))
+    f.resolve(indexes, executor)
+    marked = []
+    for shard in reversed(shards):  # marking order must not matter
+        d = f(shard)
+        marked.append(shard.with_columns(keep=d.keep, reason=d.reason))
+    return marked[::-1]
+
+
+def run(f: Dedup, frame: pl.DataFrame, sizes=(2,)) -> list[str | None]:
+    with make_executor("local", 1) as executor:
+        return pl.concat(protocol(f, shards_of(frame, list(sizes)), executor))["reason"].to_list()
 
 
 def test_normalize_text_and_exact_key_ignore_case_punctuation_space():
@@ -67,15 +94,34 @@ def test_shingle_hashes_are_word_ngrams_within_each_text():
     assert again[0] == rows[2][0] and again[1:].tolist() == rows[0]
 
 
-def test_candidate_pairs_share_a_whole_band():
+def test_near_pairs_are_rows_equal_on_a_whole_band():
     import numpy as np
 
-    d = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
-    d[3, :4] = d[0, :4]  # rows 0 and 3 share band 0 (slots 0-3)
-    d[4, 4:] = d[1, 4:]  # rows 1 and 4 share band 1
-    d[2, :3] = d[1, :3]  # rows 1 and 2 share 3 of band 0's 4 slots: not a candidate
-    assert sorted(map(tuple, candidate_pairs(d, bands=2).tolist())) == [(0, 3), (1, 4)]
-    assert candidate_pairs(d[:1], bands=2).shape == (0, 2)
+    sig = np.arange(5 * 8, dtype=np.uint8).reshape(5, 8)
+    sig[3, :4] = sig[0, :4]  # rows 0 and 3 share band 0 (slots 0-3)
+    sig[4, 4:] = sig[1, 4:]  # rows 1 and 4 share band 1
+    sig[2, :3] = sig[1, :3]  # rows 1 and 2 share 3 of band 0's 4 slots: not a candidate
+    values = band_values(sig, bands=2)
+    assert values[3, 0] == values[0, 0] and values[4, 1] == values[1, 1] and values[2, 0] != values[1, 0]
+    assert values[3, 0] != band_values(sig[:, [4, 5, 6, 7, 0, 1, 2, 3]], bands=2)[0, 1]  # band number mixed in
+    with make_executor("local", 1) as executor:
+        found = near_pairs(sig, 2, 0.0, executor)
+        assert found[:, :2].tolist() == [[0, 3], [1, 4]]
+        assert found[:, 2] == pytest.approx(bbit_jaccard(sig[[0, 1]], sig[[3, 4]]))
+        assert near_pairs(sig, 2, 0.5, executor).shape == (0, 3)  # 4 of 8 slots: J = 0.498 after the chance
+        assert near_pairs(sig, 2, 0.0, executor, split=2)[:, :2].tolist() == [[0, 3], [1, 4]]
+        assert near_pairs(sig, 2, 0.0, executor, split=4)[:, :2].tolist() == [[1, 4]]
+        assert near_pairs(sig, 2, 0.0, executor, split=5).shape == (0, 3)
+        assert near_pairs(sig[:1], 2, 0.0, executor).shape == (0, 3)
+
+
+def test_bbit_signatures_estimate_the_jaccard(solutions):
+    long = next(s for s in solutions if len(s.split()) > 200)
+    full = [minhash_signature(t, 256) for t in (long, word_edits(long, 3), solutions[0])]
+    bbit = [slot_bits(s) for s in full]
+    assert bbit[0].dtype == "uint8" and bbit[0].shape == (256,)
+    assert abs(bbit_jaccard(bbit[0], bbit[1]) - estimated_jaccard(full[0], full[1])) < 0.05
+    assert bbit_jaccard(bbit[0], bbit[2]) < 0.05
 
 
 def test_lsh_bands_from_threshold():
@@ -131,24 +177,38 @@ def test_on_problem_and_on_pair():
 def test_batches_are_marked_by_sample_id_and_nulls_kept():
     frame = pl.DataFrame({"sample_id": ["1", "2", "3", "4"], "completion": ["x y", None, "X, y.", None]})
     f = Dedup()
-    f.prepare(frame)
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(frame.slice(2, 2)), f.index(frame.slice(0, 2))], executor)
     assert f(frame.slice(2, 2)).reason.to_list() == ["exact duplicate of 1", None]
     assert f(frame.slice(0, 2)).keep.to_list() == [True, True]
 
 
-def test_empty_input_prepares_an_empty_index():
+def test_empty_input_resolves_to_nothing_dropped():
     f = Dedup()
-    f.prepare(pl.DataFrame())
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(pl.DataFrame({"sample_id": [], "completion": []},
+                                        schema={"sample_id": pl.String, "completion": pl.String})), None], executor)
+    assert f(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]})).keep.to_list() == [True]
+    f.prepare(pl.DataFrame())  # the one-frame entry point of the chain before the protocol
     assert f(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]})).keep.to_list() == [True]
 
 
-def test_without_sample_id_rows_are_positions():
-    frame = pl.DataFrame({"completion": ["a b c", "d e f", "A B C"]})
+def test_without_sample_id_rows_are_the_chains_row_numbers():
+    frame = pl.DataFrame({"completion": ["a b c", "d e f", "A B C", "a b c"]})
+    assert run(Dedup(), frame, sizes=(1, 2)) == [None, None, "exact duplicate of 0", "exact duplicate of 0"]
+    f = Dedup()
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(s) for s in shards_of(frame, [2])], executor)
+    with pytest.raises(CurateError, match="sample_id or a _row"):
+        f(frame)
+
+
+def test_prepare_is_index_and_resolve_of_one_shard(solutions):
+    frame = pl.DataFrame({"sample_id": [f"s{i}" for i in range(4)],
+                          "completion": [solutions[1], solutions[2], solutions[1].upper(), "x"]})
     f = Dedup()
     f.prepare(frame)
-    first, second = f(frame.slice(0, 2)), f(frame.slice(2, 1))
-    assert first.reason.to_list() == [None, None]
-    assert second.reason.to_list() == ["exact duplicate of 0"]
+    assert f(frame).reason.to_list() == [None, None, "exact duplicate of s0", None]
 
 
 def test_against_earlier_datasets(tmp_path, solutions):
@@ -172,10 +232,10 @@ def test_errors_are_one_line_curate_errors(tmp_path):
     with pytest.raises(CurateError, match="bands must divide"):
         Dedup(bands=7)
     with pytest.raises(CurateError, match="no column problem"):
-        Dedup(on="problem").prepare(pl.DataFrame({"completion": ["x"]}))
-    with pytest.raises(CurateError, match="not unique"):
-        Dedup().prepare(pl.DataFrame({"sample_id": ["1", "1"], "completion": ["x", "y"]}))
-    with pytest.raises(CurateError, match="prepare"):
+        Dedup(on="problem").index(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
+    with pytest.raises(CurateError, match="not unique"):  # across shards
+        run(Dedup(), pl.DataFrame({"sample_id": ["1", "1"], "completion": ["x", "y"]}), sizes=(1,))
+    with pytest.raises(CurateError, match="resolve"):
         Dedup()(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
     with pytest.raises(CurateError, match="no such file"):
         Dedup(against=[str(tmp_path / "missing.parquet")])
