@@ -245,18 +245,19 @@ def union_find_roots(n: int, pairs: np.ndarray) -> np.ndarray:
     return parent
 
 
-def index_part(task: tuple[Dedup, str]) -> pl.DataFrame:
-    """Executor task: the index of one file of an earlier dataset (streamed in slices)."""
-    f, path = task
-    table = open_table(path)
+def index_part(task: tuple[Dedup, str, int]) -> pl.DataFrame:
+    """Executor task: the index of one file (an earlier dataset's, or an input shard on
+    disk), read and indexed INDEX_SLICE rows at a time; without `sample_id`, rows are
+    numbered from `offset`."""
+    f, path, offset = task
     parts = []
-    for _, lazy in table.parts():
-        frame = lazy.select(list(f.needs)).collect()
+    for _, lazy in open_table(path).parts():
+        columns = lazy.collect_schema().names()
+        frame = lazy.select([c for c in ("sample_id", *f.needs) if c in columns]).collect()
         for k in range(0, max(frame.height, 1), INDEX_SLICE):
-            parts.append(f.index(frame.slice(k, INDEX_SLICE).with_row_index("_row", offset=k)
-                                 .with_columns(pl.col("_row").cast(pl.Int64)), where=path))
-    return pl.concat(parts) if parts else f.empty_index(pl.Int64)
-
+            part = frame.slice(k, INDEX_SLICE).with_row_index("_row", offset=offset + k)
+            parts.append(f.index(part.with_columns(pl.col("_row").cast(pl.Int64)), where=path))
+    return pl.concat(parts)
 
 
 class Dedup(Filter):
@@ -396,7 +397,7 @@ class Dedup(Filter):
                 files = [name for name, _ in open_table(path).parts()]
             except CurateError as e:
                 raise CurateError(f"filter dedup: against {e}") from None
-            earlier = [i for i in executor.map(index_part, [(self, name) for name in files]) if i.height]
+            earlier = [i.drop("id") for i in executor.map(index_part, [(self, name, 0) for name in files]) if i.height]
             if not earlier:
                 continue
             earlier = pl.concat(earlier, how="vertical")

@@ -239,3 +239,73 @@ def test_errors_are_one_line_curate_errors(tmp_path):
         Dedup()(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
     with pytest.raises(CurateError, match="no such file"):
         Dedup(against=[str(tmp_path / "missing.parquet")])
+
+
+def planted(solutions: list[str]) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """The 500 MATH-500 solutions, a near copy (2 words edited) of each of the 70 of at
+    least 150 words, and exact copies (case and punctuation changed) of 10; ids shuffled."""
+    rng = random.Random(7)
+    long = [i for i, s in enumerate(solutions) if len(s.split()) >= 150]
+    texts = solutions + [word_edits(solutions[i], 2, seed=i) for i in long]
+    texts += [solutions[i].upper().replace(".", " !") for i in range(10)]
+    ids = [f"{rng.random():.12f}" for _ in texts]
+    truth = [(ids[i], ids[len(solutions) + k]) for k, i in enumerate(long)]
+    return pl.DataFrame({"sample_id": ids, "completion": texts}), truth
+
+
+def decisions(shards: list[pl.DataFrame]) -> dict:
+    return dict(pl.concat(shards).select("sample_id", "reason").iter_rows())
+
+
+def survivor(reasons: dict, x: str) -> str:
+    r = reasons[x]
+    return r.split(" of ")[1].split(" ")[0] if r else x
+
+
+def test_index_holds_ids_keys_and_signatures_never_text(solutions):
+    frame = pl.DataFrame({"sample_id": ["a", "b", "c"], "completion": solutions[:2] + [None]})
+    index = Dedup().index(frame)
+    assert index.schema == {"id": pl.String, "key": pl.UInt64, "sig": pl.Array(pl.UInt8, 128)}
+    assert index["id"].to_list() == ["a", "b"]  # a null text takes no part
+    assert index.estimated_size() <= 2 * (128 + 8 + 8 + 8)
+    rows = Dedup(mode="exact").index(frame.drop("sample_id").with_row_index("_row", offset=10))
+    assert rows.schema == {"id": pl.Int64, "key": pl.UInt64} and rows["id"].to_list() == [10, 11]
+
+
+def test_planted_near_copies_recalled_and_nothing_else_dropped(solutions):
+    frame, truth = planted(solutions)
+    reasons = decisions(protocol(Dedup(), shards_of(frame, [100, 200]), make_executor("local", 1)))
+    recall = sum(survivor(reasons, a) == survivor(reasons, b) for a, b in truth) / len(truth)
+    assert recall == 1.0  # 2 edited words of >= 150: J >= 0.87
+    assert sum(r is not None for r in reasons.values()) == len(truth) + 10  # and the 10 exact copies
+
+
+def test_survivors_do_not_depend_on_shard_order_sizes_or_workers(solutions):
+    frame, _ = planted(solutions)
+    with make_executor("local", 1) as one:
+        expected = decisions(protocol(Dedup(), shards_of(frame, [580]), one))
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+        for sizes in ([1, 99, 250], [300]):
+            shards = shards_of(shuffled, sizes)
+            assert decisions(protocol(Dedup(), shards[::-1], one)) == expected
+    with make_executor("local", 2) as two:  # worker processes: index and the shuffle's tasks run there
+        assert decisions(protocol(Dedup(), shards_of(frame, [200, 200]), two)) == expected
+    # without sample_id: the survivor is the first row by _row, whatever the shard order
+    by_row = frame.drop("sample_id")
+    with make_executor("local", 1) as one:
+        a = pl.concat(protocol(Dedup(), shards_of(by_row, [580]), one))["reason"].to_list()
+        b = pl.concat(protocol(Dedup(), shards_of(by_row, [50, 100])[::-1], one)).sort("_row")["reason"].to_list()
+    assert a == b and sum(r is not None for r in a) == 80
+
+
+@pytest.mark.slow
+def test_local_and_ray_give_the_same_survivors(ray_cluster, solutions, tmp_path):
+    frame, _ = planted(solutions)
+    earlier = tmp_path / "earlier.parquet"
+    frame.slice(0, 5).select("completion").write_parquet(earlier)
+    shards = shards_of(frame, [150, 150, 150])
+    with make_executor("local", 1) as local:
+        expected = decisions(protocol(Dedup(against=[str(earlier)]), shards, local))
+    with make_executor("ray", address=ray_cluster.address) as ray:
+        assert decisions(protocol(Dedup(against=[str(earlier)]), shards[::-1], ray)) == expected
+    assert sum(r == f"duplicate of {earlier}" for r in expected.values()) >= 5
