@@ -49,9 +49,10 @@ promise to keep across its versions: signatures are recomputed on every run, nev
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 import polars as pl
-import xxhash
 from rensa import RMinHash
 
 from curate.errors import CurateError
@@ -79,36 +80,123 @@ def normalize_text(s: str) -> str:
 
 
 def exact_key(s: str) -> int:
-    """xxh3_64 of the normalised text."""
-    return xxhash.xxh3_64_intdigest(normalize_text(s).encode())
+    """The 64-bit hash of normalize_text(s) (of its sequence of words), as the filter keys it."""
+    return int(text_hashes(pl.Series([s], dtype=pl.String))[0][0])
 
 
-# One odd 64-bit constant per position of a word in its n-gram: a shingle's hash is
-# sum(word_hash[k] * C[k]) mod 2**64, so "a b c d e" and "b a c d e" differ.
+# Odd 64-bit constants: a shingle's hash is sum(word_hash[k] * C[k]) mod 2**64 (so "a b
+# c d e" and "b a c d e" differ); C[6], C[7] also drive the mixing function.
 _POSITION_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                   0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0x94D049BB133111EB,
                                   0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D], dtype=np.uint64)
+CHUNK_BYTES = 1 << 22  # text bytes hashed at once (bounds the kernel's working arrays)
 
 
-def shingle_hashes(normalised: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
-    """The word n-grams of every (non-null, normalised) text as uint64 hashes in one flat
-    array, and the row offsets into it (length rows + 1). A text of fewer than `ngram`
-    words is one shingle: the hash of the whole text."""
+def _byte_values() -> np.ndarray:
+    """Per byte: 0 where the normalisation makes it a separator (ASCII punctuation,
+    symbols and whitespace: what `normalized` replaces in ASCII text), else its
+    lowercase + 1. Bytes >= 0x80 are word bytes: non-ASCII texts are normalised first."""
+    table = np.zeros(256, dtype=np.uint16)
+    for b in range(256):
+        c = chr(b)
+        if b >= 128 or not (c in string.punctuation or c in " \t\n\x0b\x0c\r"):
+            table[b] = (ord(c.lower()) if b < 128 else b) + 1
+    return table
+
+
+_BYTE_VALUE = _byte_values()
+_BASE = np.uint64(0x100000001B3 * 2 + 1)  # odd, so invertible mod 2**64
+_POWERS: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]  # _BASE**i and _BASE**-i
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(_POWERS[0]) < n:
+        size = max(n, 2 * len(_POWERS[0]))
+        for k, base in enumerate((_BASE, np.uint64(pow(int(_BASE), -1, 1 << 64)))):
+            p = np.full(size, base, dtype=np.uint64)
+            p[0] = 1
+            _POWERS[k] = np.cumprod(p, dtype=np.uint64)  # wraps mod 2**64
+    return _POWERS[0], _POWERS[1]
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64's), element-wise."""
+    h = h ^ (h >> np.uint64(30))
+    h *= _POSITION_MULTIPLIERS[6]
+    h ^= h >> np.uint64(27)
+    h *= _POSITION_MULTIPLIERS[7]
+    return h ^ (h >> np.uint64(31))
+
+
+def _span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The polynomial hash sum(values[j] * B**(j - start)) mod 2**64 of every span
+    [start, end), from one prefix sum: the same span gives the same hash anywhere."""
+    pw, pinv = _powers(len(values) + 1)
+    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+    np.cumsum(values * pw[: len(values)], out=prefix[1:])
+    return (prefix[ends] - prefix[starts]) * pinv[starts]
+
+
+def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The word hashes of a run of texts (their UTF-8 bytes and offsets) and the words per text."""
+    value = _BYTE_VALUE[data]
+    word = value != 0
+    first = word.copy()
+    first[1:] &= ~word[:-1]
+    last = word.copy()
+    last[:-1] &= ~word[1:]
+    nonempty = offsets[:-1] < offsets[1:]
+    begin, end = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
+    first[begin], last[end] = word[begin], word[end]  # words never run across texts
+    starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
+    hashes = _mix(_span_hashes(value.astype(np.uint64), starts, ends) ^ (ends - starts).astype(np.uint64))
+    return hashes, np.diff(np.searchsorted(starts, offsets))
+
+
+def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The words of normalize_text of every (non-null) text as uint64 hashes, flat, and
+    the number of words per text. ASCII texts go straight to a numpy kernel over their
+    bytes (lowercase, separators, one polynomial hash per word from a prefix sum); the
+    others are normalised by polars first (NFKC and Unicode classes), then go the same way."""
+    nonascii = texts.str.contains(r"[^\x00-\x7F]")
+    if nonascii.any():
+        rows = nonascii.arg_true()
+        texts = texts.scatter(rows, texts.gather(rows).to_frame("t").select(normalized(pl.col("t")))["t"])
+    arr = texts.cast(pl.String).to_arrow()
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    hashes, counts, row = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)], 0
+    while row < len(arr):
+        stop = min(len(arr), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
+        lo = offsets[row]
+        h, c = _chunk_words(data[lo : offsets[stop]], offsets[row : stop + 1] - lo)
+        hashes.append(h)
+        counts.append(c)
+        row = stop
+    return np.concatenate(hashes), np.concatenate(counts)
+
+
+def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every (non-null) text: its exact key (uint64: a hash of its normalised words
+    in order), and its word n-grams as uint64 hashes in one flat array with the row
+    offsets into it (length rows + 1). A text of fewer than `ngram` words is one
+    shingle: the hash of its whole (normalised) text."""
     if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
         raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
-    words = normalised.str.split(" ")
-    lengths = words.list.len().to_numpy().astype(np.int64)
-    word_hashes = words.explode().hash(seed=SEED).to_numpy()
-    m = max(len(word_hashes) - ngram + 1, 0)  # an n-gram starts at every flat position < m
-    grams = word_hashes[:m] * _POSITION_MULTIPLIERS[0]
+    word_hashes_, lengths = word_hashes(texts)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    whole = _mix(_span_hashes(word_hashes_, starts, ends) ^ lengths.astype(np.uint64))  # one per text
+    m = max(len(word_hashes_) - ngram + 1, 0)  # an n-gram starts at every flat position < m
+    grams = word_hashes_[:m] * _POSITION_MULTIPLIERS[0]
     product = np.empty_like(grams)
     for k in range(1, ngram):
-        grams += np.multiply(word_hashes[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
+        grams += np.multiply(word_hashes_[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
     # keep the n-grams that end inside their own text. The starts to drop are the last
     # ngram-1 positions before each text's end: for a long text, those that reach into
     # the next one; a short text's own positions are all among them; and any earlier
     # position they hit is one of these of an earlier text already.
-    ends = np.cumsum(lengths)
     crossing = (ends[:, None] - np.arange(1, ngram)[None, :]).ravel()
     valid = np.ones(m, dtype=bool)
     valid[crossing[(crossing >= 0) & (crossing < m)]] = False
@@ -121,21 +209,28 @@ def shingle_hashes(normalised: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarra
     own = np.zeros(offsets[-1], dtype=bool)
     own[offsets[:-1][short]] = True
     flat[~own] = grams
-    if short.any():
-        flat[own] = normalised.filter(pl.Series(short)).hash(seed=SEED).to_numpy()
-    return flat, offsets
+    flat[own] = whole[short]
+    return whole, flat, offsets
 
 
-def signature_matrix(normalised: pl.Series, num_perm: int) -> np.ndarray:
+def shingle_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
+    """The word n-grams of every (non-null) text (text_hashes without the keys)."""
+    return text_hashes(texts, ngram)[1:]
+
+
+def signature_matrix(texts: pl.Series, num_perm: int) -> np.ndarray:
     """The MinHash digests (rensa R-MinHash, uint32[rows, num_perm]) of the shingle hashes."""
-    flat, offsets = shingle_hashes(normalised)
+    return _signatures(*shingle_hashes(texts), num_perm)
+
+
+def _signatures(flat: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
     matrix = RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(normalised), num_perm)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(offsets) - 1, num_perm)
 
 
 def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray:
     """The MinHash digest of normalize_text(text), as the filter computes it."""
-    return signature_matrix(pl.Series([normalize_text(text)], dtype=pl.String), num_perm)[0]
+    return signature_matrix(pl.Series([text], dtype=pl.String), num_perm)[0]
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
@@ -329,16 +424,16 @@ class Dedup(Filter):
             text = pl.concat_str("problem", "completion", separator="\n")
         else:
             text = pl.col(self.on).cast(pl.String)
-        norm = batch.lazy().select(normalized(text).alias("norm")).collect(engine="streaming")["norm"]
-        present = norm.is_not_null()
+        texts = batch.select(text.alias("text"))["text"]
+        present = texts.is_not_null()
         if not present.all():
-            ids, norm = ids.filter(present), norm.filter(present)
-        if norm.is_empty():
+            ids, texts = ids.filter(present), texts.filter(present)
+        if texts.is_empty():
             return self.empty_index(ids.dtype)
-        keys = pl.Series("key", [xxhash.xxh3_64_intdigest(t.encode()) for t in norm], dtype=pl.UInt64)
-        out = {"id": ids, "key": keys}
+        keys, flat, offsets = text_hashes(texts)
+        out = {"id": ids, "key": pl.Series("key", keys, dtype=pl.UInt64)}
         if self._near():
-            out["sig"] = pl.Series("sig", slot_bits(signature_matrix(norm, self.num_perm)))
+            out["sig"] = pl.Series("sig", slot_bits(_signatures(flat, offsets, self.num_perm)))
         return pl.DataFrame(out)
 
     # -- resolve: the reduce step ------------------------------------------------------

@@ -19,6 +19,8 @@ from curate.filters.dedup import (
     normalize_text,
     shingle_hashes,
     slot_bits,
+    text_hashes,
+    word_hashes,
 )
 
 
@@ -67,6 +69,27 @@ def run(f: Dedup, frame: pl.DataFrame, sizes=(2,)) -> list[str | None]:
 def test_normalize_text_and_exact_key_ignore_case_punctuation_space():
     assert normalize_text("  Ｈｅｌｌｏ,   World!\n$x^2$ ") == "hello world x 2"
     assert exact_key("Hello, world!") == exact_key("hello   WORLD") != exact_key("hello there")
+
+
+def test_byte_kernel_words_are_the_normalised_words():
+    """The numpy kernel splits and lowercases ASCII text exactly as normalize_text does
+    (every ASCII byte, mixed with non-ASCII texts, which polars normalises first)."""
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(128)] + list("éÉ—’…≤×πΩ中ﬁＡ")
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    texts += ["Hello, World!", "hello world", "", " \t ", "A.B", "x" * 300]
+    hashes, counts = word_hashes(pl.Series(texts))
+    words = [w for t in texts for w in normalize_text(t).split(" ") if w]
+    assert counts.tolist() == [len([w for w in normalize_text(t).split(" ") if w]) for t in texts]
+    by_word = {}
+    for w, h in zip(words, hashes.tolist()):
+        assert by_word.setdefault(w, h) == h
+    assert len(set(by_word.values())) == len(by_word)  # distinct words, distinct hashes
+    keys = text_hashes(pl.Series(texts))[0].tolist()
+    by_text = {}
+    for t, k in zip(texts, keys):
+        assert by_text.setdefault(normalize_text(t), k) == k and exact_key(t) == k
+    assert len(set(by_text.values())) == len(by_text)
 
 
 def test_minhash_signature_near_copy_vs_unrelated(solutions):
