@@ -89,7 +89,7 @@ def exact_key(s: str) -> int:
 _POSITION_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                   0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0x94D049BB133111EB,
                                   0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D], dtype=np.uint64)
-CHUNK_BYTES = 1 << 22  # text bytes hashed at once (bounds the kernel's working arrays)
+CHUNK_BYTES = 1 << 17  # text bytes hashed at once (the kernel's working arrays stay in cache)
 
 
 def _byte_values() -> np.ndarray:
@@ -133,7 +133,7 @@ def _span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     [start, end), from one prefix sum: the same span gives the same hash anywhere."""
     pw, pinv = _powers(len(values) + 1)
     prefix = np.zeros(len(values) + 1, dtype=np.uint64)
-    np.cumsum(values * pw[: len(values)], out=prefix[1:])
+    np.cumsum(np.multiply(values, pw[: len(values)], dtype=np.uint64), out=prefix[1:])
     return (prefix[ends] - prefix[starts]) * pinv[starts]
 
 
@@ -149,7 +149,7 @@ def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     begin, end = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
     first[begin], last[end] = word[begin], word[end]  # words never run across texts
     starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
-    hashes = _mix(_span_hashes(value.astype(np.uint64), starts, ends) ^ (ends - starts).astype(np.uint64))
+    hashes = _mix(_span_hashes(value, starts, ends) ^ (ends - starts).astype(np.uint64))
     return hashes, np.diff(np.searchsorted(starts, offsets))
 
 
