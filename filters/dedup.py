@@ -5,7 +5,7 @@ Pure helpers, usable on one text:
 
     normalize_text(s)            NFKC, lowercase, punctuation and symbols -> space,
                                  whitespace collapsed, ends stripped
-    exact_key(s) -> int          xxh3_64 of normalize_text(s)
+    exact_key(s) -> int          64-bit hash of normalize_text(s) (its words in order)
     minhash_signature(s)         MinHash digest (rensa R-MinHash, uint32[num_perm]) of the
                                  word 5-grams of the normalised text (a text of fewer
                                  than 5 words is one shingle: itself)
@@ -40,11 +40,12 @@ that is still <= `threshold - 0.05` (128 perms, threshold 0.8 -> 16 bands x 8 ro
 P(candidate | J=0.8) = 0.95, J=0.85 -> 0.99); the Jaccard check then removes the extra
 candidates. `bands` overrides.
 
-Text to hashes, with no Python string per word or shingle: polars normalises the texts
-(vectorised), splits them into words and hashes the words; numpy combines each run of 5
-word hashes into one shingle hash; rensa computes all the signatures of a batch from that
-flat buffer in one call. Word hashes come from polars' seeded hash, which polars does not
-promise to keep across its versions: signatures are recomputed on every run, never stored.
+Text to hashes, with no Python string per word or shingle: ASCII texts go straight to a
+numpy kernel over their UTF-8 bytes (a table lowercases and marks separators, one prefix
+sum gives every word's polynomial hash); texts with a non-ASCII character are normalised
+by polars first (NFKC, Unicode classes), then go the same way. numpy combines each run of
+5 word hashes into one shingle hash; rensa computes all the signatures of a batch from
+that flat buffer in one call. Hashes are recomputed on every run, never stored.
 """
 
 from __future__ import annotations
