@@ -51,6 +51,7 @@ that flat buffer in one call. Hashes are recomputed on every run, never stored.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -154,11 +155,9 @@ def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     return hashes, np.diff(np.searchsorted(starts, offsets))
 
 
-def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The words of normalize_text of every (non-null) text as uint64 hashes, flat, and
-    the number of words per text. ASCII texts go straight to a numpy kernel over their
-    bytes (lowercase, separators, one polynomial hash per word from a prefix sum); the
-    others are normalised by polars first (NFKC and Unicode classes), then go the same way."""
+def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
+    Texts with a non-ASCII character are normalised by polars first."""
     nonascii = texts.str.contains(r"[^\x00-\x7F]")
     if nonascii.any():
         rows = nonascii.arg_true()
@@ -167,33 +166,53 @@ def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     buffers = arr.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    hashes, counts, row = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)], 0
+    row = 0
     while row < len(arr):
         stop = min(len(arr), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
         lo = offsets[row]
-        h, c = _chunk_words(data[lo : offsets[stop]], offsets[row : stop + 1] - lo)
-        hashes.append(h)
-        counts.append(c)
+        yield data[lo : offsets[stop]], offsets[row : stop + 1] - lo
         row = stop
-    return np.concatenate(hashes), np.concatenate(counts)
+
+
+def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The words of normalize_text of every (non-null) text as uint64 hashes, flat, and
+    the number of words per text. ASCII texts go straight to a numpy kernel over their
+    bytes (lowercase, separators, one polynomial hash per word from a prefix sum); the
+    others are normalised by polars first (NFKC and Unicode classes), then go the same way."""
+    parts = [_chunk_words(*chunk) for chunk in _utf8_chunks(texts)]
+    return (np.concatenate([np.zeros(0, np.uint64), *(h for h, _ in parts)]),
+            np.concatenate([np.zeros(0, np.int64), *(c for _, c in parts)]))
 
 
 def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every (non-null) text: its exact key (uint64: a hash of its normalised words
     in order), and its word n-grams as uint64 hashes in one flat array with the row
     offsets into it (length rows + 1). A text of fewer than `ngram` words is one
-    shingle: the hash of its whole (normalised) text."""
+    shingle: the hash of its whole (normalised) text. Computed a cache-sized run of
+    texts at a time."""
     if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
         raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
-    word_hashes_, lengths = word_hashes(texts)
+    keys, flats, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for chunk in _utf8_chunks(texts):
+        key, flat, count = _chunk_shingles(*_chunk_words(*chunk), ngram)
+        keys.append(key)
+        flats.append(flat)
+        counts.append(count)
+    count = np.concatenate(counts)
+    offsets = np.zeros(len(count) + 1, dtype=np.int64)
+    np.cumsum(count, out=offsets[1:])
+    return np.concatenate(keys), np.concatenate(flats), offsets
+
+
+def _chunk_shingles(words: np.ndarray, lengths: np.ndarray, ngram: int) -> tuple[np.ndarray, ...]:
+    """A run of texts' (keys, flat n-gram hashes, n-grams per text) from their word hashes."""
     ends = np.cumsum(lengths)
-    starts = ends - lengths
-    whole = _mix(_span_hashes(word_hashes_, starts, ends) ^ lengths.astype(np.uint64))  # one per text
-    m = max(len(word_hashes_) - ngram + 1, 0)  # an n-gram starts at every flat position < m
-    grams = word_hashes_[:m] * _POSITION_MULTIPLIERS[0]
+    whole = _mix(_span_hashes(words, ends - lengths, ends) ^ lengths.astype(np.uint64))  # one per text
+    m = max(len(words) - ngram + 1, 0)  # an n-gram starts at every flat position < m
+    grams = words[:m] * _POSITION_MULTIPLIERS[0]
     product = np.empty_like(grams)
     for k in range(1, ngram):
-        grams += np.multiply(word_hashes_[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
+        grams += np.multiply(words[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
     # keep the n-grams that end inside their own text. The starts to drop are the last
     # ngram-1 positions before each text's end: for a long text, those that reach into
     # the next one; a short text's own positions are all among them; and any earlier
@@ -204,6 +223,8 @@ def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.nd
     grams = grams[valid]
     short = lengths < ngram
     counts = np.where(short, 1, lengths - ngram + 1)
+    if not short.any():
+        return whole, grams, counts
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     flat = np.empty(offsets[-1], dtype=np.uint64)
@@ -211,7 +232,7 @@ def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.nd
     own[offsets[:-1][short]] = True
     flat[~own] = grams
     flat[own] = whole[short]
-    return whole, flat, offsets
+    return whole, flat, counts
 
 
 def shingle_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
