@@ -417,9 +417,6 @@ class Dedup(Filter):
     def _bands(self) -> int:
         return self.bands or lsh_bands(self.threshold, self.num_perm)
 
-    def __getstate__(self) -> dict:  # shipped to workers without the resolved drops
-        return {**self.__dict__, "_drops": None}
-
     # -- index: the map step over one shard --------------------------------------------
 
     def empty_index(self, id_type: pl.DataType) -> pl.DataFrame:

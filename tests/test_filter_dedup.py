@@ -54,10 +54,9 @@ def protocol(f: Dedup, shards: list[pl.DataFrame], executor) -> list[pl.DataFram
     then mark every shard; the shards come back with `keep` and `reason`."""
     indexes = list(executor.map(f.index, shards))
     f.resolve(indexes, executor)
-    marked = []
-    for shard in reversed(shards):  # marking order must not matter
-        d = f(shard)
-        marked.append(shard.with_columns(keep=d.keep, reason=d.reason))
+    # marked in worker processes / Ray tasks (the filter travels with its drops), in reverse order
+    marked = [shard.with_columns(keep=d.keep, reason=d.reason)
+              for shard, d in zip(shards[::-1], executor.map(f, shards[::-1]))]
     return marked[::-1]
 
 
