@@ -281,22 +281,34 @@ def lsh_bands(threshold: float, num_perm: int) -> int:
     return next((b for b in divisors if (1 / b) ** (b / num_perm) <= threshold - 0.05), num_perm)
 
 
-def band_values(sig: np.ndarray, bands: int) -> np.ndarray:
-    """One uint64 per (row, band) of b-bit signatures (uint8[rows, num_perm]): a band of
-    up to 8 slots is its bytes themselves (equal values = equal bands); a longer band
-    folds its 8-byte words with odd multipliers. Band k's value also mixes in k, so the
-    values of different bands can share one table."""
+def band_values(sig: np.ndarray, bands: int, band: int | None = None) -> np.ndarray:
+    """One uint64 per (row, band) of b-bit signatures (uint8[rows, num_perm]), or per row
+    for one `band`: a band of up to 8 slots is its bytes themselves (equal values = equal
+    bands); a longer band folds its 8-byte words with odd multipliers. Band k's value
+    also mixes in k, so the values of different bands never meet."""
+    if band is None:
+        return np.stack([band_values(sig, bands, k) for k in range(bands)], axis=1)
     n, num_perm = sig.shape
     rows = num_perm // bands
     width = -(-rows // 8) * 8
-    padded = np.zeros((n, bands, width), dtype=np.uint8)
-    padded[:, :, :rows] = sig.reshape(n, bands, rows)
-    words = padded.view(np.uint64)  # (n, bands, width // 8)
-    value = words[:, :, 0].copy()
-    for k in range(1, words.shape[2]):
-        value = value * _POSITION_MULTIPLIERS[k % len(_POSITION_MULTIPLIERS)] + words[:, :, k]
-    value ^= (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _POSITION_MULTIPLIERS[0]
-    return value
+    padded = np.zeros((n, width), dtype=np.uint8)
+    padded[:, :rows] = sig[:, band * rows : (band + 1) * rows]
+    words = padded.view(np.uint64)  # (n, width // 8)
+    value = words[:, 0].copy()
+    for k in range(1, words.shape[1]):
+        value = value * _POSITION_MULTIPLIERS[k % len(_POSITION_MULTIPLIERS)] + words[:, k]
+    return value ^ np.uint64((band + 1) * int(_POSITION_MULTIPLIERS[0]) % (1 << 64))
+
+
+def _band_buckets(sig: np.ndarray, bands: int, buckets: int) -> Iterator[pl.DataFrame]:
+    """The shuffle's items, one band at a time (so only one band's table is held): the
+    band's (value, node) rows split into `buckets` by value."""
+    nodes = np.arange(len(sig), dtype=np.uint32)
+    for band in range(bands):
+        values = band_values(sig, bands, band)
+        table = pl.DataFrame({"value": values, "node": nodes,
+                              "bucket": (values % np.uint64(buckets)).astype(np.uint16)})
+        yield from table.partition_by("bucket", include_key=False)
 
 
 def candidate_pairs(bucket: pl.DataFrame) -> np.ndarray:
@@ -317,17 +329,13 @@ def near_pairs(sig: np.ndarray, bands: int, threshold: float, executor, split: i
     """The verified near pairs among the rows of `sig` (b-bit signatures): (k, 3) float64
     rows (i, j, J), i < j, sorted. With `split`, only pairs with i < split <= j (one side
     against the other). The band values are shuffled into buckets by value, each bucket's
-    candidates found in one task, and the candidates verified in tasks of PAIRS_PER_TASK."""
+    candidates found in one task (streamed a band at a time), and the candidates verified
+    in tasks of PAIRS_PER_TASK."""
     n = len(sig)
     if n < 2:
         return np.empty((0, 3))
-    values = band_values(sig, bands).ravel()
-    nodes = np.repeat(np.arange(n, dtype=np.int64), bands)
     buckets = max(1, 2 * executor.workers)
-    table = pl.DataFrame({"value": values, "node": nodes, "bucket": values % np.uint64(buckets)})
-    parts = [p.drop("bucket") for p in table.partition_by("bucket", maintain_order=True)]
-    del table, values, nodes
-    found = [p for p in executor.map(candidate_pairs, parts) if len(p)]
+    found = [p for p in executor.map(candidate_pairs, _band_buckets(sig, bands, buckets)) if len(p)]
     if not found:
         return np.empty((0, 3))
     pairs = np.unique(np.concatenate(found), axis=0)  # a pair may share several bands
