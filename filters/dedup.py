@@ -157,11 +157,14 @@ def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
 
 def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
-    Texts with a non-ASCII character are normalised by polars first."""
+    Texts with a non-ASCII character get polars' share of `normalized` first: NFKC,
+    lowercase, and non-ASCII punctuation, symbols and spaces to a space (the ASCII ones
+    are the kernel's)."""
     nonascii = texts.str.contains(r"[^\x00-\x7F]")
     if nonascii.any():
         rows = nonascii.arg_true()
-        texts = texts.scatter(rows, texts.gather(rows).to_frame("t").select(normalized(pl.col("t")))["t"])
+        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
+        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
     arr = texts.cast(pl.String).to_arrow()
     buffers = arr.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
