@@ -16,7 +16,7 @@ comparison with datasketch's vectorised `MinHash.bulk` + `MinHashLSH` at equal r
 
 Documents are benchmarks/filter.py's near-dup documents (~260 words drawn from MATH-500
 and GSM8K sentences; 5% planted copies with 2–3 words edited). Benchmark-only
-dependency: datasketch.
+dependencies: datasketch, psutil.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ import argparse
 import gc
 import json
 import random
-import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from filter import (  # noqa: E402 - a sibling benchmark module
@@ -51,11 +52,31 @@ from curate.filters import dedup as dedup_mod  # noqa: E402
 THRESHOLD, NUM_PERM = 0.8, 128
 
 
-def peak_rss_mib() -> tuple[float, float]:
-    """Peak resident memory (MiB) of this process and of its largest finished child."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return round(own), round(child)
+class PeakRss:
+    """Peak resident memory (MiB) of this process and of its largest child while the
+    block runs (sampled every 0.1 s: the documents' generation before it does not count)."""
+
+    def __enter__(self) -> PeakRss:
+        self.own = self.child = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                self.own = max(self.own, me.memory_info().rss / 2**20)
+                for c in me.children(recursive=True):
+                    self.child = max(self.child, c.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+            self._stop.wait(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def survivors_from_reasons(ids, reasons) -> dict:
@@ -199,10 +220,10 @@ def bench_scale(n: int, shard_rows: int, workers: int) -> dict:
         print(f"[scale] {n:,} docs in {len(files)} Parquet shards ({text_bytes / 2**20:,.0f} MiB of text, "
               f"{disk:,.0f} MiB on disk), written in {time.perf_counter() - t:.0f} s")
         gc.collect()
-        with make_executor("local", workers) as executor:
+        with PeakRss() as peak, make_executor("local", workers) as executor:
             list(executor.map(abs, range(workers)))
             survivor, steps = run_protocol(dedup_mod.Dedup(mode="near"), files, executor)
-        own, child = peak_rss_mib()
+        own, child = round(peak.own), round(peak.child)
         ids = [f"d{i:09d}" for i in range(n)]
         score = score_clusters(lambda x: survivor.get(x, x), ids, truth)
     res = {"docs": n, "shards": len(files), "workers": workers, "text_mib": round(text_bytes / 2**20), **steps,

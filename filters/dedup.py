@@ -65,7 +65,7 @@ SEED = 42
 NGRAM = 5
 SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
 PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
-INDEX_SLICE = 100_000  # rows of an earlier dataset's file indexed at once
+INDEX_SLICE = 16_384  # rows hashed at once by index (bounds a worker's memory whatever the shard size)
 
 
 def normalized(texts: pl.Expr) -> pl.Expr:
@@ -375,16 +375,15 @@ def union_find_roots(n: int, pairs: np.ndarray) -> np.ndarray:
 
 def index_part(task: tuple[Dedup, str, int]) -> pl.DataFrame:
     """Executor task: the index of one file (an earlier dataset's, or an input shard on
-    disk), read and indexed INDEX_SLICE rows at a time; without `sample_id`, rows are
-    numbered from `offset`."""
+    disk), read here; without `sample_id`, rows are numbered from `offset`."""
     f, path, offset = task
     parts = []
     for _, lazy in open_table(path).parts():
         columns = lazy.collect_schema().names()
         frame = lazy.select([c for c in ("sample_id", *f.needs) if c in columns]).collect()
-        for k in range(0, max(frame.height, 1), INDEX_SLICE):
-            part = frame.slice(k, INDEX_SLICE).with_row_index("_row", offset=offset + k)
-            parts.append(f.index(part.with_columns(pl.col("_row").cast(pl.Int64)), where=path))
+        frame = frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+        parts.append(f.index(frame, where=path))
+        offset += frame.height
     return pl.concat(parts)
 
 
@@ -460,10 +459,15 @@ class Dedup(Filter):
             ids, texts = ids.filter(present), texts.filter(present)
         if texts.is_empty():
             return self.empty_index(ids.dtype)
-        keys, flat, offsets = text_hashes(texts)
-        out = {"id": ids, "key": pl.Series("key", keys, dtype=pl.UInt64)}
+        keys, sigs = [], []
+        for k in range(0, len(texts), INDEX_SLICE):
+            key, flat, offsets = text_hashes(texts.slice(k, INDEX_SLICE))
+            keys.append(key)
+            if self._near():
+                sigs.append(slot_bits(_signatures(flat, offsets, self.num_perm)))
+        out = {"id": ids, "key": pl.Series("key", np.concatenate(keys), dtype=pl.UInt64)}
         if self._near():
-            out["sig"] = pl.Series("sig", slot_bits(_signatures(flat, offsets, self.num_perm)))
+            out["sig"] = pl.Series("sig", np.concatenate(sigs))
         return pl.DataFrame(out)
 
     # -- resolve: the reduce step ------------------------------------------------------

@@ -331,3 +331,12 @@ def test_local_and_ray_give_the_same_survivors(ray_cluster, solutions, tmp_path)
     with make_executor("ray", address=ray_cluster.address) as ray:
         assert decisions(protocol(Dedup(against=[str(earlier)]), shards[::-1], ray)) == expected
     assert sum(r == f"duplicate of {earlier}" for r in expected.values()) >= 5
+
+
+def test_index_hashes_in_slices_with_the_same_result(solutions, monkeypatch):
+    from curate.filters import dedup as dedup_module
+
+    frame = pl.DataFrame({"sample_id": [str(i) for i in range(60)], "completion": solutions[:60]})
+    whole = Dedup().index(frame)
+    monkeypatch.setattr(dedup_module, "INDEX_SLICE", 7)
+    assert Dedup().index(frame).equals(whole)
