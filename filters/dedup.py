@@ -540,8 +540,9 @@ class Dedup(Filter):
         return found
 
     def prepare(self, frame: pl.DataFrame) -> None:
-        """The one-frame entry point the chain used before the index/resolve protocol
-        (the frame is one shard, resolved in this process)."""
+        """TEMPORARY: the one-frame entry point of the chain before the index/resolve
+        protocol (the frame is one shard, resolved in this process); goes once the chain
+        calls index/resolve."""
         from curate.executor import LocalExecutor
 
         if frame.height and "sample_id" not in frame.columns and "_row" not in frame.columns:
