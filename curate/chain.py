@@ -358,9 +358,9 @@ class Stage:
             # the filter starts its own processes (Filter.parallel), or a few rows: starting worker
             # processes would cost more than the work
             self.executor = INLINE
-        if stateful(self.f):
+        if self.f.stateful:
             indexes = self.index(list(range(len(self.shards))))
-            resolve_filter(self.f, indexes, self.executor)
+            self.f.resolve(indexes, self.executor)
         todo = [i for i in range(len(self.shards)) if not (self.dir / self.name(i)).exists()]
         with Progress(self.f.name, sum(counts), "rows", completed=sum(counts) - sum(counts[i] for i in todo),
                       enabled=self.p.opts.progress) as bar:
@@ -454,7 +454,7 @@ class FilterTask:
         self.blob = pickle.dumps(f)
         self.token, self.step = f"{token}:{step}", step
         self.columns = list(dict.fromkeys((*f.needs, *getattr(f, "uses", ()), "sample_id")))
-        self.stateful = stateful(f)
+        self.stateful = f.stateful
 
     def __call__(self, piece: Piece):
         f = live_filter(self.token, self.blob)
@@ -462,7 +462,7 @@ class FilterTask:
         if self.stateful:
             batch = batch.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + piece.row0).alias("_row"))
         if self.step == "index":
-            return index_filter(f, batch)
+            return f.index(batch)
         return f(batch) if batch.height else None
 
 
@@ -479,33 +479,6 @@ def release_filters() -> None:
     """Close the filters this process holds (their worker processes end)."""
     while _LIVE:
         _LIVE.popitem()[1].close()
-
-
-# Filters still on the old one-pass protocol, `prepare(frame)` with every survivor's
-# texts (filters/dedup.py until its index/resolve rewrite lands): TEMPORARY adapter, to
-# be removed with that rewrite. Their index is the columns prepare reads.
-
-
-def _legacy(f: Filter) -> bool:
-    return callable(getattr(f, "prepare", None)) and not f.stateful
-
-
-def stateful(f: Filter) -> bool:
-    return f.stateful or _legacy(f)
-
-
-def index_filter(f: Filter, batch: pl.DataFrame) -> pl.DataFrame | None:
-    if _legacy(f):
-        return batch.select([c for c in (*f.needs, "sample_id") if c in batch.columns])
-    return f.index(batch)
-
-
-def resolve_filter(f: Filter, indexes: list[pl.DataFrame | None], executor: Executor) -> None:
-    if _legacy(f):
-        frames = [x for x in indexes if x is not None]
-        f.prepare(pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame())
-    else:
-        f.resolve(indexes, executor)
 
 
 # -- the outputs ----------------------------------------------------------------------

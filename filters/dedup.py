@@ -1,68 +1,61 @@
-"""Deduplication: exact (xxh3 of normalised text) and near (MinHash + LSH), within the
-input and against earlier datasets.
+"""Deduplication: exact (a hash of the normalised text) and near (MinHash + LSH), within
+the input and against earlier datasets, as a stateful filter that streams its input.
 
 Pure helpers, usable on one text:
 
     normalize_text(s)            NFKC, lowercase, punctuation and symbols -> space,
                                  whitespace collapsed, ends stripped
-    exact_key(s) -> int          xxh3_64 of normalize_text(s)
+    exact_key(s) -> int          64-bit hash of normalize_text(s) (its words in order)
     minhash_signature(s)         MinHash digest (rensa R-MinHash, uint32[num_perm]) of the
                                  word 5-grams of the normalised text (a text of fewer
                                  than 5 words is one shingle: itself)
     estimated_jaccard(a, b)      share of equal digest slots
 
-`Dedup` is a stateful filter. `prepare(frame)` sees the whole input once and decides
-everything; `__call__(batch)` only looks the batch's rows up by `sample_id`.
+`Dedup` follows the stateful filter protocol (docs/ARCHITECTURE.md, "Dedup"):
 
-How prepare decides:
+- `index(batch)` (map, one shard, any process): per row with a text, its id (`sample_id`,
+  else the chain's `_row`), its exact `key` and (near modes) its signature `sig`: the top
+  8 bits of every MinHash slot (b-bit MinHash, num_perm bytes a row). Never the text.
+- `resolve(indexes, executor)` (reduce, the driver): one representative per exact key
+  (the smallest id); the representatives' LSH band values are shuffled into buckets by
+  hash and each bucket's candidate pairs (rows equal on a whole band) are found in
+  parallel (`executor.map`); the candidates are verified in parallel (estimated Jaccard,
+  corrected for 8-bit slots, >= `threshold`: LSH only proposes); union-find makes the
+  clusters. The survivor of a cluster is the row with the smallest `sample_id` (string
+  order), without `sample_id` the first row by `_row`: it depends on neither the shard
+  order nor the executor.
+- `__call__(batch)` marks a shard from the resolved drops by id, in any order.
 
-1. Text per row: `on="completion"` (default), `"problem"`, or `"both"` (problem and
-   completion joined by a newline: the pair is the unit). Null texts take no part.
-2. Exact: polars computes the normalised text column (vectorised), xxh3_64 keys it, and
-   rows with equal keys form a group.
-3. Near (`mode="near"` or `"both"`): one MinHash signature per distinct exact key.
-   No Python string is made per shingle: polars splits the normalised texts into
-   words and hashes them, numpy combines each run of 5 word hashes into one shingle
-   hash, and rensa computes all the signatures from that flat buffer in one call.
-   rensa's `RMinHashLSH(threshold, num_perm, bands)` then flags the rows that share a
-   band with another row (most rows share none and are done); only the flagged rows'
-   signatures come back to numpy, where rows sharing a band (the same layout: `bands`
-   consecutive slices of `num_perm / bands` slots) become candidate pairs, and every
-   candidate pair is verified with the estimated Jaccard (share of equal signature
-   slots) >= `threshold` (the "estimated-Jaccard check": LSH only proposes, it never
-   decides). Word hashes come from polars' seeded hash, which polars does not promise
-   to keep across its versions: signatures are recomputed on every run, never stored.
-4. Clusters: union-find over exact groups and verified near pairs. The survivor of a
-   cluster is the row with the smallest `sample_id` (string order), so the choice does
-   not depend on batch order or on the order of the input files; without a
-   `sample_id` column it is the first row in frame order.
-5. Every other member is dropped: "exact duplicate of <survivor>" when its exact key
-   equals the survivor's, else "near duplicate of <survivor> (J≈0.87)" with the estimated
-   Jaccard to the survivor (through a chain of near pairs it can be below `threshold`).
-6. `against`: earlier datasets (Parquet files, folders of Parquet, JSONL). A row whose
-   exact key, or (near modes) verified near match, is found there is dropped with
-   "duplicate of <path>"; this takes precedence over the within-input reason.
+Reasons: "exact duplicate of <survivor>" when a row's exact key equals the survivor's,
+else "near duplicate of <survivor> (J≈0.87)" (estimated Jaccard to the survivor; through
+a chain of near pairs it can be below `threshold`). `against`: earlier datasets, indexed
+file by file through the executor; an input row whose exact key, or (near modes)
+verified near match, is found there is dropped with "duplicate of <path>", which takes
+precedence over the within-input reason.
 
 Choosing LSH bands: with `b` bands of `r` rows (`b * r = num_perm`) a pair of Jaccard J
 becomes a candidate with probability `1 - (1 - J**r)**b`, whose steep part sits at
 `(1/b)**(1/r)`. We take the divisor `b` of `num_perm` with the largest `(1/b)**(1/r)`
-that is still <= `threshold - 0.05` (so pairs at the threshold are found with high
-probability: 128 perms, threshold 0.8 -> 16 bands x 8 rows, P(candidate | J=0.8) = 0.95,
-J=0.85 -> 0.99); the Jaccard check then removes the extra candidates. `bands` overrides.
+that is still <= `threshold - 0.05` (128 perms, threshold 0.8 -> 16 bands x 8 rows,
+P(candidate | J=0.8) = 0.95, J=0.85 -> 0.99); the Jaccard check then removes the extra
+candidates. `bands` overrides.
 
-Rows are identified by `sample_id` (must be unique). Without that column the row
-position is the id, and then every batch must be a slice of the frame given to
-prepare, in order, starting at row 0 (the filter counts rows as batches pass).
+Text to hashes, with no Python string per word or shingle: ASCII texts go straight to a
+numpy kernel over their UTF-8 bytes (a table lowercases and marks separators, one prefix
+sum gives every word's polynomial hash); texts with a non-ASCII character are normalised
+by polars first (NFKC, Unicode classes), then go the same way. numpy combines each run of
+5 word hashes into one shingle hash; rensa computes all the signatures of a batch from
+that flat buffer in one call. Hashes are recomputed on every run, never stored.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import string
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
-import xxhash
-from rensa import RMinHash, RMinHashLSH
+from rensa import RMinHash
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
@@ -70,6 +63,9 @@ from curate.store import open_table
 
 SEED = 42
 NGRAM = 5
+SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
+PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
+INDEX_SLICE = 16_384  # rows hashed at once by index (bounds a worker's memory whatever the shard size)
 
 
 def normalized(texts: pl.Expr) -> pl.Expr:
@@ -86,68 +82,198 @@ def normalize_text(s: str) -> str:
 
 
 def exact_key(s: str) -> int:
-    """xxh3_64 of the normalised text."""
-    return xxhash.xxh3_64_intdigest(normalize_text(s).encode())
+    """The 64-bit hash of normalize_text(s) (of its sequence of words), as the filter keys it."""
+    return int(text_hashes(pl.Series([s], dtype=pl.String))[0][0])
 
 
-# One odd 64-bit constant per position of a word in its n-gram: a shingle's hash is
-# sum(word_hash[k] * C[k]) mod 2**64, so "a b c d e" and "b a c d e" differ.
+# Odd 64-bit constants: a shingle's hash is sum(word_hash[k] * C[k]) mod 2**64 (so "a b
+# c d e" and "b a c d e" differ); C[6], C[7] also drive the mixing function.
 _POSITION_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                   0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0x94D049BB133111EB,
                                   0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D], dtype=np.uint64)
+CHUNK_BYTES = 1 << 17  # text bytes hashed at once (the kernel's working arrays stay in cache)
 
 
-def shingle_hashes(normalised: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
-    """The word n-grams of every (non-null, normalised) text as uint64 hashes in one flat
-    array, and the row offsets into it (length rows + 1). A text of fewer than `ngram`
-    words is one shingle: the hash of the whole text."""
+def _byte_values() -> np.ndarray:
+    """Per byte: 0 where the normalisation makes it a separator (ASCII punctuation,
+    symbols and whitespace: what `normalized` replaces in ASCII text), else its
+    lowercase + 1. Bytes >= 0x80 are word bytes: non-ASCII texts are normalised first."""
+    table = np.zeros(256, dtype=np.uint16)
+    for b in range(256):
+        c = chr(b)
+        if b >= 128 or not (c in string.punctuation or c in " \t\n\x0b\x0c\r"):
+            table[b] = (ord(c.lower()) if b < 128 else b) + 1
+    return table
+
+
+_BYTE_VALUE = _byte_values()
+_BASE = np.uint64(0x100000001B3 * 2 + 1)  # odd, so invertible mod 2**64
+_POWERS: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]  # _BASE**i and _BASE**-i
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(_POWERS[0]) < n:
+        size = max(n, 2 * len(_POWERS[0]))
+        for k, base in enumerate((_BASE, np.uint64(pow(int(_BASE), -1, 1 << 64)))):
+            p = np.full(size, base, dtype=np.uint64)
+            p[0] = 1
+            _POWERS[k] = np.cumprod(p, dtype=np.uint64)  # wraps mod 2**64
+    return _POWERS[0], _POWERS[1]
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64's), element-wise."""
+    h = h ^ (h >> np.uint64(30))
+    h *= _POSITION_MULTIPLIERS[6]
+    h ^= h >> np.uint64(27)
+    h *= _POSITION_MULTIPLIERS[7]
+    return h ^ (h >> np.uint64(31))
+
+
+def _span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The polynomial hash sum(values[j] * B**(j - start)) mod 2**64 of every span
+    [start, end), from one prefix sum: the same span gives the same hash anywhere."""
+    pw, pinv = _powers(len(values) + 1)
+    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+    np.cumsum(np.multiply(values, pw[: len(values)], dtype=np.uint64), out=prefix[1:])
+    return (prefix[ends] - prefix[starts]) * pinv[starts]
+
+
+def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The word hashes of a run of texts (their UTF-8 bytes and offsets) and the words per text."""
+    value = _BYTE_VALUE[data]
+    word = value != 0
+    first = word.copy()
+    first[1:] &= ~word[:-1]
+    last = word.copy()
+    last[:-1] &= ~word[1:]
+    nonempty = offsets[:-1] < offsets[1:]
+    begin, end = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
+    first[begin], last[end] = word[begin], word[end]  # words never run across texts
+    starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
+    hashes = _mix(_span_hashes(value, starts, ends) ^ (ends - starts).astype(np.uint64))
+    return hashes, np.diff(np.searchsorted(starts, offsets))
+
+
+def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
+    Texts with a non-ASCII character get polars' share of `normalized` first: NFKC,
+    lowercase, and non-ASCII punctuation, symbols and spaces to a space (the ASCII ones
+    are the kernel's)."""
+    nonascii = texts.str.contains(r"[^\x00-\x7F]")
+    if nonascii.any():
+        rows = nonascii.arg_true()
+        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
+        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
+    arr = texts.cast(pl.String).to_arrow()
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    row = 0
+    while row < len(arr):
+        stop = min(len(arr), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
+        lo = offsets[row]
+        yield data[lo : offsets[stop]], offsets[row : stop + 1] - lo
+        row = stop
+
+
+def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The words of normalize_text of every (non-null) text as uint64 hashes, flat, and
+    the number of words per text. ASCII texts go straight to a numpy kernel over their
+    bytes (lowercase, separators, one polynomial hash per word from a prefix sum); the
+    others are normalised by polars first (NFKC and Unicode classes), then go the same way."""
+    parts = [_chunk_words(*chunk) for chunk in _utf8_chunks(texts)]
+    return (np.concatenate([np.zeros(0, np.uint64), *(h for h, _ in parts)]),
+            np.concatenate([np.zeros(0, np.int64), *(c for _, c in parts)]))
+
+
+def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every (non-null) text: its exact key (uint64: a hash of its normalised words
+    in order), and its word n-grams as uint64 hashes in one flat array with the row
+    offsets into it (length rows + 1). A text of fewer than `ngram` words is one
+    shingle: the hash of its whole (normalised) text. Computed a cache-sized run of
+    texts at a time."""
     if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
         raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
-    words = normalised.str.split(" ")
-    lengths = words.list.len().to_numpy().astype(np.int64)
-    word_hashes = words.explode().hash(seed=SEED).to_numpy()
-    m = max(len(word_hashes) - ngram + 1, 0)  # an n-gram starts at every flat position < m
-    grams = word_hashes[:m] * _POSITION_MULTIPLIERS[0]
+    keys, flats, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for chunk in _utf8_chunks(texts):
+        key, flat, count = _chunk_shingles(*_chunk_words(*chunk), ngram)
+        keys.append(key)
+        flats.append(flat)
+        counts.append(count)
+    count = np.concatenate(counts)
+    offsets = np.zeros(len(count) + 1, dtype=np.int64)
+    np.cumsum(count, out=offsets[1:])
+    return np.concatenate(keys), np.concatenate(flats), offsets
+
+
+def _chunk_shingles(words: np.ndarray, lengths: np.ndarray, ngram: int) -> tuple[np.ndarray, ...]:
+    """A run of texts' (keys, flat n-gram hashes, n-grams per text) from their word hashes."""
+    ends = np.cumsum(lengths)
+    whole = _mix(_span_hashes(words, ends - lengths, ends) ^ lengths.astype(np.uint64))  # one per text
+    m = max(len(words) - ngram + 1, 0)  # an n-gram starts at every flat position < m
+    grams = words[:m] * _POSITION_MULTIPLIERS[0]
     product = np.empty_like(grams)
     for k in range(1, ngram):
-        grams += np.multiply(word_hashes[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
+        grams += np.multiply(words[k : m + k], _POSITION_MULTIPLIERS[k], out=product)  # wraps mod 2**64
     # keep the n-grams that end inside their own text. The starts to drop are the last
     # ngram-1 positions before each text's end: for a long text, those that reach into
     # the next one; a short text's own positions are all among them; and any earlier
     # position they hit is one of these of an earlier text already.
-    ends = np.cumsum(lengths)
     crossing = (ends[:, None] - np.arange(1, ngram)[None, :]).ravel()
     valid = np.ones(m, dtype=bool)
     valid[crossing[(crossing >= 0) & (crossing < m)]] = False
     grams = grams[valid]
     short = lengths < ngram
     counts = np.where(short, 1, lengths - ngram + 1)
+    if not short.any():
+        return whole, grams, counts
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     flat = np.empty(offsets[-1], dtype=np.uint64)
     own = np.zeros(offsets[-1], dtype=bool)
     own[offsets[:-1][short]] = True
     flat[~own] = grams
-    if short.any():
-        flat[own] = normalised.filter(pl.Series(short)).hash(seed=SEED).to_numpy()
-    return flat, offsets
+    flat[own] = whole[short]
+    return whole, flat, counts
 
 
-def signature_matrix(normalised: pl.Series, num_perm: int):
-    """rensa's digest matrix (one row of num_perm uint32 per text) of the shingle hashes."""
-    flat, offsets = shingle_hashes(normalised)
-    return RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
+def shingle_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
+    """The word n-grams of every (non-null) text (text_hashes without the keys)."""
+    return text_hashes(texts, ngram)[1:]
+
+
+def signature_matrix(texts: pl.Series, num_perm: int) -> np.ndarray:
+    """The MinHash digests (rensa R-MinHash, uint32[rows, num_perm]) of the shingle hashes."""
+    return _signatures(*shingle_hashes(texts), num_perm)
+
+
+def _signatures(flat: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(offsets) - 1, num_perm)
 
 
 def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray:
     """The MinHash digest of normalize_text(text), as the filter computes it."""
-    matrix = signature_matrix(pl.Series([normalize_text(text)], dtype=pl.String), num_perm)
-    return np.array(matrix.to_rows()[0], dtype=np.uint32)
+    return signature_matrix(pl.Series([text], dtype=pl.String), num_perm)[0]
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     """Share of equal digest slots (row-wise for matrices)."""
     return (a == b).mean(axis=-1)
+
+
+def slot_bits(digests: np.ndarray) -> np.ndarray:
+    """The index's b-bit signature: the top SLOT_BITS bits of each slot after a
+    multiplicative mix (uint8[rows, num_perm])."""
+    return ((digests.astype(np.uint32) * np.uint32(0x9E3779B1)) >> np.uint32(32 - SLOT_BITS)).astype(np.uint8)
+
+
+def bbit_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The estimated Jaccard of b-bit signatures, row-wise: the share of equal slots less
+    the chance that two different slots agree on SLOT_BITS bits (Li and König, 2010)."""
+    chance = 1.0 / (1 << SLOT_BITS)
+    return np.clip(((a == b).mean(axis=-1) - chance) / (1.0 - chance), 0.0, 1.0)
 
 
 def lsh_bands(threshold: float, num_perm: int) -> int:
@@ -158,45 +284,107 @@ def lsh_bands(threshold: float, num_perm: int) -> int:
     return next((b for b in divisors if (1 / b) ** (b / num_perm) <= threshold - 0.05), num_perm)
 
 
-def candidate_pairs(digests: np.ndarray, bands: int) -> np.ndarray:
-    """(i, j), i < j, for the rows of `digests` that are equal on all the slots of at
-    least one band (bands consecutive slices, as rensa's index bands them): an (k, 2)
-    int64 array, each pair once."""
-    n, num_perm = digests.shape
-    if n < 2:
-        return np.empty((0, 2), dtype=np.int64)
+def band_values(sig: np.ndarray, bands: int, band: int | None = None) -> np.ndarray:
+    """One uint64 per (row, band) of b-bit signatures (uint8[rows, num_perm]), or per row
+    for one `band`: a band of up to 8 slots is its bytes themselves (equal values = equal
+    bands); a longer band folds its 8-byte words with odd multipliers. Band k's value
+    also mixes in k, so the values of different bands never meet."""
+    if band is None:
+        return np.stack([band_values(sig, bands, k) for k in range(bands)], axis=1)
+    n, num_perm = sig.shape
     rows = num_perm // bands
-    slots = [f"s{k}" for k in range(rows)]
-    # one row per (document, band): the band's number and its `rows` slot values
-    by_band = digests.reshape(n, bands, rows).transpose(1, 0, 2).reshape(bands * n, rows)
-    frame = pl.DataFrame({"row": np.tile(np.arange(n), bands), "band": np.repeat(np.arange(bands), n),
-                          **{slot: by_band[:, k] for k, slot in enumerate(slots)}})
-    members = frame.filter(pl.len().over(["band", *slots]) > 1)
-    pairs = (members.join(members, on=["band", *slots], suffix="_b")
-             .filter(pl.col("row") < pl.col("row_b")).select("row", "row_b").unique())
+    width = -(-rows // 8) * 8
+    padded = np.zeros((n, width), dtype=np.uint8)
+    padded[:, :rows] = sig[:, band * rows : (band + 1) * rows]
+    words = padded.view(np.uint64)  # (n, width // 8)
+    value = words[:, 0].copy()
+    for k in range(1, words.shape[1]):
+        value = value * _POSITION_MULTIPLIERS[k % len(_POSITION_MULTIPLIERS)] + words[:, k]
+    return value ^ np.uint64((band + 1) * int(_POSITION_MULTIPLIERS[0]) % (1 << 64))
+
+
+def _band_buckets(sig: np.ndarray, bands: int, buckets: int) -> Iterator[pl.DataFrame]:
+    """The shuffle's items, one band at a time (so only one band's table is held): the
+    band's (value, node) rows split into `buckets` by value."""
+    nodes = np.arange(len(sig), dtype=np.uint32)
+    for band in range(bands):
+        values = band_values(sig, bands, band)
+        table = pl.DataFrame({"value": values, "node": nodes,
+                              "bucket": (values % np.uint64(buckets)).astype(np.uint16)})
+        yield from table.partition_by("bucket", include_key=False)
+
+
+def candidate_pairs(bucket: pl.DataFrame) -> np.ndarray:
+    """Executor task: (i, j), i < j, for the nodes of one bucket of the band shuffle
+    (columns `value`, `node`) that share a band value: an (k, 2) int64 array, each pair once."""
+    members = bucket.filter(pl.len().over("value") > 1)
+    pairs = (members.join(members, on="value", suffix="_b")
+             .filter(pl.col("node") < pl.col("node_b")).select("node", "node_b").unique())
     return pairs.to_numpy().astype(np.int64).reshape(-1, 2)
 
 
-class NearPairs(NamedTuple):
-    pairs: list[tuple[int, int]]  # verified (i, j), i < j, row positions in the input
-    digests: dict[int, np.ndarray]  # uint32 digest of every row that is in a candidate pair
+def pair_jaccard(sides: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Executor task: the estimated Jaccard of each pair of b-bit signatures."""
+    return bbit_jaccard(*sides)
 
 
-def near_pairs(normalised: pl.Series, num_perm: int, threshold: float, bands: int) -> NearPairs:
-    """The near-duplicate pairs among the (non-null, normalised) texts: rensa computes
-    every signature and flags the rows that share an LSH band with another; only the
-    flagged rows' digests come back to numpy, where their candidate pairs are checked
-    with the estimated Jaccard >= threshold."""
-    lsh = RMinHashLSH(threshold, num_perm, bands)
-    flags = lsh.insert_matrix_and_query_duplicate_flags(signature_matrix(normalised, num_perm), 0)
-    flagged = np.flatnonzero(np.asarray(flags, dtype=bool))
-    if len(flagged) < 2:
-        return NearPairs([], {})
-    digests = np.array(signature_matrix(normalised.gather(flagged), num_perm).to_rows(), dtype=np.uint32)
-    pairs = candidate_pairs(digests, bands)
-    verified = pairs[estimated_jaccard(digests[pairs[:, 0]], digests[pairs[:, 1]]) >= threshold]
-    return NearPairs([(int(flagged[i]), int(flagged[j])) for i, j in verified],
-                     {int(row): digest for row, digest in zip(flagged, digests)})
+def near_pairs(sig: np.ndarray, bands: int, threshold: float, executor, split: int | None = None) -> np.ndarray:
+    """The verified near pairs among the rows of `sig` (b-bit signatures): (k, 3) float64
+    rows (i, j, J), i < j, sorted. With `split`, only pairs with i < split <= j (one side
+    against the other). The band values are shuffled into buckets by value, each bucket's
+    candidates found in one task (streamed a band at a time), and the candidates verified
+    in tasks of PAIRS_PER_TASK."""
+    n = len(sig)
+    if n < 2:
+        return np.empty((0, 3))
+    buckets = max(1, 2 * executor.workers)
+    found = [p for p in executor.map(candidate_pairs, _band_buckets(sig, bands, buckets)) if len(p)]
+    if not found:
+        return np.empty((0, 3))
+    pairs = np.unique(np.concatenate(found), axis=0)  # a pair may share several bands
+    if split is not None:
+        pairs = pairs[(pairs[:, 0] < split) & (pairs[:, 1] >= split)]
+    chunks = [pairs[k : k + PAIRS_PER_TASK] for k in range(0, len(pairs), PAIRS_PER_TASK)]
+    jaccard = np.concatenate([np.empty(0), *executor.map(pair_jaccard, ((sig[c[:, 0]], sig[c[:, 1]]) for c in chunks))])
+    keep = jaccard >= threshold
+    return np.column_stack([pairs[keep].astype(np.float64), jaccard[keep]])
+
+
+def union_find_roots(n: int, pairs: np.ndarray) -> np.ndarray:
+    """The root of every node 0..n-1 after joining the pairs: the smallest node of its
+    component (whatever the order of the pairs)."""
+    parent = np.arange(n, dtype=np.int64)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for i, j in pairs[:, :2].astype(np.int64).tolist():
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    touched = np.unique(pairs[:, :2].astype(np.int64)) if len(pairs) else np.empty(0, np.int64)
+    for x in touched.tolist():
+        parent[x] = find(x)
+    return parent
+
+
+def index_part(task: tuple[Dedup, str, int]) -> pl.DataFrame:
+    """Executor task: the index of one file (an earlier dataset's, or an input shard on
+    disk), read here; without `sample_id`, rows are numbered from `offset`."""
+    f, path, offset = task
+    parts = []
+    for _, lazy in open_table(path).parts():
+        columns = lazy.collect_schema().names()
+        frame = lazy.select([c for c in ("sample_id", *f.needs) if c in columns]).collect()
+        frame = frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+        parts.append(f.index(frame, where=path))
+        offset += frame.height
+    return pl.concat(parts)
 
 
 class Dedup(Filter):
@@ -225,26 +413,10 @@ class Dedup(Filter):
             except CurateError as e:
                 raise CurateError(f"filter dedup: against {e}") from None
         self._drops: pl.DataFrame | None = None  # id, reason
-        self._by_position = False
-        self._seen = 0
 
     @property
     def needs(self) -> tuple[str, ...]:
         return ("problem", "completion") if self.on == "both" else (self.on,)
-
-    # -- text and ids ------------------------------------------------------------------
-
-    def _normalised_text(self, frame: pl.DataFrame, where: str) -> pl.Series:
-        """The normalised text per row (null where the text is null). The streaming
-        engine spreads the regex work over the cores."""
-        missing = [c for c in self.needs if c not in frame.columns]
-        if missing:
-            raise CurateError(f"filter dedup: {where} has no column {', '.join(missing)}")
-        if self.on == "both":
-            text = pl.concat_str("problem", "completion", separator="\n")
-        else:
-            text = pl.col(self.on).cast(pl.String)
-        return frame.lazy().select(normalized(text).alias("norm")).collect(engine="streaming")["norm"]
 
     def _near(self) -> bool:
         return self.mode in ("near", "both")
@@ -252,109 +424,129 @@ class Dedup(Filter):
     def _exact(self) -> bool:
         return self.mode in ("exact", "both")
 
-    # -- prepare: build the index and decide -------------------------------------------
-
-    def prepare(self, frame: pl.DataFrame) -> None:
-        self._by_position = "sample_id" not in frame.columns
-        self._seen = 0
-        if frame.height == 0:  # the chain's previous stage kept nothing
-            self._drops = pl.DataFrame(schema={"id": pl.String, "reason": pl.String})
-            return
-        ids = (
-            pl.Series("id", range(frame.height), dtype=pl.Int64)
-            if self._by_position
-            else frame["sample_id"].cast(pl.String).alias("id")
-        )
-        if not self._by_position and ids.n_unique() != frame.height:
-            raise CurateError("filter dedup: sample_id is not unique in the input")
-        rows = pl.DataFrame({"id": ids, "norm": self._normalised_text(frame, "the input")})
-        rows = rows.with_row_index("row").filter(pl.col("norm").is_not_null())
-        keys = [xxhash.xxh3_64_intdigest(t.encode()) for t in rows["norm"]]
-        rows = rows.with_columns(key=pl.Series(keys, dtype=pl.UInt64))
-
-        # one representative per exact key: the smallest id (frame order without sample_id)
-        order = ["id"] if not self._by_position else ["row"]
-        reps = rows.sort(order).unique("key", keep="first", maintain_order=True)
-        parent = {k: k for k in reps["key"]}  # union-find over exact keys
-
-        def find(k):
-            while parent[k] != k:
-                parent[k] = parent[parent[k]]
-                k = parent[k]
-            return k
-
-        rep_id = dict(zip(reps["key"], reps["id"]))
-        rank = {k: i for i, k in enumerate(reps["key"])}  # reps are sorted: lower rank wins
-        near = NearPairs([], {})
-        if self._near() and reps.height:
-            near = near_pairs(reps["norm"], self.num_perm, self.threshold, self._bands())
-            keys_list = reps["key"].to_list()
-            for i, j in near.pairs:
-                a, b = find(keys_list[i]), find(keys_list[j])
-                if a != b:
-                    parent[max(a, b, key=rank.get)] = min(a, b, key=rank.get)
-
-        reasons: dict = {}
-        for key, rid in zip(rows["key"], rows["id"]):
-            root = find(key)
-            survivor = rep_id[root]
-            if rid == survivor:
-                continue
-            if key == root and self._exact():
-                reasons[rid] = f"exact duplicate of {survivor}"
-            else:  # in mode "near" an exact copy is a near duplicate with J = 1
-                j = 1.0 if key == root else float(estimated_jaccard(near.digests[rank[key]], near.digests[rank[root]]))
-                reasons[rid] = f"near duplicate of {survivor} (J≈{j:.2f})"
-        reasons.update(self._against(rows, reps))
-        dtype = pl.Int64 if self._by_position else pl.String
-        self._drops = pl.DataFrame(
-            {"id": list(reasons), "reason": list(reasons.values())},
-            schema={"id": dtype, "reason": pl.String},
-        )
-
     def _bands(self) -> int:
         return self.bands or lsh_bands(self.threshold, self.num_perm)
 
-    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame) -> dict:
-        """Rows of the input that duplicate (exact, or verified near) a row of an
-        earlier dataset. Near: the input's distinct texts and the earlier ones go through
-        near_pairs together, and the pairs that join the two sides count."""
+    # -- index: the map step over one shard --------------------------------------------
+
+    def empty_index(self, id_type: pl.DataType) -> pl.DataFrame:
+        schema = {"id": id_type, "key": pl.UInt64}
+        if self._near():
+            schema["sig"] = pl.Array(pl.UInt8, self.num_perm)
+        return pl.DataFrame(schema=schema)
+
+    def _ids(self, batch: pl.DataFrame) -> pl.Series:
+        if "sample_id" in batch.columns:
+            return batch["sample_id"].cast(pl.String).alias("id")
+        if "_row" in batch.columns:
+            return batch["_row"].cast(pl.Int64).alias("id")
+        raise CurateError("filter dedup: a batch needs a sample_id or a _row column")
+
+    def index(self, batch: pl.DataFrame, where: str = "the input") -> pl.DataFrame:
+        """Per row with a text: `id`, `key` (UInt64) and, in near modes, `sig`
+        (Array(UInt8, num_perm)). Rows with a null text are left out."""
+        missing = [c for c in self.needs if c not in batch.columns]
+        if missing:
+            raise CurateError(f"filter dedup: {where} has no column {', '.join(missing)}")
+        ids = self._ids(batch)
+        if self.on == "both":
+            text = pl.concat_str("problem", "completion", separator="\n")
+        else:
+            text = pl.col(self.on).cast(pl.String)
+        texts = batch.select(text.alias("text"))["text"]
+        present = texts.is_not_null()
+        if not present.all():
+            ids, texts = ids.filter(present), texts.filter(present)
+        if texts.is_empty():
+            return self.empty_index(ids.dtype)
+        keys, sigs = [], []
+        for k in range(0, len(texts), INDEX_SLICE):
+            key, flat, offsets = text_hashes(texts.slice(k, INDEX_SLICE))
+            keys.append(key)
+            if self._near():
+                sigs.append(slot_bits(_signatures(flat, offsets, self.num_perm)))
+        out = {"id": ids, "key": pl.Series("key", np.concatenate(keys), dtype=pl.UInt64)}
+        if self._near():
+            out["sig"] = pl.Series("sig", np.concatenate(sigs))
+        return pl.DataFrame(out)
+
+    # -- resolve: the reduce step ------------------------------------------------------
+
+    def resolve(self, indexes: list[pl.DataFrame | None], executor) -> None:
+        """Decide every drop from the shards' indexes (in any shard order: the result is
+        the same), fanning the band shuffle and the pair checks out through `executor`."""
+        indexes = [i for i in indexes if i is not None and i.height]
+        if not indexes:
+            self._drops = pl.DataFrame(schema={"id": pl.String, "reason": pl.String})
+            return
+        rows = pl.concat(indexes, how="vertical")
+        if rows["id"].n_unique() != rows.height:
+            raise CurateError("filter dedup: sample_id is not unique in the input")
+        # one representative per exact key, the smallest id; reps are sorted by id, so a
+        # component's smallest rep number is its survivor
+        first = (rows.select("id", "key").with_row_index("i").sort("id")
+                 .unique("key", keep="first", maintain_order=True)["i"])
+        reps = rows[first]
+        rank = reps.select("key").with_row_index("rank")
+        pairs = np.empty((0, 3))
+        if self._near():
+            pairs = near_pairs(reps["sig"].to_numpy(), self._bands(), self.threshold, executor)
+        root = union_find_roots(reps.height, pairs)
+        rows = rows.select("id", "key").join(rank, on="key", how="left", maintain_order="left")
+        ranks = rows["rank"].to_numpy().astype(np.int64)
+        roots = root[ranks]
+        survivor_ids = reps["id"].gather(roots)
+        dropped = np.flatnonzero((rows["id"] != survivor_ids).to_numpy())
+        reasons: dict = {}
+        if len(dropped):
+            d_ids = rows["id"].gather(dropped).to_list()
+            s_ids = survivor_ids.gather(dropped).to_list()
+            same_key = ranks[dropped] == roots[dropped]
+            if self._near():
+                sig = reps["sig"].to_numpy()
+                jaccard = bbit_jaccard(sig[ranks[dropped]], sig[roots[dropped]])
+            for n, (rid, sid) in enumerate(zip(d_ids, s_ids)):
+                if same_key[n] and self._exact():
+                    reasons[rid] = f"exact duplicate of {sid}"
+                else:  # in mode "near" an exact copy is a near duplicate with J = 1
+                    j = 1.0 if same_key[n] else float(jaccard[n])
+                    reasons[rid] = f"near duplicate of {sid} (J≈{j:.2f})"
+        reasons.update(self._against(rows, reps, executor))
+        self._drops = pl.DataFrame({"id": list(reasons), "reason": list(reasons.values())},
+                                   schema={"id": rows["id"].dtype, "reason": pl.String})
+
+    def _against(self, rows: pl.DataFrame, reps: pl.DataFrame, executor) -> dict:
+        """Rows of the input that duplicate (exact, or verified near) a row of an earlier
+        dataset. Each earlier file is indexed in one executor task; for near, the input's
+        representatives and the earlier rows go through the band shuffle together and
+        only pairs across the two sides count."""
         found: dict = {}
         for path in self.against:
-            earlier = self._normalised_text(read_dataset(path), path).drop_nulls()
-            earlier_keys = {xxhash.xxh3_64_intdigest(t.encode()) for t in earlier}
-            rep_keys = reps["key"].to_list()
-            dup_keys = {k for k in rep_keys if k in earlier_keys}
-            if self._near() and reps.height and len(earlier):
-                both = pl.concat([reps["norm"], earlier.alias("norm")])
-                pairs = near_pairs(both, self.num_perm, self.threshold, self._bands()).pairs
-                dup_keys.update(rep_keys[i] for i, j in pairs if i < reps.height <= j)
-            for rid in rows.filter(pl.col("key").is_in(list(dup_keys)))["id"]:
+            try:
+                files = [name for name, _ in open_table(path).parts()]
+            except CurateError as e:
+                raise CurateError(f"filter dedup: against {e}") from None
+            earlier = [i.drop("id") for i in executor.map(index_part, [(self, name, 0) for name in files]) if i.height]
+            if not earlier:
+                continue
+            earlier = pl.concat(earlier, how="vertical")
+            dup = set(reps["key"].filter(reps["key"].is_in(earlier["key"].implode())).to_list())
+            if self._near():
+                both = np.concatenate([reps["sig"].to_numpy(), earlier["sig"].to_numpy()])
+                pairs = near_pairs(both, self._bands(), self.threshold, executor, split=reps.height)
+                dup.update(reps["key"].gather(np.unique(pairs[:, 0].astype(np.int64))).to_list())
+            for rid in rows.filter(pl.col("key").is_in(list(dup)))["id"].to_list():
                 found.setdefault(rid, f"duplicate of {path}")
         return found
 
-    # -- call: mark a batch ------------------------------------------------------------
+    # -- call: mark a shard ------------------------------------------------------------
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
         if self._drops is None:
-            raise CurateError("filter dedup: prepare(frame) must see the whole input before any batch")
+            raise CurateError("filter dedup: resolve(indexes) must see every shard's index before any batch")
         if self._drops.is_empty():
-            self._seen += batch.height
             return Decision(pl.repeat(True, batch.height, eager=True).alias("keep"),
                             pl.repeat(None, batch.height, dtype=pl.String, eager=True).alias("reason"))
-        if self._by_position:
-            ids = pl.Series("id", range(self._seen, self._seen + batch.height), dtype=pl.Int64)
-            self._seen += batch.height
-        else:
-            ids = batch["sample_id"].cast(pl.String).alias("id")
-        marked = ids.to_frame().join(self._drops, on="id", how="left", maintain_order="left")
-        reason = marked["reason"]
+        ids = self._ids(batch).cast(self._drops["id"].dtype)
+        reason = ids.to_frame().join(self._drops, on="id", how="left", maintain_order="left")["reason"]
         return Decision(reason.is_null().alias("keep"), reason.alias("reason"))
-
-
-def read_dataset(path: str) -> pl.DataFrame:
-    """An earlier dataset: any table `open_table` reads (a file, a folder, a curate run, a Hub name)."""
-    try:
-        return open_table(path).read()
-    except CurateError as e:
-        raise CurateError(f"filter dedup: against {e}") from None

@@ -6,15 +6,21 @@ import pytest
 
 from conftest import MATH500_TEST
 from curate.errors import CurateError
+from curate.executor import make_executor
 from curate.filters.dedup import (
     Dedup,
-    candidate_pairs,
+    band_values,
+    bbit_jaccard,
     estimated_jaccard,
     exact_key,
     lsh_bands,
     minhash_signature,
+    near_pairs,
     normalize_text,
     shingle_hashes,
+    slot_bits,
+    text_hashes,
+    word_hashes,
 )
 
 
@@ -32,14 +38,57 @@ def word_edits(text: str, k: int, seed: int = 0) -> str:
     return " ".join(words)
 
 
-def run(f: Dedup, frame: pl.DataFrame) -> list[str | None]:
-    f.prepare(frame)
-    return f(frame).reason.to_list()
+def shards_of(frame: pl.DataFrame, sizes: list[int]) -> list[pl.DataFrame]:
+    """The frame cut into shards of the given sizes (the last takes the rest), each with
+    the chain's `_row` (position in the whole input)."""
+    frame = frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+    cuts, start = [], 0
+    for size in sizes:
+        cuts.append(frame.slice(start, size))
+        start += size
+    return [*cuts, frame.slice(start)] if start < frame.height else cuts
+
+
+def protocol(f: Dedup, shards: list[pl.DataFrame], executor) -> list[pl.DataFrame]:
+    """The chain's stateful-filter steps: index every shard (through the executor), resolve,
+    then mark every shard; the shards come back with `keep` and `reason`."""
+    indexes = list(executor.map(f.index, shards))
+    f.resolve(indexes, executor)
+    # marked in worker processes / Ray tasks (the filter travels with its drops), in reverse order
+    marked = [shard.with_columns(keep=d.keep, reason=d.reason)
+              for shard, d in zip(shards[::-1], executor.map(f, shards[::-1]))]
+    return marked[::-1]
+
+
+def run(f: Dedup, frame: pl.DataFrame, sizes=(2,)) -> list[str | None]:
+    with make_executor("local", 1) as executor:
+        return pl.concat(protocol(f, shards_of(frame, list(sizes)), executor))["reason"].to_list()
 
 
 def test_normalize_text_and_exact_key_ignore_case_punctuation_space():
     assert normalize_text("  Ｈｅｌｌｏ,   World!\n$x^2$ ") == "hello world x 2"
     assert exact_key("Hello, world!") == exact_key("hello   WORLD") != exact_key("hello there")
+
+
+def test_byte_kernel_words_are_the_normalised_words():
+    """The numpy kernel splits and lowercases ASCII text exactly as normalize_text does
+    (every ASCII byte, mixed with non-ASCII texts, which polars normalises first)."""
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(128)] + list("éÉ—’…≤×πΩ中ﬁＡ")
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    texts += ["Hello, World!", "hello world", "", " \t ", "A.B", "x" * 300]
+    hashes, counts = word_hashes(pl.Series(texts))
+    words = [w for t in texts for w in normalize_text(t).split(" ") if w]
+    assert counts.tolist() == [len([w for w in normalize_text(t).split(" ") if w]) for t in texts]
+    by_word = {}
+    for w, h in zip(words, hashes.tolist()):
+        assert by_word.setdefault(w, h) == h
+    assert len(set(by_word.values())) == len(by_word)  # distinct words, distinct hashes
+    keys = text_hashes(pl.Series(texts))[0].tolist()
+    by_text = {}
+    for t, k in zip(texts, keys):
+        assert by_text.setdefault(normalize_text(t), k) == k and exact_key(t) == k
+    assert len(set(by_text.values())) == len(by_text)
 
 
 def test_minhash_signature_near_copy_vs_unrelated(solutions):
@@ -67,15 +116,34 @@ def test_shingle_hashes_are_word_ngrams_within_each_text():
     assert again[0] == rows[2][0] and again[1:].tolist() == rows[0]
 
 
-def test_candidate_pairs_share_a_whole_band():
+def test_near_pairs_are_rows_equal_on_a_whole_band():
     import numpy as np
 
-    d = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
-    d[3, :4] = d[0, :4]  # rows 0 and 3 share band 0 (slots 0-3)
-    d[4, 4:] = d[1, 4:]  # rows 1 and 4 share band 1
-    d[2, :3] = d[1, :3]  # rows 1 and 2 share 3 of band 0's 4 slots: not a candidate
-    assert sorted(map(tuple, candidate_pairs(d, bands=2).tolist())) == [(0, 3), (1, 4)]
-    assert candidate_pairs(d[:1], bands=2).shape == (0, 2)
+    sig = np.arange(5 * 8, dtype=np.uint8).reshape(5, 8)
+    sig[3, :4] = sig[0, :4]  # rows 0 and 3 share band 0 (slots 0-3)
+    sig[4, 4:] = sig[1, 4:]  # rows 1 and 4 share band 1
+    sig[2, :3] = sig[1, :3]  # rows 1 and 2 share 3 of band 0's 4 slots: not a candidate
+    values = band_values(sig, bands=2)
+    assert values[3, 0] == values[0, 0] and values[4, 1] == values[1, 1] and values[2, 0] != values[1, 0]
+    assert values[3, 0] != band_values(sig[:, [4, 5, 6, 7, 0, 1, 2, 3]], bands=2)[0, 1]  # band number mixed in
+    with make_executor("local", 1) as executor:
+        found = near_pairs(sig, 2, 0.0, executor)
+        assert found[:, :2].tolist() == [[0, 3], [1, 4]]
+        assert found[:, 2] == pytest.approx(bbit_jaccard(sig[[0, 1]], sig[[3, 4]]))
+        assert near_pairs(sig, 2, 0.5, executor).shape == (0, 3)  # 4 of 8 slots: J = 0.498 after the chance
+        assert near_pairs(sig, 2, 0.0, executor, split=2)[:, :2].tolist() == [[0, 3], [1, 4]]
+        assert near_pairs(sig, 2, 0.0, executor, split=4)[:, :2].tolist() == [[1, 4]]
+        assert near_pairs(sig, 2, 0.0, executor, split=5).shape == (0, 3)
+        assert near_pairs(sig[:1], 2, 0.0, executor).shape == (0, 3)
+
+
+def test_bbit_signatures_estimate_the_jaccard(solutions):
+    long = next(s for s in solutions if len(s.split()) > 200)
+    full = [minhash_signature(t, 256) for t in (long, word_edits(long, 3), solutions[0])]
+    bbit = [slot_bits(s) for s in full]
+    assert bbit[0].dtype == "uint8" and bbit[0].shape == (256,)
+    assert abs(bbit_jaccard(bbit[0], bbit[1]) - estimated_jaccard(full[0], full[1])) < 0.05
+    assert bbit_jaccard(bbit[0], bbit[2]) < 0.05
 
 
 def test_lsh_bands_from_threshold():
@@ -131,24 +199,28 @@ def test_on_problem_and_on_pair():
 def test_batches_are_marked_by_sample_id_and_nulls_kept():
     frame = pl.DataFrame({"sample_id": ["1", "2", "3", "4"], "completion": ["x y", None, "X, y.", None]})
     f = Dedup()
-    f.prepare(frame)
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(frame.slice(2, 2)), f.index(frame.slice(0, 2))], executor)
     assert f(frame.slice(2, 2)).reason.to_list() == ["exact duplicate of 1", None]
     assert f(frame.slice(0, 2)).keep.to_list() == [True, True]
 
 
-def test_empty_input_prepares_an_empty_index():
+def test_empty_input_resolves_to_nothing_dropped():
     f = Dedup()
-    f.prepare(pl.DataFrame())
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(pl.DataFrame({"sample_id": [], "completion": []},
+                                        schema={"sample_id": pl.String, "completion": pl.String})), None], executor)
     assert f(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]})).keep.to_list() == [True]
 
 
-def test_without_sample_id_rows_are_positions():
-    frame = pl.DataFrame({"completion": ["a b c", "d e f", "A B C"]})
+def test_without_sample_id_rows_are_the_chains_row_numbers():
+    frame = pl.DataFrame({"completion": ["a b c", "d e f", "A B C", "a b c"]})
+    assert run(Dedup(), frame, sizes=(1, 2)) == [None, None, "exact duplicate of 0", "exact duplicate of 0"]
     f = Dedup()
-    f.prepare(frame)
-    first, second = f(frame.slice(0, 2)), f(frame.slice(2, 1))
-    assert first.reason.to_list() == [None, None]
-    assert second.reason.to_list() == ["exact duplicate of 0"]
+    with make_executor("local", 1) as executor:
+        f.resolve([f.index(s) for s in shards_of(frame, [2])], executor)
+    with pytest.raises(CurateError, match="sample_id or a _row"):
+        f(frame)
 
 
 def test_against_earlier_datasets(tmp_path, solutions):
@@ -172,10 +244,89 @@ def test_errors_are_one_line_curate_errors(tmp_path):
     with pytest.raises(CurateError, match="bands must divide"):
         Dedup(bands=7)
     with pytest.raises(CurateError, match="no column problem"):
-        Dedup(on="problem").prepare(pl.DataFrame({"completion": ["x"]}))
-    with pytest.raises(CurateError, match="not unique"):
-        Dedup().prepare(pl.DataFrame({"sample_id": ["1", "1"], "completion": ["x", "y"]}))
-    with pytest.raises(CurateError, match="prepare"):
+        Dedup(on="problem").index(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
+    with pytest.raises(CurateError, match="not unique"):  # across shards
+        run(Dedup(), pl.DataFrame({"sample_id": ["1", "1"], "completion": ["x", "y"]}), sizes=(1,))
+    with pytest.raises(CurateError, match="resolve"):
         Dedup()(pl.DataFrame({"sample_id": ["1"], "completion": ["x"]}))
     with pytest.raises(CurateError, match="no such file"):
         Dedup(against=[str(tmp_path / "missing.parquet")])
+
+
+def planted(solutions: list[str]) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """The 500 MATH-500 solutions, a near copy (2 words edited) of each of the 70 of at
+    least 150 words, and exact copies (case and punctuation changed) of 10; ids shuffled."""
+    rng = random.Random(7)
+    long = [i for i, s in enumerate(solutions) if len(s.split()) >= 150]
+    texts = solutions + [word_edits(solutions[i], 2, seed=i) for i in long]
+    texts += [solutions[i].upper().replace(".", " !") for i in range(10)]
+    ids = [f"{rng.random():.12f}" for _ in texts]
+    truth = [(ids[i], ids[len(solutions) + k]) for k, i in enumerate(long)]
+    return pl.DataFrame({"sample_id": ids, "completion": texts}), truth
+
+
+def decisions(shards: list[pl.DataFrame]) -> dict:
+    return dict(pl.concat(shards).select("sample_id", "reason").iter_rows())
+
+
+def survivor(reasons: dict, x: str) -> str:
+    r = reasons[x]
+    return r.split(" of ")[1].split(" ")[0] if r else x
+
+
+def test_index_holds_ids_keys_and_signatures_never_text(solutions):
+    frame = pl.DataFrame({"sample_id": ["a", "b", "c"], "completion": solutions[:2] + [None]})
+    index = Dedup().index(frame)
+    assert index.schema == {"id": pl.String, "key": pl.UInt64, "sig": pl.Array(pl.UInt8, 128)}
+    assert index["id"].to_list() == ["a", "b"]  # a null text takes no part
+    assert index.estimated_size() <= 2 * (128 + 8 + 8 + 8)
+    rows = Dedup(mode="exact").index(frame.drop("sample_id").with_row_index("_row", offset=10))
+    assert rows.schema == {"id": pl.Int64, "key": pl.UInt64} and rows["id"].to_list() == [10, 11]
+
+
+def test_planted_near_copies_recalled_and_nothing_else_dropped(solutions):
+    frame, truth = planted(solutions)
+    reasons = decisions(protocol(Dedup(), shards_of(frame, [100, 200]), make_executor("local", 1)))
+    recall = sum(survivor(reasons, a) == survivor(reasons, b) for a, b in truth) / len(truth)
+    assert recall == 1.0  # 2 edited words of >= 150: J >= 0.87
+    assert sum(r is not None for r in reasons.values()) == len(truth) + 10  # and the 10 exact copies
+
+
+def test_survivors_do_not_depend_on_shard_order_sizes_or_workers(solutions):
+    frame, _ = planted(solutions)
+    with make_executor("local", 1) as one:
+        expected = decisions(protocol(Dedup(), shards_of(frame, [580]), one))
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+        for sizes in ([1, 99, 250], [300]):
+            shards = shards_of(shuffled, sizes)
+            assert decisions(protocol(Dedup(), shards[::-1], one)) == expected
+    with make_executor("local", 2) as two:  # worker processes: index and the shuffle's tasks run there
+        assert decisions(protocol(Dedup(), shards_of(frame, [200, 200]), two)) == expected
+    # without sample_id: the survivor is the first row by _row, whatever the shard order
+    by_row = frame.drop("sample_id")
+    with make_executor("local", 1) as one:
+        a = pl.concat(protocol(Dedup(), shards_of(by_row, [580]), one))["reason"].to_list()
+        b = pl.concat(protocol(Dedup(), shards_of(by_row, [50, 100])[::-1], one)).sort("_row")["reason"].to_list()
+    assert a == b and sum(r is not None for r in a) == 80
+
+
+@pytest.mark.slow
+def test_local_and_ray_give_the_same_survivors(ray_cluster, solutions, tmp_path):
+    frame, _ = planted(solutions)
+    earlier = tmp_path / "earlier.parquet"
+    frame.slice(0, 5).select("completion").write_parquet(earlier)
+    shards = shards_of(frame, [150, 150, 150])
+    with make_executor("local", 1) as local:
+        expected = decisions(protocol(Dedup(against=[str(earlier)]), shards, local))
+    with make_executor("ray", address=ray_cluster.address) as ray:
+        assert decisions(protocol(Dedup(against=[str(earlier)]), shards[::-1], ray)) == expected
+    assert sum(r == f"duplicate of {earlier}" for r in expected.values()) >= 5
+
+
+def test_index_hashes_in_slices_with_the_same_result(solutions, monkeypatch):
+    from curate.filters import dedup as dedup_module
+
+    frame = pl.DataFrame({"sample_id": [str(i) for i in range(60)], "completion": solutions[:60]})
+    whole = Dedup().index(frame)
+    monkeypatch.setattr(dedup_module, "INDEX_SLICE", 7)
+    assert Dedup().index(frame).equals(whole)
