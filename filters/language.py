@@ -441,7 +441,8 @@ def _predict(sentences: list[str], k: int) -> list[tuple[tuple[str, float], ...]
 
 def _pieces(spans_stripped: str) -> list[tuple[str, int, int]]:
     """(sentence, letters, size) of the sentences of a text's prose that have letters,
-    from the text with its non-prose spans stripped (`_strip_spans`)."""
+    from the text with its non-prose spans stripped (`_strip_spans`). Per text in
+    Python: bytes.translate counts ASCII letters faster than polars' regex kernels."""
     pieces = split_sentences(_drop_maths_lines(spans_stripped))
     if "".join(pieces).isascii():
         return [(s, n, n) for s, n in zip(pieces, letters_per_line(pieces)) if n]
@@ -452,48 +453,35 @@ def _pieces(spans_stripped: str) -> list[tuple[str, int, int]]:
 def classify_texts(texts: list[str]) -> list[list[Sentence]]:
     """classify_sentences of many texts at once: the evidently-English test over all
     their sentences in one vectorised pass, one fastText call for all the others."""
+    return _classify(texts, [False] * len(texts))
+
+
+def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | None]:
+    """classify_texts, but None for a text whose target is English (`english`) when its
+    prose is ASCII and every sentence evidently English or too short to label: nothing
+    in it can be foreign (its report is all English), so no Sentence is built for it."""
     stripped = [_strip_spans(text) for text in texts]
-    ascii_rows = [k for k, text in enumerate(stripped) if text.isascii()]
-    pieces = _ascii_pieces([stripped[k] for k in ascii_rows])
-    by_row = dict(zip(ascii_rows, pieces))
-    pieces = [by_row[k] if k in by_row else _pieces(text) for k, text in enumerate(stripped)]
+    pieces = [_pieces(text) for text in stripped]
     flat = [p for ps in pieces for p in ps]
     long = [p[0] for p in flat if p[2] >= MIN_CLASSIFY_LETTERS]
-    english = iter(_evidently_english(long))
-    sure = [next(english) if size >= MIN_CLASSIFY_LETTERS else None for _, _, size in flat]
-    predictions = iter(_predict([p[0] for p, en in zip(flat, sure) if en is False], 1))
+    evident = iter(_evidently_english(long))
+    sure = [next(evident) if size >= MIN_CLASSIFY_LETTERS else None for _, _, size in flat]
+    out, start = [], 0
+    for k, ps in enumerate(pieces):
+        end = start + len(ps)
+        out.append(None if english[k] and stripped[k].isascii() and False not in sure[start:end] else (start, end))
+        start = end
+    todo = [i for span in out if span is not None for i in range(*span)]
+    predictions = iter(_predict([flat[i][0] for i in todo if sure[i] is False], 1))
     new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: 3x slower for 100,000s of sentences
     labelled = iter([new(Sentence, (s, letters, size, "en", 1.0, _SURE_EN)) if en
                      else new(Sentence, (s, letters, size, None, 0.0, ())) if en is None
                      else new(Sentence, (s, letters, size, (top := next(predictions))[0][0], top[0][1], top))
-                     for (s, letters, size), en in zip(flat, sure)])
-    return [[next(labelled) for _ in ps] for ps in pieces]
+                     for (s, letters, size), en in ((flat[i], sure[i]) for i in todo)])
+    return [None if span is None else [next(labelled) for _ in range(*span)] for span in out]
 
 
 _SURE_EN = (("en", 1.0),)
-# ASCII whitespace as str.isspace and Python's \s read it (polars' regex and strip leave out \x1c-\x1f)
-_ASCII_WS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
-
-
-def _ascii_pieces(texts: list[str]) -> list[list[tuple[str, int, int]]]:
-    """_pieces of ASCII texts, for all of them at once in polars: the maths-only lines
-    dropped, the sentences split, stripped and their letters counted by vectorised
-    string kernels instead of a Python pass per text (the same rules, written for
-    ASCII: letters are A-Z and a-z, spaces are _ASCII_WS)."""
-    if not texts:
-        return []
-    line = pl.col("line")
-    letters = line.str.count_matches("[A-Za-z]")
-    visible = line.str.len_bytes() - line.str.count_matches(r"[\t\x0b\x0c\r\x1c-\x1f ]")  # a line has no \n
-    flat = (pl.DataFrame({"line": pl.Series(texts, dtype=pl.String).str.split("\n")})
-            .with_row_index("doc").explode("line").filter(letters * 2 >= visible)
-            .select("doc", line.str.replace_all(r"([.!?])[\t\n\x0b\x0c\r\x1c-\x1f ]+", "${1}\n").str.split("\n"))
-            .explode("line").select("doc", line.str.strip_chars(_ASCII_WS), letters.alias("n"))
-            .filter(pl.col("n") > 0))
-    out: list[list] = [[] for _ in texts]
-    for doc, s, n in flat.iter_rows():
-        out[doc].append((s, n, n))
-    return out
 
 
 def classify_sentences(text: str) -> list[Sentence]:
@@ -590,14 +578,17 @@ def language_reports(texts: list[str], langs: list[str], *, foreign_confidence: 
     """language_report of each text against its target language, for many at once:
     classify_texts labels all their sentences (one model call), and the sentences
     labelled foreign with doubt are asked again for their top labels in one more call."""
-    texts_sentences = classify_texts(texts)
-    doubtful = [(k, i) for k, (sentences, lang) in enumerate(zip(texts_sentences, langs))
+    texts_sentences = _classify(texts, [lang == "en" for lang in langs])
+    doubtful = [(k, i) for k, (sentences, lang) in enumerate(zip(texts_sentences, langs)) if sentences is not None
                 for i, s in enumerate(sentences) if s.lang is not None and s.lang != lang
                 and s.size >= min_sentence_letters and UNSURE_BELOW / TOP_LABELS <= s.prob < foreign_confidence]
     for (k, i), top in zip(doubtful, _predict([texts_sentences[k][i].text for k, i in doubtful], TOP_LABELS)):
         texts_sentences[k][i] = texts_sentences[k][i]._replace(top=top)
-    return [_report(sentences, lang, foreign_confidence, min_sentence_letters)
+    return [_ALL_ENGLISH if sentences is None else _report(sentences, lang, foreign_confidence, min_sentence_letters)
             for sentences, lang in zip(texts_sentences, langs)]
+
+
+_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of ASCII sentences all labelled en (or unlabelled)
 
 
 def _report(sentences: list[Sentence], lang: str, foreign_confidence: float,

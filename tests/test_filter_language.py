@@ -425,7 +425,7 @@ def test_a_doubtful_label_on_a_sentence_with_english_words_is_neutral():
 
 
 def test_batch_path_gives_each_rows_own_verdict():
-    """The batch path (sentences of all rows labelled together, ASCII rows split in polars)
+    """The batch path (sentences of all rows labelled together, all-English ASCII rows reported without labels)
     decides as verify does row by row, on clean, foreign and mixed-script rows."""
     rows = [f"<think>\n{s}\n</think>\n\nSo \\boxed{{1}}." for s in MATH[:60] + GSM8K[:60]]
     rows += [ENGLISH_TRACE.replace("She eats", f"{sentence} She eats") for _, sentence in FOREIGN]
@@ -439,13 +439,3 @@ def test_batch_path_gives_each_rows_own_verdict():
     assert batch.reason.to_list() == [None if v.keep else v.reason for v in one_by_one]
     assert batch.scores["language_ratio"].to_list() == [v.scores.get("language_ratio") for v in one_by_one]
     assert not all(batch.keep) and any(batch.keep)
-
-
-def test_ascii_pieces_match_the_per_text_rules():
-    """The polars path for ASCII texts cuts and counts exactly as the per-text one."""
-    from curate.filters.language import _ascii_pieces, _pieces, _strip_spans
-
-    texts = [_strip_spans(f"<think>\n{s}\n</think>") for s in MATH[:100] + GSM8K[:100]]
-    texts += ["", "a", "  .  ! b. \t\n c", "Mr. X?\x0b\x0bY !Z ", "x = 3+4\nWhat?  ok.\x1cNo", "end.\n\n\nNext one"]
-    assert all(t.isascii() for t in texts)
-    assert _ascii_pieces(texts) == [_pieces(t) for t in texts]
