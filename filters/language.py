@@ -59,6 +59,7 @@ import importlib.util
 import re
 import unicodedata
 from functools import cache
+from itertools import compress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -157,8 +158,8 @@ def _drop_maths_lines(text: str) -> str:
     """Drop the lines whose letters are under half their non-space characters: formulas
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
     lines = text.split("\n")
-    return "\n".join(line for line, letters, visible in zip(lines, letters_per_line(lines), _visible_per_line(lines))
-                     if letters * 2 >= visible)
+    keep = [letters * 2 >= visible for letters, visible in zip(letters_per_line(lines), _visible_per_line(lines))]
+    return "\n".join(compress(lines, keep))
 
 
 # Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
@@ -458,27 +459,35 @@ def classify_texts(texts: list[str]) -> list[list[Sentence]]:
 
 def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | None]:
     """classify_texts, but None for a text whose target is English (`english`) when its
-    prose is ASCII and every sentence evidently English or too short to label: nothing
-    in it can be foreign (its report is all English), so no Sentence is built for it."""
+    prose is ASCII and every sentence is labelled en or too short to label: nothing in
+    it can be foreign (its report is all English), so no Sentence is built for it."""
     stripped = [_strip_spans(text) for text in texts]
     pieces = [_pieces(text) for text in stripped]
     flat = [p for ps in pieces for p in ps]
-    long = [p[0] for p in flat if p[2] >= MIN_CLASSIFY_LETTERS]
-    evident = iter(_evidently_english(long))
-    sure = [next(evident) if size >= MIN_CLASSIFY_LETTERS else None for _, _, size in flat]
+    doc = [k for k, ps in enumerate(pieces) for _ in ps]
+    long = [i for i, p in enumerate(flat) if p[2] >= MIN_CLASSIFY_LETTERS]
+    tops: list = [None] * len(flat)  # None: too short to label
+    asked = []
+    for i, evident in zip(long, _evidently_english([flat[i][0] for i in long])):
+        if evident:
+            tops[i] = _SURE_EN
+        else:
+            asked.append(i)
+    for i, top in zip(asked, _predict([flat[i][0] for i in asked], 1)):
+        tops[i] = top
+    labelled_other = {doc[i] for i in asked if tops[i][0][0] != "en"}
+    new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: 3x slower for 100,000s of sentences
     out, start = [], 0
     for k, ps in enumerate(pieces):
         end = start + len(ps)
-        out.append(None if english[k] and stripped[k].isascii() and False not in sure[start:end] else (start, end))
+        if english[k] and k not in labelled_other and stripped[k].isascii():
+            out.append(None)
+        else:
+            out.append([new(Sentence, (s, letters, size, None, 0.0, ())) if top is None
+                        else new(Sentence, (s, letters, size, top[0][0], top[0][1], top))
+                        for (s, letters, size), top in zip(flat[start:end], tops[start:end])])
         start = end
-    todo = [i for span in out if span is not None for i in range(*span)]
-    predictions = iter(_predict([flat[i][0] for i in todo if sure[i] is False], 1))
-    new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: 3x slower for 100,000s of sentences
-    labelled = iter([new(Sentence, (s, letters, size, "en", 1.0, _SURE_EN)) if en
-                     else new(Sentence, (s, letters, size, None, 0.0, ())) if en is None
-                     else new(Sentence, (s, letters, size, (top := next(predictions))[0][0], top[0][1], top))
-                     for (s, letters, size), en in ((flat[i], sure[i]) for i in todo)])
-    return [None if span is None else [next(labelled) for _ in range(*span)] for span in out]
+    return out
 
 
 _SURE_EN = (("en", 1.0),)
