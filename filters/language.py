@@ -406,8 +406,8 @@ def _evidently_english(sentences: list[str]) -> list[bool]:
     return pl.DataFrame({"w": s.str.to_lowercase().str.extract_all(_WORDS.pattern),
                          "ascii": s.str.contains(r"^[\x00-\x7f]*$")}).select(
         pl.col("ascii") & (words.len() >= 4)
-        & (words.eval(pl.element().is_in(_ENGLISH_LIST)).list.sum() >= EVIDENT_MARKER_SHARE * words.len())
-        & ~words.eval(pl.element().is_in(_FOREIGN_LIST)).list.any()
+        & (words.eval(pl.element().is_in(_ENGLISH_LIST.implode())).list.sum() >= EVIDENT_MARKER_SHARE * words.len())
+        & ~words.eval(pl.element().is_in(_FOREIGN_LIST.implode())).list.any()
     ).to_series().to_list()
 
 
