@@ -115,7 +115,8 @@ def profile(df: pl.DataFrame) -> dict:
     for d in docs:
         lang.filter(d)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
-    out["datatrove_language"] = {"s": round(seconds, 3), "cpu_s": round(cpu, 3), "docs_per_s": round(df.height / seconds)}
+    out["datatrove_language"] = {"s": round(seconds, 3), "cpu_s": round(cpu, 3),
+                                 "docs_per_s": round(df.height / seconds)}
     ours, theirs = out["language"], out["datatrove_language"]
     print(f"[profile] {df.height} docs, each filter alone on all of them, in this process (wall s; CPU s of "
           f"the process, polars' threads included):")
@@ -199,7 +200,8 @@ def chain(df: pl.DataFrame, filter_s: dict | None, shard_rows: int = 1000) -> di
     return {"docs": n, "s": round(total, 2), "docs_per_s": round(n / total, 1), "stages_s": stages,
             "stage_rows_in": [s["rows_in"] for s in steps], "read_parquet_s": round(read_s, 3),
             "write_lz4_s": round(write_lz4_s, 3), "write_zstd_s": round(write_zstd_s, 3),
-            "pickle_handoff_s": round(handoff_s, 3), "math_pool_start_s": round(pool_start_s, 2), "kept": manifest["funnel"]["kept"]}
+            "pickle_handoff_s": round(handoff_s, 3), "math_pool_start_s": round(pool_start_s, 2),
+            "kept": manifest["funnel"]["kept"]}
 
 
 # ---------------------------------------------------------------------------------

