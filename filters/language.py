@@ -36,7 +36,8 @@ sometimes read as another language. So this module works sentence by sentence:
 foreign sentence, its language and probability, script shares), and the `Language`
 filter applies it to a batch (`language_reports`: the evidently-English test over all the
 batch's sentences in one polars pass, one model call; a row with an English target, ASCII
-prose and only en labels is reported as all English without building its sentences). A sentence labelled foreign with doubt is asked again for
+prose and only en labels is reported as all English without building its sentences).
+A sentence labelled foreign with doubt is asked again for
 its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
 (id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
 the first reason that applies, when:
