@@ -119,12 +119,24 @@ def _top_ngram_fraction_tuples(words: list[str], n: int) -> float:
 
 def lowest_window_unique_ratio(words: list[str]) -> float:
     """Distinct/total words in 500-word windows (step 250); the lowest. 1.0 if empty."""
-    if not words:
+    return _lowest_window_unique_ratio(_word_ids([words])[0])
+
+
+def _lowest_window_unique_ratio(ids: np.ndarray) -> float:
+    """lowest_window_unique_ratio of words given by their ids, with numpy: a word is new
+    in a window when its previous occurrence lies before the window's start."""
+    n = len(ids)
+    if n == 0:
         return 1.0
-    if len(words) <= WINDOW:
-        return len(set(words)) / len(words)
-    starts = range(0, len(words) - WINDOW + 1, STEP)
-    return min(len(set(words[s : s + WINDOW])) / WINDOW for s in [*starts, len(words) - WINDOW])
+    if n <= WINDOW:
+        return len(np.unique(ids)) / n
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    previous = np.full(n, -1, dtype=np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    starts = np.array([*range(0, n - WINDOW + 1, STEP), n - WINDOW], dtype=np.int64)[:, None]
+    distinct = (previous[starts + np.arange(WINDOW)] < starts).sum(axis=1)
+    return float((distinct / WINDOW).min())
 
 
 def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
@@ -140,7 +152,8 @@ def readability_signals_batch(completions: list[str], is_code: list[bool]) -> li
     out, start = [], 0
     for fences, paragraphs, lines, words in parts:
         end = start + len(words)
-        top = _top_ngrams(words, ids[start:end], lengths[start:end])
+        doc_ids = ids[start:end]
+        top = _top_ngrams(words, doc_ids, lengths[start:end])
         start = end
         out.append({
             "longest_paragraph_chars": max(map(len, paragraphs), default=0),
@@ -150,7 +163,7 @@ def readability_signals_batch(completions: list[str], is_code: list[bool]) -> li
             "top_2gram": top[2],
             "top_3gram": top[3],
             "top_4gram": top[4],
-            "unique_word_ratio": lowest_window_unique_ratio(words),
+            "unique_word_ratio": _lowest_window_unique_ratio(doc_ids),
         })
     return out
 
