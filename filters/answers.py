@@ -24,6 +24,7 @@ the caller to what `read_answers` returns.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -311,4 +312,28 @@ def same_answer(gold: str, pred: str) -> bool | None:
             return True
         if a[3] or b[3] or a[1] == 0 or b[1] == 0:  # not a ratio: a clock time (x:00 divides by 0)
             return False
+    if (a := _rational(g)) is not None and (b := _rational(p)) is not None \
+            and abs(a - b) > FAR_APART * max(1, abs(a), abs(b)):
+        return False  # two plain numbers far apart: math-verify (6-digit rounding) cannot find them equal
     return None
+
+
+# A plain number: an integer or decimal, or \frac / \dfrac / \tfrac of two integers, or a/b; a sign before it.
+_RATIONAL = re.compile(r"(-?)(?:(\d+(?:\.\d*)?|\.\d+)|\\[dt]?frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
+FAR_APART = 1e-3  # relative difference beyond which two plain numbers are certainly different answers
+
+
+def _rational(text: str) -> Fraction | None:
+    """The value of a plain number (`_RATIONAL`, spaces already removed), None for anything else."""
+    m = _RATIONAL.fullmatch(text)
+    if m is None:
+        return None
+    sign, number, num, den, num2, den2 = m.groups()
+    if number is not None:
+        value = Fraction(number)
+    else:
+        num, den = (num, den) if num is not None else (num2, den2)
+        if int(den) == 0:
+            return None
+        value = Fraction(int(num), int(den))
+    return -value if sign else value

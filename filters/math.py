@@ -27,7 +27,9 @@ How a row is read (docs/ARCHITECTURE.md, "Choices and measured pitfalls"):
    known (it compares them exactly); choices and times are compared as such
    (`quick_verdict`; MathPool settles these rows in its own
    process and sends only the others to its workers). Most maths answers are integers (all of GSM8K, 57% of MATH-500's
-   golds); this skips ~0.8 ms of parsing per row. A boxed answer that is the gold's
+   golds); this skips ~0.8 ms of parsing per row. Two plain numbers (integers, decimals,
+   fractions of integers) more than 0.1% apart are wrong without parsing too: math-verify
+   rounds to 6 digits and cannot find them equal. A boxed answer that is the gold's
    own text (after step 3) is correct without parsing either (every MATH-500 gold
    verifies against itself; a gold math-verify cannot parse, such as `\\text{Monday}`,
    is still matched by the same text). The gold's parse is kept per process (a

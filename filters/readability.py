@@ -49,7 +49,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
-from curate.filters.base import RowFilter, Verdict
+from curate.filters.base import Decision, RowFilter, Verdict
 from curate.parsing import parse_completion
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -75,20 +75,34 @@ def repeated_fraction(pieces: list[str]) -> float:
 def top_ngram_fractions(words: list[str], ns: tuple[int, ...] = (2, 3, 4)) -> dict[int, float]:
     """Gopher, for each n: characters covered by the most frequent word n-gram (the
     first to occur, among equals), over all word characters; 0 when no n-gram occurs
-    twice, or under MIN_NGRAM_WORDS words. The words become integer ids and the
-    n-grams integer codes counted with numpy: 2x faster than Counter over tuples."""
+    twice, or under MIN_NGRAM_WORDS words."""
+    ids, lengths = _word_ids([words])
+    return _top_ngrams(words, ids, lengths, ns)
+
+
+def _word_ids(texts_words: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer ids and lengths of the words of many texts, all texts' words in one
+    vectorised pass (polars): equal words share an id."""
+    flat = pl.Series([w for words in texts_words for w in words], dtype=pl.String)
+    return (flat.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
+            flat.str.len_chars().to_numpy().astype(np.int64))
+
+
+def _top_ngrams(words: list[str], ids: np.ndarray, lengths: np.ndarray, ns: tuple[int, ...] = (2, 3, 4)
+                ) -> dict[int, float]:
+    """top_ngram_fractions of one text's `words`, given their ids and lengths: the
+    n-grams become integer codes counted with numpy."""
     if len(words) < max(*ns, MIN_NGRAM_WORDS):
         return dict.fromkeys(ns, 0.0)
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
-    if len(vocab) ** max(ns) >= 2**62:  # the codes would overflow: count tuples
+    _, ids = np.unique(ids, return_inverse=True)  # 0 .. distinct - 1, so the codes stay small
+    vocab = int(ids.max()) + 1
+    if vocab ** max(ns) >= 2**62:  # the codes would overflow: count tuples
         return {n: _top_ngram_fraction_tuples(words, n) for n in ns}
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     total = int(lengths.sum())
     out, codes, size = {}, ids, 1
     for n in sorted(ns):
         while size < n:  # extend every code by the next word
-            codes = codes[:-1] * len(vocab) + ids[size:]
+            codes = codes[:-1] * vocab + ids[size:]
             size += 1
         _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
         count = int(counts.max())
@@ -105,16 +119,57 @@ def _top_ngram_fraction_tuples(words: list[str], n: int) -> float:
 
 def lowest_window_unique_ratio(words: list[str]) -> float:
     """Distinct/total words in 500-word windows (step 250); the lowest. 1.0 if empty."""
-    if not words:
+    return _lowest_window_unique_ratio(_word_ids([words])[0])
+
+
+def _lowest_window_unique_ratio(ids: np.ndarray) -> float:
+    """lowest_window_unique_ratio of words given by their ids, with numpy: a word is new
+    in a window when its previous occurrence lies before the window's start."""
+    n = len(ids)
+    if n == 0:
         return 1.0
-    if len(words) <= WINDOW:
-        return len(set(words)) / len(words)
-    starts = range(0, len(words) - WINDOW + 1, STEP)
-    return min(len(set(words[s : s + WINDOW])) / WINDOW for s in [*starts, len(words) - WINDOW])
+    if n <= WINDOW:
+        return len(np.unique(ids)) / n
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    previous = np.full(n, -1, dtype=np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    starts = np.array([*range(0, n - WINDOW + 1, STEP), n - WINDOW], dtype=np.int64)[:, None]
+    distinct = (previous[starts + np.arange(WINDOW)] < starts).sum(axis=1)
+    return float((distinct / WINDOW).min())
 
 
 def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
     """The signals of one completion (see the module docstring)."""
+    return readability_signals_batch([completion], [is_code_problem])[0]
+
+
+def readability_signals_batch(completions: list[str], is_code: list[bool]) -> list[dict]:
+    """readability_signals of many completions: the texts are cut per completion, the
+    words of all of them get integer ids in one pass (`_word_ids`)."""
+    parts = [_parts(c, code) for c, code in zip(completions, is_code)]
+    ids, lengths = _word_ids([words for *_, words in parts])
+    out, start = [], 0
+    for fences, paragraphs, lines, words in parts:
+        end = start + len(words)
+        doc_ids = ids[start:end]
+        top = _top_ngrams(words, doc_ids, lengths[start:end])
+        start = end
+        out.append({
+            "longest_paragraph_chars": max(map(len, paragraphs), default=0),
+            "code_fences_in_reasoning": fences,
+            "duplicate_line_fraction": repeated_fraction(lines),
+            "duplicate_paragraph_fraction": repeated_fraction(paragraphs),
+            "top_2gram": top[2],
+            "top_3gram": top[3],
+            "top_4gram": top[4],
+            "unique_word_ratio": _lowest_window_unique_ratio(doc_ids),
+        })
+    return out
+
+
+def _parts(completion: str, is_code_problem: bool) -> tuple[int, list[str], list[str], list[str]]:
+    """(code fences in the reasoning, paragraphs, lines, prose words) of one completion."""
     reasoning = parse_completion(completion).reasoning
     text = reasoning if reasoning is not None else completion
     fences = reasoning.count("```") if reasoning else 0
@@ -126,18 +181,7 @@ def readability_signals(completion: str, is_code_problem: bool = False) -> dict:
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line and not DELIMITER_LINE.fullmatch(line)]
     prose = MATH_SPAN.sub(" ", text)
-    words = NO_WORD_TOKEN.sub(" ", prose).lower().split()
-    top = top_ngram_fractions(words)
-    return {
-        "longest_paragraph_chars": max(map(len, paragraphs), default=0),
-        "code_fences_in_reasoning": fences,
-        "duplicate_line_fraction": repeated_fraction(lines),
-        "duplicate_paragraph_fraction": repeated_fraction(paragraphs),
-        "top_2gram": top[2],
-        "top_3gram": top[3],
-        "top_4gram": top[4],
-        "unique_word_ratio": lowest_window_unique_ratio(words),
-    }
+    return fences, paragraphs, lines, NO_WORD_TOKEN.sub(" ", prose).lower().split()
 
 
 class Readability(RowFilter):
@@ -172,13 +216,25 @@ class Readability(RowFilter):
         self.min_unique_word_ratio = self.param("min_unique_word_ratio", min_unique_word_ratio, float, **fraction)
 
     def verify(self, row: dict) -> Verdict:
-        if row["completion"] is None:  # nothing to read: the format filter owns empty rows
-            return Verdict(True)
-        return self.check(row["completion"], row.get("domain") == "code")
+        return self._verdicts([row["completion"]], [row.get("domain") == "code"])[0]
+
+    def __call__(self, batch: pl.DataFrame) -> Decision:
+        """verify over the batch, with the words of all its rows numbered together."""
+        code = (batch["domain"] == "code").fill_null(False).to_list() if "domain" in batch.columns \
+            else [False] * batch.height
+        return self.decide(self._verdicts(batch["completion"].to_list(), code))
+
+    def _verdicts(self, completions: list[str | None], is_code: list[bool]) -> list[Verdict]:
+        todo = [k for k, c in enumerate(completions) if c is not None]
+        signals = dict(zip(todo, readability_signals_batch([completions[k] for k in todo], [is_code[k] for k in todo])))
+        # no completion: nothing to read, the format filter owns empty rows
+        return [self._verdict(signals[k], code) if k in signals else Verdict(True) for k, code in enumerate(is_code)]
 
     def check(self, completion: str, is_code_problem: bool = False) -> Verdict:
         """Keep a completion that breaks no rule; else the first rule it breaks."""
-        s = readability_signals(completion, is_code_problem)
+        return self._verdict(readability_signals(completion, is_code_problem), is_code_problem)
+
+    def _verdict(self, s: dict, is_code_problem: bool) -> Verdict:
         reason = self._broken_rule(s, is_code_problem)
         return Verdict(reason is None, reason, {
             "readability_longest_paragraph": s["longest_paragraph_chars"],

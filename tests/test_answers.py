@@ -233,3 +233,23 @@ def test_same_answer_text_and_integers():
     assert same_answer("-3", "3") is False
     assert same_answer("2 3", "23") is None  # a space between digits is not noise
     assert same_answer("\\frac{1}{2}", "0.5") is None
+
+
+@pytest.mark.parametrize("gold, pred", [("15", "\\frac{13}{4}"), ("210", "-\\frac{35}{9}"), ("326.5", "6"),
+                                        ("\\dfrac{243}{625}", "12"), (".0000672", "335"), ("12", "0.12")])
+def test_plain_numbers_far_apart_are_wrong_without_math_verify(gold, pred):
+    from curate.filters.math import quick_verdict, verify_math
+
+    assert same_answer(gold, pred) is False
+    completion = f"<think>\nok\n</think>\n\nThe answer is $\\boxed{{{pred}}}$."
+    assert quick_verdict(gold, completion).status == "wrong"
+    # what math-verify itself decides, with the rule's verdict taken out of the way
+    from math_verify import parse, verify
+    assert not verify(parse(f"\\boxed{{{gold}}}"), parse(f"\\boxed{{{pred}}}"))
+    assert verify_math(gold, completion).status == "wrong"
+
+
+@pytest.mark.parametrize("gold, pred", [("5", "5.0000001"), ("\\frac{1}{2}", "0.5"), ("7", "\\frac{14}{2}"),
+                                        ("2", "\\frac{4}{0}"), ("3", "\\sqrt{9}")])
+def test_numbers_close_together_or_not_plain_are_left_to_math_verify(gold, pred):
+    assert same_answer(gold, pred) is None

@@ -422,3 +422,20 @@ def test_a_doubtful_label_on_a_sentence_with_english_words_is_neutral():
     assert first.lang != "en" and first.prob < 0.9  # lid.176's doubt (de 0.56)
     assert target_language_ratio(question) == 1.0
     assert Language()(pl.DataFrame({"completion": [question]})).keep[0]
+
+
+def test_batch_path_gives_each_rows_own_verdict():
+    """The batch path (sentences of all rows labelled together, all-English ASCII rows reported without labels)
+    decides as verify does row by row, on clean, foreign and mixed-script rows."""
+    rows = [f"<think>\n{s}\n</think>\n\nSo \\boxed{{1}}." for s in MATH[:60] + GSM8K[:60]]
+    rows += [ENGLISH_TRACE.replace("She eats", f"{sentence} She eats") for _, sentence in FOREIGN]
+    rows += [ENGLISH_TRACE.replace("every day", "每天"), CHINESE_TRACE, None, "", "x = 3 + 4\n\n$$y$$",
+             ENGLISH_TRACE.replace("\n", "\x1c\n"), "Tab\tended.\x0bHere  is\x1fa sentence? Yes!"]
+    languages = [None] * (len(rows) - 1) + ["en"]
+    f = Language()
+    batch = f(pl.DataFrame({"completion": rows, "language": languages}))
+    one_by_one = [f.verify({"completion": c, "language": lang}) for c, lang in zip(rows, languages)]
+    assert batch.keep.to_list() == [v.keep for v in one_by_one]
+    assert batch.reason.to_list() == [None if v.keep else v.reason for v in one_by_one]
+    assert batch.scores["language_ratio"].to_list() == [v.scores.get("language_ratio") for v in one_by_one]
+    assert not all(batch.keep) and any(batch.keep)

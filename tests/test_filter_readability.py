@@ -95,3 +95,18 @@ def test_null_completion_is_kept_and_bad_params_fail():
         Readability(max_duplicate_line_fraction=1.5)
     with pytest.raises(CurateError, match="max_paragraph_chars"):
         Readability(max_paragraph_chars=0)
+
+
+def test_batch_path_gives_each_rows_own_verdict(clean, solution):
+    """The batch path (words of all rows numbered together) decides as verify does row by row."""
+    rows = [*clean[:300], "<think>" + (solution + "\n\n") * 10 + "</think>", None, "x " * 300,
+            "<think>\n```python\nprint(1)\n```\n</think>"]
+    domains = [None] * (len(rows) - 1) + ["code"]
+    f = Readability()
+    batch = f(pl.DataFrame({"completion": rows, "domain": domains}))
+    one_by_one = [f.verify({"completion": c, "domain": d}) for c, d in zip(rows, domains)]
+    assert batch.keep.to_list() == [v.keep for v in one_by_one]
+    assert batch.reason.to_list() == [None if v.keep else v.reason for v in one_by_one]
+    assert batch.scores["readability_duplicate_lines"].to_list() == [
+        v.scores.get("readability_duplicate_lines") for v in one_by_one]
+    assert not all(batch.keep) and any(batch.keep)
