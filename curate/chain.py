@@ -417,14 +417,26 @@ class Stage:
         rejected = rows.with_columns(dropped.drop("_pos").get_columns()).with_columns(
             pl.lit(f.name).alias("rejected_by"), decision.reason.filter(~decision.keep).alias("reason"))
         write_parquet_atomic(rejected, self.out / "rejected" / f"{self.k:02d}-{f.name}-{self.name(i)}")
-        write_parquet_atomic(marked.filter(decision.keep), self.dir / self.name(i))
+        mask = marked.filter(decision.keep).to_arrow()  # the shard's `work` rides in the mask's metadata
+        write_parquet_atomic(mask.replace_schema_metadata({**(mask.schema.metadata or {}),
+                                                          b"curate_work": json.dumps(decision.work).encode()}),
+                             self.dir / self.name(i))
 
 
 def join_decisions(decisions: list) -> Decision:
     if len(decisions) == 1:
         return decisions[0]
     return Decision(pl.concat([d.keep for d in decisions]), pl.concat([d.reason for d in decisions]),
-                    {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores})
+                    {name: pl.concat([d.scores[name] for d in decisions]) for name in decisions[0].scores},
+                    _add_work(d.work for d in decisions))
+
+
+def _add_work(works) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for work in works:
+        for k, n in work.items():
+            total[k] = total.get(k, 0) + n
+    return total
 
 
 # -- the tasks ------------------------------------------------------------------------
@@ -463,7 +475,12 @@ class FilterTask:
             batch = batch.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + piece.row0).alias("_row"))
         if self.step == "index":
             return f.index(batch)
-        return f(batch) if batch.height else None
+        if not batch.height:
+            return None
+        before = f.work_counts()
+        decision = f(batch)
+        decision.work = {k: n - before.get(k, 0) for k, n in f.work_counts().items() if n != before.get(k, 0)}
+        return decision
 
 
 def live_filter(token: str, blob: bytes) -> Filter:
@@ -504,8 +521,10 @@ def compute_funnel(out: Path, p: FilterPlan, rows_in: int) -> dict:
                    else pl.DataFrame({"reason": []}, schema={"reason": pl.String}))
         by_reason = {r: n for r, n in reasons.group_by("reason").len().sort("len", descending=True).iter_rows()}
         dropped = reasons.height
+        work = _add_work(json.loads((pq.read_schema(m).metadata or {}).get(b"curate_work", b"{}"))
+                         for m in sorted(_stage_dir(out, k, f).glob("part-*.parquet")))
         steps.append({"filter": f.name, "rows_in": remaining, "dropped": dropped, "kept": remaining - dropped,
-                      "by_reason": by_reason})
+                      "by_reason": by_reason, **({"work": work} if work else {})})
         remaining -= dropped
     rejected = rows_in - remaining
     if kept + rejected != rows_in:

@@ -57,6 +57,7 @@ class Decision:
     keep: pl.Series  # bool, one per row
     reason: pl.Series  # str, null where kept; otherwise a short reason ("truncated", "wrong answer", ...)
     scores: dict[str, pl.Series] = field(default_factory=dict)  # extra columns to keep, e.g. "math_status"
+    work: dict[str, int] = field(default_factory=dict)  # what deciding took, e.g. {"judge_calls": 3}: set by the chain
 
     def __post_init__(self):
         n = len(self.keep)
@@ -96,6 +97,12 @@ class Filter:
     def manifest_info(self) -> dict:
         """What the run's manifest records about the filter beyond its parameters (e.g.
         the code sandbox's isolation level); empty by default."""
+        return {}
+
+    def work_counts(self) -> dict[str, int]:
+        """Running totals of costly work done by this copy of the filter (e.g. judge calls).
+        Copies run in many processes: the chain sums each task's increase into the
+        funnel step's `work`."""
         return {}
 
     def close(self) -> None:

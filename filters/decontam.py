@@ -512,8 +512,11 @@ class Decontam(RowFilter):
     def manifest_info(self) -> dict:
         info = {"methods": self._methods}
         if self._judge is not None:
-            info["judge"] = {**self._judge.settings(), "calls": self._judge.calls}
+            info["judge"] = self._judge.settings()
         return info
+
+    def work_counts(self) -> dict[str, int]:
+        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
 
     def close(self) -> None:
         if self._judge is not None:

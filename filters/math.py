@@ -422,8 +422,11 @@ class Math(RowFilter):
     def manifest_info(self) -> dict:
         info = {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout))}
         if self._judge is not None:
-            info["judge"] = {**self._judge.settings(), "calls": self._judge.calls}
+            info["judge"] = self._judge.settings()
         return info
+
+    def work_counts(self) -> dict[str, int]:
+        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
 
     def close(self) -> None:
         self._pool.close()

@@ -205,7 +205,7 @@ def test_llm_method_asks_the_judge_about_near_items_only():
     assert [v.keep for v in verdicts] == [False, True, True]
     assert verdicts[0].reason.startswith("contaminated: GSM8K rephrased (judge: same problem; GSM8K item 0, cosine")
     assert asked == 2  # the haiku has no candidate near enough to ask about
-    assert f.manifest_info()["judge"]["calls"] == 2 and f.manifest_info()["methods"] == ["llm"]
+    assert f.work_counts() == {"judge_calls": 2} and f.manifest_info()["methods"] == ["llm"]
 
 
 def test_methods_combine_in_order_and_bad_settings_are_one_line_errors(math500):

@@ -80,7 +80,7 @@ def test_cascade_decides_what_rules_cannot_and_keeps_both_verdicts():
     assert scores["verdict_by"] == ["judge", "judge", "rules", "judge", "rules", "rules"]
     assert decision.reason.to_list()[3] == "judged not equivalent (no answer)"
     assert calls == 2  # a and b share one question; c and e were decided; f has no answer to ask about
-    assert f.manifest_info()["judge"]["calls"] == 2
+    assert f.work_counts() == {"judge_calls": 2}
 
 
 def test_a_sample_of_decided_rows_goes_to_the_judge_but_the_rules_still_decide():
@@ -154,7 +154,7 @@ def test_filter_then_audit_through_the_command_line(tmp_path):
                "--no-progress")
     manifest = json.loads((tmp_path / "f" / "manifest.json").read_text())
     assert manifest["filters_info"]["math"]["judge"]["model"] == "judge"
-    assert manifest["filters_info"]["math"]["judge"]["calls"] == 4  # a and b share one question
+    assert manifest["funnel"]["steps"][0]["work"] == {"judge_calls": 4}  # a and b share one question
     r = curate("audit", tmp_path / "f")
     assert "rules' false-negative rate" in r.stdout
     result = json.loads((tmp_path / "f" / "audit.json").read_text())
