@@ -114,6 +114,37 @@ def test_messages_shape_and_num_tokens(sources, tmp_path):
     assert all(m[1]["content"].startswith("<think>\n\n</think>\n\nhello ") for m in general)  # --no-cot
 
 
+def test_generated_token_counts_are_reused_when_the_tokenizer_matches(tmp_path):
+    """Rows whose `model` is the tokenizer's name keep generate's completion_tokens (the
+    problem's turn is counted); other rows are tokenised. Against --token-counts recount:
+    the same rows, the same order, the same splits, the same messages."""
+    from curate.embedded import EMBEDDED_NAME
+
+    rows = [dict(r, completion_tokens=1000 + i, model=EMBEDDED_NAME if i % 2 else "another-model")
+            for i, r in enumerate(reasoning_rows())]
+    pl.DataFrame(rows).write_parquet(tmp_path / "gen.parquet")
+    runs = {}
+    for mode in ("reuse", "recount"):
+        runs[mode] = mix.run(mix.MixOptions(out=str(tmp_path / mode), sources=[f"r={tmp_path / 'gen.parquet'}:24"],
+                                            test_size=0.25, token_counts=mode, progress=False))
+    for split in ("train", "test"):
+        reuse, recount = read(tmp_path / "reuse", split), read(tmp_path / "recount", split)
+        assert reuse.drop("num_tokens").equals(recount.drop("num_tokens"))
+        tok = mix.load_tokenizer(None)
+        for a, b in zip(reuse.iter_rows(named=True), recount.iter_rows(named=True)):
+            i = int(a["sample_id"][1:].split(":")[0])
+            if i % 2:  # matches: the problem's tokens + the generated count
+                user = len(tok(a["messages"][0]["content"], add_special_tokens=False)["input_ids"])
+                assert a["num_tokens"] == user + 1000 + i != b["num_tokens"]
+            else:
+                assert a["num_tokens"] == b["num_tokens"]
+    assert runs["reuse"]["token_counts"]["tokenizer_name"] == EMBEDDED_NAME
+    ids = pl.concat([read(tmp_path / "reuse", split) for split in ("train", "test")])["sample_id"]
+    odd = sum(int(i[1:].split(":")[0]) % 2 for i in ids)
+    assert runs["reuse"]["sources"][0]["num_tokens"] == {"reused": odd, "counted": 24 - odd} and 0 < odd < 24
+    assert runs["recount"]["sources"][0]["num_tokens"] == {"reused": 0, "counted": 24}
+
+
 def test_a_mixture_is_a_source_too(sources, tmp_path):
     build(sources, tmp_path / "first")
     m = mix.run(mix.MixOptions(out=str(tmp_path / "second"), sources=[f"again={tmp_path / 'first'}:10"],
