@@ -61,7 +61,7 @@ from curate.options import opt
 from curate.parsing import has_markup, parse_trace, think_form
 from curate.progress import Progress
 from curate.schema import with_problem_id
-from curate.store import RunStore, Table, atomic_path, open_run, open_table
+from curate.store import RunStore, Table, atomic_path, collect, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -180,30 +180,100 @@ def largest_remainder(weights: list[float], total: int) -> list[int]:
 
 @dataclass
 class Source:
+    """A source scanned once for its keys; its rows are converted only where picked."""
+
     spec: SourceSpec
     kind: str
     files: list[str]
-    rows: pl.DataFrame  # converted: messages, domain, problem_id, sample_id, origin, run
+    table: Table
+    columns: list[str] | None  # the columns read (None: all)
+    positions: np.ndarray  # the table positions of the rows it offers (rows without <think> dropped or not)
+    domains: pl.Series  # the domain of each offered row
     manifest: dict | None  # the source run's manifest (lineage), when it is a curate run
     no_think: int  # rows that had no <think> block
     dropped_no_think: int
+
+    @property
+    def available(self) -> int:
+        return len(self.positions)
 
 
 MIX_INPUT = ("messages", "problem", "completion", "reasoning", "answer", "domain", "problem_id", "sample_id",
              "source", "run", "completion_tokens", "model")  # the columns a mixture is made from
 
 
-def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, Table]:
-    """The columns of the source's table that a mixture uses (all of them when it has
-    no `messages` and no `problem` + `completion`: to_messages names them), and the table."""
-    try:
+KEY_CHUNK = 50_000  # rows per batch of the key scan
+
+
+def read_source(spec: SourceSpec) -> tuple[Table, list[str] | None]:
+    """The source's table and the columns a mixture uses (all of them when it has no
+    `messages` and no `problem` + `completion`: to_messages names them)."""
+    with _naming(spec):
         table = open_table(spec.path)
         columns = table.columns()
         usable = "messages" in columns or {"problem", "completion"} <= set(columns)
-        return table.read([c for c in columns if c in MIX_INPUT] if usable else None), table
-    except CurateError as e:  # one line that names the --source
+        return table, [c for c in columns if c in MIX_INPUT] if usable else None
+
+
+@contextlib.contextmanager
+def _naming(spec: SourceSpec):
+    """A table's one-line error, naming the --source."""
+    try:
+        yield
+    except CurateError as e:
         text = str(e)
         raise CurateError(f"{spec.name}={text}" if text.startswith(spec.path) else f"{spec.shown}: {text}") from None
+
+
+def scan_keys(spec: SourceSpec, table: Table, columns: list[str] | None, no_cot: bool,
+              missing_think: str) -> tuple[np.ndarray, pl.Series, int, int]:
+    """One streaming pass over the source (texts in batches, never all held): the
+    positions and domains of the rows it offers, the rows without a <think> block and
+    how many of them were dropped. The rows' shape is checked on the first batch."""
+    domains, thinks, checked, n = [], [], False, 0
+    with _naming(spec):
+        for batch in _batches(table, columns):
+            if not checked:
+                to_messages(batch.head(100), spec, no_cot, "empty")  # the shape's errors, in to_messages' words
+                checked = True
+            n += batch.height
+            domain = batch["domain"].cast(pl.String) if "domain" in batch.columns else pl.repeat(
+                None, batch.height, dtype=pl.String, eager=True)
+            domains.append(domain.fill_null(spec.name))
+            thinks.append(_has_think(batch, spec, no_cot))
+    if n == 0:
+        raise CurateError(f"{spec.shown}: the source has no rows")
+    think = pl.concat(thinks).to_numpy()
+    no_think = int((~think).sum())
+    drop = missing_think == "drop" and not no_cot
+    positions = np.flatnonzero(think) if drop else np.arange(n)
+    if len(positions) == 0:
+        raise CurateError(f"{spec.shown}: no rows left (all {no_think:,} had no <think> block and "
+                          "--missing-think drop was given)")
+    return positions, pl.concat(domains).gather(positions).rename("domain"), no_think, no_think if drop else 0
+
+
+def _batches(table: Table, columns: list[str] | None):
+    for _, frame in table.parts():
+        frame = frame.select(columns) if columns is not None else frame
+        try:
+            yield from frame.collect_batches(chunk_size=KEY_CHUNK)
+        except CurateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
+            raise CurateError(f"{table.source}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
+                from None
+
+
+def _has_think(batch: pl.DataFrame, spec: SourceSpec, no_cot: bool) -> pl.Series:
+    """Per row: whether it has a <think> block (as to_messages reads it; chat rows and
+    --no-cot rows count as having one: they are never dropped)."""
+    cols = set(batch.columns)
+    if no_cot or "messages" in cols:
+        return pl.repeat(True, batch.height, eager=True)
+    if not {"problem", "completion"} <= cols:
+        batch = resolve(batch.columns, shown=spec.shown).apply(batch)
+    return _parsed_parts(batch)[0].is_not_null()
 
 
 def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str,
@@ -526,10 +596,12 @@ def run(o: MixOptions) -> dict:
         with _timed(timings, "load_tokenizer"):
             tokenizer = load_tokenizer(o.tokenizer)
         with _timed(timings, "sample"):
-            picks = [sample_indices(src.rows["domain"], src.spec.target, rng_for(o.seed, src.spec.name))
+            picks = [sample_indices(src.domains, src.spec.target, rng_for(o.seed, src.spec.name))
                      for src in sources]
+        with _timed(timings, "convert"):  # only the picked rows are read and converted
+            pools = [convert(src, np.unique(idx), o) for src, (idx, _) in zip(sources, picks)]
         with _timed(timings, "tokenize"):
-            parts, report = take_rows(sources, picks, tokenizer, o)
+            parts, report = take_rows(sources, picks, pools, tokenizer, o)
         with _timed(timings, "shuffle_split"):
             mixture = pl.concat(parts, how="vertical_relaxed")
             mixture = mixture[rng_for(o.seed, "shuffle").permutation(mixture.height)]
@@ -553,16 +625,32 @@ def _timed(timings: dict, name: str):
 
 
 def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
-    """A source's rows in the mixture's shape, refused when it cannot meet its target."""
-    raw, table = read_source(spec)
-    rows, no_think, dropped = to_messages(raw, spec, spec.name in o.no_cot, o.missing_think, o.keep_spelling,
-                                          reuse_tokens_of=tokenizer_name(o) if o.token_counts == "reuse" else None)
-    if spec.target > rows.height and not o.allow_upsample:
-        raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
-                          "rows; pass --allow-upsample to repeat rows, or lower the target")
+    """A source scanned for its keys, refused when it cannot meet its target."""
+    table, columns = read_source(spec)
+    positions, domains, no_think, dropped = scan_keys(spec, table, columns, spec.name in o.no_cot, o.missing_think)
+    if spec.target > len(positions) and not o.allow_upsample:
+        raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's "
+                          f"{len(positions):,} rows; pass --allow-upsample to repeat rows, or lower the target")
     files = [spec.path] if table.kind == "hub" else [str(f) for f in table.files]
     manifest = table.manifest if table.kind in ("select", "filter", "generate", "mix") else None
-    return Source(spec, table.kind, files, rows, manifest, no_think, dropped)
+    return Source(spec, table.kind, files, table, columns, positions, domains, manifest, no_think, dropped)
+
+
+def convert(src: Source, picked: np.ndarray, o: MixOptions) -> pl.DataFrame:
+    """The offered rows `picked` (sorted indices into src.positions) in the mixture's
+    shape: only they are read (one lazy scan) and converted. A row without a sample_id
+    gets NAME:its table position, as when every row was converted."""
+    wanted = src.positions[picked]
+    frame = src.table.scan(src.columns).with_row_index("_mix_row").filter(
+        pl.col("_mix_row").is_in(pl.Series(wanted, dtype=pl.UInt32).implode()))
+    with _naming(src.spec):
+        df = collect(frame, src.spec.path)
+    fallback = pl.lit(f"{src.spec.name}:") + pl.col("_mix_row").cast(pl.String)
+    sample_id = pl.coalesce(pl.col("sample_id").cast(pl.String), fallback) if "sample_id" in df.columns else fallback
+    df = df.with_columns(sample_id.alias("sample_id")).drop("_mix_row")
+    rows, _, _ = to_messages(df, src.spec, src.spec.name in o.no_cot, "empty", o.keep_spelling,
+                             reuse_tokens_of=tokenizer_name(o) if o.token_counts == "reuse" else None)
+    return rows
 
 
 def tokenizer_name(o: MixOptions) -> str:
@@ -574,12 +662,13 @@ def tokenizer_name(o: MixOptions) -> str:
     return EMBEDDED_NAME
 
 
-def take_rows(sources: list[Source], picks: list, tokenizer, o: MixOptions) -> tuple[list[pl.DataFrame], list[dict]]:
-    """Each source's picked rows with num_tokens (each distinct row counted once), and its report."""
+def take_rows(sources: list[Source], picks: list, converted: list[pl.DataFrame], tokenizer,
+              o: MixOptions) -> tuple[list[pl.DataFrame], list[dict]]:
+    """Each source's picked rows with num_tokens (each distinct row counted once), and its
+    report; `converted`: each source's distinct picked rows (convert), in index order."""
     pools = []
-    for src, (idx, _) in zip(sources, picks):
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        pool = src.rows[uniq]
+    for (idx, _), pool in zip(picks, converted):
+        inverse = np.unique(idx, return_inverse=True)[1]
         reused = pool["_generated_tokens"].is_not_null() if "_generated_tokens" in pool.columns else None
         pools.append((pool, inverse, reused))
     texts = sum(int(pool["messages"].list.len().sum()) - (int(r.sum()) if r is not None else 0)
@@ -612,7 +701,7 @@ def source_report(src: Source, part: pl.DataFrame, pool: pl.DataFrame, passes: i
     return {
         "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
         "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
-        "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
+        "available": src.available, "delivered": part.height, "upsampled": src.spec.target > src.available,
         "full_passes": passes, "repeated_rows": int(part.height - pool.height),
         "license": o.source_licenses.get(src.spec.name),
         "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,

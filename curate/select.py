@@ -253,19 +253,24 @@ def run(o: SelectOptions) -> dict:
 
 
 def write_selected(kept: Table, rows: pl.Series, run_label: str, path: Path) -> None:
-    """The kept rows at positions `rows`, in that order, with every column and `run`,
-    written by one lazy scan (the texts of the other rows are never held)."""
+    """The kept rows at positions `rows`, in that order, with every column and `run`:
+    each file is streamed through a filter on the positions (the texts of the other rows
+    are never held), then the selected rows are ordered and written."""
     columns = kept.columns()
     order = pl.DataFrame({ROW: rows.cast(pl.UInt32), "_order": pl.int_range(len(rows), eager=True, dtype=pl.UInt32)})
-    frame = kept.scan().with_row_index(ROW)
-    if "problem_id" not in columns:
-        frame = frame.with_columns(problem_id_expr(columns))
-    frame = (frame.join(order.lazy(), on=ROW, how="inner").sort("_order").drop(ROW, "_order")
-             .with_columns(pl.lit(run_label).alias("run")))
-    try:
-        frame.sink_parquet(path, compression="zstd")
-    except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
-        raise CurateError(f"{kept.source}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    wanted = pl.col(ROW).is_in(order[ROW].implode())
+    picked, offset = [], 0
+    for _, part in kept.parts():
+        frame = part.with_row_index(ROW, offset=offset)
+        if "problem_id" not in columns:
+            frame = frame.with_columns(problem_id_expr(columns))
+        with pl.Config(engine_affinity="streaming"):
+            rows_here = collect(frame.filter(wanted), kept.source)
+        # a copy: filtered strings still point into the whole file's buffers, which would stay held
+        picked.append(pl.from_arrow(rows_here.to_arrow(compat_level=pl.CompatLevel.oldest())))
+        offset += collect(part.select(pl.len()), kept.source).item()
+    selected = pl.concat(picked, how="diagonal_relaxed").join(order, on=ROW).sort("_order").drop(ROW, "_order")
+    selected.with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
 
 
 def _select(o: SelectOptions, kept: pl.DataFrame, dropped: pl.DataFrame,
