@@ -33,6 +33,11 @@ completion as generated: the think-form rewrite may differ from it by the few to
 the delimiters). Other rows, and every row with `--token-counts recount`, are counted;
 the manifest records the rule and, per source, how many rows were counted either way.
 
+Big sources stream: one pass over each source reads its rows in batches for the keys
+(domain, whether it has a <think> block), the sampling runs on the keys, and only the
+picked rows are read again (one lazy scan) and converted; the delivered rows are then
+shuffled, split and written in memory.
+
 Output (written in a temporary folder next to OUT, renamed at the end):
 
     OUT/data/train-00000-of-00001.parquet   the Hub layout (and data/test-… with --test-size)

@@ -37,11 +37,11 @@ def sources(tmp_path_factory):
     return root
 
 
-def build(sources, out, *extra, seed=0):
+def build(sources, out, *extra, seed=0, **options):
     return mix.run(mix.MixOptions(out=str(out), sources=[f"reasoning={sources / 'reasoning.parquet'}:12",
                                                          f"general={sources / 'chat.jsonl'}:13", *extra],
                                   allow_upsample=True, no_cot=("general",), seed=seed, progress=False,
-                                  command=["curate", "mix", "..."]))
+                                  command=["curate", "mix", "..."], **options))
 
 
 def read(out, split="train"):
@@ -143,6 +143,20 @@ def test_generated_token_counts_are_reused_when_the_tokenizer_matches(tmp_path):
     odd = sum(int(i[1:].split(":")[0]) % 2 for i in ids)
     assert runs["reuse"]["sources"][0]["num_tokens"] == {"reused": odd, "counted": 24 - odd} and 0 < odd < 24
     assert runs["recount"]["sources"][0]["num_tokens"] == {"reused": 0, "counted": 24}
+
+
+def test_rows_order_and_splits_are_those_of_the_in_memory_mix(sources, tmp_path):
+    """The streaming mix (a key scan, then only the picked rows converted) delivers what
+    the mix that converted every row in memory did (commit 7654117 wrote these lists on
+    this very input): the same rows, in the same order, in the same splits."""
+    build(sources, tmp_path / "mix", missing_think="drop", test_size=0.2)
+    train, test = read(tmp_path / "mix"), read(tmp_path / "mix", "test")
+    assert train["sample_id"].to_list() == [
+        "general:1", "general:4", "p18:t:0", "p5:t:0", "p7:t:0", "p6:t:0", "general:2", "general:4", "general:2",
+        "general:0", "general:1", "p13:t:0", "p26:t:0", "general:4", "general:0", "p25:t:0", "p23:t:0", "general:1",
+        "p22:t:0", "general:2"]
+    assert test["sample_id"].to_list() == ["p14:t:0", "general:3", "p9:t:0", "p1:t:0", "general:3"]
+    assert (train["num_tokens"].sum(), test["num_tokens"].sum()) == (419, 110)
 
 
 def test_a_mixture_is_a_source_too(sources, tmp_path):
