@@ -189,8 +189,12 @@ def kept_keys(kept: Table, score: str | None) -> pl.DataFrame:
     wanted = [problem_id_expr(columns), pl.col("sample_id"), length.alias("_length"),
               *[pl.col(c) for c in ("source", "domain") if c in columns],
               *([pl.col(score)] if score and score not in ("source", "domain", "sample_id", "problem_id") else [])]
-    with pl.Config(engine_affinity="streaming"):  # the completions' lengths without holding the completions
-        return collect(kept.scan().with_row_index(ROW).select(ROW, *wanted), kept.source)
+    keys, offset = [], 0
+    for _, part in kept.parts():  # file by file, streaming: the completions' lengths without the completions
+        with pl.Config(engine_affinity="streaming"):
+            keys.append(collect(part.with_row_index(ROW, offset=offset).select(ROW, *wanted), kept.source))
+        offset += keys[-1].height
+    return pl.concat(keys, how="diagonal_relaxed")
 
 
 def pick(kept: pl.DataFrame, o: SelectOptions) -> pl.DataFrame:
