@@ -35,7 +35,7 @@ the manifest records the rule and, per source, how many rows were counted either
 
 Big sources stream: one pass over each source reads its rows in batches for the keys
 (domain, whether it has a <think> block), the sampling runs on the keys, and only the
-picked rows are read again (one lazy scan) and converted; the delivered rows are then
+picked rows are read again (file by file) and converted; the delivered rows are then
 shuffled, split and written in memory.
 
 Output (written in a temporary folder next to OUT, renamed at the end):
@@ -66,7 +66,7 @@ from curate.options import opt
 from curate.parsing import has_markup, parse_trace, think_form
 from curate.progress import Progress
 from curate.schema import with_problem_id
-from curate.store import RunStore, Table, atomic_path, collect, open_run, open_table
+from curate.store import RunStore, Table, atomic_path, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -643,13 +643,12 @@ def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
 
 def convert(src: Source, picked: np.ndarray, o: MixOptions) -> pl.DataFrame:
     """The offered rows `picked` (sorted indices into src.positions) in the mixture's
-    shape: only they are read (one lazy scan) and converted. A row without a sample_id
+    shape: only they are read (file by file) and converted. A row without a sample_id
     gets NAME:its table position, as when every row was converted."""
-    wanted = src.positions[picked]
-    frame = src.table.scan(src.columns).with_row_index("_mix_row").filter(
-        pl.col("_mix_row").is_in(pl.Series(wanted, dtype=pl.UInt32).implode()))
+    from curate.select import read_positions
+
     with _naming(src.spec):
-        df = collect(frame, src.spec.path)
+        df = read_positions(src.table, src.positions[picked], src.columns, index="_mix_row")
     fallback = pl.lit(f"{src.spec.name}:") + pl.col("_mix_row").cast(pl.String)
     sample_id = pl.coalesce(pl.col("sample_id").cast(pl.String), fallback) if "sample_id" in df.columns else fallback
     df = df.with_columns(sample_id.alias("sample_id")).drop("_mix_row")

@@ -257,24 +257,33 @@ def run(o: SelectOptions) -> dict:
 
 
 def write_selected(kept: Table, rows: pl.Series, run_label: str, path: Path) -> None:
-    """The kept rows at positions `rows`, in that order, with every column and `run`:
-    each file is streamed through a filter on the positions (the texts of the other rows
-    are never held), then the selected rows are ordered and written."""
+    """The kept rows at positions `rows`, in that order, with every column and `run`."""
     columns = kept.columns()
+    extra = [] if "problem_id" in columns else [problem_id_expr(columns)]
     order = pl.DataFrame({ROW: rows.cast(pl.UInt32), "_order": pl.int_range(len(rows), eager=True, dtype=pl.UInt32)})
-    wanted = pl.col(ROW).is_in(order[ROW].implode())
+    selected = read_positions(kept, rows, index=ROW, extra=extra).join(order, on=ROW).sort("_order")
+    selected.drop(ROW, "_order").with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
+
+
+def read_positions(table: Table, positions, columns: list[str] | None = None, index: str = "_row",
+                   extra: tuple[pl.Expr, ...] | list[pl.Expr] = ()) -> pl.DataFrame:
+    """The rows of `table` at `positions` (row numbers over its files in order), in table
+    order, with their position in column `index` (and the `extra` columns): each file is
+    streamed through a filter on the positions and the matches are copied out of its
+    buffers, so the other rows' texts are never held (select's output, mix's picked rows)."""
+    wanted = pl.col(index).is_in(pl.Series(positions, dtype=pl.UInt32).implode())
     picked, offset = [], 0
-    for _, part in kept.parts():
-        frame = part.with_row_index(ROW, offset=offset)
-        if "problem_id" not in columns:
-            frame = frame.with_columns(problem_id_expr(columns))
+    for _, part in table.parts():
+        if columns is not None:
+            names = part.collect_schema().names()
+            part = part.select([c for c in columns if c in names])
+        frame = part.with_row_index(index, offset=offset).with_columns(*extra).filter(wanted)
         with pl.Config(engine_affinity="streaming"):
-            rows_here = collect(frame.filter(wanted), kept.source)
+            rows = collect(frame, table.source)
         # a copy: filtered strings still point into the whole file's buffers, which would stay held
-        picked.append(pl.from_arrow(rows_here.to_arrow(compat_level=pl.CompatLevel.oldest())))
-        offset += collect(part.select(pl.len()), kept.source).item()
-    selected = pl.concat(picked, how="diagonal_relaxed").join(order, on=ROW).sort("_order").drop(ROW, "_order")
-    selected.with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
+        picked.append(pl.from_arrow(rows.to_arrow(compat_level=pl.CompatLevel.oldest())))
+        offset += collect(part.select(pl.len()), table.source).item()
+    return pl.concat(picked, how="diagonal_relaxed")
 
 
 def _select(o: SelectOptions, kept: pl.DataFrame, dropped: pl.DataFrame,
