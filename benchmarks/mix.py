@@ -8,14 +8,17 @@ The sources are synthetic, written before the clock starts:
   reasoning  --available-reasoning rows shaped like a `curate select` output (problem,
              completion, reasoning, answer, domain math / code / science in 6:3:1),
              the reasoning built from GSM8K and MATH-500 solutions (tests/data, curate/data)
-             (shuffled paragraphs, about --chars characters of thinking per row);
-             down-sampled to --reasoning rows, stratified by domain
+             (shuffled paragraphs, about --chars characters of thinking per row),
+             with generate's `model` (the embedded model's name) and `completion_tokens`
+             (synthetic: characters / 4 — the figures time the work, the counts are not
+             checked); down-sampled to --reasoning rows, stratified by domain; with
+             --recount every row is tokenised as before generate's counts were reused
   general    --available-general chat rows with `messages` (short answers), up-sampled
              to --general rows with --no-cot
 
     python benchmarks/mix.py [--reasoning 600000] [--general 200000]
         [--available-reasoning 700000] [--available-general 150000] [--chars 1500]
-        [--workdir /tmp/curate-mix-bench] [--json out.json]
+        [--workdir /tmp/curate-mix-bench] [--recount] [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from curate.embedded import EMBEDDED_NAME
 
 mix = import_module("curate.mix")  # curate.mix is the API function
 
@@ -72,7 +77,8 @@ def write_sources(root: Path, n_reasoning: int, n_general: int, chars: int, seed
                        "domain": domain, "problem": problems, "reasoning": reasoning}).with_columns(
         answer=answer).with_columns(
         completion=pl.lit("<think>\n") + pl.col("reasoning") + pl.lit("\n</think>\n\n") + pl.col("answer"),
-        run=pl.lit("runs/synthetic/generate"))
+        run=pl.lit("runs/synthetic/generate"), model=pl.lit(EMBEDDED_NAME)).with_columns(
+        completion_tokens=(pl.col("completion").str.len_chars() // 4).cast(pl.Int32))
     (root / "reasoning").mkdir(parents=True, exist_ok=True)
     step = 100_000
     for i in range(0, n_reasoning, step):
@@ -88,6 +94,13 @@ def write_sources(root: Path, n_reasoning: int, n_general: int, chars: int, seed
     gen.write_parquet(root / "general.parquet")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the token workers):
+    on a shared machine, the work done, whatever the other load."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reasoning", type=int, default=600_000)
@@ -97,6 +110,7 @@ def main() -> None:
     ap.add_argument("--chars", type=int, default=1500, help="mean characters of reasoning per row")
     ap.add_argument("--workdir", default="/tmp/curate-mix-bench")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--recount", action="store_true", help="tokenise every row (--token-counts recount)")
     ap.add_argument("--keep", action="store_true", help="keep the sources and the output")
     a = ap.parse_args()
 
@@ -107,13 +121,14 @@ def main() -> None:
     setup = time.time() - t
     mix.load_tokenizer(None)  # the one-off GGUF -> folder conversion stays outside the clock
 
-    t = time.time()
+    t, cpu = time.time(), cpu_seconds()
     m = mix.run(mix.MixOptions(
         out=str(root / "mix"), sources=[f"reasoning={root / 'reasoning'}:{a.reasoning}",
                                         f"general={root / 'general.parquet'}:{a.general}"],
         allow_upsample=True, no_cot=("general",), test_size=0.01, seed=0, progress=False,
+        token_counts="recount" if a.recount else "reuse",
         command=["python", "benchmarks/mix.py"]))
-    wall = time.time() - t
+    wall, cpu = time.time() - t, cpu_seconds() - cpu
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     rows = m["counts"]["rows"]
     tokens = (pl.scan_parquet(str(root / "mix" / "data" / "*.parquet"))
@@ -124,9 +139,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows, "splits": m["splits"],
         "sources": {s["name"]: {k: s[k] for k in ("requested", "available", "delivered", "upsampled")}
                     for s in m["sources"]},
-        "wall_s": round(wall, 1), "rows_per_s": round(rows / wall), "phases_s": m["timings"],
+        "wall_s": round(wall, 1), "cpu_s (user+system, token workers included)": round(cpu, 1),
+        "rows_per_s": round(rows / wall), "phases_s": m["timings"],
         "tokens": tokens, "tokens_per_s_in_tokenize_phase": round(tokens / max(m["timings"]["tokenize"], 1e-9)),
-        "unique_rows_tokenised": m["counts"]["unique_rows"], "peak_rss_gib": round(peak_gib, 2),
+        "unique_rows": m["counts"]["unique_rows"], "token_counts": a.recount and "recount" or "reuse",
+        "rows_reused_counted": {s["name"]: s["num_tokens"] for s in m["sources"]}, "peak_rss_gib": round(peak_gib, 2),
         "parquet_mib": round(data_bytes / 2**20), "save_to_disk_mib": round(disk_bytes / 2**20),
         "setup_s (not timed)": round(setup, 1),
     }

@@ -24,7 +24,19 @@ TARGET // AVAILABLE times plus a stratified sample of the rest, and the card say
 Everything random draws from numpy generators seeded by `--seed` and the source name, so
 the same command gives the same Parquet bytes. `num_tokens` counts the tokens of the
 message contents (no chat-template tokens) with `--tokenizer` (default: the embedded
-SmolLM2's).
+SmolLM2's). Generated rows reuse generate's count instead of re-tokenising their
+completion (`--token-counts reuse`, the default) when the tokenizer *matches*: the
+row's `model` column (the generate model, whose tokenizer counted `completion_tokens`)
+equals the --tokenizer name as given (the embedded model's name when none is given).
+Such a row's num_tokens is its problem's tokens (counted) + `completion_tokens` (the
+completion as generated: the think-form rewrite may differ from it by the few tokens of
+the delimiters). Other rows, and every row with `--token-counts recount`, are counted;
+the manifest records the rule and, per source, how many rows were counted either way.
+
+Big sources stream: one pass over each source reads its rows in batches for the keys
+(domain, whether it has a <think> block), the sampling runs on the keys, and only the
+picked rows are read again (file by file) and converted; the delivered rows are then
+shuffled, split and written in memory.
 
 Output (written in a temporary folder next to OUT, renamed at the end):
 
@@ -60,6 +72,10 @@ COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_i
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's usual Parquet shard size
 ROW_GROUP_ROWS = 10_000
+TOKEN_COUNTS = ("reuse", "recount")
+TOKEN_RULE = ("a row's completion_tokens are reused when its `model` (the generate model) equals the tokenizer name "
+              "as given to --tokenizer (the embedded model's name when none is given); num_tokens = the problem's "
+              "counted tokens + completion_tokens")
 _RATIO = re.compile(r"^(\d*\.\d+|\d+\.\d*)$|^(\d+(\.\d+)?)%$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 
@@ -88,6 +104,9 @@ class MixOptions:
     test_size: float | None = opt(None, "Share of rows (whole problems) in a test split.")
     allow_upsample: bool = opt(False, "Let a target exceed its source: rows are repeated (and the card says so).")
     tokenizer: str | None = opt(None, "Tokenizer for num_tokens (name or folder). Default: the embedded SmolLM2's.")
+    token_counts: str = opt("reuse", "num_tokens of generated rows: reuse generate's completion_tokens when the "
+                                     "row's `model` is the --tokenizer, or recount every row.",
+                            choices=TOKEN_COUNTS)
     no_cot: tuple[str, ...] = opt((), "Source whose answers go without a chain of thought (an empty think block).",
                                   metavar="NAME")
     missing_think: str = opt("empty", "Rows without a <think> block: write an empty one, or drop them.",
@@ -166,36 +185,108 @@ def largest_remainder(weights: list[float], total: int) -> list[int]:
 
 @dataclass
 class Source:
+    """A source scanned once for its keys; its rows are converted only where picked."""
+
     spec: SourceSpec
     kind: str
     files: list[str]
-    rows: pl.DataFrame  # converted: messages, domain, problem_id, sample_id, origin, run
+    table: Table
+    columns: list[str] | None  # the columns read (None: all)
+    positions: np.ndarray  # the table positions of the rows it offers (rows without <think> dropped or not)
+    domains: pl.Series  # the domain of each offered row
     manifest: dict | None  # the source run's manifest (lineage), when it is a curate run
     no_think: int  # rows that had no <think> block
     dropped_no_think: int
 
+    @property
+    def available(self) -> int:
+        return len(self.positions)
+
 
 MIX_INPUT = ("messages", "problem", "completion", "reasoning", "answer", "domain", "problem_id", "sample_id",
-             "source", "run")  # the columns a mixture is made from
+             "source", "run", "completion_tokens", "model")  # the columns a mixture is made from
 
 
-def read_source(spec: SourceSpec) -> tuple[pl.DataFrame, Table]:
-    """The columns of the source's table that a mixture uses (all of them when it has
-    no `messages` and no `problem` + `completion`: to_messages names them), and the table."""
-    try:
+KEY_CHUNK = 50_000  # rows per batch of the key scan
+
+
+def read_source(spec: SourceSpec) -> tuple[Table, list[str] | None]:
+    """The source's table and the columns a mixture uses (all of them when it has no
+    `messages` and no `problem` + `completion`: to_messages names them)."""
+    with _naming(spec):
         table = open_table(spec.path)
         columns = table.columns()
         usable = "messages" in columns or {"problem", "completion"} <= set(columns)
-        return table.read([c for c in columns if c in MIX_INPUT] if usable else None), table
-    except CurateError as e:  # one line that names the --source
+        return table, [c for c in columns if c in MIX_INPUT] if usable else None
+
+
+@contextlib.contextmanager
+def _naming(spec: SourceSpec):
+    """A table's one-line error, naming the --source."""
+    try:
+        yield
+    except CurateError as e:
         text = str(e)
         raise CurateError(f"{spec.name}={text}" if text.startswith(spec.path) else f"{spec.shown}: {text}") from None
 
 
+def scan_keys(spec: SourceSpec, table: Table, columns: list[str] | None, no_cot: bool,
+              missing_think: str) -> tuple[np.ndarray, pl.Series, int, int]:
+    """One streaming pass over the source (texts in batches, never all held): the
+    positions and domains of the rows it offers, the rows without a <think> block and
+    how many of them were dropped. The rows' shape is checked on the first batch."""
+    domains, thinks, checked, n = [], [], False, 0
+    with _naming(spec):
+        for batch in _batches(table, columns):
+            if not checked:
+                to_messages(batch.head(100), spec, no_cot, "empty")  # the shape's errors, in to_messages' words
+                checked = True
+            n += batch.height
+            domain = batch["domain"].cast(pl.String) if "domain" in batch.columns else pl.repeat(
+                None, batch.height, dtype=pl.String, eager=True)
+            domains.append(domain.fill_null(spec.name))
+            thinks.append(_has_think(batch, spec, no_cot))
+    if n == 0:
+        raise CurateError(f"{spec.shown}: the source has no rows")
+    think = pl.concat(thinks).to_numpy()
+    no_think = int((~think).sum())
+    drop = missing_think == "drop" and not no_cot
+    positions = np.flatnonzero(think) if drop else np.arange(n)
+    if len(positions) == 0:
+        raise CurateError(f"{spec.shown}: no rows left (all {no_think:,} had no <think> block and "
+                          "--missing-think drop was given)")
+    return positions, pl.concat(domains).gather(positions).rename("domain"), no_think, no_think if drop else 0
+
+
+def _batches(table: Table, columns: list[str] | None):
+    for _, frame in table.parts():
+        frame = frame.select(columns) if columns is not None else frame
+        try:
+            yield from frame.collect_batches(chunk_size=KEY_CHUNK)
+        except CurateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
+            raise CurateError(f"{table.source}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
+                from None
+
+
+def _has_think(batch: pl.DataFrame, spec: SourceSpec, no_cot: bool) -> pl.Series:
+    """Per row: whether it has a <think> block (as to_messages reads it; chat rows and
+    --no-cot rows count as having one: they are never dropped)."""
+    cols = set(batch.columns)
+    if no_cot or "messages" in cols:
+        return pl.repeat(True, batch.height, eager=True)
+    if not {"problem", "completion"} <= cols:
+        batch = resolve(batch.columns, shown=spec.shown).apply(batch)
+    return _parsed_parts(batch)[0].is_not_null()
+
+
 def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think: str,
-                keep_spelling: bool = False) -> tuple[pl.DataFrame, int, int]:
+                keep_spelling: bool = False, reuse_tokens_of: str | None = None) -> tuple[pl.DataFrame, int, int]:
     """The source's rows in the mixture's shape (without num_tokens); rows without a
-    <think> block, and how many were dropped."""
+    <think> block, and how many were dropped. With `reuse_tokens_of` (a tokenizer name),
+    generated rows whose `model` is that name carry their `completion_tokens` in
+    `_generated_tokens` (null elsewhere; see the module's docstring)."""
     cols = set(df.columns)
     if df.height == 0:
         raise CurateError(f"{spec.shown}: the source has no rows")
@@ -205,6 +296,10 @@ def to_messages(df: pl.DataFrame, spec: SourceSpec, no_cot: bool, missing_think:
             out = out.with_columns(_think_form_turns(out["messages"]))
     elif {"problem", "completion"} <= cols:
         out, no_think = _r1_messages(df, no_cot, keep_spelling)
+        if reuse_tokens_of is not None and not no_cot and {"completion_tokens", "model"} <= cols:
+            matches = df["model"].cast(pl.String) == reuse_tokens_of
+            out = out.with_columns(pl.when(matches).then(df["completion_tokens"].cast(pl.Int64))
+                                   .alias("_generated_tokens"))
     elif "conversations" in cols or cols & set(COMPLETION_COLUMNS):  # another layout (curate.formats)
         rows = resolve(df.columns, shown=spec.shown).apply(df)
         problem = pl.col("problem").fill_null("") if "problem" in rows.columns else pl.lit("")
@@ -396,9 +491,15 @@ class TokenCounter:
         self.backend, self.workers, self._pool = backend, max(1, workers), None
 
     def count(self, messages: pl.Series, bar: Progress | None = None) -> np.ndarray:
+        """Tokens per row; each distinct text is encoded once (problems repeat across samples)."""
         exploded = messages.rename("m").to_frame().with_row_index("row").explode("m")
         rows = exploded["row"].to_numpy()
-        texts = exploded["m"].struct.field("content").fill_null("").to_list()
+        content = exploded.select(pl.col("m").struct.field("content").fill_null("").alias("t"))
+        distinct = content.unique(maintain_order=True).with_row_index("u")
+        codes = content.join(distinct, on="t", how="left", maintain_order="left")["u"].to_numpy()
+        texts = distinct["t"].to_list()
+        if bar:
+            bar.advance(len(content) - len(texts))
         chunks = [texts[i:i + self.CHUNK] for i in range(0, len(texts), self.CHUNK)]
         if self.workers > 1 and len(texts) >= self.MIN_PARALLEL:
             results = self.pool().map(_count_chunk, chunks)
@@ -411,7 +512,7 @@ class TokenCounter:
             at += len(part)
             if bar:
                 bar.advance(len(part))
-        return np.bincount(rows, weights=lengths, minlength=len(messages)).astype(np.int64)
+        return np.bincount(rows, weights=lengths[codes], minlength=len(messages)).astype(np.int64)
 
     def pool(self):
         if self._pool is None:
@@ -470,13 +571,16 @@ def plan(o: MixOptions) -> tuple[list[SourceSpec], dict, RunStore]:
     for n in o.source_licenses:
         if n not in names:
             raise CurateError(f"--source-license {n}: unknown source (sources: {', '.join(names)})")
+    if o.token_counts not in TOKEN_COUNTS:
+        raise CurateError(f"--token-counts {o.token_counts!r}: choose reuse or recount")
     if o.missing_think not in ("empty", "drop"):
         raise CurateError(f"--missing-think {o.missing_think!r}: choose empty or drop")
     resolve_targets(specs, o.total)
     config = {"sources": [{"name": s.name, "path": str(Path(s.path).resolve()) if Path(s.path).exists() else s.path,
                            "count": s.count, "ratio": s.ratio, "target": s.target} for s in specs],
               "total": o.total, "seed": o.seed, "test_size": o.test_size, "allow_upsample": o.allow_upsample,
-              "tokenizer": o.tokenizer, "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
+              "tokenizer": o.tokenizer, **({"token_counts": "recount"} if o.token_counts == "recount" else {}),
+              "no_cot": sorted(o.no_cot), "missing_think": o.missing_think,
               **({"keep_spelling": True} if o.keep_spelling else {}),
               "license": o.license, "source_licenses": dict(sorted(o.source_licenses.items())),
               "language": list(o.language), "pretty_name": o.pretty_name}
@@ -497,16 +601,20 @@ def run(o: MixOptions) -> dict:
         with _timed(timings, "load_tokenizer"):
             tokenizer = load_tokenizer(o.tokenizer)
         with _timed(timings, "sample"):
-            picks = [sample_indices(src.rows["domain"], src.spec.target, rng_for(o.seed, src.spec.name))
+            picks = [sample_indices(src.domains, src.spec.target, rng_for(o.seed, src.spec.name))
                      for src in sources]
+        with _timed(timings, "convert"):  # only the picked rows are read and converted
+            pools = [convert(src, np.unique(idx), o) for src, (idx, _) in zip(sources, picks)]
         with _timed(timings, "tokenize"):
-            parts, report = take_rows(sources, picks, tokenizer, o)
+            parts, report = take_rows(sources, picks, pools, tokenizer, o)
         with _timed(timings, "shuffle_split"):
             mixture = pl.concat(parts, how="vertical_relaxed")
             mixture = mixture[rng_for(o.seed, "shuffle").permutation(mixture.height)]
             train, test = split(mixture, o.test_size, rng_for(o.seed, "test"))
         manifest.update(
             sources=report, tokenizer=o.tokenizer or "embedded SmolLM2-135M-Instruct",
+            token_counts={"mode": o.token_counts, "tokenizer_name": tokenizer_name(o),
+                          "rule": TOKEN_RULE if o.token_counts == "reuse" else "every row is tokenised"},
             splits={"train": train.height, **({"test": test.height} if test is not None else {})},
             counts={"rows": mixture.height, "unique_rows": sum(len(np.unique(idx)) for idx, _ in picks)},
             timings=timings)
@@ -522,34 +630,70 @@ def _timed(timings: dict, name: str):
 
 
 def read_and_convert(spec: SourceSpec, o: MixOptions) -> Source:
-    """A source's rows in the mixture's shape, refused when it cannot meet its target."""
-    raw, table = read_source(spec)
-    rows, no_think, dropped = to_messages(raw, spec, spec.name in o.no_cot, o.missing_think, o.keep_spelling)
-    if spec.target > rows.height and not o.allow_upsample:
-        raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's {rows.height:,} "
-                          "rows; pass --allow-upsample to repeat rows, or lower the target")
+    """A source scanned for its keys, refused when it cannot meet its target."""
+    table, columns = read_source(spec)
+    positions, domains, no_think, dropped = scan_keys(spec, table, columns, spec.name in o.no_cot, o.missing_think)
+    if spec.target > len(positions) and not o.allow_upsample:
+        raise CurateError(f"--source {spec.shown}: target {spec.target:,} is larger than the source's "
+                          f"{len(positions):,} rows; pass --allow-upsample to repeat rows, or lower the target")
     files = [spec.path] if table.kind == "hub" else [str(f) for f in table.files]
     manifest = table.manifest if table.kind in ("select", "filter", "generate", "mix") else None
-    return Source(spec, table.kind, files, rows, manifest, no_think, dropped)
+    return Source(spec, table.kind, files, table, columns, positions, domains, manifest, no_think, dropped)
 
 
-def take_rows(sources: list[Source], picks: list, tokenizer, o: MixOptions) -> tuple[list[pl.DataFrame], list[dict]]:
-    """Each source's picked rows with num_tokens (each distinct row counted once), and its report."""
+def convert(src: Source, picked: np.ndarray, o: MixOptions) -> pl.DataFrame:
+    """The offered rows `picked` (sorted indices into src.positions) in the mixture's
+    shape: only they are read (file by file) and converted. A row without a sample_id
+    gets NAME:its table position, as when every row was converted."""
+    from curate.select import read_positions
+
+    with _naming(src.spec):
+        df = read_positions(src.table, src.positions[picked], src.columns, index="_mix_row")
+    fallback = pl.lit(f"{src.spec.name}:") + pl.col("_mix_row").cast(pl.String)
+    sample_id = pl.coalesce(pl.col("sample_id").cast(pl.String), fallback) if "sample_id" in df.columns else fallback
+    df = df.with_columns(sample_id.alias("sample_id")).drop("_mix_row")
+    rows, _, _ = to_messages(df, src.spec, src.spec.name in o.no_cot, "empty", o.keep_spelling,
+                             reuse_tokens_of=tokenizer_name(o) if o.token_counts == "reuse" else None)
+    return rows
+
+
+def tokenizer_name(o: MixOptions) -> str:
+    """The name a generated row's `model` must equal for its completion_tokens to be reused."""
+    if o.tokenizer is not None:
+        return o.tokenizer
+    from curate.embedded import EMBEDDED_NAME
+
+    return EMBEDDED_NAME
+
+
+def take_rows(sources: list[Source], picks: list, converted: list[pl.DataFrame], tokenizer,
+              o: MixOptions) -> tuple[list[pl.DataFrame], list[dict]]:
+    """Each source's picked rows with num_tokens (each distinct row counted once), and its
+    report; `converted`: each source's distinct picked rows (convert), in index order."""
     pools = []
-    for src, (idx, _) in zip(sources, picks):
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        pools.append((src.rows[uniq], inverse))
-    texts = sum(int(pool["messages"].list.len().sum()) for pool, _ in pools)
+    for (idx, _), pool in zip(picks, converted):
+        inverse = np.unique(idx, return_inverse=True)[1]
+        reused = pool["_generated_tokens"].is_not_null() if "_generated_tokens" in pool.columns else None
+        pools.append((pool, inverse, reused))
+    texts = sum(int(pool["messages"].list.len().sum()) - (int(r.sum()) if r is not None else 0)
+                for pool, _, r in pools)
     parts, report = [], []
     counter = TokenCounter(tokenizer, o.workers)
     try:
         with Progress("tokens", texts, "texts", enabled=o.progress) as bar:
-            for src, (_, passes), (pool, inverse) in zip(sources, picks, pools):
-                tokens = counter.count(pool["messages"], bar)
+            for src, (_, passes), (pool, inverse, reused) in zip(sources, picks, pools):
+                if reused is None or not reused.any():
+                    tokens = counter.count(pool["messages"], bar)
+                else:  # the problem's turn counted, the completion's tokens reused
+                    counted = pool["messages"].list.head(1).zip_with(reused, pool["messages"])
+                    tokens = counter.count(counted, bar) + pool["_generated_tokens"].fill_null(0).to_numpy()
                 part = pool.with_columns(pl.Series("num_tokens", tokens, dtype=pl.Int64),
                                          pl.lit(src.spec.name).alias("source"))[inverse]
                 parts.append(part.select(COLUMNS))
-                report.append(source_report(src, part, pool, passes, o))
+                report.append(source_report(src, part, pool, passes, o)
+                              | {"num_tokens": {"reused": int(reused.sum()) if reused is not None else 0,
+                                                "counted": pool.height - (int(reused.sum()) if reused is not None
+                                                                          else 0)}})
     finally:
         counter.close()
     return parts, report
@@ -561,7 +705,7 @@ def source_report(src: Source, part: pl.DataFrame, pool: pl.DataFrame, passes: i
     return {
         "name": src.spec.name, "path": src.spec.path, "kind": src.kind, "files": src.files[:20],
         "count": src.spec.count, "ratio": src.spec.ratio, "requested": src.spec.target,
-        "available": src.rows.height, "delivered": part.height, "upsampled": src.spec.target > src.rows.height,
+        "available": src.available, "delivered": part.height, "upsampled": src.spec.target > src.available,
         "full_passes": passes, "repeated_rows": int(part.height - pool.height),
         "license": o.source_licenses.get(src.spec.name),
         "no_cot": src.spec.name in o.no_cot, "rows_without_think": src.no_think,

@@ -1,4 +1,5 @@
-"""`curate report RUN_DIR`: one self-contained HTML page about a run.
+"""`curate report RUN_DIR`: one self-contained HTML page about a run, or across the
+stages of a recipe's folder.
 
 Sections: the funnel (rows in, dropped per filter and reason, kept), length histograms
 (kept vs each filter's rejects), pass rates per problem, language shares, and a sample
@@ -17,6 +18,14 @@ text is read for the browser's sample (--samples problems, seeded) and, when the
 has no language scores, for --language-sample rows run through language ID. The page
 says what was sampled. Pass rates use curate.select's definition (correct = passed
 the chain's last correctness filter), so the report and `curate select` agree.
+
+A recipe's folder (`curate run --out OUT`: no manifest of its own, stage run
+directories below it, found by their manifests' `stage`, linked by the paths their
+manifests say they read) gets one page that follows the data: problems → samples
+(tokens, finish reasons, rounds) → each filter (drops by reason, examples) → selection
+(pass-rate histogram) → mixture (sources, counts, token lengths) → training (loss and
+reward curves from the trainers' logs) → eval (pass@1 with error bars). Python:
+`write_report(OUT) -> Path` (OUT/report.html), or `curate.report(run_dir=OUT)`.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ TEXT = ("problem", "completion", "messages", "reference_answer", "final_answer",
 
 @dataclass
 class ReportOptions:
-    run_dir: str = opt(help="A generate, filter, select or mix output folder.", argument=True, path="any")
+    run_dir: str = opt(help="A generate, filter, select or mix output folder, or a recipe's folder of stage run "
+                            "directories (one page across the stages).", argument=True, path="any")
     out: str | None = opt(None, "The HTML file. Default: RUN_DIR/report.html.", path="file")
     samples: int = opt(200, "Problems in the sample browser (a seeded random sample when the run has more).", min=1)
     language_sample: int = opt(2000, "Rows to run language ID on when the run has no language scores.", min=1)
@@ -440,7 +450,9 @@ def build_page(run_dir, samples: int = 200, language_sample: int = 2000, seed: i
 
 def write_report(run_dir, out=None, samples: int = 200, language_sample: int = 2000, seed: int = 0,
                  progress: bool = True) -> Path:
-    """Build the page and write it atomically (RUN_DIR/report.html by default)."""
+    """Build the page and write it atomically (RUN_DIR/report.html by default). RUN_DIR
+    is one run, or a recipe's folder of stage run directories (the page across stages;
+    the browser options do not apply to it)."""
     if not Path(run_dir).is_dir():
         raise CurateError(f"{run_dir}: no such folder (give a curate filter, generate, select or mix output)")
     path = Path(out) if out else Path(run_dir) / "report.html"
@@ -448,6 +460,277 @@ def write_report(run_dir, out=None, samples: int = 200, language_sample: int = 2
         raise CurateError(f"--out {path}: is a folder; give a file name")
     if not path.parent.is_dir():
         raise CurateError(f"--out {path}: folder {path.parent} does not exist")
-    html = build_page(run_dir, samples, language_sample, seed, progress)
+    if is_recipe_folder(run_dir):
+        html = build_pipeline_page(run_dir)
+    else:
+        html = build_page(run_dir, samples, language_sample, seed, progress)
     write_text_atomic(path, html)
     return path
+
+
+# -- a recipe's folder: one page across stages -------------------------------------------
+
+# stages in the order the data flows through them (a recipe's DAG is drawn in this order)
+FLOW = ("generate", "filter", "select", "mix", "sft", "train-grpo", "eval")
+EXAMPLES_PER_FILTER = 3
+EXAMPLE_CHARS = 600
+
+
+@dataclass
+class Stage:
+    name: str  # the folder's name under OUT
+    path: Path
+    kind: str  # the manifest's stage
+    manifest: dict
+    inputs: list[str]  # names of the stages (in OUT) this one read
+
+
+def is_recipe_folder(path: str | os.PathLike) -> bool:
+    """A folder without a manifest of its own whose sub-folders hold stage run directories."""
+    root = Path(path)
+    return root.is_dir() and not (root / "manifest.json").is_file() and bool(find_stages(root))
+
+
+def find_stages(root: Path) -> list[Stage]:
+    """The run directories directly under `root` (found by their manifest's stage), each
+    with the stages it read (its manifest's inputs that resolve to another of them), in
+    data-flow order."""
+    found = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        manifest = load_manifest(d) if (d / "manifest.json").is_file() else None
+        if manifest and manifest.get("stage") in FLOW:
+            found[d.resolve()] = Stage(d.name, d, manifest["stage"], manifest, [])
+    for stage in found.values():
+        for ref in _input_paths(stage):
+            target = Path(ref)
+            target = (target if target.is_absolute() else stage.path.parent / target).resolve()
+            while target not in found and target != target.parent and root.resolve() in target.parents:
+                target = target.parent  # a path inside a stage's folder (e.g. a model under sft/)
+            if target in found and found[target] is not stage and found[target].name not in stage.inputs:
+                stage.inputs.append(found[target].name)
+    return sorted(found.values(), key=lambda s: (FLOW.index(s.kind), s.name))
+
+
+def _input_paths(stage: Stage) -> list[str]:
+    """The paths a stage's manifest says it read."""
+    m, cfg = stage.manifest, stage.manifest.get("config") or {}
+    inputs = m.get("inputs") or {}
+    refs = {
+        "filter": [inputs.get("path")],
+        "select": [(inputs.get("filter") or {}).get("path"), cfg.get("input")],
+        "mix": [s.get("path") for s in cfg.get("sources") or []],
+        "sft": [(m.get("data") or {}).get("path"), cfg.get("data"), cfg.get("student")],
+        "train-grpo": [(m.get("data") or {}).get("path"), cfg.get("prompts"), cfg.get("policy")],
+        "eval": [m.get("model"), cfg.get("model")],
+    }.get(stage.kind, [])
+    return [r for r in refs if isinstance(r, str) and r]
+
+
+def problems_section(stage: Stage) -> dict:
+    info = (stage.manifest.get("inputs") or {}).get("problems") or {}
+    counts = stage.manifest.get("counts") or {}
+    return {"stage": stage.name, "path": info.get("path"), "rows": counts.get("problems", info.get("rows")),
+            "sha256": info.get("sha256"), "column": info.get("problem_column")}
+
+
+def samples_section(stage: Stage) -> dict:
+    """A generate run: samples, tokens (histogram of completion_tokens), finish reasons, rounds."""
+    m = stage.manifest
+    counts, cfg = m.get("counts") or {}, m.get("config") or {}
+    files = sorted(stage.path.glob("part-*.parquet"))
+    names = set(pq.read_schema(files[0]).names) if files else set()
+    cols = [c for c in ("problem_id", "completion_tokens", "finish_reason", "round") if c in names]
+    df = pl.concat([pl.read_parquet(f, columns=cols) for f in files]) if files else pl.DataFrame()
+    out = {"stage": stage.name, "model": cfg.get("model"), "backend": cfg.get("backend"),
+           "template": (cfg.get("template") or {}).get("name") if isinstance(cfg.get("template"), dict)
+           else cfg.get("template"), "sampling": cfg.get("sampling"),
+           "samples": counts.get("samples_done", df.height), "expected": counts.get("samples_expected"),
+           "problems": counts.get("problems"), "completion_tokens": counts.get("completion_tokens"),
+           "prompt_tokens": counts.get("prompt_tokens"),
+           "finish_reasons": sorted((counts.get("finish_reasons") or {}).items(), key=lambda kv: -kv[1]),
+           "image": None, "rounds": []}
+    if "completion_tokens" in df.columns and df["completion_tokens"].drop_nulls().len():
+        tokens = df["completion_tokens"].drop_nulls()
+        out.update(mean_tokens=tokens.mean(), p50_tokens=tokens.median(), max_tokens=tokens.max(),
+                   image=_histogram({"samples": tokens.to_numpy()}, "completion tokens", "samples"))
+    if "round" in df.columns:
+        per = df.group_by("round").agg(pl.len().alias("samples"), pl.col("problem_id").n_unique().alias("problems"))
+        out["rounds"] = per.sort("round").rows(named=True)
+    return out
+
+
+def filter_section(stage: Stage) -> dict:
+    """A filter run's funnel, drops by reason, and a few dropped rows per filter."""
+    funnel = stage.manifest.get("funnel") or {}
+    steps = []
+    for k, s in enumerate(funnel.get("steps") or []):
+        examples = []
+        for f in sorted((stage.path / "rejected").glob(f"{k:02d}-*-part-*.parquet")):
+            names = pq.read_schema(f).names
+            cols = [c for c in ("sample_id", "reason", "completion") if c in names]
+            for r in pl.read_parquet(f, columns=cols).head(EXAMPLES_PER_FILTER - len(examples)).iter_rows(named=True):
+                text = r.get("completion") or ""
+                examples.append({"sample_id": r.get("sample_id"), "reason": r.get("reason"),
+                                 "text": text[:EXAMPLE_CHARS] + ("…" if len(text) > EXAMPLE_CHARS else "")})
+            if len(examples) >= EXAMPLES_PER_FILTER:
+                break
+        steps.append({"filter": s.get("filter"), "rows_in": s.get("rows_in"), "dropped": s.get("dropped"),
+                      "kept": s.get("kept"), "reasons": sorted((s.get("by_reason") or {}).items(),
+                                                               key=lambda kv: -kv[1]), "examples": examples})
+    return {"stage": stage.name, "rows_in": funnel.get("rows_in"), "kept": funnel.get("kept"),
+            "rejected": funnel.get("rejected"), "steps": steps}
+
+
+def selection_section(stage: Stage) -> dict:
+    """A select run's policy, counts and pass-rate histogram (curate.select's bins)."""
+    from curate.select import pass_rate_histogram
+
+    m = stage.manifest
+    problems = stage.path / "problems.parquet"
+    bins = pass_rate_histogram(pl.read_parquet(problems, columns=["pass_rate"])) if problems.is_file() else []
+    rated = sum(b["problems"] for b in bins)
+    image = None
+    if rated:
+        rates = pl.read_parquet(problems, columns=["pass_rate"])["pass_rate"].drop_nulls().to_numpy()
+        image = _histogram({"problems": rates}, "pass rate (correct / generated)", "problems",
+                           bins=[i / 10 for i in range(11)])
+    return {"stage": stage.name, "config": {k: v for k, v in (m.get("config") or {}).items()
+                                            if k in ("policy", "one_by", "max_per_problem", "score", "pass_rate_band")
+                                            and v is not None},
+            "counts": m.get("counts") or {}, "bins": bins if rated else [], "image": image,
+            "correctness": (m.get("correctness") or {}).get("filters") or []}
+
+
+def mixture_section(stage: Stage) -> dict:
+    """A mix run's sources (requested, delivered, domains), splits and num_tokens per source."""
+    m = stage.manifest
+    files = sorted((stage.path / "data").glob("*.parquet"))
+    tokens = pl.concat([pl.read_parquet(f, columns=["source", "num_tokens"]) for f in files]) if files else None
+    per_source = {}
+    if tokens is not None and tokens.height:
+        for (name,), g in tokens.group_by(["source"], maintain_order=True):
+            per_source[name] = g["num_tokens"].to_numpy()
+    sources = [{"name": s.get("name"), "kind": s.get("kind"), "requested": s.get("requested"),
+                "available": s.get("available"), "delivered": s.get("delivered"), "upsampled": s.get("upsampled"),
+                "domains": sorted((s.get("domains") or {}).items()),
+                "mean_tokens": float(per_source[s["name"]].mean()) if s.get("name") in per_source else None}
+               for s in m.get("sources") or []]
+    return {"stage": stage.name, "sources": sources, "splits": sorted((m.get("splits") or {}).items()),
+            "rows": (m.get("counts") or {}).get("rows"), "tokenizer": m.get("tokenizer"),
+            "image": _histogram(per_source, "num_tokens per row", "rows") if per_source else None}
+
+
+def training_log(stage: Stage) -> list[dict]:
+    """The trainer's logged steps: GRPO's log.jsonl; for SFT the last checkpoint's
+    trainer_state.json log_history, then the manifest's later entries."""
+    log = stage.path / "log.jsonl"
+    if log.is_file():
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    history = []
+    states = sorted(stage.path.glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rpartition("-")[2] or 0))
+    if states:
+        history = json.loads(states[-1].read_text()).get("log_history") or []
+    last = max((h.get("step", 0) for h in history), default=-1)
+    tail = (stage.manifest.get("train") or {}).get("log_history") or []
+    return history + [h for h in tail if h.get("step", 0) > last or (h.get("step") == last and h not in history)]
+
+
+def training_section(stage: Stage) -> dict:
+    """Loss (and, for GRPO, reward) curves from the trainer's log."""
+    log = [h for h in training_log(stage) if "step" in h]
+    curves = {}
+    for key in ("loss", "reward", "rewards/accuracy/mean", "rewards/format/mean", "kl", "mean_token_accuracy"):
+        points = [(h["step"], h[key]) for h in log if isinstance(h.get(key), int | float)]
+        if points:
+            curves[key] = points
+    image = None
+    if curves:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        panels = [k for k in curves if k in ("loss", "reward")] or list(curves)[:1]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 2.8), dpi=90, squeeze=False)
+        for ax, key in zip(axes[0], panels):
+            xs, ys = zip(*curves[key])
+            ax.plot(xs, ys, marker="o", markersize=3)
+            ax.set_xlabel("step")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+        image = _png(fig)
+    m = stage.manifest
+    train = m.get("train") or {}
+    summary = {"steps": (m.get("counts") or {}).get("steps", train.get("global_step")),
+               "train_loss": train.get("train_loss"), "tokens": (m.get("counts") or {}).get("tokens"),
+               "tokens_per_s": train.get("tokens_per_s")}
+    return {"stage": stage.name, "kind": stage.kind, "image": image, "summary": summary,
+            "last": {k: v[-1][1] for k, v in curves.items()}, "points": sum(len(v) for v in curves.values())}
+
+
+def eval_section(stage: Stage) -> dict:
+    """pass@1 ± its standard error (and maj@k) per benchmark, as bars with error bars."""
+    m = stage.manifest
+    results = m.get("results") or {}
+    rows = [{"benchmark": name, "pass1": r.get("pass@1"), "stderr": r.get("pass@1_stderr"), "maj": r.get("maj@k"),
+             "k": r.get("k"), "problems": r.get("problems"), "samples": r.get("samples")}
+            for name, r in sorted(results.items())]
+    image = None
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(max(3.5, 1.4 * len(rows)), 2.8), dpi=90)
+        ax.bar([r["benchmark"] for r in rows], [r["pass1"] or 0 for r in rows],
+               yerr=[r["stderr"] or 0 for r in rows], capsize=6, color="#0969da")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("pass@1 ± s.e.")
+        ax.grid(alpha=0.3, axis="y")
+        image = _png(fig)
+    return {"stage": stage.name, "model": m.get("model"), "k": m.get("k"), "rows": rows, "image": image}
+
+
+def _histogram(groups: dict, xlabel: str, ylabel: str, bins=40) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.8), dpi=90)
+    ax.hist(list(groups.values()), bins=bins, stacked=True, label=list(groups))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+SECTIONS = {"generate": ("samples", samples_section), "filter": ("filters", filter_section),
+            "select": ("selection", selection_section), "mix": ("mixture", mixture_section),
+            "sft": ("training", training_section), "train-grpo": ("training", training_section),
+            "eval": ("eval", eval_section)}
+
+
+def build_pipeline_page(folder) -> str:
+    """The page across the stages of a recipe's folder, in data-flow order."""
+    import jinja2
+
+    root = Path(folder)
+    stages = find_stages(root)
+    context = {name: [] for name, _ in SECTIONS.values()}
+    context["problems"] = [problems_section(s) for s in stages if s.kind == "generate"]
+    for s in stages:
+        name, section = SECTIONS[s.kind]
+        context[name].append(section(s))
+    context["stages"] = [{"name": s.name, "kind": s.kind, "status": s.manifest.get("status"),
+                          "inputs": s.inputs, "command": " ".join(s.manifest.get("command") or []),
+                          "updated": s.manifest.get("updated")} for s in stages]
+    context.update(folder=str(root), generated=now(), version=package_versions()["curate"])
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda v, digits=0: "-" if v is None else f"{v:,.{digits}f}"
+    template = env.from_string((resources.files("curate") / "report_pipeline.html.jinja").read_text(encoding="utf-8"))
+    return template.render(**context)

@@ -27,10 +27,16 @@ The policy picks, per problem, from the kept rows:
 [LOW, HIGH] (the usual way to pick RL prompts that are neither solved nor hopeless).
 The output is a pure function of the input and the options: re-running gives the same
 files; a different config into the same --out is refused unless --overwrite.
+
+Big inputs stream: the policy runs on light per-row keys read lazily (ids, the length:
+generate's `completion_tokens` when present, else the completion's characters, the
+--score column); the texts are read only by the final lazy scan that writes the
+selected rows, so the unselected rows' texts are never held in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +48,7 @@ from curate.errors import CurateError
 from curate.options import opt
 from curate.progress import Progress
 from curate.schema import with_problem_id
-from curate.store import Table, load_manifest, open_run, open_table, read_manifest
+from curate.store import Table, collect, load_manifest, open_run, open_table, read_manifest
 
 CORRECTNESS_FILTERS = ("math", "code")
 POLICIES = ("all", "one", "best-k")
@@ -158,14 +164,46 @@ def problem_table(kept: pl.DataFrame, rejected: pl.DataFrame, correct_after: int
     return table.with_columns((pl.col("correct") / pl.col("generated")).alias("pass_rate")).sort("problem_id")
 
 
+ROW = "_select_row"  # a kept row's position in the kept table (the keys' link to the texts)
+
+
+def problem_id_expr(columns: list[str]) -> pl.Expr:
+    """schema.with_problem_id as a lazy expression: the row's problem_id, else the first
+    16 hex digits of sha256(problem), else its sample_id."""
+    if "problem_id" in columns:
+        return pl.col("problem_id")
+    if "problem" not in columns:
+        return pl.col("sample_id").cast(pl.String).alias("problem_id")
+    return pl.col("problem").map_batches(
+        lambda s: pl.Series([hashlib.sha256(str(t).encode()).hexdigest()[:16] for t in s.to_list()], dtype=pl.String),
+        return_dtype=pl.String, is_elementwise=True).alias("problem_id")
+
+
+def kept_keys(kept: Table, score: str | None) -> pl.DataFrame:
+    """One light row per kept row: its position, problem_id, sample_id, `_length`
+    (completion_tokens, else the completion's characters), source, domain, the score."""
+    columns = kept.columns()
+    if score and score not in columns:
+        raise CurateError(f"--score {score!r}: the kept rows have no such column (columns: {', '.join(columns)})")
+    length = pl.col("completion_tokens") if "completion_tokens" in columns else pl.col("completion").str.len_chars()
+    wanted = [problem_id_expr(columns), pl.col("sample_id"), length.alias("_length"),
+              *[pl.col(c) for c in ("source", "domain") if c in columns],
+              *([pl.col(score)] if score and score not in ("source", "domain", "sample_id", "problem_id") else [])]
+    keys, offset = [], 0
+    for _, part in kept.parts():  # file by file, streaming: the completions' lengths without the completions
+        with pl.Config(engine_affinity="streaming"):
+            keys.append(collect(part.with_row_index(ROW, offset=offset).select(ROW, *wanted), kept.source))
+        offset += keys[-1].height
+    return pl.concat(keys, how="diagonal_relaxed")
+
+
 def pick(kept: pl.DataFrame, o: SelectOptions) -> pl.DataFrame:
-    """Apply the policy per problem to the kept rows; rows come back sorted by problem, sample."""
+    """Apply the policy per problem to the kept rows' keys; rows come back sorted by problem, sample."""
     if kept.height == 0:
         return kept
     # a seeded random key per row, stable whatever order the shards came in
     keyed = kept.with_columns(pl.col("sample_id").cast(pl.String).hash(seed=o.seed).alias("_r"))
-    length = (pl.col("completion_tokens") if "completion_tokens" in kept.columns
-              else pl.col("completion").str.len_chars())
+    length = pl.col("_length")
     if o.policy == "one":
         order, desc = {"random": (["_r"], [False]), "shortest": ([length, "_r"], [False, False]),
                        "longest": ([length, "_r"], [True, False])}[o.one_by]
@@ -200,8 +238,11 @@ def run(o: SelectOptions) -> dict:
               "generate": lineage}
     out = open_run(o.out, "select", config, overwrite=o.overwrite, command=o.command, inputs=inputs)
     with out.session(replace=True) as manifest:
-        kept, dropped = _read_rows(o, kept_table, rejected)
-        kept = kept.with_columns(pl.lit(lineage.get("path") or str(o.input)).alias("run"))
+        with Progress("select", len(kept_table.files) + len(rejected), "files", enabled=o.progress) as bar:
+            kept = kept_keys(kept_table, o.score)
+            bar.advance(len(kept_table.files))
+            dropped = read_rejected(rejected)
+            bar.advance(len(rejected))
         problems = problem_table(kept, dropped, correct_after)
         selected, problems = _select(o, kept, dropped, problems)
         manifest.update(
@@ -209,22 +250,40 @@ def run(o: SelectOptions) -> dict:
                          "rule": "kept, or rejected by a filter after the last correctness filter"},
             counts=_counts(problems, kept, selected, correct_after))
         (out.dir / "data").mkdir()
-        selected.write_parquet(out.dir / "data" / "part-00000.parquet", compression="zstd")
+        write_selected(kept_table, selected[ROW], lineage.get("path") or str(o.input),
+                       out.dir / "data" / "part-00000.parquet")
         problems.write_parquet(out.dir / "problems.parquet", compression="zstd")
     return manifest
 
 
-def _read_rows(o: SelectOptions, kept_table: Table, rejected: list[tuple[int, Path]]) -> tuple[pl.DataFrame, ...]:
-    """The kept rows (every column) and the rejected rows' problem, labels and chain index."""
-    with Progress("select", len(kept_table.files) + len(rejected), "files", enabled=o.progress) as bar:
-        kept = with_problem_id(kept_table.read())
-        bar.advance(len(kept_table.files))
-        if o.score and o.score not in kept.columns:
-            raise CurateError(f"--score {o.score!r}: the kept rows have no such column "
-                              f"(columns: {', '.join(kept.columns)})")
-        dropped = read_rejected(rejected)
-        bar.advance(len(rejected))
-    return kept, dropped
+def write_selected(kept: Table, rows: pl.Series, run_label: str, path: Path) -> None:
+    """The kept rows at positions `rows`, in that order, with every column and `run`."""
+    columns = kept.columns()
+    extra = [] if "problem_id" in columns else [problem_id_expr(columns)]
+    order = pl.DataFrame({ROW: rows.cast(pl.UInt32), "_order": pl.int_range(len(rows), eager=True, dtype=pl.UInt32)})
+    selected = read_positions(kept, rows, index=ROW, extra=extra).join(order, on=ROW).sort("_order")
+    selected.drop(ROW, "_order").with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
+
+
+def read_positions(table: Table, positions, columns: list[str] | None = None, index: str = "_row",
+                   extra: tuple[pl.Expr, ...] | list[pl.Expr] = ()) -> pl.DataFrame:
+    """The rows of `table` at `positions` (row numbers over its files in order), in table
+    order, with their position in column `index` (and the `extra` columns): each file is
+    streamed through a filter on the positions and the matches are copied out of its
+    buffers, so the other rows' texts are never held (select's output, mix's picked rows)."""
+    wanted = pl.col(index).is_in(pl.Series(positions, dtype=pl.UInt32).implode())
+    picked, offset = [], 0
+    for _, part in table.parts():
+        if columns is not None:
+            names = part.collect_schema().names()
+            part = part.select([c for c in columns if c in names])
+        frame = part.with_row_index(index, offset=offset).with_columns(*extra).filter(wanted)
+        with pl.Config(engine_affinity="streaming"):
+            rows = collect(frame, table.source)
+        # a copy: filtered strings still point into the whole file's buffers, which would stay held
+        picked.append(pl.from_arrow(rows.to_arrow(compat_level=pl.CompatLevel.oldest())))
+        offset += collect(part.select(pl.len()), table.source).item()
+    return pl.concat(picked, how="diagonal_relaxed")
 
 
 def _select(o: SelectOptions, kept: pl.DataFrame, dropped: pl.DataFrame,

@@ -37,11 +37,11 @@ def sources(tmp_path_factory):
     return root
 
 
-def build(sources, out, *extra, seed=0):
+def build(sources, out, *extra, seed=0, **options):
     return mix.run(mix.MixOptions(out=str(out), sources=[f"reasoning={sources / 'reasoning.parquet'}:12",
                                                          f"general={sources / 'chat.jsonl'}:13", *extra],
                                   allow_upsample=True, no_cot=("general",), seed=seed, progress=False,
-                                  command=["curate", "mix", "..."]))
+                                  command=["curate", "mix", "..."], **options))
 
 
 def read(out, split="train"):
@@ -112,6 +112,51 @@ def test_messages_shape_and_num_tokens(sources, tmp_path):
             assert row["messages"][1]["content"] == f"<think>\nstep {i}: work it out\n</think>\n\nanswer {i}"
     general = df.filter(pl.col("source") == "general")["messages"].to_list()
     assert all(m[1]["content"].startswith("<think>\n\n</think>\n\nhello ") for m in general)  # --no-cot
+
+
+def test_generated_token_counts_are_reused_when_the_tokenizer_matches(tmp_path):
+    """Rows whose `model` is the tokenizer's name keep generate's completion_tokens (the
+    problem's turn is counted); other rows are tokenised. Against --token-counts recount:
+    the same rows, the same order, the same splits, the same messages."""
+    from curate.embedded import EMBEDDED_NAME
+
+    rows = [dict(r, completion_tokens=1000 + i, model=EMBEDDED_NAME if i % 2 else "another-model")
+            for i, r in enumerate(reasoning_rows())]
+    pl.DataFrame(rows).write_parquet(tmp_path / "gen.parquet")
+    runs = {}
+    for mode in ("reuse", "recount"):
+        runs[mode] = mix.run(mix.MixOptions(out=str(tmp_path / mode), sources=[f"r={tmp_path / 'gen.parquet'}:24"],
+                                            test_size=0.25, token_counts=mode, progress=False))
+    for split in ("train", "test"):
+        reuse, recount = read(tmp_path / "reuse", split), read(tmp_path / "recount", split)
+        assert reuse.drop("num_tokens").equals(recount.drop("num_tokens"))
+        tok = mix.load_tokenizer(None)
+        for a, b in zip(reuse.iter_rows(named=True), recount.iter_rows(named=True)):
+            i = int(a["sample_id"][1:].split(":")[0])
+            if i % 2:  # matches: the problem's tokens + the generated count
+                user = len(tok(a["messages"][0]["content"], add_special_tokens=False)["input_ids"])
+                assert a["num_tokens"] == user + 1000 + i != b["num_tokens"]
+            else:
+                assert a["num_tokens"] == b["num_tokens"]
+    assert runs["reuse"]["token_counts"]["tokenizer_name"] == EMBEDDED_NAME
+    ids = pl.concat([read(tmp_path / "reuse", split) for split in ("train", "test")])["sample_id"]
+    odd = sum(int(i[1:].split(":")[0]) % 2 for i in ids)
+    assert runs["reuse"]["sources"][0]["num_tokens"] == {"reused": odd, "counted": 24 - odd} and 0 < odd < 24
+    assert runs["recount"]["sources"][0]["num_tokens"] == {"reused": 0, "counted": 24}
+
+
+def test_rows_order_and_splits_are_those_of_the_in_memory_mix(sources, tmp_path):
+    """The streaming mix (a key scan, then only the picked rows converted) delivers what
+    the mix that converted every row in memory did (commit 7654117 wrote these lists on
+    this very input): the same rows, in the same order, in the same splits."""
+    build(sources, tmp_path / "mix", missing_think="drop", test_size=0.2)
+    train, test = read(tmp_path / "mix"), read(tmp_path / "mix", "test")
+    assert train["sample_id"].to_list() == [
+        "general:1", "general:4", "p18:t:0", "p5:t:0", "p7:t:0", "p6:t:0", "general:2", "general:4", "general:2",
+        "general:0", "general:1", "p13:t:0", "p26:t:0", "general:4", "general:0", "p25:t:0", "p23:t:0", "general:1",
+        "p22:t:0", "general:2"]
+    assert test["sample_id"].to_list() == ["p14:t:0", "general:3", "p9:t:0", "p1:t:0", "general:3"]
+    assert (train["num_tokens"].sum(), test["num_tokens"].sum()) == (419, 110)
 
 
 def test_a_mixture_is_a_source_too(sources, tmp_path):

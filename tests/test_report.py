@@ -197,3 +197,79 @@ def test_out_into_a_missing_folder_is_refused_before_work(runs, tmp_path):
     _, filtered = runs
     r = curate("report", filtered, "--out", tmp_path / "nope" / "r.html", check=False)
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "nope").exists()
+
+
+@pytest.fixture(scope="module")
+def recipe_folder(mixture_dir, tiny_model, tmp_path_factory) -> Path:
+    """A recipe's folder of real stage runs: the shared fixture's generate → filter
+    (dedup, decontam) → select → mix (linked in), a second filter (math) → select with
+    pass rates over the same generations, a real 2-step SFT of the tiny model on the
+    mixture, and an eval of the trained student (2 problems × 2 samples)."""
+    src, root = mixture_dir.parent, tmp_path_factory.mktemp("recipe")
+    for name in ("generate", "filter", "select", "mix"):
+        (root / name).symlink_to(src / name)
+    curate("filter", "--input", root / "generate", "--out", root / "filter-math", "--filters", "math", "--no-progress")
+    curate("select", "--input", root / "filter-math", "--out", root / "select-math", "--no-progress")
+    curate("train", "sft", "--student", tiny_model, "--data", root / "mix", "--out", root / "sft", "--max-steps", 2,
+           "--batch-size", 4, "--save-steps", 2, "--logging-steps", 1, "--lr", "1e-3", "--no-progress")
+    curate("eval", "--model", root / "sft", "--backend", "transformers", "--benchmarks", src / "problems.jsonl",
+           "-k", 2, "--limit", 2, "--max-tokens", 8, "--out", root / "eval", "--no-progress")
+    return root
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def test_one_page_across_a_recipes_stages_in_headless_chromium(recipe_folder, tmp_path):
+    from curate.report import find_stages
+
+    stages = {s.name: s for s in find_stages(recipe_folder)}
+    assert [s.kind for s in stages.values()] == ["generate", "filter", "filter", "select", "select", "mix", "sft",
+                                                  "eval"]
+    # the lineage comes from the manifests' inputs
+    assert stages["filter-math"].inputs == ["generate"] and stages["select-math"].inputs == ["filter-math"]
+    assert stages["mix"].inputs == ["select"] and stages["sft"].inputs == ["mix"] and stages["eval"].inputs == ["sft"]
+
+    r = curate("report", recipe_folder, "--no-progress")
+    out = recipe_folder / "report.html"
+    assert f"report: {out}" in r.stdout
+    text = out.read_text()
+    page = Page(text)
+    assert "script" not in page.tags and "link" not in page.tags
+    assert all(url.startswith(("data:image/png;base64,", "#")) for _, url in page.urls), page.urls
+
+    dom, log = dump_dom(chromium(), out.as_uri(), tmp_path / "profile")
+    page = Page(dom)
+    assert {"stages", "problems", "samples", "filters", "selection", "mixture", "training", "eval"} <= page.ids
+    assert "Uncaught" not in log
+    # samples: the generate manifest's counts
+    gen = _manifest(recipe_folder / "generate")
+    assert f'<td class="n samples-done">{gen["counts"]["samples_done"]:,}</td>' in dom
+    assert f'<td class="n completion-tokens">{gen["counts"]["completion_tokens"]:,}</td>' in dom
+    for reason, n in gen["counts"]["finish_reasons"].items():
+        assert f'data-reason="{reason}">{reason}: {n:,}</span>' in dom
+    assert f'{gen["counts"]["problems"]:,} problems from' in dom
+    # each filter: its funnel's drops per step
+    for name in ("filter", "filter-math"):
+        for step in _manifest(recipe_folder / name)["funnel"]["steps"]:
+            assert f'data-filter="{step["filter"]}"><td>{step["filter"]}</td><td class="n">{step["rows_in"]:,}</td>' \
+                   f'<td class="n dropped">{step["dropped"]:,}</td>' in dom
+    assert "math: 16 dropped examples" not in dom and "dropped example" in dom  # examples, at most 3 per filter
+    # selection: counts and the pass-rate histogram (the random model's answers are all wrong: rate 0)
+    sel = _manifest(recipe_folder / "select-math")["counts"]
+    assert f'data-count="problems">{sel["problems"]:,}</td>' in dom and 'alt="pass rate histogram"' in dom
+    assert "No pass rates: the filter chain had no correctness filter" in dom  # the dedup/decontam select
+    # mixture: delivered per source
+    for s in _manifest(recipe_folder / "mix")["sources"]:
+        assert f'data-source="{s["name"]}"><td>{s["name"]}</td>' in dom
+        assert f'<td class="n delivered">{s["delivered"]:,}' in dom
+    # training: the SFT loss curve from the checkpoint's trainer_state.json, the last loss as logged
+    state = json.loads((recipe_folder / "sft" / "checkpoint-2" / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == 2 and f'data-metric="loss">{losses[-1]:,.4f}</td>' in dom
+    assert 'alt="training curves"' in dom and "2 steps" in dom
+    # eval: pass@1 and its standard error
+    res = _manifest(recipe_folder / "eval")["results"]["problems"]
+    assert f'<td class="n pass1">{res["pass@1"]:,.3f}</td><td class="n stderr">{res["pass@1_stderr"]:,.3f}</td>' in dom
+    assert 'alt="pass@1 with error bars"' in dom
