@@ -388,11 +388,14 @@ class _Context:
     def stage(self, name: str) -> Stage:
         where = self.source.where("stages", name)
         raw = self.raw_stages[name]
-        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", str(name)) or name in (TINY_MODEL, "recipe.json"):
-            raise CurateError(f"{where}: stage name `{name}`: use letters, digits, _ . - (it names its folder)")
+        if not re.fullmatch(r"[A-Za-z0-9][\w-]*", str(name)):
+            raise CurateError(f"{where}: stage name `{name}`: use letters, digits, _ and - (it names its folder)")
         if not isinstance(raw, dict):
             raise CurateError(f"{where}: stage `{name}` must be a mapping with `command:` and its options")
         command = raw.get("command")
+        if command == "report" and name == "report":
+            raise CurateError(f"{where}: a report stage cannot be called `report`: OUT/report.html is the report "
+                              "across stages that curate run writes")
         if command not in COMMANDS:
             shown = f"`{command}`" if command is not None else "no `command:`"
             raise CurateError(f"{self.source.where('stages', name, 'command')}: stage {name}: {shown}; "
