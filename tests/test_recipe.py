@@ -116,16 +116,19 @@ def test_errors_name_file_and_line(tmp_path):
     f = tmp_path / "r.yaml"
     assert bad("    num_samples: ${samples}", "    num_sample: 2") == (
         f"{f}:8: stage generate: `generate` has no option `num_sample`; did you mean `num_samples`?")
-    assert bad("  samples: 2", "  samples: many") == f"{f}:8: stage generate: num_samples: expected an integer, got 'many'"
+    assert bad("  samples: 2", "  samples: many") == (
+        f"{f}:8: stage generate: num_samples: expected an integer, got 'many'")
     assert bad("  samples: 2", "  samples: 0") == f"{f}:8: stage generate: num_samples: must be >= 1, got 0"
-    assert bad("    filters: dedup", "    workers: two") == f"{f}:12: stage filter: workers: expected an integer, got 'two'"
+    assert bad("    filters: dedup", "    workers: two") == (
+        f"{f}:12: stage filter: workers: expected an integer, got 'two'")
     assert bad("${stages.generate.out}", "${stages.gen.out}") == (
         f"{f}:11: `${{stages.gen.out}}`: no stage `gen` (stages: generate, filter)")
-    assert bad("${problems}", "${problem}").startswith(f"{f}:7: `${{problem}}`: no such variable (vars: samples, problems)")
+    assert bad("${problems}", "${problem}") == f"{f}:7: `${{problem}}`: no such variable (vars: samples, problems)"
     assert bad("command: filter", "command: filtre") == (
         f"{f}:10: stage filter: `filtre`; choose one of generate, filter, select, mix, card, report, train sft, "
         "train grpo, eval")
-    assert bad("    filters: dedup", "    out: elsewhere") == f"{f}:12: stage filter: `out` is set by curate run (OUT/filter)"
+    assert bad("    filters: dedup", "    out: elsewhere") == (
+        f"{f}:12: stage filter: `out` is set by curate run (OUT/filter)")
     assert bad("    input: ${problems}\n", "") == f"{f}:5: stage generate: the option `input` is required"
     assert bad("  samples: 2\n", "  samples: 2\n  samples: 3\n") == f"{f}:3: `samples` is given twice"
     assert bad("    num_samples: ${samples}", "    num_samples: [2").startswith(f"{f}:9:9: bad YAML:")
@@ -136,8 +139,10 @@ def test_errors_name_file_and_line(tmp_path):
         f"--set sample: the recipe {f} has no such variable (vars: samples, problems)")
     assert bad("  samples: 2", "  samples: 2", sets={"samples": "x"}) == (
         f"--set samples=x: expected an integer like the recipe's 2 ({f}:2)")
-    assert bad("  samples: 2", "  samples: 2", smoke=True) == f"{f}: no `smoke:` block, so --smoke cannot scale this recipe down"
-    assert refused(tmp_path / "nope.yaml").startswith(f"{tmp_path / 'nope.yaml'}: no such recipe file or shipped recipe")
+    assert bad("  samples: 2", "  samples: 2", smoke=True) == (
+        f"{f}: no `smoke:` block, so --smoke cannot scale this recipe down")
+    nope = tmp_path / "nope.yaml"
+    assert refused(nope).startswith(f"{nope}: no such recipe file or shipped recipe")
 
 
 def test_cli_refuses_in_one_line(tmp_path):
@@ -156,8 +161,9 @@ def traces(path: Path) -> Path:
     for p in range(4):
         for i in range(3):
             words = "add them" if (p, i) == (0, 1) else f"step {p} {i}"
+            completion = f"<think>\nI {words} up carefully.\n</think>\n\nThe answer is \\boxed{{{p + i}}}."
             rows.append({"problem_id": f"p{p}", "sample_id": f"p{p}:{i}", "problem": f"What is {p} + {i}?",
-                         "completion": f"<think>\nI {words} up carefully.\n</think>\n\nThe answer is \\boxed{{{p + i}}}.",
+                         "completion": completion,
                          "reference_answer": str(p + i), "domain": "math"})
     rows[0]["completion"] = rows[1]["completion"]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -258,7 +264,8 @@ def test_distill_smoke_end_to_end(distill_smoke):
     assert {n: s["status"] for n, s in state["stages"].items()} == dict.fromkeys(
         ["generate", "filter", "select", "mix", "sft", "eval"], "complete")
     gen = json.loads((out / "generate" / "manifest.json").read_text())
-    assert gen["counts"]["samples_done"] == 8 and gen["config"]["model"] == "SmolLM2-135M-Instruct"  # the embedded teacher
+    assert gen["counts"]["samples_done"] == 8
+    assert gen["config"]["model"] == "SmolLM2-135M-Instruct"  # the embedded teacher
     assert gen["command"][:3] == ["curate", "generate", "--input"]  # the equivalent command line, recorded
     sft = json.loads((out / "sft" / "manifest.json").read_text())
     assert sft["status"] == "complete" and sft["counts"]["steps"] == 1 and sft["student"] == str(out / ".tiny-model")
@@ -281,13 +288,12 @@ def test_distill_smoke_killed_and_resumed_gives_the_same_outputs(distill_smoke, 
                             start_new_session=True)
     try:
         deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None:
-            state = _state(out)
-            if (state.get("stages") or {}).get("sft", {}).get("status") == "running":
+        while time.time() < deadline and proc.poll() is None:  # the SFT's own session has begun
+            if _state(out / "sft", "manifest.json").get("status") == "running":
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before the SFT stage started"
-        time.sleep(2)
+        time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -300,9 +306,9 @@ def test_distill_smoke_killed_and_resumed_gives_the_same_outputs(distill_smoke, 
     assert outputs(out) == outputs(distill_smoke)
 
 
-def _state(out: Path) -> dict:
+def _state(out: Path, name: str = "recipe.json") -> dict:
     try:
-        return json.loads((out / "recipe.json").read_text())
+        return json.loads((out / name).read_text())
     except (OSError, ValueError):
         return {}
 
