@@ -394,8 +394,10 @@ def eval_(given: dict, as_json: bool):
 
 @stage(cli, "run", "run_recipe")
 def run_(given: dict):
+    from curate.generate import install_sigterm_handler
     from curate.recipe import describe
 
+    install_sigterm_handler()  # SIGTERM stops the running stage as Ctrl-C does; re-running resumes
     result = api.run_recipe(**given, echo=click.echo)
     if result.plan is not None:
         click.echo(describe(result.plan))
