@@ -248,21 +248,6 @@ def _apply_smoke(source: Source, block, raw_vars: dict, raw_stages: dict) -> tup
     return raw_vars, raw_stages
 
 
-def parse_sets(items) -> dict:
-    """--set KEY=VALUE items, each value read as YAML (4 is a number, true a boolean)."""
-    import yaml
-
-    from curate.options import pairs
-
-    def read(value: str):
-        try:
-            return yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            return value
-
-    return pairs(items, "--set", "KEY=VALUE", parse=read)
-
-
 def _apply_sets(source: Source, raw_vars: dict, sets: dict) -> dict:
     """--set over the vars, each value checked against the type of the var's value."""
     out = dict(raw_vars)
