@@ -1,7 +1,7 @@
 """curate: build DeepSeek-R1-style training data and the students trained on it.
 
 The Python API is the command line's: `curate.generate`, `filter`, `select`, `mix`,
-`card`, `publish`, `report`, `train_sft`, `train_grpo` and `evaluate` (curate/api.py),
+`card`, `publish`, `report`, `train_sft`, `train_grpo`, `evaluate` and `run_recipe` (curate/api.py),
 each taking its options as keyword arguments and returning a `Result`. They load on
 first use, so `import curate` stays light. Where a function shares its name with a stage
 module (curate.generate, ...), the name is the function; reach the module with
@@ -13,8 +13,7 @@ import types as _types
 __version__ = "0.1.0"
 
 __all__ = ["generate", "filter", "select", "mix", "card", "publish", "report", "audit", "train_sft", "train_grpo",
-           "evaluate",
-           "Result", "CurateError"]
+           "evaluate", "run_recipe", "Result", "CurateError"]
 
 
 def __getattr__(name: str):

@@ -32,6 +32,7 @@ OPTIONS = {
     "train_sft": ("curate.train.sft", "SFTOptions"),
     "train_grpo": ("curate.train.grpo", "GRPOOptions"),
     "evaluate": ("curate.train.eval", "EvalOptions"),
+    "run_recipe": ("curate.recipe", "RunOptions"),
 }
 
 
@@ -202,6 +203,22 @@ def evaluate(options=None, /, **kwargs) -> Result:
     opts = build(ev.EvalOptions, options, **kwargs)
     _check_openai(opts)
     return Result(Path(opts.out), ev.run(opts))
+
+
+def run_recipe(options=None, /, *, echo=print, **kwargs) -> Result:
+    """Run a recipe: its stages in dependency order, each in OUT/NAME; re-running resumes.
+
+    Complete stages whose fingerprint matches are skipped, an interrupted one resumes, a
+    changed one and everything after it re-run; at the end, the report across stages.
+
+    Returns OUT and OUT/recipe.json (stage statuses, fingerprints, the resolved vars); a
+    dry run (`dry_run=True`) writes nothing and returns the plan. `echo` prints progress."""
+    recipe = import_module("curate.recipe")
+    opts = build(recipe.RunOptions, options, **kwargs)
+    p = recipe.plan(opts.recipe, opts.out, sets=opts.sets, smoke=opts.smoke)
+    if opts.dry_run:
+        return Result(Path(opts.out), recipe.read_state(p.out), p)
+    return Result(Path(opts.out), recipe.run(p, progress=opts.progress, echo=echo))
 
 
 # The command line's help for each: the docstring without its paragraphs for Python callers.

@@ -407,6 +407,23 @@ def eval_(given: dict, as_json: bool):
     click.echo(f"results: {out}/results.json")
 
 
+@stage(cli, "run", "run_recipe")
+def run_(given: dict):
+    from curate.generate import install_sigterm_handler
+    from curate.recipe import describe
+
+    install_sigterm_handler()  # SIGTERM stops the running stage as Ctrl-C does; re-running resumes
+    result = api.run_recipe(**given, echo=click.echo)
+    if result.plan is not None:
+        click.echo(describe(result.plan))
+        click.echo("dry run: nothing run, nothing written")
+        return
+    state = result.manifest
+    done = sum(1 for s in state["stages"].values() if s["status"] == "complete")
+    click.echo(f"{state['recipe']['name']}: {done} of {len(state['stages'])} stages complete in {result.out} "
+               f"(record: {result.out}/recipe.json)")
+
+
 def main() -> None:
     cli(prog_name="curate")
 

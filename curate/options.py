@@ -257,6 +257,48 @@ def given(ctx, values: dict) -> dict:
     return {k: v for k, v in values.items() if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
 
 
+def argv(cls, values: dict) -> list[str]:
+    """The command-line arguments that give `values` (keyword name -> value) to the command
+    made from `cls`: the inverse of the click parameters above (a recipe's stage printed as
+    the command a user would type). Options not on the command line are left out."""
+    out: list[str] = []
+    for x in flat(cls):
+        if x.name not in values or not x.on_cli:
+            continue
+        value, m = values[x.name], x.meta
+        tp = _base_type(x.type)
+        if m.get("argument"):
+            out.append(str(value))
+        elif tp is bool:
+            name = x.option.removeprefix("--")
+            if x.default is None or m.get("negatable"):
+                out.append(f"--{name}" if value else f"--no-{name}")
+            elif value != x.default:
+                out.append(x.option)  # a flag, or the --no-x of a default-true option
+        elif value is None:
+            continue
+        elif isinstance(value, dict):
+            out += [a for k, v in value.items() for a in (x.option, f"{k}={_cli_value(v)}")]
+        elif m.get("comma"):
+            out += [x.option, ",".join(map(str, value))]
+        elif isinstance(value, (list, tuple)) and typing.get_origin(tp) is tuple and typing.get_args(tp)[-1:] != (...,):
+            out += [x.option, *map(str, value)]  # a fixed number of values, e.g. LOW HIGH
+        elif isinstance(value, (list, tuple)):
+            out += [a for v in value for a in (x.option, str(v))]
+        else:
+            out += [x.option, str(value)]
+    return out
+
+
+def _cli_value(value) -> str:
+    """A KEY=VALUE pair's value as the command line reads it back (YAML for non-strings)."""
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value)
+
+
 # --- the Python docstring -----------------------------------------------------------------
 
 

@@ -16,45 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from curate.tiny import build_tiny_model
+
 REPO = Path(__file__).resolve().parent.parent
 # Test data lives in the repository (MIT; see tests/data/README.md): GSM8K's test split is the
 # copy curate ships, MATH-500 with its worked solutions is in tests/data.
 GSM8K_TEST = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 MATH500_TEST = REPO / "tests" / "data" / "math500_test.jsonl"
-
-
-def build_tiny_model(out: Path, arch: str = "qwen2") -> Path:
-    """A random-weight Qwen2 (or Llama) small enough to build in ~1 s: hidden 64,
-    2 layers, head size 32 (vLLM's CPU attention needs >= 32), SmolLM2's tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    from curate.embedded import load_tokenizer
-
-    tokenizer = load_tokenizer()
-    common = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-        dtype="float32",
-    )
-    torch.manual_seed(0)
-    if arch == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**common))
-    else:
-        model = LlamaForCausalLM(LlamaConfig(**common))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = REPO / "curate" / "data" / "gsm8k_sample.jsonl"
 COMMANDS = {"generate": ["generate"], "filter": ["filter"], "select": ["select"], "mix": ["mix"], "card": ["card"],
             "publish": ["publish"], "report": ["report"], "train_sft": ["train", "sft"],
-            "train_grpo": ["train", "grpo"], "evaluate": ["eval"]}
+            "train_grpo": ["train", "grpo"], "evaluate": ["eval"], "run_recipe": ["run"]}
 
 
 def readme_block(language: str, first_line: str) -> str:

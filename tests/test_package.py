@@ -24,7 +24,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
                      "curate/prompts/r1_zero.jinja", "curate/prompts/examples/cold_start_math.jsonl",
                      "curate/data_cards/README.md", "curate/data/gsm8k_sample.jsonl", "curate/data/LICENSE-gsm8k",
                      "curate/train/recipes/r1-distill-qwen-1.5b.yaml", "curate/train/accelerate/zero3.yaml",
-                     "curate/train/accelerate/fsdp.yaml"):
+                     "curate/train/accelerate/fsdp.yaml", "curate/recipes/r1.yaml", "curate/recipes/distill.yaml",
+                     "curate/recipes/r1_zero.yaml", "curate/data/general_chat.jsonl"):
         assert expected in names, expected
     assert not [n for n in names if n.startswith(("filters/", "train/", "prompts/", "tests/"))]
 
