@@ -27,7 +27,7 @@ near-duplicates of another trace, some with a wrong final answer.
     python benchmarks/filter.py [--only math,neardup,chain] [--docs 3000]
         [--math-pairs 2000] [--neardup-docs 100000] [--neardup-words 250] [--json out.json]
 
-Benchmark-only dependencies (not in pyproject): datasketch, datatrove, fasteners (datatrove's
+Benchmark-only dependencies (`pip install -e .[bench]`): datasketch, datatrove, fasteners (datatrove's
 LanguageFilter requires it, for a download lock never taken here), spacy (datatrove's
 English word tokenizer for GopherRepetitionFilter is spacy.blank("en"): no model download).
 """

@@ -80,18 +80,19 @@ def profile(df: pl.DataFrame) -> dict:
     from datatrove.data import Document
 
     from curate.chain import build_filters
-    from curate.filters.base import Filter
+    from curate.executor import LocalExecutor
     from curate.filters.language import lid_model
 
     lid_model()
     out = {}
     filters = build_filters(default_chain())
     for f in filters:
-        stateful = type(f).prepare is not Filter.prepare
+        stateful = f.stateful
 
-        def work():
-            if stateful:  # the index over every row is the stateful filters' main cost
-                f.prepare(df.select(sorted({*f.needs, "sample_id"})))
+        def work(f=f, stateful=stateful):
+            if stateful:  # index and resolve over every row are the stateful filters' main cost
+                with LocalExecutor(1) as executor:
+                    f.resolve([f.index(df)], executor)
             return f(df)
 
         if f.name == "math":  # the pool's processes start outside the clock (timed in `chain`)
