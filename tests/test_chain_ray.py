@@ -17,7 +17,7 @@ from curate.cluster import alive_nodes
 from curate.executor import make_executor
 from curate.schema import GENERATION_SCHEMA
 from curate.store import RunStore
-from tests.raycluster import LocalCluster
+from raycluster import LocalCluster
 from traces import planted_rows
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from helpers import curate, env
-from tests.raycluster import LocalCluster
+from raycluster import LocalCluster
 
 COLUMNS = ["sample_id", "completion", "finish_reason", "prompt_tokens", "completion_tokens"]
 ARGS = ["-n", "2", "--max-tokens", "40", "--no-progress"]
