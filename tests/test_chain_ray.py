@@ -11,13 +11,13 @@ import time
 import polars as pl
 import pyarrow as pa
 import pytest
+from raycluster import LocalCluster
 
 from curate import chain
 from curate.cluster import alive_nodes
 from curate.executor import make_executor
 from curate.schema import GENERATION_SCHEMA
 from curate.store import RunStore
-from raycluster import LocalCluster
 from traces import planted_rows
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import time
 
 import polars as pl
 import pytest
+from raycluster import LocalCluster
 
 from helpers import curate, env
-from raycluster import LocalCluster
 
 COLUMNS = ["sample_id", "completion", "finish_reason", "prompt_tokens", "completion_tokens"]
 ARGS = ["-n", "2", "--max-tokens", "40", "--no-progress"]
