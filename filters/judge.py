@@ -3,11 +3,11 @@
 `Judge` renders a prompt template (prompts/judge.jinja: "are these two answers
 equivalent?"; prompts/judge_code_output.jinja: "is this program output an acceptable
 answer to this input?"; prompts/same_problem.jinja: "is this the same problem,
-rephrased?") and asks
-a model through generate's backends (vllm, openai, transformers): one greedy sample per
-question. The reply's last `[[YES]]` / `[[NO]]` is the verdict; a reply with neither is
-"unclear", which never decides anything. Questions are cached by their rendered
-prompt, so the k samples of a problem that give the same final answer cost one call.
+rephrased?") and asks a model through generate's backends (vllm, openai, transformers):
+one greedy sample per question. The reply's last `[[YES]]` / `[[NO]]` is the verdict; a
+reply with neither is "unclear", which never decides anything. Questions are cached by
+their rendered prompt, so the k samples of a problem that give the same final answer
+cost one call.
 
 A judge is given as a mapping wherever a filter or reward takes one:
 
