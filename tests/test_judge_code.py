@@ -130,6 +130,21 @@ def test_more_differing_cases_than_judge_cases_are_not_asked_and_the_reason_says
 
 
 @needs_isolation
+def test_one_unclear_case_leaves_the_rules_verdict():
+    def respond(call):  # yes to two cases, no verdict on the third
+        return Reply(body=chat_response(["I cannot tell." if "2.000000" in call.prompt else "[[YES]]"]))
+
+    with ScriptedServer(respond) as server:
+        f = Code(workers=1, mode="cascade", judge=spec(server))
+        try:
+            v = f.verify({"sample_id": "x", "problem": PROBLEM, "completion": FIXED, "tests": TESTS})
+        finally:
+            f.close()
+    assert (v.keep, v.reason, v.scores["judge_verdict"], v.scores["verdict_by"]) == (
+        False, "failed 3/3 tests", "unclear", "rules")
+
+
+@needs_isolation
 def test_a_sample_of_passing_rows_goes_to_the_judge_but_the_rules_decide_and_audit_counts_it():
     def never(call):
         return Reply(body=chat_response(["[[NO]]"]))
