@@ -16,6 +16,15 @@ the GRPO code reward); `Code` is the batch filter, running rows in a thread pool
 work is in sandboxed subprocesses, so threads are enough). The sandbox's isolation
 level (bwrap, unshare or none) goes to the run's manifest.
 
+Cascade mode (`code: {mode: cascade, judge: {...}}`, `code_cascade`): a stdio sample
+that ran cleanly on every case but whose output differs from the expected one on a few
+cases ("0.500000" for "0.5", "Yes" for "YES", another valid answer) goes to an LLM judge
+(filters/judge.py, prompts/judge_code_output.jinja), one question per mismatching case;
+it passes only when every one is judged acceptable. Timeouts, crashes, output
+overflows and assert-mode failures stay the rules' to decide. The judge sees outputs,
+never runs code: an output much longer than the expected one, or holding a verdict
+marker, is never sent (docs/ARCHITECTURE.md, "Verification you can trust").
+
 The count cannot be forged by the solution (docs/ARCHITECTURE.md, "The code verifier's
 trust boundary"): in assert mode the solution runs in one sandbox and the tests in
 another (the checker, `sandbox.run_with_checker`); the checker calls the solution's
@@ -32,31 +41,54 @@ import builtins
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import polars as pl
 
 from curate.errors import CurateError
 from curate.filters import sandbox
 from curate.filters.base import Decision, RowFilter, Verdict
+from curate.filters.judge import JUDGE_SCORES, VERDICT, Judge, cascade, cascade_judge
 from curate.parsing import parse_completion
 
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 PYTHON_TAGS = {"python", "py", "python3", "py3"}
 SETUP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                ast.AnnAssign)
+# what a judge is shown (code_questions): at most JUDGE_CASES mismatching cases per sample;
+# an expected or actual output over JUDGED_CHARS, or an output over LENGTH_RATIO times the
+# expected one (+ LENGTH_SLACK characters), is not sent at all; the input and the problem
+# are context, cut to INPUT_CHARS and PROBLEM_CHARS
+JUDGE_CASES = 3
+JUDGED_CHARS = 2000
+LENGTH_RATIO, LENGTH_SLACK = 4, 16
+INPUT_CHARS, PROBLEM_CHARS = 1000, 6000
+
+
+class CaseRun(NamedTuple):
+    """One stdio case as it ran: its input and expected output, the program's stdout
+    (its first JUDGED_CHARS + 1 characters) and that stdout's whole length."""
+
+    input: str
+    expected: str
+    output: str
+    output_chars: int
 
 
 class CodeVerdict(Verdict):
     """verify_code's Verdict: keep when every test passed; the reason a short detail
     ("failed 2/5 tests", "runtime error: NameError: ...", "no code block"); scores
     `code_status`, `code_passed`, `code_total`, read as `.status`, `.passed`, `.total`.
-    `.isolation` is the sandbox's ("bwrap" | "unshare" | "none")."""
+    `.isolation` is the sandbox's ("bwrap" | "unshare" | "none"). `.runs`: stdio cases
+    kept for a judge (verify_code's `keep_runs`), else empty."""
 
-    def __init__(self, status: str, passed: int, total: int, isolation: str, reason: str | None = None):
+    def __init__(self, status: str, passed: int, total: int, isolation: str, reason: str | None = None,
+                 runs: tuple[CaseRun, ...] = ()):
         # status: "passed" | "failed" | "no_code" | "no_tests" | "timeout" | "error" | "output_limit"
         super().__init__(status == "passed", None if status == "passed" else reason,
                          {"code_status": status, "code_passed": passed, "code_total": total})
         object.__setattr__(self, "isolation", isolation)
+        object.__setattr__(self, "runs", runs)
 
     @property
     def status(self) -> str:
@@ -77,9 +109,11 @@ def verify_code(
     *,
     timeout: float = 5.0,
     memory_mb: int = 512,
+    keep_runs: int = 0,
 ) -> CodeVerdict:
     """Run the completion's final code block against the tests; never raises for
-    anything the code does."""
+    anything the code does. `keep_runs`: in stdio mode, keep that many cases in `.runs`
+    for a judge (the first mismatching ones; those of a passing program, the first ones)."""
     mode = sandbox.isolation()
     tests = parse_tests(tests_json)
     if tests is None:
@@ -89,7 +123,7 @@ def verify_code(
         return CodeVerdict("no_code", 0, 0, mode, "no code block")
     limits = dict(timeout=timeout, memory_mb=memory_mb)
     if tests["type"] == "stdio":
-        return _run_stdio(code, tests["cases"], limits, mode)
+        return _run_stdio(code, tests["cases"], limits, mode, keep_runs)
     return _run_asserts(code, tests["code"], limits, mode)
 
 
@@ -512,20 +546,25 @@ main()
 '''
 
 
-def _run_stdio(code: str, cases: list[dict], limits: dict, mode: str) -> CodeVerdict:
+def _run_stdio(code: str, cases: list[dict], limits: dict, mode: str, keep_runs: int = 0) -> CodeVerdict:
     """One fresh run per case, all in one sandbox; the outputs are compared here, outside
     it. Stops at the first timeout, output overflow or crash."""
     total, passed = len(cases), 0
+    matched, mismatched = [], []  # the first `keep_runs` of each, for a judge
     for case, result in zip(cases, sandbox.run_untrusted_cases(code, [c["input"] for c in cases], **limits)):
         if result.status in ("timeout", "output_limit"):
             return CodeVerdict(result.status, passed, total, mode, result.status.replace("_", " "))
         if result.status != "ok":
             last = _last_line(result.stderr) or f"exit status {result.returncode}"
             return CodeVerdict("error", passed, total, mode, f"runtime error: {last}"[:200])
-        passed += _normalise(result.stdout) == _normalise(case["output"])
+        same = _normalise(result.stdout) == _normalise(case["output"])
+        passed += same
+        kept = matched if same else mismatched
+        if len(kept) < keep_runs:
+            kept.append(CaseRun(case["input"], case["output"], result.stdout[: JUDGED_CHARS + 1], len(result.stdout)))
     if passed == total:
-        return CodeVerdict("passed", passed, total, mode)
-    return CodeVerdict("failed", passed, total, mode, f"failed {total - passed}/{total} tests")
+        return CodeVerdict("passed", passed, total, mode, runs=tuple(matched))
+    return CodeVerdict("failed", passed, total, mode, f"failed {total - passed}/{total} tests", tuple(mismatched))
 
 
 def _normalise(text: str) -> list[str]:
@@ -541,13 +580,14 @@ def _last_line(text: str) -> str:
 
 
 class Code(RowFilter):
-    """Keep rows whose final code block passes every test of the row."""
+    """Keep rows whose final code block passes every test of the row; in cascade mode,
+    or whose differing stdio outputs an LLM judge accepts (`code_cascade`)."""
 
     name = "code"
-    needs = ("completion", "tests")
-    scores = {"code_status": pl.String, "code_passed": pl.Int64, "code_total": pl.Int64}
+    rule_scores = {"code_status": pl.String, "code_passed": pl.Int64, "code_total": pl.Int64}
 
-    def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, require_isolation: bool = False):
+    def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, require_isolation: bool = False,
+                 mode: str = "rules", judge: dict | None = None, judge_cases: int | None = None):
         self.workers = self.param("workers", workers, int, minimum=1)
         self.timeout = self.param("timeout", timeout, float, minimum=0.1)
         self.memory_mb = self.param("memory_mb", memory_mb, int, minimum=64)
@@ -557,6 +597,27 @@ class Code(RowFilter):
                 "filter code: require_isolation is set, but neither bubblewrap nor unshare "
                 "can isolate the untrusted code here (install bubblewrap, or allow user namespaces)"
             )
+        # cascade: an LLM judge on outputs that differ from the expected ones (filters/judge.py)
+        self._judge = cascade_judge(self, mode, judge, template="judge_code_output")
+        cases = self.param("judge_cases", judge_cases, int, minimum=1, optional=True)
+        if cases is not None and self._judge is None:
+            raise CurateError("filter code: parameter judge_cases needs mode: cascade")
+        self._cases = cases or JUDGE_CASES
+        if self._judge is not None:
+            self.judge_cases = self._cases
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ("completion", "tests", "problem") if self._judge else ("completion", "tests")
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        return ("sample_id",) if self._judge else ()
+
+    @property
+    def scores(self) -> dict:
+        extra = {name: pl.String for name in (*JUDGE_SCORES, "code_judged")} if self._judge else {}
+        return {**self.rule_scores, **extra}
 
     @property
     def isolation(self) -> str:
@@ -564,11 +625,86 @@ class Code(RowFilter):
         return sandbox.isolation()
 
     def manifest_info(self) -> dict:
-        return {"isolation": self.isolation}
+        info = {"isolation": self.isolation}
+        if self._judge is not None:
+            info["judge"] = self._judge.settings()
+        return info
 
     def verify(self, row: dict) -> Verdict:
-        return verify_code(row["tests"], row["completion"], timeout=self.timeout, memory_mb=self.memory_mb)
+        return self._second_opinion([row], [self._rules(row)])[0]
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
+        rows = list(self.rows(batch))
         with ThreadPoolExecutor(self.workers) as pool:
-            return self.decide(list(pool.map(self.verify, self.rows(batch))))
+            verdicts = list(pool.map(self._rules, rows))
+        return self.decide(self._second_opinion(rows, verdicts))
+
+    def _rules(self, row: dict) -> CodeVerdict:
+        return verify_code(row["tests"], row["completion"], timeout=self.timeout, memory_mb=self.memory_mb,
+                           keep_runs=self._cases if self._judge else 0)
+
+    def _second_opinion(self, rows: list[dict], verdicts: list[CodeVerdict]) -> list[Verdict]:
+        return code_cascade(self._judge, rows, verdicts, self._cases) if self._judge else verdicts
+
+    def work_counts(self) -> dict[str, int]:
+        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
+
+    def close(self) -> None:
+        if self._judge is not None:
+            self._judge.close()
+
+
+# -- cascade mode: the judge on outputs the strict comparison rejects ---------------------
+
+
+def code_questions(problem: str, verdict: CodeVerdict, cases: int = JUDGE_CASES) -> tuple[list[dict] | None, str]:
+    """What the judge is asked about a sample: one question (problem, input, expected
+    output, the program's output) per kept stdio case, or None and why not. A failed
+    sample with more mismatching cases than `cases`, or with an output the judge must not
+    see (too long to judge whole; over LENGTH_RATIO times the expected length, the room
+    a persuasive text would need; holding a verdict marker) is not asked."""
+    if not verdict.runs:
+        return None, ""
+    differ = verdict.total - verdict.passed
+    if verdict.status == "failed" and differ > cases:
+        return None, f"{differ} outputs differ, more than judge_cases ({cases})"
+    questions = []
+    for run in verdict.runs[:cases]:
+        if VERDICT.search(run.output):
+            return None, "an output holding a verdict marker"
+        if max(run.output_chars, len(run.expected)) > JUDGED_CHARS:
+            return None, f"an output over {JUDGED_CHARS:,} characters"
+        if run.output_chars > LENGTH_RATIO * len(run.expected.strip()) + LENGTH_SLACK:
+            return None, f"an output of {run.output_chars:,} characters for {len(run.expected.strip()):,} expected"
+        questions.append({"problem": _clip(problem, PROBLEM_CHARS), "input": _clip(run.input, INPUT_CHARS),
+                          "expected_output": run.expected.rstrip(), "output": run.output.rstrip()})
+    return questions, ""
+
+
+def code_cascade(judge: Judge, rows: list[dict], verdicts: list[CodeVerdict], cases: int = JUDGE_CASES,
+                 template: str | None = None) -> list[Verdict]:
+    """The rules' verdicts with the judge's second opinion (filters/judge.py `cascade`):
+    a stdio sample whose only failures are differing outputs is the judge's to decide,
+    and passes when every differing case is judged acceptable. `rows` give `problem`
+    (and `sample_id`, else the completion, as the sample's key). Scores added:
+    `judge_verdict`, `verdict_by`, and `code_judged`, the (expected, output) pairs the
+    judge saw, as JSON (for `curate audit`). A failed sample that was not asked says why
+    in its reason."""
+    asked = [code_questions(str(r.get("problem") or ""), v, cases) for r, v in zip(rows, verdicts)]
+    keys = [str(r.get("sample_id") or f"{r.get('problem')}\0{r.get('completion')}") for r in rows]
+    judged = cascade(judge, [q for q, _ in asked], verdicts, ("failed",), keys, status="code_status",
+                     template=template, rejected="judged not acceptable")
+    out = []
+    for (questions, why), v in zip(asked, judged):
+        seen = [[q["expected_output"], q["output"]] for q in questions] if v.scores["judge_verdict"] else None
+        reason = f"{v.reason}; not judged: {why}" if why and not v.keep and v.reason else v.reason
+        out.append(Verdict(v.keep, reason, {**v.scores, "code_judged": json.dumps(seen) if seen else None}))
+    return out
+
+
+def _clip(text: str, limit: int) -> str:
+    """The text, or its head and tail with the cut said in between."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 3 // 4], text[-(limit // 4) :]
+    return f"{head}\n[... {len(text) - len(head) - len(tail):,} characters cut ...]\n{tail}"

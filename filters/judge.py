@@ -1,11 +1,13 @@
 """An LLM judge: the second opinion behind the rule verifiers and the decontamination check.
 
 `Judge` renders a prompt template (prompts/judge.jinja: "are these two answers
-equivalent?"; prompts/same_problem.jinja: "is this the same problem, rephrased?") and asks
-a model through generate's backends (vllm, openai, transformers): one greedy sample per
-question. The reply's last `[[YES]]` / `[[NO]]` is the verdict; a reply with neither is
-"unclear", which never decides anything. Questions are cached by their rendered
-prompt, so the k samples of a problem that give the same final answer cost one call.
+equivalent?"; prompts/judge_code_output.jinja: "is this program output an acceptable
+answer to this input?"; prompts/same_problem.jinja: "is this the same problem,
+rephrased?") and asks a model through generate's backends (vllm, openai, transformers):
+one greedy sample per question. The reply's last `[[YES]]` / `[[NO]]` is the verdict; a
+reply with neither is "unclear", which never decides anything. Questions are cached by
+their rendered prompt, so the k samples of a problem that give the same final answer
+cost one call.
 
 A judge is given as a mapping wherever a filter or reward takes one:
 
@@ -81,6 +83,7 @@ class Judge:
         self.calls = 0  # questions sent to the model (cache misses)
         self._backend = None
         self._cache: dict[str, JudgeAnswer] = {}
+        self._others: dict = {}  # other templates asked through the same engine (ask's `template`)
 
     @classmethod
     def from_spec(cls, spec, where: str, **defaults) -> Judge:
@@ -107,11 +110,14 @@ class Judge:
 
     # -- asking ------------------------------------------------------------------------
 
-    def ask(self, questions: list[dict]) -> list[JudgeAnswer]:
-        """One answer per question (a dict of the template's variables), in order."""
+    def ask(self, questions: list[dict], template: str | None = None) -> list[JudgeAnswer]:
+        """One answer per question (a dict of the template's variables), in order.
+        `template`: another template than the judge's own, through the same engine (the
+        accuracy reward asks maths and code-output questions of one judge)."""
         from curate.backends.base import Request
 
-        prompts = [self.template.render(q, self._compiled) for q in questions]
+        chosen, compiled = self._template(template)
+        prompts = [chosen.render(q, compiled) for q in questions]
         keys = [hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in prompts]
         todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
         if todo:
@@ -124,6 +130,19 @@ class Judge:
             for k in todo:  # a request the backend gave up on is unclear, not a crash
                 self._cache.setdefault(k, JudgeAnswer("unclear", ""))
         return [self._cache[k] for k in keys]
+
+    def _template(self, name: str | None):
+        if name is None or name == self.template.name:
+            return self.template, self._compiled
+        if name not in self._others:
+            from curate.templates import load_template
+
+            other = load_template(name)
+            if other.stop != self.template.stop:  # the engine's sampling carries one template's stops
+                raise CurateError(f"judge: template {other.name} stops at {other.stop}, "
+                                  f"the judge's template {self.template.name} at {self.template.stop}")
+            self._others[name] = (other, other.compile())
+        return self._others[name]
 
     def _start(self):
         if self._backend is None:
@@ -148,7 +167,7 @@ class Judge:
             self._backend = None
 
     def __getstate__(self) -> dict:  # a worker gets the settings and starts its own engine
-        return {**self.__dict__, "_backend": None, "_cache": {}, "_compiled": None}
+        return {**self.__dict__, "_backend": None, "_cache": {}, "_compiled": None, "_others": {}}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -160,33 +179,58 @@ class Judge:
 JUDGE_SCORES = ("judge_verdict", "verdict_by")
 
 
-def cascade(judge: Judge, questions: list[dict | None], verdicts: list, undecided: tuple[str, ...],
-            keys: list[str]) -> list:
+def cascade_judge(f, mode: str, judge: dict | None, **defaults) -> Judge | None:
+    """A filter's `mode` and `judge` parameters, checked: its Judge in cascade mode, else
+    None. `f.mode` and `f.judge` are set in cascade mode only, so a rules-only filter's
+    params (and its chain's config fingerprint) stay as they were."""
+    mode = f.param("mode", mode, str, choices=("rules", "cascade"))
+    judge = f.param("judge", judge, dict, optional=True)
+    if mode != "cascade":
+        if judge is not None:
+            raise CurateError(f"filter {f.name}: parameter judge needs mode: cascade")
+        return None
+    if judge is None:
+        raise CurateError(f"filter {f.name}: mode cascade needs a judge, e.g. "
+                          "judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
+    f.mode, f.judge = mode, judge
+    return Judge.from_spec(judge, f"filter {f.name}", **defaults)
+
+
+def cascade(judge: Judge, questions: list, verdicts: list, undecided: tuple[str, ...], keys: list[str], *,
+            status: str = "math_status", template: str | None = None,
+            rejected: str = "judged not equivalent") -> list:
     """The rule verifier's verdicts, with the judge's second opinion.
 
-    A row whose rule status is in `undecided` (no answer read, a reference the rules
-    cannot parse, a timeout, an error) and that has a question (its problem, reference
-    and final answer; None when there is nothing to ask, e.g. no answer text at all) is
-    decided by the judge: "yes" keeps it, "no" drops it, "unclear" leaves the rule's
-    verdict. A decided row is also asked when its key falls in the judge's `sample`, for
-    `curate audit`; its verdict stays the rule's. Both verdicts are in the scores:
-    `judge_verdict` (yes / no / unclear, null when not asked) and `verdict_by` (rules /
-    judge)."""
+    A row whose rule status (the score `status`) is in `undecided` (maths: no answer
+    read, a reference the rules cannot parse, a timeout, an error; code: outputs that
+    differ from the expected ones) and that has a question is decided by the judge:
+    "yes" keeps it, "no" drops it (reason: `rejected`), "unclear" leaves the rule's
+    verdict. A question is a dict of the template's variables, or a list of them that
+    must all be answered "yes" (one per mismatching test case: any "no" is "no", any
+    "unclear" leaves the rules' verdict); None when there is nothing to ask. A decided
+    row is also asked when its key falls in the judge's `sample`, for `curate audit`;
+    its verdict stays the rule's. Both verdicts are in the scores: `judge_verdict`
+    (yes / no / unclear, null when not asked) and `verdict_by` (rules / judge)."""
     from curate.filters.base import Verdict
 
     asked = [i for i, (q, v, k) in enumerate(zip(questions, verdicts, keys))
-             if q is not None and (v.scores.get("math_status", v.reason) in undecided
-                                   or sampled(k, judge.sample, judge.seed))]
-    answers = dict(zip(asked, judge.ask([questions[i] for i in asked]))) if asked else {}
+             if q and (v.scores.get(status, v.reason) in undecided or sampled(k, judge.sample, judge.seed))]
+    groups = {i: questions[i] if isinstance(questions[i], list) else [questions[i]] for i in asked}
+    flat = judge.ask([q for i in asked for q in groups[i]], template) if asked else []
+    answers, at = {}, 0
+    for i in asked:
+        found = {a.verdict for a in flat[at : at + len(groups[i])]}
+        at += len(groups[i])
+        answers[i] = "no" if "no" in found else "unclear" if "unclear" in found else "yes"
     out = []
     for i, v in enumerate(verdicts):
         a = answers.get(i)
-        scores = {**v.scores, "judge_verdict": a.verdict if a else None, "verdict_by": "rules"}
-        status = v.scores.get("math_status")
-        if a is not None and a.decided and status in undecided:
+        scores = {**v.scores, "judge_verdict": a, "verdict_by": "rules"}
+        rule_status = v.scores.get(status)
+        if a in ("yes", "no") and rule_status in undecided:
             scores["verdict_by"] = "judge"
-            keep = a.verdict == "yes"
-            reason = None if keep else f"judged not equivalent ({v.reason or status})"
+            keep = a == "yes"
+            reason = None if keep else f"{rejected} ({v.reason or rule_status})"
             out.append(Verdict(keep, reason, scores))
         else:
             out.append(Verdict(v.keep, v.reason, scores))

@@ -65,7 +65,7 @@ from sympy import Basic, MatrixBase
 from curate.errors import CurateError
 from curate.filters.answers import read_answers, same_answer
 from curate.filters.base import Decision, RowFilter, Verdict
-from curate.filters.judge import JUDGE_SCORES, Judge, cascade
+from curate.filters.judge import JUDGE_SCORES, cascade, cascade_judge
 from curate.parsing import parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
@@ -362,18 +362,7 @@ class Math(RowFilter):
         self._pool = MathPool(self.workers, self.timeout, chunk_size=self.chunk_size,
                               guard_slack_s=self.guard_slack_s, verifier=_verify)
         # cascade: an LLM judge decides what the rules cannot (filters/judge.py)
-        # (in params only when given: a rules-only chain keeps its config fingerprint)
-        mode = self.param("mode", mode, str, choices=("rules", "cascade"))
-        judge = self.param("judge", judge, dict, optional=True)
-        self._judge = None
-        if mode == "cascade":
-            if judge is None:
-                raise CurateError("filter math: mode cascade needs a judge, e.g. "
-                                  "judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
-            self.mode, self.judge = mode, judge
-            self._judge = Judge.from_spec(judge, "filter math")
-        elif judge is not None:
-            raise CurateError("filter math: parameter judge needs mode: cascade")
+        self._judge = cascade_judge(self, mode, judge)
 
     @property
     def needs(self) -> tuple[str, ...]:

@@ -138,7 +138,8 @@ class GRPOOptions:
     loss_type: str = opt(R1_DEFAULTS["loss_type"], "TRL loss_type (R1: grpo; TRL's default: dapo).")
     overlong_buffer: int = opt(256, "overlong reward: tokens before the limit where the penalty ramps.")
     judge: dict = opt({}, "KEY=VALUE: the accuracy reward in cascade mode, an LLM judge scoring what the rules "
-                          "cannot (backend=, model=, base_url=, ...; repeatable).", pairs="KEY=VALUE", parse="yaml")
+                          "cannot (maths answers they cannot read, stdio outputs that differ from the expected "
+                          "ones) (backend=, model=, base_url=, ...; repeatable).", pairs="KEY=VALUE", parse="yaml")
     seed: int = opt(0, "Seed of the sampling and the data order.")
     save_steps: int = opt(100, "Checkpoint every N steps (re-running resumes from the last).")
     vllm: bool | None = opt(None, "Generate with vLLM (default: when a GPU and vLLM are present).")

@@ -11,7 +11,10 @@ The rewards, each with its verifier and its value:
 - `accuracy`: `filters/math.py verify_math` (math-verify in the reward's own MathPool:
   spawned workers, per-chunk wall-clock guard); `filters/code.py verify_code` (the
   sandbox) for rows with `tests`. Value: 1.0 right, 0.0 wrong; None without a reference
-  answer or tests.
+  answer or tests. With a judge (cascade mode, `--judge`), the judge scores maths
+  answers the rules cannot read, and stdio outputs that differ from the expected ones
+  (`filters/code.py code_cascade`: it sees outputs, never runs code; long outputs and
+  verdict markers are never sent; every differing case must be judged acceptable).
 - `format`: `filters/format.py check_format` (`think`: `<think>…</think>` then an answer;
   `r1_zero`: `<think>…</think> <answer>…</answer>`). Value: 1.0 well formed, else 0.0.
 - `language`: `filters/language.py target_language_ratio` of the reasoning (R1: "the
@@ -33,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from curate.errors import CurateError
 from curate.filters import sandbox
-from curate.filters.code import verify_code
+from curate.filters.code import JUDGE_CASES, code_cascade, verify_code
 from curate.filters.format import check_format
 from curate.filters.judge import Judge, cascade
 from curate.filters.language import normalise_language, target_language_ratio
@@ -66,12 +69,16 @@ class Accuracy:
 
     It owns its MathPool (`workers` math-verify processes, `timeout` seconds per step),
     whose processes start on the first call and are reused every step; `close()` ends
-    them (a later call starts them again)."""
+    them (a later call starts them again). With a `judge`, one judge answers both kinds of
+    question: maths through its template, code outputs through `judge_code_output`
+    (at most `judge_cases` differing cases per sample)."""
 
     __name__ = "accuracy"  # TRL logs a reward function under its __name__
 
-    def __init__(self, workers: int | None = None, timeout: float = 5.0, judge: Judge | dict | None = None):
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, judge: Judge | dict | None = None,
+                 judge_cases: int = JUDGE_CASES):
         self.pool = MathPool(workers, timeout)
+        self.judge_cases = judge_cases
         # cascade: an LLM judge scores what the rules cannot decide (filters/judge.py)
         self.judge = Judge.from_spec(judge, "accuracy reward") if judge is not None else None
 
@@ -99,10 +106,14 @@ class Accuracy:
             if sandbox.isolation() == "none":  # a policy's code, unconfined, could signal every process it can reach
                 raise CurateError("accuracy reward: code tests need a sandbox to run a policy's code (install "
                                   "bubblewrap, or allow unprivileged user namespaces for unshare)")
+            keep = self.judge_cases if self.judge is not None else 0
             with ThreadPoolExecutor(min(4, len(code_rows))) as threads:  # each sample in its own sandboxes
-                verdicts = list(threads.map(lambda i: verify_code(tests[i], texts[i]), code_rows))
+                verdicts = list(threads.map(lambda i: verify_code(tests[i], texts[i], keep_runs=keep), code_rows))
+            if self.judge is not None:
+                rows = [{"problem": problems[i], "completion": texts[i]} for i in code_rows]
+                verdicts = code_cascade(self.judge, rows, verdicts, self.judge_cases, template="judge_code_output")
             for i, v in zip(code_rows, verdicts):
-                out[i] = None if v.status == "no_tests" else float(v.keep)
+                out[i] = None if v.scores["code_status"] == "no_tests" else float(v.keep)
         return out
 
     def close(self) -> None:
