@@ -48,7 +48,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.filters import sandbox
 from curate.filters.base import Decision, RowFilter, Verdict
-from curate.filters.judge import JUDGE_SCORES, VERDICT, Judge, cascade, cascade_judge
+from curate.filters.judge import JUDGE_SCORES, VERDICT, Judge, Judged, cascade, cascade_judge
 from curate.parsing import parse_completion
 
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
@@ -579,7 +579,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-class Code(RowFilter):
+class Code(Judged, RowFilter):
     """Keep rows whose final code block passes every test of the row; in cascade mode,
     or whose differing stdio outputs an LLM judge accepts (`code_cascade`)."""
 
@@ -625,10 +625,7 @@ class Code(RowFilter):
         return sandbox.isolation()
 
     def manifest_info(self) -> dict:
-        info = {"isolation": self.isolation}
-        if self._judge is not None:
-            info["judge"] = self._judge.settings()
-        return info
+        return {"isolation": self.isolation, **super().manifest_info()}
 
     def verify(self, row: dict) -> Verdict:
         return self._second_opinion([row], [self._rules(row)])[0]
@@ -645,13 +642,6 @@ class Code(RowFilter):
 
     def _second_opinion(self, rows: list[dict], verdicts: list[CodeVerdict]) -> list[Verdict]:
         return code_cascade(self._judge, rows, verdicts, self._cases) if self._judge else verdicts
-
-    def work_counts(self) -> dict[str, int]:
-        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
-
-    def close(self) -> None:
-        if self._judge is not None:
-            self._judge.close()
 
 
 # -- cascade mode: the judge on outputs the strict comparison rejects ---------------------

@@ -51,7 +51,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, RowFilter, Verdict
-from curate.filters.judge import Judge
+from curate.filters.judge import Judge, Judged
 from curate.store import is_hub_name, open_table
 
 WORD = re.compile(r"\\[a-z]+|\w+")
@@ -397,7 +397,7 @@ def contaminated(hit: tuple[str, str], n: int) -> str:
     return f"contaminated: {bench} {kind} '{evidence}'"
 
 
-class Decontam(RowFilter):
+class Decontam(Judged, RowFilter):
     """Drop problems that overlap a benchmark: `method` is one of ngram, embed, llm or
     several joined by "+" (tried in that order; the first that finds a match decides)."""
 
@@ -510,17 +510,7 @@ class Decontam(RowFilter):
         return self.decide([verdicts[p] for p in problems])
 
     def manifest_info(self) -> dict:
-        info = {"methods": self._methods}
-        if self._judge is not None:
-            info["judge"] = self._judge.settings()
-        return info
-
-    def work_counts(self) -> dict[str, int]:
-        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
-
-    def close(self) -> None:
-        if self._judge is not None:
-            self._judge.close()
+        return {"methods": self._methods, **super().manifest_info()}
 
     def __getstate__(self) -> dict:  # a worker rebuilds the index (closures do not pickle)
         return {**self.__dict__, "_matchers": None}

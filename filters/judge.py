@@ -179,6 +179,23 @@ class Judge:
 JUDGE_SCORES = ("judge_verdict", "verdict_by")
 
 
+class Judged:
+    """For a filter with an optional LLM judge in `self._judge` (math, code, decontam):
+    the judge's settings in the manifest, its calls counted as work, closed with the filter."""
+
+    _judge: Judge | None = None
+
+    def manifest_info(self) -> dict:
+        return {"judge": self._judge.settings()} if self._judge is not None else {}
+
+    def work_counts(self) -> dict[str, int]:
+        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
+
+    def close(self) -> None:
+        if self._judge is not None:
+            self._judge.close()
+
+
 def cascade_judge(f, mode: str, judge: dict | None, **defaults) -> Judge | None:
     """A filter's `mode` and `judge` parameters, checked: its Judge in cascade mode, else
     None. `f.mode` and `f.judge` are set in cascade mode only, so a rules-only filter's

@@ -65,7 +65,7 @@ from sympy import Basic, MatrixBase
 from curate.errors import CurateError
 from curate.filters.answers import read_answers, same_answer
 from curate.filters.base import Decision, RowFilter, Verdict
-from curate.filters.judge import JUDGE_SCORES, cascade, cascade_judge
+from curate.filters.judge import JUDGE_SCORES, Judged, cascade, cascade_judge
 from curate.parsing import parse_completion
 
 STATUSES = ("correct", "wrong", "no_answer", "no_gold", "unparseable_gold", "timeout", "error")
@@ -326,7 +326,7 @@ class MathPool:
 # --- the batch filter ---------------------------------------------------------------
 
 
-class Math(RowFilter):
+class Math(Judged, RowFilter):
     """Keep rows whose answer verifies against `reference_answer` (rows without a
     usable reference too, with `keep_unverifiable`).
 
@@ -409,18 +409,12 @@ class Math(RowFilter):
         return verdict
 
     def manifest_info(self) -> dict:
-        info = {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout))}
-        if self._judge is not None:
-            info["judge"] = self._judge.settings()
-        return info
-
-    def work_counts(self) -> dict[str, int]:
-        return {"judge_calls": self._judge.calls} if self._judge is not None else {}
+        return {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout)),
+                **super().manifest_info()}
 
     def close(self) -> None:
         self._pool.close()
-        if self._judge is not None:
-            self._judge.close()
+        super().close()
 
 
 def math_question(row: dict, verdict: Verdict) -> dict | None:
