@@ -86,14 +86,30 @@ class LocalCluster:
         if r.returncode:
             raise RuntimeError(f"ray cluster at {self.address}: {n} nodes not alive ({r.stderr.strip()[-300:]})")
 
+    def freeze_node(self, i: int) -> None:
+        """SIGSTOP worker node `i` and everything it started: its tasks and actors make no
+        more progress (Ray notices nothing for a while), until `kill_node(i)`."""
+        assert i >= 1, "freeze a worker node, not the head"
+        for pid in descendants(self.procs[i].pid):  # Ray's workers leave the node's process group
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+
     def kill_node(self, i: int) -> None:
         """SIGKILL worker node `i` (1..nodes-1) and everything it started."""
         assert i >= 1, "kill a worker node, not the head"
         proc = self.procs[i]
+        below = descendants(proc.pid)  # Ray's workers leave the node's process group
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(timeout=30)
 
     def stop(self, grace: float = 10) -> None:
@@ -128,3 +144,22 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def descendants(root: int) -> list[int]:
+    """ROOT and every process below it (parents read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found

@@ -55,9 +55,11 @@ def test_two_replicas_on_two_nodes_give_the_local_rows(ray_cluster, problems, ti
 
 @pytest.mark.slow
 def test_a_node_lost_mid_run_loses_and_doubles_nothing(problems, tiny_model, local_rows, tmp_path):
-    """Kill the worker node (its replica holds unfinished requests) once the first shard is
-    written: its requests go back to the queue, the head's replica finishes them, and
-    the rows equal the local executor's, each once."""
+    """Freeze the worker node once the first shard is written (the replicas were both
+    ready before any request was dealt, so its replica holds some: the run cannot end),
+    then kill it: its requests go back to the queue, the head's replica finishes them, and
+    the rows equal the local executor's, each once. (Freezing first: on a quiet machine
+    a kill that merely follows the first shard can land after the last request.)"""
     out = tmp_path / "run"
     with LocalCluster(nodes=2, cpus=1, log_dir=tmp_path) as cluster:
         # two requests in flight per replica, a shard every 2 rows: the kill lands mid-run
@@ -69,7 +71,10 @@ def test_a_node_lost_mid_run_loses_and_doubles_nothing(problems, tiny_model, loc
                                 text=True)
         end = time.monotonic() + 240
         while not list(out.rglob("*.parquet")) and proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
+            time.sleep(0.05)
+        cluster.freeze_node(1)
+        time.sleep(3)  # the head's replica finishes what it holds; the frozen one holds the rest
+        assert proc.poll() is None, "the run ended before the node was lost"
         cluster.kill_node(1)
         output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-3000:]
