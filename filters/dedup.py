@@ -155,23 +155,32 @@ def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     return hashes, np.diff(np.searchsorted(starts, offsets))
 
 
-def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
-    Texts with a non-ASCII character get polars' share of `normalized` first: NFKC,
-    lowercase, and non-ASCII punctuation, symbols and spaces to a space (the ASCII ones
-    are the kernel's)."""
-    nonascii = texts.str.contains(r"[^\x00-\x7F]")
-    if nonascii.any():
-        rows = nonascii.arg_true()
-        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
-        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
+def _utf8(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes, one buffer, and the offsets of each text into it."""
     arr = texts.cast(pl.String).to_arrow()
     buffers = arr.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    return data[offsets[0] :], offsets - offsets[0]
+
+
+def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
+    Texts with a non-ASCII byte (found by numpy) get polars' share of `normalized`
+    first: NFKC, lowercase, and non-ASCII punctuation, symbols and spaces to a space
+    (the ASCII ones are the kernel's)."""
+    data, offsets = _utf8(texts)
+    nonempty = offsets[:-1] < offsets[1:]
+    top = np.zeros(len(texts), dtype=np.uint8)
+    top[nonempty] = np.maximum.reduceat(data, offsets[:-1][nonempty]) if len(data) else 0
+    rows = np.flatnonzero(top >= 0x80)
+    if len(rows):
+        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
+        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
+        data, offsets = _utf8(texts)
     row = 0
-    while row < len(arr):
-        stop = min(len(arr), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
+    while row < len(texts):
+        stop = min(len(texts), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
         lo = offsets[row]
         yield data[lo : offsets[stop]], offsets[row : stop + 1] - lo
         row = stop
