@@ -51,7 +51,7 @@ from filter import (  # noqa: E402 - a sibling benchmark module
 from curate.executor import make_executor  # noqa: E402
 from curate.filters import dedup as dedup_mod  # noqa: E402
 
-THRESHOLD, NUM_PERM = 0.8, 128
+THRESHOLD, NUM_PERM, SEED = 0.8, 128, 42
 
 
 class PeakRss:
@@ -152,7 +152,7 @@ def bench_compare(n: int, workers: int) -> dict:
     norm = frame.lazy().select(dedup_mod.normalized(pl.col("completion")).alias("n")).collect(engine="streaming")["n"]
     tokens = [[s.encode() for s in shingles(x)] for x in norm.to_list()]
     t_sig = time.perf_counter()
-    mhs = MinHash.bulk(tokens, num_perm=NUM_PERM, seed=dedup_mod.SEED)
+    mhs = MinHash.bulk(tokens, num_perm=NUM_PERM, seed=SEED)
     t_idx = time.perf_counter()
     matrix = np.stack([m.hashvalues for m in mhs])
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
