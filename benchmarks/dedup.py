@@ -149,7 +149,7 @@ def bench_compare(n: int, workers: int) -> dict:
 
     # datasketch: same normalisation, same shingles, same check (as benchmarks/filter.py)
     t, cpu = time.perf_counter(), time.process_time()
-    norm = frame.lazy().select(dedup_mod.normalized(pl.col("completion")).alias("n")).collect(engine="streaming")["n"]
+    norm = dedup_mod.normalized_texts(frame["completion"])
     tokens = [[s.encode() for s in shingles(x)] for x in norm.to_list()]
     t_sig = time.perf_counter()
     mhs = MinHash.bulk(tokens, num_perm=NUM_PERM, seed=SEED)

@@ -54,6 +54,7 @@ stored.
 from __future__ import annotations
 
 import string
+import unicodedata
 from collections.abc import Iterator
 
 import numpy as np
@@ -68,17 +69,29 @@ SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
 PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
 
 
-def normalized(texts: pl.Expr) -> pl.Expr:
-    """The vectorised normalisation (the one definition; normalize_text uses it too).
-    NFKC runs only on rows with a non-ASCII character (ASCII is already NFKC), and
-    punctuation, symbols and whitespace collapse to one space in a single regex pass."""
-    nfkc = pl.when(texts.str.contains(r"[^\x00-\x7F]")).then(texts.str.normalize("NFKC")).otherwise(texts)
-    return nfkc.str.to_lowercase().str.replace_all(r"[\p{P}\p{S}\s]+", " ").str.strip_chars()
+def _fold_nonascii(texts: pl.Series) -> pl.Series:
+    """The non-ASCII share of the normalisation, for texts with a non-ASCII character:
+    NFKC (Python's unicodedata, whose quick check returns text already in NFKC without
+    rebuilding it: mostly-ASCII text rarely needs more), lowercase, and non-ASCII punctuation,
+    symbols and spaces to a space. The ASCII share is `normalized_texts`' or the byte kernel's."""
+    nfkc = pl.Series([None if t is None else unicodedata.normalize("NFKC", t) for t in texts.to_list()],
+                     dtype=pl.String)
+    return nfkc.str.to_lowercase().str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " ")
+
+
+def normalized_texts(texts: pl.Series) -> pl.Series:
+    """The normalisation (the one definition; normalize_text and the byte kernel follow
+    it): NFKC, lowercase, punctuation, symbols and whitespace collapsed to one space,
+    ends stripped. The non-ASCII steps run only on rows with a non-ASCII character."""
+    rows = texts.str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()
+    if len(rows):
+        texts = texts.clone().scatter(rows, _fold_nonascii(texts.gather(rows)))  # the caller's stays
+    return texts.str.to_lowercase().str.replace_all(r"[\p{P}\p{S}\s]+", " ").str.strip_chars()
 
 
 def normalize_text(s: str) -> str:
     """NFKC, lowercase, punctuation/symbols to spaces, whitespace collapsed."""
-    return pl.select(normalized(pl.lit(s, dtype=pl.String))).item()
+    return normalized_texts(pl.Series([s], dtype=pl.String))[0]
 
 
 def exact_key(s: str) -> int:
@@ -183,17 +196,15 @@ def _utf8(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
-    Texts with a non-ASCII byte (found by numpy) get polars' share of `normalized`
-    first: NFKC, lowercase, and non-ASCII punctuation, symbols and spaces to a space
-    (the ASCII ones are the kernel's)."""
+    Texts with a non-ASCII byte (found by numpy) get `_fold_nonascii` first (the
+    ASCII share of the normalisation is the kernel's)."""
     data, offsets = _utf8(texts)
     nonempty = offsets[:-1] < offsets[1:]
     top = np.zeros(len(texts), dtype=np.uint8)
     top[nonempty] = np.maximum.reduceat(data, offsets[:-1][nonempty]) if len(data) else 0
     rows = np.flatnonzero(top >= 0x80)
     if len(rows):
-        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
-        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
+        texts = texts.clone().scatter(rows, _fold_nonascii(texts.gather(rows)))  # the caller's stays
         data, offsets = _utf8(texts)
     row = 0
     while row < len(texts):

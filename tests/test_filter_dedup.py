@@ -333,3 +333,6 @@ def test_index_hashes_in_chunks_with_the_same_result(solutions, monkeypatch):
     assert Dedup().index(frame).equals(whole)
     monkeypatch.setattr(dedup_module, "CHUNK_BYTES", 3000)
     assert Dedup().index(frame).equals(whole)
+    series = pl.Series(texts)
+    word_hashes(series), normalize_text(texts[60])
+    assert series.to_list() == texts  # the non-ASCII rows are normalised in a copy
