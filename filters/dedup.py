@@ -67,6 +67,7 @@ from curate.store import open_table
 NGRAM = 5
 SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
 PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
+INDEX_SLICE = 16_384  # rows hashed at once by index (bounds a worker's memory whatever the shard size)
 
 
 def _fold_nonascii(texts: pl.Series) -> pl.Series:
@@ -536,10 +537,11 @@ class Dedup(Filter):
         if texts.is_empty():
             return self.empty_index(ids.dtype)
         keys, sigs = [], []
-        for key, flat, counts in _shingle_chunks(texts, NGRAM):  # no buffer larger than a chunk's
-            keys.append(key)
-            if self._near():
-                sigs.append(slot_bits(one_permutation_minhash(flat, counts, self.num_perm)))
+        for k in range(0, len(texts), INDEX_SLICE):  # the text's copies (UTF-8 buffer, NFKC) a slice at a time
+            for key, flat, counts in _shingle_chunks(texts.slice(k, INDEX_SLICE), NGRAM):
+                keys.append(key)
+                if self._near():
+                    sigs.append(slot_bits(one_permutation_minhash(flat, counts, self.num_perm)))
         out = {"id": ids, "key": pl.Series("key", np.concatenate(keys), dtype=pl.UInt64)}
         if self._near():
             out["sig"] = pl.Series("sig", np.concatenate(sigs))

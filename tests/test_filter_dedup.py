@@ -323,7 +323,7 @@ def test_local_and_ray_give_the_same_survivors(ray_cluster, solutions, tmp_path)
     assert sum(r == f"duplicate of {earlier}" for r in expected.values()) >= 5
 
 
-def test_index_hashes_in_chunks_with_the_same_result(solutions, monkeypatch):
+def test_index_hashes_in_slices_and_chunks_with_the_same_result(solutions, monkeypatch):
     from curate.filters import dedup as dedup_module
 
     texts = solutions[:60] + ["Ünïcode — ＡＢＣ text", "", "short"]
@@ -332,6 +332,8 @@ def test_index_hashes_in_chunks_with_the_same_result(solutions, monkeypatch):
     monkeypatch.setattr(dedup_module, "CHUNK_BYTES", 300)  # smaller than most texts: one text a chunk
     assert Dedup().index(frame).equals(whole)
     monkeypatch.setattr(dedup_module, "CHUNK_BYTES", 3000)
+    assert Dedup().index(frame).equals(whole)
+    monkeypatch.setattr(dedup_module, "INDEX_SLICE", 7)
     assert Dedup().index(frame).equals(whole)
     series = pl.Series(texts)
     word_hashes(series), normalize_text(texts[60])
