@@ -6,9 +6,9 @@ Pure helpers, usable on one text:
     normalize_text(s)            NFKC, lowercase, punctuation and symbols -> space,
                                  whitespace collapsed, ends stripped
     exact_key(s) -> int          64-bit hash of normalize_text(s) (its words in order)
-    minhash_signature(s)         MinHash digest (rensa R-MinHash, uint32[num_perm]) of the
-                                 word 5-grams of the normalised text (a text of fewer
-                                 than 5 words is one shingle: itself)
+    minhash_signature(s)         MinHash digest (uint64[num_perm], one-permutation
+                                 hashing) of the word 5-grams of the normalised text (a
+                                 text of fewer than 5 words is one shingle: itself)
     estimated_jaccard(a, b)      share of equal digest slots
 
 `Dedup` follows the stateful filter protocol (docs/ARCHITECTURE.md, "Dedup"):
@@ -40,45 +40,59 @@ that is still <= `threshold - 0.05` (128 perms, threshold 0.8 -> 16 bands x 8 ro
 P(candidate | J=0.8) = 0.95, J=0.85 -> 0.99); the Jaccard check then removes the extra
 candidates. `bands` overrides.
 
-Text to hashes, with no Python string per word or shingle: ASCII texts go straight to a
-numpy kernel over their UTF-8 bytes (a table lowercases and marks separators, one prefix
-sum gives every word's polynomial hash); texts with a non-ASCII character are normalised
-by polars first (NFKC, Unicode classes), then go the same way. numpy combines each run of
-5 word hashes into one shingle hash; rensa computes all the signatures of a batch from
-that flat buffer in one call. Hashes are recomputed on every run, never stored.
+Text to signatures, with no Python object per word, shingle or slot, a cache-sized run
+of texts at a time: ASCII texts go straight to a numpy kernel over their UTF-8 bytes (a
+table lowercases and marks separators; a word's hash is its bytes read 8 at a time);
+texts with a non-ASCII byte are normalised by polars first (NFKC, Unicode classes), then
+go the same way. numpy combines each run of 5 word hashes into one shingle hash, and
+one-permutation hashing (`one_permutation_minhash`: one hash per shingle picks a slot,
+two rounds, the rare empty slot densified) makes the MinHash slots with one scatter-min
+per round instead of num_perm hash functions. Hashes are recomputed on every run, never
+stored.
 """
 
 from __future__ import annotations
 
 import string
+import unicodedata
 from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
-from rensa import RMinHash
 
 from curate.errors import CurateError
 from curate.filters.base import Decision, Filter
 from curate.store import open_table
 
-SEED = 42
 NGRAM = 5
 SLOT_BITS = 8  # bits kept per signature slot in the index (b-bit MinHash)
 PAIRS_PER_TASK = 1 << 20  # candidate pairs verified per executor task
 INDEX_SLICE = 16_384  # rows hashed at once by index (bounds a worker's memory whatever the shard size)
 
 
-def normalized(texts: pl.Expr) -> pl.Expr:
-    """The vectorised normalisation (the one definition; normalize_text uses it too).
-    NFKC runs only on rows with a non-ASCII character (ASCII is already NFKC), and
-    punctuation, symbols and whitespace collapse to one space in a single regex pass."""
-    nfkc = pl.when(texts.str.contains(r"[^\x00-\x7F]")).then(texts.str.normalize("NFKC")).otherwise(texts)
-    return nfkc.str.to_lowercase().str.replace_all(r"[\p{P}\p{S}\s]+", " ").str.strip_chars()
+def _fold_nonascii(texts: pl.Series) -> pl.Series:
+    """The non-ASCII share of the normalisation, for texts with a non-ASCII character:
+    NFKC (Python's unicodedata, whose quick check returns text already in NFKC without
+    rebuilding it: mostly-ASCII text rarely needs more), lowercase, and non-ASCII punctuation,
+    symbols and spaces to a space. The ASCII share is `normalized_texts`' or the byte kernel's."""
+    nfkc = pl.Series([None if t is None else unicodedata.normalize("NFKC", t) for t in texts.to_list()],
+                     dtype=pl.String)
+    return nfkc.str.to_lowercase().str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " ")
+
+
+def normalized_texts(texts: pl.Series) -> pl.Series:
+    """The normalisation (the one definition; normalize_text and the byte kernel follow
+    it): NFKC, lowercase, punctuation, symbols and whitespace collapsed to one space,
+    ends stripped. The non-ASCII steps run only on rows with a non-ASCII character."""
+    rows = texts.str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()
+    if len(rows):
+        texts = texts.clone().scatter(rows, _fold_nonascii(texts.gather(rows)))  # the caller's stays
+    return texts.str.to_lowercase().str.replace_all(r"[\p{P}\p{S}\s]+", " ").str.strip_chars()
 
 
 def normalize_text(s: str) -> str:
     """NFKC, lowercase, punctuation/symbols to spaces, whitespace collapsed."""
-    return pl.select(normalized(pl.lit(s, dtype=pl.String))).item()
+    return normalized_texts(pl.Series([s], dtype=pl.String))[0]
 
 
 def exact_key(s: str) -> int:
@@ -97,16 +111,18 @@ CHUNK_BYTES = 1 << 17  # text bytes hashed at once (the kernel's working arrays 
 def _byte_values() -> np.ndarray:
     """Per byte: 0 where the normalisation makes it a separator (ASCII punctuation,
     symbols and whitespace: what `normalized` replaces in ASCII text), else its
-    lowercase + 1. Bytes >= 0x80 are word bytes: non-ASCII texts are normalised first."""
-    table = np.zeros(256, dtype=np.uint16)
+    lowercase; NUL, a word byte, takes the space's value (no word holds a space). Bytes
+    >= 0x80 are word bytes: non-ASCII texts are normalised first."""
+    table = np.zeros(256, dtype=np.uint8)
     for b in range(256):
         c = chr(b)
         if b >= 128 or not (c in string.punctuation or c in " \t\n\x0b\x0c\r"):
-            table[b] = (ord(c.lower()) if b < 128 else b) + 1
+            table[b] = ord(c.lower()) if 0 < b < 128 else b or ord(" ")
     return table
 
 
 _BYTE_VALUE = _byte_values()
+_WORD_MASK = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  # the first k bytes of 8
 _BASE = np.uint64(0x100000001B3 * 2 + 1)  # odd, so invertible mod 2**64
 _POWERS: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]  # _BASE**i and _BASE**-i
 
@@ -140,9 +156,14 @@ def _span_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
 
 
 def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The word hashes of a run of texts (their UTF-8 bytes and offsets) and the words per text."""
-    value = _BYTE_VALUE[data]
-    word = value != 0
+    """The word hashes of a run of texts (their UTF-8 bytes and offsets) and the words per
+    text. A word's hash mixes its length with its bytes read 8 at a time: a word of up
+    to 8 bytes is its one (masked) 8-byte load; a longer one is the polynomial hash of
+    its 8-byte blocks."""
+    n = len(data)
+    value = np.zeros(n + 8, dtype=np.uint8)  # 8 bytes of padding: the last word's load stays inside
+    np.take(_BYTE_VALUE, data, out=value[:n])
+    word = value[:n] != 0
     first = word.copy()
     first[1:] &= ~word[:-1]
     last = word.copy()
@@ -151,27 +172,44 @@ def _chunk_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     begin, end = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
     first[begin], last[end] = word[begin], word[end]  # words never run across texts
     starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
-    hashes = _mix(_span_hashes(value, starts, ends) ^ (ends - starts).astype(np.uint64))
-    return hashes, np.diff(np.searchsorted(starts, offsets))
+    length = ends - starts
+    loads = np.ndarray((n + 1,), dtype="<u8", buffer=value, strides=(1,))  # the 8 bytes from each position
+    hashes = loads[starts] & _WORD_MASK[np.minimum(length, 8)]
+    long = np.flatnonzero(length > 8)
+    if len(long):
+        blocks = (length[long] + 7) // 8
+        bounds = np.zeros(len(long) + 1, dtype=np.int64)
+        np.cumsum(blocks, out=bounds[1:])
+        at = np.repeat(starts[long] - 8 * bounds[:-1], blocks) + 8 * np.arange(bounds[-1])
+        left = np.repeat(ends[long], blocks) - at  # the word's bytes from this block on
+        hashes[long] = _span_hashes(loads[at] & _WORD_MASK[np.minimum(left, 8)], bounds[:-1], bounds[1:])
+    return _mix(hashes ^ length.astype(np.uint64)), np.diff(np.searchsorted(starts, offsets))
 
 
-def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
-    Texts with a non-ASCII character get polars' share of `normalized` first: NFKC,
-    lowercase, and non-ASCII punctuation, symbols and spaces to a space (the ASCII ones
-    are the kernel's)."""
-    nonascii = texts.str.contains(r"[^\x00-\x7F]")
-    if nonascii.any():
-        rows = nonascii.arg_true()
-        done = texts.gather(rows).str.normalize("NFKC").str.to_lowercase()
-        texts = texts.scatter(rows, done.str.replace_all(r"[[\p{P}\p{S}\s]&&[^\x00-\x7F]]", " "))
+def _utf8(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes, one buffer, and the offsets of each text into it."""
     arr = texts.cast(pl.String).to_arrow()
     buffers = arr.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    return data[offsets[0] :], offsets - offsets[0]
+
+
+def _utf8_chunks(texts: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (non-null) texts as runs of about CHUNK_BYTES: (UTF-8 bytes, offsets from 0).
+    Texts with a non-ASCII byte (found by numpy) get `_fold_nonascii` first (the
+    ASCII share of the normalisation is the kernel's)."""
+    data, offsets = _utf8(texts)
+    nonempty = offsets[:-1] < offsets[1:]
+    top = np.zeros(len(texts), dtype=np.uint8)
+    top[nonempty] = np.maximum.reduceat(data, offsets[:-1][nonempty]) if len(data) else 0
+    rows = np.flatnonzero(top >= 0x80)
+    if len(rows):
+        texts = texts.clone().scatter(rows, _fold_nonascii(texts.gather(rows)))  # the caller's stays
+        data, offsets = _utf8(texts)
     row = 0
-    while row < len(arr):
-        stop = min(len(arr), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
+    while row < len(texts):
+        stop = min(len(texts), max(row + 1, int(np.searchsorted(offsets, offsets[row] + CHUNK_BYTES, "right")) - 1))
         lo = offsets[row]
         yield data[lo : offsets[stop]], offsets[row : stop + 1] - lo
         row = stop
@@ -187,17 +225,22 @@ def word_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([np.zeros(0, np.int64), *(c for _, c in parts)]))
 
 
+def _shingle_chunks(texts: pl.Series, ngram: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per cache-sized run of texts: their keys, flat n-gram hashes and n-grams per text."""
+    if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
+        raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
+    for chunk in _utf8_chunks(texts):
+        yield _chunk_shingles(*_chunk_words(*chunk), ngram)
+
+
 def text_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every (non-null) text: its exact key (uint64: a hash of its normalised words
     in order), and its word n-grams as uint64 hashes in one flat array with the row
     offsets into it (length rows + 1). A text of fewer than `ngram` words is one
     shingle: the hash of its whole (normalised) text. Computed a cache-sized run of
     texts at a time."""
-    if not 1 <= ngram <= len(_POSITION_MULTIPLIERS):
-        raise CurateError(f"filter dedup: n-grams of 1 to {len(_POSITION_MULTIPLIERS)} words, not {ngram}")
     keys, flats, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
-    for chunk in _utf8_chunks(texts):
-        key, flat, count = _chunk_shingles(*_chunk_words(*chunk), ngram)
+    for key, flat, count in _shingle_chunks(texts, ngram):
         keys.append(key)
         flats.append(flat)
         counts.append(count)
@@ -243,14 +286,48 @@ def shingle_hashes(texts: pl.Series, ngram: int = NGRAM) -> tuple[np.ndarray, np
     return text_hashes(texts, ngram)[1:]
 
 
+_EMPTY = np.uint64((1 << 64) - 1)  # a bin no n-gram fell into
+_SECOND = np.uint64(1 << 63)  # second-round values sort after every first-round value
+
+
+def one_permutation_minhash(flat: np.ndarray, counts: np.ndarray, num_perm: int) -> np.ndarray:
+    """The MinHash digests (uint64[rows, num_perm]) of rows of n-gram hashes (flat, and
+    n-grams per row), by one-permutation hashing in two rounds: in the first, each
+    n-gram's mixed hash picks one of `num_perm` bins and each bin keeps the smallest; in
+    the second, a bin left empty takes the smallest of a second, independent hash of the
+    n-grams that pick it (values above every first-round value, so a full bin keeps its
+    own). A bin still empty (rows of few n-grams) takes the value of the next full bin to
+    its right, circularly, plus its distance times an odd constant (rotation
+    densification). Two rows agree on a slot with probability about their Jaccard."""
+    rows, k = len(counts), np.uint64(num_perm)
+    base = np.repeat(np.arange(0, rows * num_perm, num_perm, dtype=np.int64), counts)
+    sig = np.full(rows * num_perm, _EMPTY)
+    h = _mix(flat)  # a bin from the top 32 bits (h * k >> 64), the order within it from the rest
+    np.minimum.at(sig, base + ((h >> np.uint64(32)) * k >> np.uint64(32)).view(np.int64), h >> np.uint64(1))
+    h *= _POSITION_MULTIPLIERS[4]  # the second round's hash: its top bits depend on every bit of h
+    np.minimum.at(sig, base + ((h >> np.uint64(32)) * k >> np.uint64(32)).view(np.int64), h | _SECOND)
+    empty = np.flatnonzero(sig == _EMPTY)
+    if len(empty):  # every row has a full bin: each empty one finds one within num_perm - 1 steps
+        start, col = empty - empty % num_perm, empty % num_perm
+        value = np.empty(len(empty), np.uint64)
+        todo = np.arange(len(empty))
+        offset = np.arange(num_perm, dtype=np.uint64) * _POSITION_MULTIPLIERS[5]  # wraps mod 2**64
+        for step in range(1, num_perm):
+            found = sig[start[todo] + (col[todo] + step) % num_perm]
+            hit = found != _EMPTY
+            value[todo[hit]] = found[hit] + offset[step]
+            todo = todo[~hit]
+            if not len(todo):
+                break
+        sig[empty] = value
+    return sig.reshape(rows, num_perm)
+
+
 def signature_matrix(texts: pl.Series, num_perm: int) -> np.ndarray:
-    """The MinHash digests (rensa R-MinHash, uint32[rows, num_perm]) of the shingle hashes."""
-    return _signatures(*shingle_hashes(texts), num_perm)
-
-
-def _signatures(flat: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, SEED)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(offsets) - 1, num_perm)
+    """The MinHash digests (uint64[rows, num_perm]) of the texts' word n-grams."""
+    return np.concatenate([np.zeros((0, num_perm), np.uint64),
+                           *(one_permutation_minhash(flat, count, num_perm) for _, flat, count in
+                             _shingle_chunks(texts, NGRAM))])
 
 
 def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray:
@@ -266,7 +343,7 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
 def slot_bits(digests: np.ndarray) -> np.ndarray:
     """The index's b-bit signature: the top SLOT_BITS bits of each slot after a
     multiplicative mix (uint8[rows, num_perm])."""
-    return ((digests.astype(np.uint32) * np.uint32(0x9E3779B1)) >> np.uint32(32 - SLOT_BITS)).astype(np.uint8)
+    return ((digests * _POSITION_MULTIPLIERS[0]) >> np.uint64(64 - SLOT_BITS)).astype(np.uint8)
 
 
 def bbit_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -460,11 +537,11 @@ class Dedup(Filter):
         if texts.is_empty():
             return self.empty_index(ids.dtype)
         keys, sigs = [], []
-        for k in range(0, len(texts), INDEX_SLICE):
-            key, flat, offsets = text_hashes(texts.slice(k, INDEX_SLICE))
-            keys.append(key)
-            if self._near():
-                sigs.append(slot_bits(_signatures(flat, offsets, self.num_perm)))
+        for k in range(0, len(texts), INDEX_SLICE):  # the text's copies (UTF-8 buffer, NFKC) a slice at a time
+            for key, flat, counts in _shingle_chunks(texts.slice(k, INDEX_SLICE), NGRAM):
+                keys.append(key)
+                if self._near():
+                    sigs.append(slot_bits(one_permutation_minhash(flat, counts, self.num_perm)))
         out = {"id": ids, "key": pl.Series("key", np.concatenate(keys), dtype=pl.UInt64)}
         if self._near():
             out["sig"] = pl.Series("sig", np.concatenate(sigs))

@@ -323,10 +323,18 @@ def test_local_and_ray_give_the_same_survivors(ray_cluster, solutions, tmp_path)
     assert sum(r == f"duplicate of {earlier}" for r in expected.values()) >= 5
 
 
-def test_index_hashes_in_slices_with_the_same_result(solutions, monkeypatch):
+def test_index_hashes_in_slices_and_chunks_with_the_same_result(solutions, monkeypatch):
     from curate.filters import dedup as dedup_module
 
-    frame = pl.DataFrame({"sample_id": [str(i) for i in range(60)], "completion": solutions[:60]})
+    texts = solutions[:60] + ["Ünïcode — ＡＢＣ text", "", "short"]
+    frame = pl.DataFrame({"sample_id": [str(i) for i in range(len(texts))], "completion": texts})
     whole = Dedup().index(frame)
+    monkeypatch.setattr(dedup_module, "CHUNK_BYTES", 300)  # smaller than most texts: one text a chunk
+    assert Dedup().index(frame).equals(whole)
+    monkeypatch.setattr(dedup_module, "CHUNK_BYTES", 3000)
+    assert Dedup().index(frame).equals(whole)
     monkeypatch.setattr(dedup_module, "INDEX_SLICE", 7)
     assert Dedup().index(frame).equals(whole)
+    series = pl.Series(texts)
+    word_hashes(series), normalize_text(texts[60])
+    assert series.to_list() == texts  # the non-ASCII rows are normalised in a copy
