@@ -8,8 +8,10 @@ or HYPOTHESIS_PROFILE=explore searches further."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +26,15 @@ from curate.errors import CurateError
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("explore", deadline=None, max_examples=2000,
+settings.register_profile("explore", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXPLORE = os.environ.get("HYPOTHESIS_PROFILE") == "explore"
+
+
+def examples(n: int):
+    """Each test's number of examples: sized for CI, twenty times more when exploring."""
+    return settings(max_examples=n * 20 if EXPLORE else n)
 
 TAGS = ["<think>", "</think>", "<answer>", "</answer>", "<|begin_of_thought|>", "<|end_of_thought|>",
         "<|begin_of_solution|>", "<|end_of_solution|>", "\\boxed{", "}", "{", "$", "\\[", "\\]", "```", "\n", "\n\n",
@@ -58,7 +66,7 @@ problem_records = st.lists(st.one_of(
 
 
 @given(records=problem_records, kind=st.sampled_from(["jsonl", "json", "broken"]))
-@settings(max_examples=120)
+@examples(120)
 def test_problem_files_load_or_are_refused_in_one_line(records, kind):
     from curate.inputs import InputSpec, load_problems
 
@@ -96,7 +104,7 @@ chain_docs = st.one_of(
 
 
 @given(doc=chain_docs, raw=st.one_of(st.none(), st.text(max_size=60)))
-@settings(max_examples=150)
+@examples(150)
 def test_chain_files_build_or_are_refused_in_one_line(doc, raw):
     from curate.chain import build_filters, read_chain
 
@@ -125,7 +133,7 @@ templates = st.lists(st.one_of(st.sampled_from(TEMPLATE_PIECES), st.text(max_siz
 
 
 @given(source=templates, problem=st.text(max_size=30))
-@settings(max_examples=200)
+@examples(200)
 def test_templates_render_or_are_refused_in_one_line(source, problem):
     from curate.templates import load_template
 
@@ -144,7 +152,7 @@ def test_templates_render_or_are_refused_in_one_line(source, problem):
 
 
 @given(text=traces, prefill=st.sampled_from(["", "<think>\n"]), reasoning=st.one_of(st.none(), traces))
-@settings(max_examples=300)
+@examples(300)
 def test_any_trace_parses(text, prefill, reasoning):
     from curate.parsing import parse_completion, parse_trace
 
@@ -161,7 +169,7 @@ def test_any_trace_parses(text, prefill, reasoning):
        column_map=st.one_of(st.none(), st.dictionaries(st.sampled_from(["problem", "completion", "x"]),
                                                        st.sampled_from(["question", "output", "missing"]),
                                                        max_size=2)))
-@settings(max_examples=150)
+@examples(150)
 def test_any_column_layout_resolves_or_is_refused_in_one_line(names, preset, column_map):
     from curate.formats import resolve
 
@@ -198,7 +206,7 @@ def math_pool():
 
 
 @given(pairs=st.lists(st.tuples(expressions(), expressions(), st.booleans()), min_size=1, max_size=16))
-@settings(max_examples=25)
+@examples(25)
 def test_random_expression_pairs_never_raise_nor_outlive_the_timeout(math_pool, pairs):
     from curate.filters.math import STATUSES
 
@@ -217,7 +225,7 @@ unicode_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
 
 
 @given(text=st.one_of(unicode_text, traces), lang=st.sampled_from(["en", "zh", "ru", "xx", "de"]))
-@settings(max_examples=150)
+@examples(150)
 def test_language_and_readability_never_raise_on_any_unicode(text, lang):
     from curate.filters.language import Language, target_language_ratio
     from curate.filters.readability import Readability
@@ -237,7 +245,7 @@ def test_language_and_readability_never_raise_on_any_unicode(text, lang):
 
 
 @given(records=problem_records)
-@settings(max_examples=25)
+@examples(25)
 def test_the_command_line_refuses_a_bad_problem_file_in_one_line(records):
     from curate.cli import cli
 
@@ -252,3 +260,203 @@ def test_the_command_line_refuses_a_bad_problem_file_in_one_line(records):
         errors = [line for line in result.output.splitlines() if line.strip()]
         assert len(errors) == 1 and errors[0].startswith("error"), result.output
         assert not (Path(d) / "out").exists()
+
+
+# -- mutating real files ----------------------------------------------------------------
+
+
+def line_edits(values: list[str], keys: list[str], lines: list[str]):
+    """Edits of a real file, line by line: delete, duplicate, move, re-indent or cut a
+    line, swap a value or a key, insert a line; each from the pools or random text."""
+    where = st.integers(0, 10**6)
+    text = st.one_of(st.text(st.characters(codec="utf-8", exclude_categories=("Cc",)), max_size=12),
+                     st.text(max_size=12))
+    value, key = st.sampled_from(values) | text, st.sampled_from(keys) | text
+    return st.lists(st.one_of(
+        st.tuples(st.sampled_from(["delete", "duplicate", "truncate"]), where, st.just("")),
+        st.tuples(st.just("move"), where, where.map(str)),
+        st.tuples(st.just("indent"), where, st.sampled_from(["", " ", "  ", "    ", "      ", "\t", "- "])),
+        st.tuples(st.just("value"), where, st.sampled_from(values)),
+        st.tuples(st.just("value"), where, value),
+        st.tuples(st.just("key"), where, key),
+        st.tuples(st.just("insert"), where, st.sampled_from(lines) | text),
+        st.tuples(st.just("insert"), where, st.tuples(st.sampled_from(keys), value).map(": ".join)),
+    ), min_size=1, max_size=4)
+
+
+def edit(text: str, edits) -> str:
+    """`text` with `edits` (from line_edits) applied, on lines that are not comments."""
+    lines = text.splitlines()
+    for op, at, piece in edits:
+        targets = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+        if not targets:
+            lines.append(piece)
+            continue
+        i = targets[at % len(targets)]
+        line = lines[i]
+        indent = line[: len(line) - len(line.lstrip())]
+        if op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, line)
+        elif op == "truncate":  # a half-written file
+            lines = lines[:i] + [line[: at % (len(line) + 1)]]
+        elif op == "move":
+            lines.insert(int(piece) % len(lines), lines.pop(i))
+        elif op == "indent":
+            lines[i] = piece + line.lstrip()
+        elif op == "value":
+            key, sep, _ = line.partition(":")
+            lines[i] = f"{key}: {piece}" if sep else f"{indent}- {piece}"
+        elif op == "key":
+            _, sep, rest = line.partition(":")
+            lines[i] = f"{indent}{piece}:{rest}" if sep else f"{indent}{piece}: {line.strip()}"
+        else:
+            lines.insert(i, indent + piece)
+    return "\n".join(lines) + "\n"
+
+
+def refused_in_one_line(result, names: tuple[str, ...]) -> str:
+    """The CLI's exit 2: one line `error: ...` naming one of `names`; no traceback."""
+    assert "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.output
+    assert any(name in errors[0] for name in names), errors[0]
+    return errors[0].removeprefix("error: ")
+
+
+# -- recipes ----------------------------------------------------------------------------
+
+RECIPE_VALUES = [
+    "null", "~", "0", "-1", "2", "1.5", "true", "no", "[]", "{}", "[a, b]", "[1, 2]", "{a: 1}", "{1: a, b: {2: c}}",
+    "''", "${out}", "${nope}", "${stages.nope.out}", "${stages.generate.model}", "${stages.filter.out}",
+    "${stages.sft.model}", "${stages.mix.out}", "${stages.grpo.model}", "${stages.eval.out}", "${data}/x.jsonl",
+    "${vars.samples}", "${}", "${stages}", "${stages.a.b.c}", "${vars}", "x${samples}y", "${problem_limit}x",
+    "${tiny_model}", "${prompts}", "${ out }", "${vars.nope}", "\"${base}:${problems}\"", "!!int abc", "!!float x",
+    "!!bool x", "!!timestamp x", "!!binary '@'", "!!set {a}", "!!python/name:os.system", "2020-13-45", "0x_",
+    "&a [*a]", "&a {b: *a}", "*nope", "[", "{", "\"open", "'", "\x00", "\ufeff", "\t", ": :", "generate",
+    "train sft", "train grpo", "filter", "report", "card", "eval", "mix", "select", "1e400", "10" * 12, ".nan",
+    "-.inf", "2020-01-01", "{command: card}", "[generate]", "[nope]", "|", ">", "%", "@", "`", "? x", "a=b:1",
+    "[\"reasoning=${stages.select.out}:-1\"]", "{temperature: [1]}", "nope,math", "[math, 7]", "-", "- a"]
+RECIPE_KEYS = [
+    "command", "after", "input", "limit", "model", "backend", "template", "num_samples", "max_tokens", "policy",
+    "sources", "config", "student", "data", "benchmarks", "k", "workers", "filters", "chain", "out", "overwrite",
+    "dry_run", "max_steps", "epochs", "rewards", "prompts", "policy", "mix_dir", "run_dir", "temperature", "seed",
+    "sampling", "allow_upsample", "tokenizer", "examples", "format_style", "vars", "stages", "smoke", "description",
+    "samples", "nope", "<<", "? [a]", "1", "\"\"", "&a x", "*a", "${x}", "stage name", "-", "report"]
+RECIPE_LINES = [
+    "  made: {command: report, run_dir: ${out}}", "  card: {command: card, mix_dir: ${stages.mix.out}}",
+    "  extra: {command: select, input: ${stages.generate.out}, after: [eval]}", "    after: [generate]",
+    "    after: nope", "    after: [filter, eval]", "    after: {a: 1}", "smoke: {}", "smoke:", "smoke: []",
+    "smoke: {vars: {nope: 1}}", "smoke: {stages: {nope: {}}}", "smoke: {stages: {generate: 3}}", "smoke: {x: 1}",
+    "vars: []", "stages: null", "stages:", "stages: {}", "description: [1]", "x: &a [*a]", "<<: *a", "? [a]",
+    "%YAML 1.1", "---", "...", "  loop: ${loop}", "  a: ${b}", "  b: ${a}", "  out: x", "vars: {out: 1}",
+    "  data: 1", "  1: 2", "  \"s p\": {command: mix}", "  report: {command: report}", "- a", "  - a",
+    "  r: {command: report, run_dir: ${stages.nope.out}}", "  t: {command: train grpo}", "  e: {command: eval}"]
+
+
+@functools.cache
+def shipped_recipe(name: str) -> str:
+    from curate.recipe import recipe_path
+
+    return recipe_path(name).read_text()
+
+
+@given(name=st.sampled_from(["distill", "r1", "r1_zero"]), edits=line_edits(RECIPE_VALUES, RECIPE_KEYS, RECIPE_LINES),
+       sets=st.dictionaries(st.sampled_from(["samples", "problems", "general", "base", "max_tokens", "teacher",
+                                             "problem_limit", "nope", "out"]),
+                            st.one_of(st.sampled_from(RECIPE_VALUES), st.text(max_size=12)), max_size=2),
+       smoke=st.booleans())
+@examples(150)
+def test_recipes_plan_or_are_refused_in_one_line(name, edits, sets, smoke):
+    """`curate run RECIPE --dry-run` on an edited shipped recipe (and random --set values)
+    plans, or says FILE:LINE (or the --set) in one line and exits 2; it writes nothing."""
+    from curate.cli import cli
+
+    with tempfile.TemporaryDirectory() as d:
+        path, out = Path(d) / f"{name}.yaml", Path(d) / "out"
+        path.write_text(edit(shipped_recipe(name), edits))
+        args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + (["--smoke"] if smoke else [])
+        result = CliRunner().invoke(cli, ["run", str(path), "--out", str(out), "--dry-run", "--no-progress", *args])
+        assert result.exit_code in (0, 2), result.output
+        assert not out.exists()
+    if result.exit_code == 0:
+        assert "dry run: nothing run, nothing written" in result.output
+        return
+    message = refused_in_one_line(result, (str(path), "--set"))
+    assert message.startswith("--set ") or names_the_line(message, path), message
+
+
+WHOLE_FILE = ("no `stages:`", "a recipe is a mapping", "no `smoke:` block")  # what no one line is to blame for
+
+
+def names_the_line(message: str, path: Path) -> bool:
+    return bool(re.match(rf"{re.escape(str(path))}(:\d+)+: ", message)) or message.startswith(
+        tuple(f"{path}: {what}" for what in WHOLE_FILE))
+
+
+def recipe_edits():
+    """Edits of a recipe's parsed document that keep it YAML: an option, a stage's command or
+    `after`, a variable, a smoke setting or a top-level key set to any value; an option or a
+    stage deleted; a stage renamed."""
+    where, key = st.integers(0, 10**6), st.sampled_from(RECIPE_KEYS)
+    value = st.one_of(json_values, st.sampled_from(RECIPE_VALUES))
+    return st.lists(st.one_of(
+        st.tuples(st.sampled_from(["option", "var", "smoke var", "smoke option", "top"]), where, key, value),
+        st.tuples(st.sampled_from(["delete option", "delete stage", "rename stage"]), where, key, st.none()),
+    ), min_size=1, max_size=4)
+
+
+def apply_recipe_edits(doc: dict, edits) -> dict:
+    def pick(mapping, at):
+        return list(mapping)[at % len(mapping)] if isinstance(mapping, dict) and mapping else None
+
+    for op, at, key, value in edits:
+        stages = doc.get("stages") if isinstance(doc.get("stages"), dict) else {}
+        name = pick(stages, at)
+        stage = stages.get(name) if isinstance(stages.get(name), dict) else {}
+        if op == "option":
+            stage[key] = value
+        elif op == "var" and isinstance(doc.get("vars"), dict):
+            doc["vars"][pick(doc["vars"], at) if at % 3 else key] = value
+        elif op.startswith("smoke") and isinstance(doc.get("smoke"), dict):
+            part = doc["smoke"].setdefault("vars" if op == "smoke var" else "stages", {})
+            if op == "smoke var" and isinstance(part, dict):
+                part[pick(part, at) if at % 3 else key] = value
+            elif isinstance(part, dict):
+                part.setdefault(name if at % 3 else key, {})
+                if isinstance(part[name if at % 3 else key], dict):
+                    part[name if at % 3 else key][key] = value
+        elif op == "top":
+            doc[key] = value
+        elif op == "delete option" and stage:
+            del stage[pick(stage, at)]
+        elif op == "delete stage" and name is not None:
+            del stages[name]
+        elif op == "rename stage" and name is not None:
+            stages[key] = stages.pop(name)
+    return doc
+
+
+@given(name=st.sampled_from(["distill", "r1", "r1_zero"]), edits=recipe_edits(), smoke=st.booleans())
+@examples(150)
+def test_edited_recipe_documents_plan_or_are_refused_at_their_line(name, edits, smoke):
+    """Edits that keep the recipe YAML reach every check of the plan (options, types,
+    references, the order of the stages): each is a plan or one line naming FILE:LINE."""
+    from curate.cli import cli
+
+    doc = apply_recipe_edits(yaml.safe_load(shipped_recipe(name)), edits)
+    with tempfile.TemporaryDirectory() as d:
+        path, out = Path(d) / f"{name}.yaml", Path(d) / "out"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+        sets = ["--set", "general=general.jsonl"] if name == "r1" else []
+        result = CliRunner().invoke(cli, ["run", str(path), "--out", str(out), "--dry-run", "--no-progress", *sets,
+                                          *(["--smoke"] if smoke else [])])
+        assert result.exit_code in (0, 2), result.output
+        assert not out.exists()
+    if result.exit_code == 2:
+        message = refused_in_one_line(result, (str(path), "--set general"))
+        assert message.startswith("--set general") or names_the_line(message, path), message
+        print("ERR", message)
+    else:
+        print("OK")
