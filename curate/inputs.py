@@ -228,7 +228,10 @@ def read_json_frame(path: str) -> pl.DataFrame:
     import polars as pl
 
     records, _ = _read_json(path, None)
-    return pl.from_dicts(records, infer_schema_length=None)
+    try:
+        return pl.from_dicts(records, infer_schema_length=None)
+    except Exception as error:  # noqa: BLE001 - a column whose values make no one type (polars raises many kinds)
+        raise CurateError(f"{path}: unreadable as a table ({_reason(error)})") from None
 
 
 def _decode(data: bytes, path: str, first_line: int) -> str:

@@ -460,3 +460,75 @@ def test_edited_recipe_documents_plan_or_are_refused_at_their_line(name, edits, 
         print("ERR", message)
     else:
         print("OK")
+
+
+# -- trace tables through `curate filter` (formats: presets, --map, the layouts) ------------
+
+ROLES = st.sampled_from(["user", "assistant", "system", "human", "gpt", "model", "USER", "", "tool"])
+turns = st.lists(st.one_of(
+    st.fixed_dictionaries({"role": ROLES, "content": st.one_of(traces, st.none())},
+                          optional={"reasoning_content": traces}),
+    st.fixed_dictionaries({"from": ROLES, "value": st.one_of(traces, st.none())}),
+    st.dictionaries(st.sampled_from(["role", "from", "content", "value", "x"]), st.integers() | st.none(),
+                    max_size=2),
+), max_size=4)
+# one kind of value per column (a Parquet column has one type); JSON lines may mix them
+cell_kinds = {
+    "text": traces, "int": st.integers(-10**6, 10**6), "float": st.floats(allow_nan=True),
+    "texts": st.lists(traces, max_size=3), "chat": turns, "chat as JSON text": turns.map(json.dumps),
+    "object": st.dictionaries(st.sampled_from(["a", "role", "content"]), st.text(max_size=5), max_size=2),
+}
+TRACE_COLUMNS = ["problem", "question", "prompt", "completion", "response", "output", "generation", "messages",
+                 "conversations", "reasoning_content", "reasoning", "answer", "final_answer", "solution",
+                 "reference_answer", "sample_id", "problem_id", "thinking_trajectories", "attempt",
+                 "ground_truth_solution", "finish_reason", "x"]
+
+
+@st.composite
+def trace_tables(draw):
+    names = draw(st.lists(st.sampled_from(TRACE_COLUMNS), min_size=1, max_size=5, unique=True))
+    kinds = {name: draw(st.sampled_from(sorted(cell_kinds))) for name in names}
+    rows = draw(st.integers(1, 4))
+    mixed = draw(st.booleans())  # JSON lines only: any kind in any cell
+    rows = [{name: draw(st.none() | cell_kinds[draw(st.sampled_from(sorted(cell_kinds)))] if mixed
+                        else st.none() | cell_kinds[kinds[name]]) for name in names} for _ in range(rows)]
+    column_map = draw(st.dictionaries(st.sampled_from(["problem", "completion", "reasoning_content",
+                                                       "reference_answer", "answer"]),
+                                      st.sampled_from(names) | st.sampled_from(TRACE_COLUMNS), max_size=2))
+    return rows, column_map
+
+
+@given(table=trace_tables(), kind=st.sampled_from(["jsonl", "parquet", "json"]),
+       preset=st.sampled_from([None, None, "openthoughts", "openr1-math", "numinamath", "s1k", "limo"]))
+@examples(60)
+def test_trace_tables_in_any_layout_filter_or_are_refused_in_one_line(table, kind, preset):
+    """`curate filter` over a table of traces in any layout (flat, messages, conversations,
+    with a preset and --map): it filters, or refuses in one line with exit 2, leaving no
+    complete run behind."""
+    import polars as pl
+
+    from curate.cli import cli
+    from curate.store import load_manifest
+
+    rows, column_map = table
+    with tempfile.TemporaryDirectory() as d:
+        path, out = Path(d) / f"traces.{kind}", Path(d) / "out"
+        if kind == "jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elif kind == "json":
+            path.write_text(json.dumps(rows))
+        else:
+            try:
+                pl.from_dicts(rows, infer_schema_length=None).write_parquet(path)
+            except Exception:  # noqa: BLE001 - a table polars itself cannot build: no such file exists
+                return
+        args = [a for k, v in column_map.items() for a in ("--map", f"{k}={v}")] + (
+            ["--preset", preset] if preset else [])
+        result = CliRunner().invoke(cli, ["filter", "--input", str(path), "--out", str(out), "--filters",
+                                          "format,length", "--workers", "1", "--no-progress", *args])
+        assert result.exit_code in (0, 2), result.output
+        if result.exit_code == 2:
+            refused_in_one_line(result, (str(path), "--preset", "--map", "filter "))
+            assert not out.exists() or (load_manifest(out) or {}).get("status") != "complete"
+        else:
+            assert (load_manifest(out) or {}).get("status") == "complete"
