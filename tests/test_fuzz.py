@@ -390,9 +390,10 @@ def test_recipes_plan_or_are_refused_in_one_line(name, edits, sets, smoke):
 WHOLE_FILE = ("no `stages:`", "a recipe is a mapping", "no `smoke:` block")  # what no one line is to blame for
 
 
-def names_the_line(message: str, path: Path) -> bool:
+def names_the_line(message: str, path: Path, whole_file: tuple[str, ...] = WHOLE_FILE) -> bool:
+    """`message` starts with FILE:LINE, or names the file for a fault of the whole file."""
     return bool(re.match(rf"{re.escape(str(path))}(:\d+)+: ", message)) or message.startswith(
-        tuple(f"{path}: {what}" for what in WHOLE_FILE))
+        tuple(f"{path}: {what}" for what in whole_file))
 
 
 def recipe_edits():
@@ -531,3 +532,110 @@ def test_trace_tables_in_any_layout_filter_or_are_refused_in_one_line(table, kin
             assert not out.exists() or (load_manifest(out) or {}).get("status") != "complete"
         else:
             assert (load_manifest(out) or {}).get("status") == "complete"
+
+
+# -- problem files through `curate generate --dry-run` (curate.inputs) ----------------------
+
+JSON_VALUES = ["null", "[]", "{}", "\"\"", "\"x\"", "1", "-0", "1e999", "NaN", "-Infinity", "true", "[1, 2]",
+               "{\"role\": \"user\"}", "\"\\u0000\"", "\"\\ud800\"", "\"", "{", "[", ",", "\"a\": 1,", "\"#### 18\"",
+               "\"\\\\boxed{18}\"", "1" * 25, "[{\"role\": \"user\", \"content\": 3}]", "\"#### \"", "\"\\n####\""]
+JSON_KEYS = ["\"question\"", "\"problem\"", "\"answer\"", "\"id\"", "\"problem_id\"", "\"messages\"", "\"tests\"",
+             "\"source\"", "\"domain\"", "\"conversations\"", "\"solution\"", "\"x\"", "\"\"", "question", "{"]
+JSON_LINES = ["{}", "[]", "{\"problem\": \"1+1?\"}", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+              "{\"problem\": null}", "null", "\"text\"", "\ufeff{\"problem\": \"x\"}", "{\"problem\": \"x\"} {}",
+              "{\"problem\": \"x\", \"problem\": 2}", "{\"conversations\": [{\"from\": \"human\"}]}", "]", "},", ""]
+
+
+@functools.cache
+def real_problems(kind: str) -> str:
+    """Four GSM8K test problems (shipped with curate) with ids, sources and tests added, as JSON lines or as
+    an indented JSON list (so that line edits reach single values)."""
+    from curate.recipe import recipes_dir
+
+    lines = (recipes_dir().parent / "data" / "gsm8k_test.jsonl").read_text().splitlines()[:4]
+    records = [{**json.loads(line), "id": i, "source": "gsm8k", "tests": [{"input": "1", "output": "2"}]}
+               for i, line in enumerate(lines)]
+    if kind == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in records)
+    return json.dumps({"data": records}, indent=1)
+
+
+def generate_dry_run(path: Path, out: Path, *args: str):
+    from curate.cli import cli
+
+    return CliRunner().invoke(cli, ["generate", "--input", str(path), "--out", str(out), "--dry-run", "--no-progress",
+                                    *args])
+
+
+OPTION_NAMES = ("--problem-column", "--answer-column", "--id-column", "--limit")
+column_options = st.lists(st.one_of(
+    st.tuples(st.sampled_from(OPTION_NAMES[:3]), st.sampled_from(["question", "problem", "answer", "id", "source",
+                                                                  "tests", "messages", "x", ""])),
+    st.tuples(st.just("--limit"), st.sampled_from(["0", "1", "2", "3", "100"]))), max_size=2, unique_by=lambda t: t[0])
+# faults of a whole problem file, or of a column in it: no one line is to blame
+WHOLE_PROBLEM_FILE = ("the file is empty", "column \"", "no problem column", "expected a list of objects",
+                      "no problems", "the table has no rows", "not a readable Parquet file", "unsupported file type")
+
+
+@given(kind=st.sampled_from(["jsonl", "json"]), edits=line_edits(JSON_VALUES, JSON_KEYS, JSON_LINES),
+       garbage=st.tuples(st.sampled_from([b"", b"\xff", b"\xc3", b"\x00", b"\xef\xbb\xbf", b"\r"]),
+                         st.integers(0, 10**6)), options=column_options)
+@examples(80)
+def test_edited_problem_files_plan_or_are_refused_in_one_line(kind, edits, garbage, options):
+    """`curate generate --dry-run` on an edited real problem file (JSON lines or a JSON
+    list; line edits, stray bytes): it plans, or names the file (and the line) in one line."""
+    data = edit(real_problems(kind), edits).encode()
+    at = garbage[1] % (len(data) + 1)
+    data = data[:at] + garbage[0] + data[at:]
+    with tempfile.TemporaryDirectory() as d:
+        path, out = Path(d) / f"problems.{kind}", Path(d) / "out"
+        path.write_bytes(data)
+        result = generate_dry_run(path, out, *[a for option in options for a in option])
+        assert result.exit_code in (0, 2), result.output
+        assert not out.exists()
+    if result.exit_code == 2:
+        message = refused_in_one_line(result, (str(path), *OPTION_NAMES))
+        assert message.startswith("--limit") or names_the_line(message, path, WHOLE_PROBLEM_FILE), message
+
+
+@st.composite
+def problem_tables(draw):
+    names = draw(st.lists(st.sampled_from(PROBLEM_TABLE_COLUMNS), min_size=1, max_size=5, unique=True))
+    kinds = {name: draw(st.sampled_from(sorted(cell_kinds))) for name in names}
+    return [{name: draw(st.none() | cell_kinds[kinds[name]]) for name in names} for _ in range(draw(st.integers(1, 4)))]
+
+
+PROBLEM_TABLE_COLUMNS = ["problem", "question", "prompt", "instruction", "messages", "conversations", "answer",
+                         "reference_answer", "final_answer", "solution", "id", "problem_id", "tests", "source",
+                         "domain", "x"]
+
+
+@given(rows=problem_tables(), kind=st.sampled_from(["parquet", "cut parquet", "jsonl", "json", "csv"]),
+       cut=st.integers(0, 10**6), options=column_options)
+@examples(60)
+def test_problem_tables_plan_or_are_refused_in_one_line(rows, kind, cut, options):
+    """`curate generate --dry-run` on a table of problems with any columns and cell types
+    (Parquet, a Parquet file cut short, JSON lines, JSON, CSV): a plan, or one line."""
+    import polars as pl
+
+    with tempfile.TemporaryDirectory() as d:
+        path, out = Path(d) / f"problems.{kind.split()[-1]}", Path(d) / "out"
+        if kind.endswith("parquet"):
+            try:
+                pl.from_dicts(rows, infer_schema_length=None).write_parquet(path)
+            except Exception:  # noqa: BLE001 - a table polars itself cannot build: no such file exists
+                return
+            if kind == "cut parquet":
+                data = path.read_bytes()
+                path.write_bytes(data[: cut % len(data)])
+        elif kind == "csv":
+            path.write_text("".join(",".join(map(str, r.values())) + "\n" for r in rows))
+        else:
+            path.write_text(json.dumps(rows) if kind == "json" else "".join(json.dumps(r) + "\n" for r in rows))
+        result = generate_dry_run(path, out, *[a for option in options for a in option])
+        assert result.exit_code in (0, 2), result.output
+        assert not out.exists()
+    if result.exit_code == 2:
+        message = refused_in_one_line(result, (str(path), *OPTION_NAMES))
+        assert message.startswith("--limit") or names_the_line(message, path, WHOLE_PROBLEM_FILE) or (
+            kind.endswith("parquet") and re.match(rf"{re.escape(str(path))}: row \d+[,:] ", message)), message
