@@ -500,7 +500,7 @@ def trace_tables(draw):
 
 @given(table=trace_tables(), kind=st.sampled_from(["jsonl", "parquet", "json"]),
        preset=st.sampled_from([None, None, "openthoughts", "openr1-math", "numinamath", "s1k", "limo"]))
-@examples(60)
+@examples(100)
 def test_trace_tables_in_any_layout_filter_or_are_refused_in_one_line(table, kind, preset):
     """`curate filter` over a table of traces in any layout (flat, messages, conversations,
     with a preset and --map): it filters, or refuses in one line with exit 2, leaving no
@@ -612,7 +612,7 @@ PROBLEM_TABLE_COLUMNS = ["problem", "question", "prompt", "instruction", "messag
 
 @given(rows=problem_tables(), kind=st.sampled_from(["parquet", "cut parquet", "jsonl", "json", "csv"]),
        cut=st.integers(0, 10**6), options=column_options)
-@examples(60)
+@examples(100)
 def test_problem_tables_plan_or_are_refused_in_one_line(rows, kind, cut, options):
     """`curate generate --dry-run` on a table of problems with any columns and cell types
     (Parquet, a Parquet file cut short, JSON lines, JSON, CSV): a plan, or one line."""
@@ -639,3 +639,83 @@ def test_problem_tables_plan_or_are_refused_in_one_line(rows, kind, cut, options
         message = refused_in_one_line(result, (str(path), *OPTION_NAMES))
         assert message.startswith("--limit") or names_the_line(message, path, WHOLE_PROBLEM_FILE) or (
             kind.endswith("parquet") and re.match(rf"{re.escape(str(path))}: row \d+[,:] ", message)), message
+
+
+# -- templates and few-shot examples through `curate generate --dry-run` --------------------
+
+JINJA_VALUES = ["{{ problem }}", "{{ nope }}", "{{ examples[0].problem }}", "[\"</answer>\"]", "[", "{{", "{%",
+                "null", "3", "{{ 1/0 }}", "{{ problem | nope }}", "\"x\"", "{% endif %}", "{{ message('robot', 'x') }}"]
+JINJA_KEYS = ["description", "variables", "stop", "examples_fields", "source", "nope", "{#---", "---#}", "{%", "- "]
+JINJA_LINES = ["{% call message('user') %}{{ problem }}{% endcall %}", "{% call message('robot') %}x{% endcall %}",
+               "{% call message('assistant') %}", "{% endcall %}", "{% for ex in examples %}", "{% endfor %}",
+               "{% if problem %}", "{% endif %}", "text outside", "{{ ex.reasoning }}", "{#---", "---#}",
+               "stop: [\"</think>\"]", "{{ message('user', problem) }}", "{% set x = 1/0 %}{{ x }}", "{{ }}",
+               "{% raw %}", "{# open comment"]
+EXAMPLE_VALUES = [*JSON_VALUES, "\"{{ problem }}\"", "{\"problem\": \"p\", \"reasoning\": \"r\", \"answer\": \"a\"}"]
+EXAMPLE_KEYS = ["\"problem\"", "\"reasoning\"", "\"answer\"", "\"x\"", "\"\""]
+
+
+@functools.cache
+def shipped_template(name: str) -> str:
+    from curate.templates import builtin_dir
+
+    return (builtin_dir() / f"{name}.jinja").read_text()
+
+
+@given(name=st.sampled_from(["cold_start_fewshot", "reasoning_chat", "r1_zero", "arithmetic_fewshot",
+                             "general_cot"]),
+       template_edits=st.none() | line_edits(JINJA_VALUES, JINJA_KEYS, JINJA_LINES),
+       example_edits=st.none() | line_edits(EXAMPLE_VALUES, EXAMPLE_KEYS, JSON_LINES),
+       examples_kind=st.sampled_from(["jsonl", "json"]))
+@examples(80)
+def test_edited_templates_and_examples_render_or_are_refused_in_one_line(name, template_edits, example_edits,
+                                                                         examples_kind):
+    """An edited shipped template (`--template FILE`) with edited few-shot examples
+    (`--examples FILE`, JSON lines or a JSON list): the dry run renders the first prompts,
+    or refuses in one line naming the template or the examples file."""
+    from curate.templates import builtin_dir
+
+    examples_text = (builtin_dir() / "examples" / "cold_start_math.jsonl").read_text()
+    if examples_kind == "json":
+        examples_text = json.dumps([json.loads(line) for line in examples_text.splitlines() if line.strip()], indent=1)
+    with tempfile.TemporaryDirectory() as d:
+        template, examples, problems = Path(d) / f"{name}.jinja", Path(d) / f"ex.{examples_kind}", Path(d) / "p.jsonl"
+        template.write_text(edit(shipped_template(name), template_edits) if template_edits else shipped_template(name))
+        examples.write_text(edit(examples_text, example_edits) if example_edits else examples_text)
+        problems.write_text(real_problems("jsonl"))
+        result = generate_dry_run(problems, Path(d) / "out", "--template", str(template), "--examples", str(examples))
+        assert result.exit_code in (0, 2), result.output
+        assert not (Path(d) / "out").exists()
+    if result.exit_code == 2:
+        refused_in_one_line(result, (str(template), str(examples)))
+
+
+# -- the shipped chain, edited -------------------------------------------------------------
+
+CHAIN_VALUES = ["{}", "null", "[]", "{max_tokens: -1}", "{style: nope}", "{timeout: x}", "{lang: xx}",
+                "{benchmarks: [nope]}", "{benchmarks: math500, n: 0}", "{'on': nope}", "{threshold: 2}",
+                "{mode: cascade}", "{mode: nope}", "{drop_truncated: 3}", "{x: 1}", "!!int x", "&a [*a]", "[", "{"]
+CHAIN_KEYS = ["- length", "- format", "- math", "- language", "- readability", "- dedup", "- decontam", "- code",
+              "- nope", "filters", "- 1", "- [a]", "-"]
+CHAIN_LINES = ["  - length", "  - nope", "  - {}", "  - {a: 1, b: 2}", "  - [math]", "  - 3", "filters: []",
+               "filters:", "filters: x", "  - math: {mode: cascade, judge: {backend: nope}}",
+               "  - decontam: {method: llm}"]
+
+
+@given(edits=line_edits(CHAIN_VALUES, CHAIN_KEYS, CHAIN_LINES))
+@examples(80)
+def test_edited_default_chain_builds_or_is_refused_in_one_line(edits):
+    from curate.chain import build_filters, default_chain_path, read_chain
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "chain.yaml"
+        path.write_text(edit(default_chain_path().read_text(), edits))
+        try:
+            chain, _ = read_chain(str(path), None)
+            filters = build_filters(chain)
+        except CurateError as e:  # the file's own faults name it; a filter's parameter names the filter
+            assert one_line(e).startswith((str(path), "filter ", "unknown filter ")), str(e)
+            return
+        for f in filters:
+            getattr(f, "close", lambda: None)()
+        assert len(filters) == len(chain)
