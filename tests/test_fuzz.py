@@ -3,8 +3,16 @@ it with one CurateError line (exit 2 on the command line) — never another exce
 and the verifiers never raise, whatever text they are given; math verification never
 outlives its timeout.
 
-Derandomized (the same examples every run), so CI is repeatable; `--hypothesis-seed`
-or HYPOTHESIS_PROFILE=explore searches further."""
+The doors: problem files (JSON lines, JSON, Parquet, CSV; `curate generate --dry-run`),
+recipes (`curate run --dry-run`, `--set`), chain files, templates and few-shot examples,
+trace tables in every layout (`curate filter`, presets, `--map`). Besides random
+documents, real files are edited: the shipped recipes, chain, templates and examples, and
+GSM8K problems, line by line (deleted, duplicated, moved, cut, re-indented, a value or a
+key swapped, a line inserted). A refusal names the file, and its line where one line is
+to blame; a refused command leaves no output folder (or no complete run).
+
+Derandomized (the same examples every run), so CI is repeatable; HYPOTHESIS_PROFILE=explore
+searches further (random examples, twenty times as many)."""
 
 from __future__ import annotations
 
