@@ -127,10 +127,27 @@ def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = N
     frame = frame.rename({src: dst for dst, src in column_map.items()}) if column_map else frame
     df = collect(frame, where)
     if layout is not None:
-        df = layout.apply(df)
+        try:
+            df = layout.apply(df)
+        except CurateError as e:  # a value the layout cannot read
+            raise CurateError(f"{where}: {e}") from None
+    bad = next((name for name, dtype in df.schema.items() if not _storable(dtype)), None)
+    if bad is not None:
+        raise CurateError(f"{where}: column {bad!r}: Parquet cannot store its type, {df.schema[bad]} (an object "
+                          "without keys, {}, or an integer beyond 64 bits)")
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
         df = df.with_columns(_ids(Path(where).stem, offset))
     return df
+
+
+def _storable(dtype) -> bool:
+    """Parquet can store the type: it holds no struct without fields (JSON's `{}`) and no 128-bit integer."""
+    if dtype == pl.Int128:
+        return False
+    if isinstance(dtype, pl.Struct):
+        return bool(dtype.fields) and all(_storable(f.dtype) for f in dtype.fields)
+    inner = getattr(dtype, "inner", None)
+    return inner is None or _storable(inner)
 
 
 def _ids(stem: str, offset: int) -> pl.Expr:
@@ -180,6 +197,11 @@ def input_columns(table: Table, column_map: dict[str, str]) -> list[str]:
     for dst, src in column_map.items():
         if src not in names:
             raise CurateError(f"--map {dst}={src}: the input has no column {src!r} (columns: {', '.join(names)})")
+        if list(column_map.values()).count(src) > 1:
+            raise CurateError(f"--map {dst}={src}: the column {src!r} is mapped twice; a column takes one name")
+        if dst != src and dst in names and dst not in column_map.values():
+            raise CurateError(f"--map {dst}={src}: the input has a column {dst!r} already; rename it too "
+                              f"(--map OTHER={dst})")
     return [next((dst for dst, src in column_map.items() if src == n), n) for n in names]
 
 
@@ -262,6 +284,8 @@ def plan(opts: FilterOptions) -> FilterPlan:
     filters = build_filters(chain)
     names = input_columns(table, opts.column_map)
     layout = resolve(names, opts.preset, opts.column_map, shown=opts.input)
+    if layout.passthrough:
+        _check_text_columns(table, opts.column_map, opts.input)
     columns = set(layout.output_columns(names)) | {"sample_id"}  # made from file and row when absent
     for f in filters:
         missing = [c for c in f.needs if c not in columns]
@@ -277,6 +301,17 @@ def plan(opts: FilterOptions) -> FilterPlan:
     run = open_run(opts.out, "filter", config, overwrite=opts.overwrite, command=opts.command,
                    inputs={"path": opts.input, "kind": table.kind, "shards": [str(s) for s in table.files]})
     return FilterPlan(opts, table, chain, source, filters, config, run, layout)
+
+
+def _check_text_columns(table: Table, column_map: dict[str, str], shown: str) -> None:
+    """Curate rows, read as they are, hold text where curate writes text (the filters read it so)."""
+    from curate.schema import GENERATION_SCHEMA
+
+    schema = table.scan().rename({src: dst for dst, src in column_map.items()}, strict=False).collect_schema()
+    for name in GENERATION_SCHEMA.names:
+        dtype = schema.get(name)
+        if dtype not in (None, pl.String, pl.Null) and str(GENERATION_SCHEMA.field(name).type) == "string":
+            raise CurateError(f"{shown}: column {name!r} holds {dtype} values; curate rows hold text there")
 
 
 def _jsonable(params: dict) -> dict:

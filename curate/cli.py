@@ -409,11 +409,11 @@ def eval_(given: dict, as_json: bool):
 
 @stage(cli, "run", "run_recipe")
 def run_(given: dict):
-    from curate.generate import install_sigterm_handler
     from curate.recipe import describe
+    from curate.store import sigterm_interrupts
 
-    install_sigterm_handler()  # SIGTERM stops the running stage as Ctrl-C does; re-running resumes
-    result = api.run_recipe(**given, echo=click.echo)
+    with sigterm_interrupts():  # SIGTERM stops the running stage as Ctrl-C does; re-running resumes
+        result = api.run_recipe(**given, echo=click.echo)
     if result.plan is not None:
         click.echo(describe(result.plan))
         click.echo("dry run: nothing run, nothing written")

@@ -99,6 +99,9 @@ class Layout:
             new["reference_answer"] = [reference_answer(r.get(self.reference), self.reference) for r in records]
         out = frame.with_columns([pl.Series(k, v, dtype=pl.String) for k, v in new.items()])
         if "problem_id" in frame.columns and not self.curate_rows:  # the input's own ids win
+            if frame.schema["problem_id"].is_nested():
+                raise CurateError(f"column 'problem_id' holds {frame.schema['problem_id']} values; ids are text or "
+                                  "numbers")
             out = out.with_columns(pl.coalesce(frame["problem_id"].cast(pl.String), pl.col("problem_id")))
         if "finish_reason" not in out.columns:
             out = out.with_columns(pl.lit(None, pl.String).alias("finish_reason"))
@@ -141,7 +144,7 @@ def resolve(names: list[str], preset: str | None = None, column_map: dict | None
     columns = {dst: src for dst, src in chosen.items() if src}
     if preset and "completion" not in wanted and columns.get("reasoning_content") and "completion" not in mapped:
         return Layout("flat", columns, chosen.get("reference_answer"), False)  # reasoning only: its last box answers
-    curate_rows = "reference_answer" in names and "sample_id" in names
+    curate_rows = {"reference_answer", "sample_id", "completion"} <= set(names)
     completion = columns.get("completion") or _first(("completion",), names) or \
         _first(("conversations", "messages"), names) or _first(COMPLETION_COLUMNS, names)
     if completion is None:

@@ -228,7 +228,10 @@ def read_json_frame(path: str) -> pl.DataFrame:
     import polars as pl
 
     records, _ = _read_json(path, None)
-    return pl.from_dicts(records, infer_schema_length=None)
+    try:
+        return pl.from_dicts(records, infer_schema_length=None)
+    except Exception as error:  # noqa: BLE001 - a column whose values make no one type (polars raises many kinds)
+        raise CurateError(f"{path}: unreadable as a table ({_reason(error)})") from None
 
 
 def _decode(data: bytes, path: str, first_line: int) -> str:
@@ -535,7 +538,7 @@ def _validate_table(table: pa.Table, plan: _Plan, locator: _Locator) -> None:
         if row is not None:
             bad.append((row, table.column_names.index(column), column, check))
     if bad:
-        row, _, column, check = min(bad)
+        row, _, column, check = min(bad, key=lambda b: b[:2])  # a column read twice (--answer-column = problem)
         error = check(table.column(column)[row].as_py())
         raise CurateError(f"{locator.cell(row, column)}: {error}")
 

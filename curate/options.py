@@ -61,8 +61,27 @@ def pairs(items, option: str, form: str = "KEY=VALUE", parse=str) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key or (not value and parse is str):
             raise CurateError(f"{option} {item!r}: expected {form}")
-        out[key] = parse(value)
+        try:
+            out[key] = parse(value)
+        except CurateError as e:  # a value its parser refuses
+            raise CurateError(f"{option} {item}: {e}") from None
     return out
+
+
+def yaml_value(text: str):
+    """A KEY=VALUE option's value read as YAML (numbers, booleans, lists), or a CurateError."""
+    import yaml
+
+    from curate.errors import CurateError, one_line, yaml_loader
+
+    try:
+        loader = yaml_loader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        raise CurateError(f"not a YAML value ({one_line(getattr(e, 'problem', None) or e)})") from None
 
 
 @dataclasses.dataclass
@@ -241,9 +260,7 @@ def _pairs_callback(form: str, parse: str | None):
     def callback(ctx, param, value):
         option = param.opts[0]
         if parse == "yaml":
-            import yaml
-
-            return pairs(value, option, form, parse=yaml.safe_load)
+            return pairs(value, option, form, parse=yaml_value)
         return pairs(value, option, form)
 
     return callback

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from curate.errors import CurateError
+from curate.errors import CurateError, yaml_error, yaml_loader
 from curate.options import opt
 
 # the command as a recipe (and the command line) names it -> the curate.api function
@@ -107,16 +107,14 @@ class Source:
             raise CurateError(f"{path}: unreadable ({e})") from None
         self.sha256 = hashlib.sha256(text.encode()).hexdigest()
         try:
-            loader = yaml.SafeLoader(text)
+            loader = yaml_loader(text)
             try:
                 node = loader.get_single_node()
                 self.data = self._value(loader, node, ()) if node is not None else {}
             finally:
                 loader.dispose()
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            raise CurateError(f"{where}: bad YAML: {getattr(e, 'problem', None) or e}") from None
+            raise yaml_error(e, text, str(path)) from None
         if not isinstance(self.data, dict):
             raise CurateError(f"{path}: a recipe is a mapping with `vars:` and `stages:`")
 
@@ -199,6 +197,8 @@ def plan(recipe: str, out, sets: dict | None = None, smoke: bool = False) -> Pla
     out = Path(out).resolve()
     raw_vars = _mapping(source, doc.get("vars") or {}, ("vars",))
     raw_stages = _mapping(source, doc.get("stages"), ("stages",), required=True)
+    if not raw_stages:
+        raise CurateError(f"{source.where('stages')}: `stages:` is empty; a recipe names at least one stage")
     if smoke:
         raw_vars, raw_stages = _apply_smoke(source, doc.get("smoke"), raw_vars, raw_stages)
     for name in raw_vars:
@@ -242,6 +242,9 @@ def _apply_smoke(source: Source, block, raw_vars: dict, raw_stages: dict) -> tup
     for name, options in _mapping(source, block.get("stages") or {}, ("smoke", "stages")).items():
         if name not in raw_stages:
             raise CurateError(f"{source.where('smoke', 'stages', name)}: no stage `{name}` in `stages:`")
+        if not isinstance(raw_stages[name], dict):
+            raise CurateError(f"{source.where('stages', name)}: stage `{name}` must be a mapping with `command:` "
+                              "and its options")
         for key, value in _mapping(source, options, ("smoke", "stages", name)).items():
             raw_stages[name][key] = value
             source.lines[("stages", name, key)] = source.lines[("smoke", "stages", name, key)]
@@ -329,6 +332,7 @@ class _Context:
             if name == where[1]:
                 raise CurateError(f"{self.source.where(*where)}: `${{{ref}}}`: a stage cannot read its own output")
             command = (self.raw_stages[name] or {}).get("command") if isinstance(self.raw_stages[name], dict) else None
+            command = command if isinstance(command, str) else None  # a bad one is refused at its own stage
             if what == "model" and command not in ("train sft", "train grpo"):
                 raise CurateError(f"{self.source.where(*where)}: `${{{ref}}}`: only a `train sft` or `train grpo` "
                                   "stage has a model")
@@ -381,15 +385,18 @@ class _Context:
         if command == "report" and name == "report":
             raise CurateError(f"{where}: a report stage cannot be called `report`: OUT/report.html is the report "
                               "across stages that curate run writes")
-        if command not in COMMANDS:
+        if not isinstance(command, str) or command not in COMMANDS:
             shown = f"`{command}`" if command is not None else "no `command:`"
             raise CurateError(f"{self.source.where('stages', name, 'command')}: stage {name}: {shown}; "
                               f"choose one of {', '.join(COMMANDS)}")
         after = raw.get("after") or []
         after = [after] if isinstance(after, str) else after
+        if not isinstance(after, list):
+            raise CurateError(f"{self.source.where('stages', name, 'after')}: stage {name}: `after` is a list of "
+                              "stage names")
         needs: list[str] = []
         for other in after:
-            if other not in self.raw_stages or other == name:
+            if not isinstance(other, str) or other not in self.raw_stages or other == name:
                 raise CurateError(f"{self.source.where('stages', name, 'after')}: stage {name}: after `{other}`: "
                                   f"no such other stage")
             needs.append(other)
