@@ -39,7 +39,7 @@ from pathlib import Path
 import polars as pl
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from filter import MATH500, build_docs  # noqa: E402  (benchmarks/filter.py's documents)
 
@@ -116,7 +116,7 @@ def machinery(run: Path, tmp: Path, docs: int) -> dict:
 def executors(run: Path, small: Path, tmp: Path, docs: int) -> dict:
     import yaml
 
-    from tests.raycluster import LocalCluster
+    from raycluster import LocalCluster
 
     chain_file = tmp / "chain.yaml"
     chain_file.write_text(yaml.safe_dump({"filters": CHAIN}))

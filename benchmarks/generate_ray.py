@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 DEFAULT_INPUT = REPO / "curate" / "data" / "gsm8k_test.jsonl"
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a 127.0.0.1 test cluster (see tests/conftest.py)
 
-    from tests.raycluster import LocalCluster
+    from raycluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="curate-genray-"))
     results: dict[int, list[dict]] = {1: [], 2: []}

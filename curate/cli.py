@@ -41,6 +41,28 @@ class Group(click.Group):
         except Exception as e:  # noqa: BLE001 - a bug: one line on the terminal, the traceback in a log
             self._internal_error(ctx, e)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """As click's, but a usage error (an unknown option, a value of the wrong type) is
+        one line too: `error: ...` naming the option, then where help is, exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as e:  # `curate`, `curate train`: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"error: {one_line(e.format_message())}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     @staticmethod
     def _internal_error(ctx, error: Exception) -> None:
         stage = ctx.meta.get(STAGE_KEY) or {"name": ctx.invoked_subcommand or "curate", "out": None}
@@ -51,6 +73,7 @@ class Group(click.Group):
         ctx.exit(1)
 
 
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 STAGE_KEY = "curate.stage"  # ctx.meta: the running command's name and --out, for the crash log
 
 

@@ -95,6 +95,14 @@ def test_bad_options(tmp_path, problems_file):
     assert refuse(tmp_path, "--input", problems_file, "--limit", "0").startswith("--limit must be a positive number")
 
 
+def test_usage_errors_are_one_line_too(tmp_path, problems_file):
+    """What click itself refuses (a value of the wrong type or choice, an unknown option)."""
+    assert refuse(tmp_path, "--input", problems_file, "--limit", "abc") == (
+        "Invalid value for '--limit': 'abc' is not a valid integer. (see `curate generate --help`)")
+    assert "No such option '--nope'" in refuse(tmp_path, "--input", problems_file, "--nope")
+    assert "'--backend': 'x' is not one of" in refuse(tmp_path, "--input", problems_file, "--backend", "x")
+
+
 def test_template_error_names_the_row(tmp_path, problems_file):
     t = write(tmp_path / "t.jinja", "{{ problem }} {{ hint }}")
     msg = refuse(tmp_path, "--input", problems_file, "--template", t)
