@@ -193,7 +193,9 @@ stages:
 
 
 def updated(out: Path) -> dict:
-    return {d.name: json.loads((d / "manifest.json").read_text())["updated"] for d in sorted(out.iterdir())
+    """When each stage's manifest was last written (to the nanosecond: its `updated` field
+    has whole seconds, and a re-run can end within the same second)."""
+    return {d.name: (d / "manifest.json").stat().st_mtime_ns for d in sorted(out.iterdir())
             if (d / "manifest.json").is_file()}
 
 
