@@ -115,7 +115,6 @@ def machinery(run: Path, tmp: Path, docs: int) -> dict:
 
 def executors(run: Path, small: Path, tmp: Path, docs: int) -> dict:
     import yaml
-
     from raycluster import LocalCluster
 
     chain_file = tmp / "chain.yaml"

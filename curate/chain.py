@@ -399,7 +399,7 @@ class Stage:
         todo = [i for i in range(len(self.shards)) if not (self.dir / self.name(i)).exists()]
         with Progress(self.f.name, sum(counts), "rows", completed=sum(counts) - sum(counts[i] for i in todo),
                       enabled=self.p.opts.progress) as bar:
-            task = FilterTask(self.f, self.token, "call")
+            task = FilterTask(self.f, self.token, "call", self.executor.task_cpus)
             for i, mask, results in self.map(task, todo):
                 self.write(i, mask, results)
                 bar.advance(mask.height)
@@ -407,7 +407,7 @@ class Stage:
 
     def index(self, shards: list[int]) -> list[pl.DataFrame | None]:
         """A stateful filter's `index` of every shard (its pieces' indexes joined)."""
-        task = FilterTask(self.f, self.token, "index")
+        task = FilterTask(self.f, self.token, "index", self.executor.task_cpus)
         indexes = []
         for _, _, results in self.map(task, shards):
             found = [r for r in results if r is not None]
@@ -497,14 +497,14 @@ class FilterTask:
     pickled and is unpickled once per process and stage, so its models and process pools
     (math's, code's sandboxes) start once there and live until the next stage's first task."""
 
-    def __init__(self, f: Filter, token: str, step: str):
+    def __init__(self, f: Filter, token: str, step: str, cpus: int | None = None):
         self.blob = pickle.dumps(f)
-        self.token, self.step = f"{token}:{step}", step
+        self.token, self.step, self.cpus = f"{token}:{step}", step, cpus
         self.columns = list(dict.fromkeys((*f.needs, *getattr(f, "uses", ()), "sample_id")))
         self.stateful = f.stateful
 
     def __call__(self, piece: Piece):
-        f = live_filter(self.token, self.blob)
+        f = live_filter(self.token, self.blob, self.cpus)
         batch = read_rows(piece.shard, self.columns, piece.positions)
         if self.stateful:
             batch = batch.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + piece.row0).alias("_row"))
@@ -518,12 +518,15 @@ class FilterTask:
         return decision
 
 
-def live_filter(token: str, blob: bytes) -> Filter:
-    """The filter of the stage `token`, unpickled on its first task here; the previous stage's is closed."""
+def live_filter(token: str, blob: bytes, cpus: int | None = None) -> Filter:
+    """The filter of the stage `token`, unpickled on its first task here (fitted to the
+    task's `cpus` when the executor gives tasks a share); the previous stage's is closed."""
     f = _LIVE.get(token)
     if f is None:
         release_filters()
         f = _LIVE[token] = pickle.loads(blob)
+        if cpus:
+            f.fit(cpus)
     return f
 
 

@@ -28,6 +28,7 @@ class Executor:
 
     name = "base"
     workers = 1
+    task_cpus: int | None = None  # the CPUs one task is given (Ray: 1); None: a process of this machine
 
     def map(self, fn: Callable, items: Iterable, *, inflight: int | None = None) -> Iterator:
         raise NotImplementedError
@@ -81,6 +82,7 @@ class RayExecutor(Executor):
     A task whose worker or node dies is retried (`max_retries`) on another node."""
 
     name = "ray"
+    task_cpus = 1
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
         from curate.cluster import connect
@@ -90,7 +92,7 @@ class RayExecutor(Executor):
         self.address = address
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(workers or cpus))
-        self._task = self.ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_call)
+        self._task = self.ray.remote(num_cpus=self.task_cpus, max_retries=max_retries, retry_exceptions=False)(_call)
 
     def map(self, fn: Callable, items: Iterable, *, inflight: int | None = None) -> Iterator:
         ray = self.ray

@@ -99,6 +99,10 @@ class Filter:
         the code sandbox's isolation level); empty by default."""
         return {}
 
+    def fit(self, cpus: int) -> None:
+        """This copy runs in a task given `cpus` CPUs (a Ray task): a filter that starts its
+        own processes or threads and was not told how many keeps to that many."""
+
     def work_counts(self) -> dict[str, int]:
         """Running totals of costly work done by this copy of the filter (e.g. judge calls).
         Copies run in many processes: the chain sums each task's increase into the

@@ -586,9 +586,12 @@ class Code(Judged, RowFilter):
     name = "code"
     rule_scores = {"code_status": pl.String, "code_passed": pl.Int64, "code_total": pl.Int64}
 
-    def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, require_isolation: bool = False,
-                 mode: str = "rules", judge: dict | None = None, judge_cases: int | None = None):
-        self.workers = self.param("workers", workers, int, minimum=1)
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, memory_mb: int = 512,
+                 require_isolation: bool = False, mode: str = "rules", judge: dict | None = None,
+                 judge_cases: int | None = None):
+        self.workers = self.param("workers", workers if workers is not None else 2, int, minimum=1)
+        self._sandboxes = self.workers  # at once (threads, each waiting on a sandboxed process)
+        self._workers_given = workers is not None
         self.timeout = self.param("timeout", timeout, float, minimum=0.1)
         self.memory_mb = self.param("memory_mb", memory_mb, int, minimum=64)
         self.require_isolation = self.param("require_isolation", require_isolation, bool)
@@ -627,12 +630,16 @@ class Code(Judged, RowFilter):
     def manifest_info(self) -> dict:
         return {"isolation": self.isolation, **super().manifest_info()}
 
+    def fit(self, cpus: int) -> None:
+        if not self._workers_given:
+            self._sandboxes = max(1, min(self.workers, cpus))
+
     def verify(self, row: dict) -> Verdict:
         return self._second_opinion([row], [self._rules(row)])[0]
 
     def __call__(self, batch: pl.DataFrame) -> Decision:
         rows = list(self.rows(batch))
-        with ThreadPoolExecutor(self.workers) as pool:
+        with ThreadPoolExecutor(self._sandboxes) as pool:
             verdicts = list(pool.map(self._rules, rows))
         return self.decide(self._second_opinion(rows, verdicts))
 

@@ -359,6 +359,7 @@ class Math(Judged, RowFilter):
         # added to timeout * rows for a chunk's wall-clock budget: worker start-up, pickling, scheduling
         self.guard_slack_s = self.param("guard_slack_s", guard_slack_s, float, minimum=0.0)
         # _verify: MathPool's test hook (not a parameter: it stays out of params())
+        self._workers_given = workers is not None
         self._pool = MathPool(self.workers, self.timeout, chunk_size=self.chunk_size,
                               guard_slack_s=self.guard_slack_s, verifier=_verify)
         # cascade: an LLM judge decides what the rules cannot (filters/judge.py)
@@ -411,6 +412,11 @@ class Math(Judged, RowFilter):
     def manifest_info(self) -> dict:
         return {"verifier": f"math-verify {version('math-verify')}", "timeout_s": max(1, math.ceil(self.timeout)),
                 **super().manifest_info()}
+
+    def fit(self, cpus: int) -> None:
+        if not self._workers_given and self._pool.workers > cpus:
+            self._pool.close()
+            self._pool.workers = max(1, cpus)
 
     def close(self) -> None:
         self._pool.close()

@@ -335,3 +335,20 @@ def test_every_table_kind_filters_alike(tmp_path):
         assert manifest["status"] == "complete" and manifest["counts"]["rows_in"] == 12
         kept[name] = pl.read_parquet(tmp_path / f"out-{name}" / "kept" / "*.parquet").sort("sample_id")
     assert kept["run"].height == 3 and kept["run"].equals(kept["rows.jsonl"]) and kept["run"].equals(kept["ds"])
+
+
+def test_a_ray_task_fits_filters_that_start_their_own_processes_to_its_cpus():
+    """A Ray task is given 1 CPU: math's pool and code's sandboxes keep to it unless told a number."""
+    from curate.executor import LocalExecutor, RayExecutor
+    from curate.filters.code import Code
+    from curate.filters.math import Math
+
+    assert RayExecutor.task_cpus == 1 and LocalExecutor.task_cpus is None
+    fitted, told = Math(), Math(workers=3)
+    for f in (fitted, told):
+        f.fit(1)
+    assert fitted.pool.workers == 1 and told.pool.workers == 3
+    assert fitted.params()["workers"] == Math().params()["workers"]  # the run's config is unchanged
+    code, code_told = Code(), Code(workers=4)
+    code.fit(1), code_told.fit(1)
+    assert code._sandboxes == 1 and code_told._sandboxes == 4
