@@ -20,13 +20,18 @@ def load_yaml(text: str, shown: str, *, what: str = "bad YAML", first_line: int 
     import yaml
 
     try:
-        loader = yaml_loader(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
+        return yaml_data(text)
     except yaml.YAMLError as e:
         raise yaml_error(e, text, shown, what=what, first_line=first_line) from None
+
+
+def yaml_data(text: str):
+    """The one YAML document in `text` (curate's strict loader); a yaml.YAMLError if it is not one."""
+    loader = yaml_loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @functools.cache

@@ -72,14 +72,10 @@ def yaml_value(text: str):
     """A KEY=VALUE option's value read as YAML (numbers, booleans, lists), or a CurateError."""
     import yaml
 
-    from curate.errors import CurateError, one_line, yaml_loader
+    from curate.errors import CurateError, one_line, yaml_data
 
     try:
-        loader = yaml_loader(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
+        return yaml_data(text)
     except yaml.YAMLError as e:
         raise CurateError(f"not a YAML value ({one_line(getattr(e, 'problem', None) or e)})") from None
 
