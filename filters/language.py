@@ -153,30 +153,32 @@ def letters_per_line(lines: list[str]) -> list[int]:
     """count_letters of each line (lines without newlines), in bulk: one bytes.translate
     (and, for non-ASCII text, one regex pass) over the lines joined, ~6x faster than a
     regex per line."""
-    joined = "\n".join(lines)
-    if joined.isascii():
-        return [len(x) for x in joined.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
-    return [len(x) for x in _non_letters(True).sub("", _ascii_letters_only(joined)).split("\n")]
+    return _letters_by_line("\n".join(lines))
+
+
+def _letters_by_line(text: str) -> list[int]:
+    """letters_per_line of the lines of `text`."""
+    if text.isascii():
+        return [len(x) for x in text.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
+    return [len(x) for x in _non_letters(True).sub("", _ascii_letters_only(text)).split("\n")]
 
 
 _SPACES_BUT_NEWLINES = re.compile(r"[^\S\n]+")
 
 
-def _visible_per_line(lines: list[str]) -> list[int]:
-    """Non-space characters of each line."""
-    joined = "\n".join(lines)
-    if joined.isascii():
-        return [len(x) for x in joined.encode().translate(None, _ASCII_SPACES).split(b"\n")]
-    rest = joined.encode(errors="surrogatepass").translate(None, _ASCII_SPACES).decode(errors="surrogatepass")
+def _visible_by_line(text: str) -> list[int]:
+    """Non-space characters of each line of `text`."""
+    if text.isascii():
+        return [len(x) for x in text.encode().translate(None, _ASCII_SPACES).split(b"\n")]
+    rest = text.encode(errors="surrogatepass").translate(None, _ASCII_SPACES).decode(errors="surrogatepass")
     return [len(x) for x in _SPACES_BUT_NEWLINES.sub("", rest).split("\n")]
 
 
 def _drop_maths_lines(text: str) -> str:
     """Drop the lines whose letters are under half their non-space characters: formulas
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
-    lines = text.split("\n")
-    keep = [letters * 2 >= visible for letters, visible in zip(letters_per_line(lines), _visible_per_line(lines))]
-    return "\n".join(compress(lines, keep))
+    keep = [letters * 2 >= visible for letters, visible in zip(_letters_by_line(text), _visible_by_line(text))]
+    return text if all(keep) else "\n".join(compress(text.split("\n"), keep))
 
 
 # Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
@@ -477,10 +479,11 @@ def _predict(sentences: list[str], k: int) -> list[tuple[tuple[str, float], ...]
 def _pieces(pieces: list[str]) -> list[tuple[str, int, int]]:
     """(sentence, letters, size) of a text's sentences that have letters. Per text in
     Python: bytes.translate counts ASCII letters faster than polars' regex kernels."""
-    if "".join(pieces).isascii():
-        return [(s, n, n) for s, n in zip(pieces, letters_per_line(pieces)) if n]
+    joined = "\n".join(pieces)
+    if joined.isascii():
+        return [(s, n, n) for s, n in zip(pieces, _letters_by_line(joined)) if n]
     return [(s, n, n + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if not s.isascii() else n)
-            for s, n in zip(pieces, letters_per_line(pieces)) if n]
+            for s, n in zip(pieces, _letters_by_line(joined)) if n]
 
 
 def classify_texts(texts: list[str]) -> list[list[Sentence]]:

@@ -444,7 +444,7 @@ def test_batch_path_gives_each_rows_own_verdict():
 def test_bulk_splitting_and_counting_match_the_per_text_rules():
     # split_sentences and the letter counts run in bulk (polars' Rust regex, bytes.translate);
     # they must equal the plain per-text definitions, Python's \s (str.isspace) included
-    from curate.filters.language import _non_letters, _visible_per_line, letters_per_line
+    from curate.filters.language import _non_letters, _visible_by_line, letters_per_line
 
     texts = ["So x = 3.\x1cNext!\u3000Then?\u2028ok.\x85 done", "首先计算。然后检查！ Is 3.5 right?Yes.\nNext",
              "e.g.x and 3.5 stay. whole\x0b!  \t?", "", " \n \n", "Привет. мир! नमस्ते।  ok"]
@@ -455,4 +455,4 @@ def test_bulk_splitting_and_counting_match_the_per_text_rules():
     lines = ["x = 3, y_2 and ½ of नमस्ते", "\u00a0é\u3000ü 42 Δx", "plain ascii line", "", "日本語のテキスト"]
     assert letters_per_line(lines) == [len(_non_letters().sub("", x)) for x in lines]
     assert [count_letters(x) for x in lines] == [len(_non_letters().sub("", x)) for x in lines]
-    assert _visible_per_line(lines) == [len(re.sub(r"\s+", "", x)) for x in lines]
+    assert _visible_by_line("\n".join(lines)) == [len(re.sub(r"\s+", "", x)) for x in lines]
