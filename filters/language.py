@@ -79,26 +79,44 @@ from curate.parsing import parse_completion
 
 _BRACED = r"\{(?:[^{}]|\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\})*\}"  # up to 4 levels deep
 
+# Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
+# the sentences on either side would merge.
+_ENDS_SENTENCE = re.compile(r"[.!?]\s*(?:\$\$?|\\[\])]|\\end\{[^{}]*\})?\s*\Z")
+
+
+def _blank(match: re.Match) -> str:
+    return " . " if _ENDS_SENTENCE.search(match.group()) else " "
+
+
+def _blank_inline(match: re.Match) -> str:
+    """_blank of a $inline$ match: it ends with $ after a non-space, so _ENDS_SENTENCE
+    holds exactly when the character before that $ is . ! or ? (a $$ closer would need an
+    escaped \\$ before it)."""
+    return " . " if match.group()[-2] in ".!?" else " "
+
+
 # Applied in order: code first (it may contain $), then display maths, then inline. Each
 # pattern runs only when one of its literal openers is in the text (a substring test is
 # ~100x cheaper than a regex scan that finds nothing: the URL pattern alone cost 14% of
-# the filter on maths traces, which have none).
+# the filter on maths traces, which have none). A match that cannot end a sentence (its
+# last character is ` or >, or the brace that closes \boxed{…}) is replaced by a plain
+# space, with no Python call per match.
 _NON_PROSE = [
-    (("```", "~~~"), re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)),  # fenced code (unclosed: to the end)
-    (("`",), re.compile(r"`[^`\n]+`")),  # inline code
-    (("[asy]",), re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S)),  # Asymptote figures (MATH solutions)
-    (("<<",), re.compile(r"<<[^<>\n]*>>")),  # GSM8K calculator annotations <<16-3-4=9>>
-    (("://", "www."), re.compile(r"(?:https?|ftp)://\S+|www\.\S+")),  # URLs
-    (("<",), re.compile(r"<\|?/?[A-Za-z_]+\|?>")),  # markup: <think>, </answer>, <|begin_of_thought|>
-    (("\\begin",), re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S)),  # environments
-    (("$$",), re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S)),  # $$ display $$
-    (("\\[",), re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S)),  # \[ display \]
-    (("\\(",), re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S)),  # \( inline \)
+    (("```", "~~~"), re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S), _blank),  # fenced code (unclosed: to the end)
+    (("`",), re.compile(r"`[^`\n]+`"), " "),  # inline code
+    (("[asy]",), re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S), _blank),  # Asymptote figures (MATH solutions)
+    (("<<",), re.compile(r"<<[^<>\n]*>>"), " "),  # GSM8K calculator annotations <<16-3-4=9>>
+    (("://", "www."), re.compile(r"(?:https?|ftp)://\S+|www\.\S+"), _blank),  # URLs
+    (("<",), re.compile(r"<\|?/?[A-Za-z_]+\|?>"), " "),  # markup: <think>, </answer>, <|begin_of_thought|>
+    (("\\begin",), re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S), _blank),  # environments
+    (("$$",), re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S), _blank),  # $$ display $$
+    (("\\[",), re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S), _blank),  # \[ display \]
+    (("\\(",), re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S), _blank),  # \( inline \)
     # $inline$ by pandoc's rule, so currency ("$2 and $3") is left alone: no space
     # after the opening $, none before the closing one, and no digit right after it.
-    (("$",), re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)")),
-    (("\\boxed", "\\fbox"), re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED)),  # the answer box with its content
-    (("\\",), re.compile(r"\\[A-Za-z]+\*?|\\.")),  # any other \command (its braced text stays)
+    (("$",), re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)"), _blank_inline),
+    (("\\boxed", "\\fbox"), re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED), " "),  # the answer box with its content
+    (("\\",), re.compile(r"\\[A-Za-z]+\*?|\\."), _blank),  # any other \command (its braced text stays)
 ]
 
 
@@ -181,15 +199,6 @@ def _drop_maths_lines(text: str) -> str:
     return text if all(keep) else "\n".join(compress(text.split("\n"), keep))
 
 
-# Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
-# the sentences on either side would merge.
-_ENDS_SENTENCE = re.compile(r"[.!?]\s*(?:\$\$?|\\[\])]|\\end\{[^{}]*\})?\s*\Z")
-
-
-def _blank(match: re.Match) -> str:
-    return " . " if _ENDS_SENTENCE.search(match.group()) else " "
-
-
 def strip_non_prose(text: str) -> str:
     """The prose of `text`: LaTeX maths and environments, \\boxed{…}, other \\commands,
     fenced and inline code, Asymptote, calculator annotations, URLs and maths-only
@@ -204,16 +213,16 @@ def _strip_spans(texts: list[str]) -> list[str]:
     scans. A pattern whose opener is not in the original text cannot match after the
     earlier ones: they only put spaces and full stops in."""
     if len(texts) < 16:
-        present = [[any(o in text for o in openers) for text in texts] for openers, _ in _NON_PROSE]
+        present = [[any(o in text for o in openers) for text in texts] for openers, *_ in _NON_PROSE]
     else:
         s = pl.Series(texts, dtype=pl.String)
-        has = {o: s.str.contains(o, literal=True) for openers, _ in _NON_PROSE for o in openers}
-        present = [reduce(operator.or_, (has[o] for o in openers)).to_list() for openers, _ in _NON_PROSE]
+        has = {o: s.str.contains(o, literal=True) for openers, *_ in _NON_PROSE for o in openers}
+        present = [reduce(operator.or_, (has[o] for o in openers)).to_list() for openers, *_ in _NON_PROSE]
     out = []
     for text, flags in zip(texts, zip(*present)):
-        for (_, pattern), flag in zip(_NON_PROSE, flags):
+        for (_, pattern, blank), flag in zip(_NON_PROSE, flags):
             if flag:
-                text = pattern.sub(_blank, text)
+                text = pattern.sub(blank, text)
         out.append(text)
     return out
 

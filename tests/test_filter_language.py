@@ -456,3 +456,19 @@ def test_bulk_splitting_and_counting_match_the_per_text_rules():
     assert letters_per_line(lines) == [len(_non_letters().sub("", x)) for x in lines]
     assert [count_letters(x) for x in lines] == [len(_non_letters().sub("", x)) for x in lines]
     assert _visible_by_line("\n".join(lines)) == [len(re.sub(r"\s+", "", x)) for x in lines]
+
+
+def test_plain_blanks_are_what_the_sentence_end_test_gives():
+    # the patterns whose matches are replaced without the _ENDS_SENTENCE test (a plain space,
+    # or _blank_inline's last-character test) give what _blank gives, on the traces and on
+    # matches built to end like a sentence
+    from curate.filters.language import _NON_PROSE, _blank
+
+    texts = [json.loads(x)["solution"] for x in (REPO / "tests" / "data" / "math500_test.jsonl").open()][:200]
+    texts += ["So $x = 3.$ Next $y?$ and $a.\\$$ then $b!$ \\boxed{4.} \\fbox{ok. } <<3*4=12.>> `code.` <answer>",
+              "$x.\\$$ cost $2 and $3. Then $\\frac{1}{2}!$ ok"]
+    for _, pattern, blank in _NON_PROSE:
+        if blank is not _blank:
+            for text in texts:
+                for m in pattern.finditer(text):
+                    assert (blank if isinstance(blank, str) else blank(m)) == _blank(m), m.group()
