@@ -62,8 +62,9 @@ import importlib.util
 import operator
 import re
 import unicodedata
+from bisect import bisect_right
 from functools import cache, reduce
-from itertools import compress
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -508,18 +509,12 @@ def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | No
     stripped = _strip_spans(texts)
     pieces = [_pieces(sentences) for sentences in _split_all([_drop_maths_lines(text) for text in stripped])]
     flat = [p for ps in pieces for p in ps]
-    doc = [k for k, ps in enumerate(pieces) for _ in ps]
+    ends = list(accumulate(len(ps) for ps in pieces))  # sentence i is of text bisect_right(ends, i)
     long = [i for i, p in enumerate(flat) if p[2] >= MIN_CLASSIFY_LETTERS]
-    tops: list = [None] * len(flat)  # None: too short to label
-    asked = []
-    for i, evident in zip(long, _evidently_english([flat[i][0] for i in long])):
-        if evident:
-            tops[i] = _SURE_EN
-        else:
-            asked.append(i)
-    for i, top in zip(asked, _predict([flat[i][0] for i in asked], 1)):
-        tops[i] = top
-    labelled_other = {doc[i] for i in asked if tops[i][0][0] != "en"}
+    # the long sentences that are not evidently English (those are en, the short ones unlabelled)
+    asked = list(compress(long, map(operator.not_, _evidently_english([flat[i][0] for i in long]))))
+    predicted = dict(zip(asked, _predict([flat[i][0] for i in asked], 1)))
+    labelled_other = {bisect_right(ends, i) for i, top in predicted.items() if top[0][0] != "en"}
     new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: slow for 100,000s
     out, start = [], 0
     for k, ps in enumerate(pieces):
@@ -527,9 +522,11 @@ def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | No
         if english[k] and k not in labelled_other and stripped[k].isascii():
             out.append(None)
         else:
+            tops = [None if size < MIN_CLASSIFY_LETTERS else predicted.get(i, _SURE_EN)
+                    for i, (_, _, size) in enumerate(flat[start:end], start)]
             out.append([new(Sentence, (s, letters, size, None, 0.0, ())) if top is None
                         else new(Sentence, (s, letters, size, top[0][0], top[0][1], top))
-                        for (s, letters, size), top in zip(flat[start:end], tops[start:end])])
+                        for (s, letters, size), top in zip(flat[start:end], tops)])
         start = end
     return out
 
