@@ -250,7 +250,7 @@ def split_sentences(text: str) -> list[str]:
 def _split_all(texts: list[str]) -> list[list[str]]:
     """split_sentences of each text."""
     ended = pl.Series(texts, dtype=pl.String).str.replace_all(_SENTENCE_END, "${1}${2}\n").to_list()
-    return [[s for s in (piece.strip() for piece in text.split("\n")) if s] for text in ended]
+    return [[s for s in map(str.strip, text.split("\n")) if s] for text in ended]
 
 
 # ---------------------------------------------------------------------------------
