@@ -35,8 +35,9 @@ sometimes read as another language. So this module works sentence by sentence:
 `language_report` gives all of it at once (ratio, the first foreign word or confidently
 foreign sentence, its language and probability, script shares), and the `Language`
 filter applies it to a batch (`language_reports`: the evidently-English test over all the
-batch's sentences in one polars pass, one model call; a row with an English target, ASCII
-prose and only en labels is reported as all English without building its sentences).
+batch's sentences in one polars pass, one model call; a row with an English target, no letter
+of a script other than Latin in its prose and only en labels is reported as all English
+without building its sentences).
 A sentence labelled foreign with doubt is asked again for
 its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
 (id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
@@ -506,8 +507,9 @@ def classify_texts(texts: list[str]) -> list[list[Sentence]]:
 
 def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | None]:
     """classify_texts, but None for a text whose target is English (`english`) when its
-    prose is ASCII and every sentence is labelled en or too short to label: nothing in
-    it can be foreign (its report is all English), so no Sentence is built for it."""
+    prose has no letter of a script other than Latin (SCRIPTS) and every sentence is
+    labelled en or too short to label: nothing in it can be foreign (its report is all
+    English: ratio 1.0, no script shares), so no Sentence is built for it."""
     stripped = _strip_spans(texts)
     pieces = [_pieces(sentences) for sentences in _split_all([_drop_maths_lines(text) for text in stripped])]
     flat = [p for ps in pieces for p in ps]
@@ -518,10 +520,11 @@ def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | No
     predicted = dict(zip(asked, _predict([flat[i][0] for i in asked], 1)))
     labelled_other = {bisect_right(ends, i) for i, top in predicted.items() if top[0][0] != "en"}
     new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: slow for 100,000s
+    any_script = _script_runs()[0]
     out, start = [], 0
     for k, ps in enumerate(pieces):
         end = start + len(ps)
-        if english[k] and k not in labelled_other and stripped[k].isascii():
+        if english[k] and k not in labelled_other and (stripped[k].isascii() or not any_script.search(stripped[k])):
             out.append(None)
         else:
             tops = [None if size < MIN_CLASSIFY_LETTERS else predicted.get(i, _SURE_EN)
@@ -640,7 +643,7 @@ def language_reports(texts: list[str], langs: list[str], *, foreign_confidence: 
             for sentences, lang in zip(texts_sentences, langs)]
 
 
-_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of ASCII sentences all labelled en (or unlabelled)
+_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of Latin-script sentences all labelled en (or none)
 
 
 def _report(sentences: list[Sentence], lang: str, foreign_confidence: float,
