@@ -216,12 +216,16 @@ def _strip_spans(texts: list[str]) -> list[str]:
     per text in Python; for a few texts, polars' fixed cost (~0.5 ms) is more than their
     scans. A pattern whose opener is not in the original text cannot match after the
     earlier ones: they only put spaces and full stops in."""
-    if len(texts) < 16:
+    present = None
+    if len(texts) >= 16:
+        try:
+            s = pl.Series(texts, dtype=pl.String)
+            has = {o: s.str.contains(o, literal=True) for openers, *_ in _NON_PROSE for o in openers}
+            present = [reduce(operator.or_, (has[o] for o in openers)).to_list() for openers, *_ in _NON_PROSE]
+        except UnicodeEncodeError:  # a lone surrogate is not UTF-8: polars refuses it
+            pass
+    if present is None:
         present = [[any(o in text for o in openers) for text in texts] for openers, *_ in _NON_PROSE]
-    else:
-        s = pl.Series(texts, dtype=pl.String)
-        has = {o: s.str.contains(o, literal=True) for openers, *_ in _NON_PROSE for o in openers}
-        present = [reduce(operator.or_, (has[o] for o in openers)).to_list() for openers, *_ in _NON_PROSE]
     out = []
     for text, flags in zip(texts, zip(*present)):
         for (_, pattern, blank), flag in zip(_NON_PROSE, flags):
@@ -250,7 +254,10 @@ def split_sentences(text: str) -> list[str]:
 
 def _split_all(texts: list[str]) -> list[list[str]]:
     """split_sentences of each text."""
-    ended = pl.Series(texts, dtype=pl.String).str.replace_all(_SENTENCE_END, "${1}${2}\n").to_list()
+    try:
+        ended = pl.Series(texts, dtype=pl.String).str.replace_all(_SENTENCE_END, "${1}${2}\n").to_list()
+    except UnicodeEncodeError:  # a lone surrogate is not UTF-8: the same pattern in Python's regex
+        ended = [re.sub(_SENTENCE_END, r"\1\2\n", text) for text in texts]
     return [[s for s in map(str.strip, text.split("\n")) if s] for text in ended]
 
 

@@ -472,3 +472,13 @@ def test_plain_blanks_are_what_the_sentence_end_test_gives():
             for text in texts:
                 for m in pattern.finditer(text):
                     assert (blank if isinstance(blank, str) else blank(m)) == _blank(m), m.group()
+
+
+def test_a_lone_surrogate_is_handled_like_any_other_non_letter():
+    # polars refuses text that is not UTF-8: the batch steps fall back to Python for it
+    from curate.filters.language import _strip_spans
+
+    text = "hello there \ud800 my friend. what is this $x$ thing now? yes"
+    assert split_sentences(text) == ["hello there \ud800 my friend.", "what is this $x$ thing now?", "yes"]
+    assert _strip_spans([text] * 20) == _strip_spans([text]) * 20 == [text.replace("$x$", " ")] * 20
+    assert target_language_ratio(text, "en") == 1.0
