@@ -35,8 +35,9 @@ sometimes read as another language. So this module works sentence by sentence:
 `language_report` gives all of it at once (ratio, the first foreign word or confidently
 foreign sentence, its language and probability, script shares), and the `Language`
 filter applies it to a batch (`language_reports`: the evidently-English test over all the
-batch's sentences in one polars pass, one model call; a row with an English target, ASCII
-prose and only en labels is reported as all English without building its sentences).
+batch's sentences in one polars pass, one model call; a row with an English target, no letter
+of a script other than Latin in its prose and only en labels is reported as all English
+without building its sentences).
 A sentence labelled foreign with doubt is asked again for
 its `TOP_LABELS` labels: a foreign sentence's probability is spread over neighbours
 (id/ms, nl/af, es/pt), so its foreign probability is their sum. A row is dropped, with
@@ -59,10 +60,12 @@ failure class" (`benchmarks/language_calibration.py`).
 from __future__ import annotations
 
 import importlib.util
+import operator
 import re
 import unicodedata
-from functools import cache
-from itertools import compress
+from bisect import bisect_right
+from functools import cache, reduce
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,30 +81,47 @@ from curate.parsing import parse_completion
 
 _BRACED = r"\{(?:[^{}]|\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\})*\}"  # up to 4 levels deep
 
+# Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
+# the sentences on either side would merge.
+_ENDS_SENTENCE = re.compile(r"[.!?]\s*(?:\$\$?|\\[\])]|\\end\{[^{}]*\})?\s*\Z")
+
+
+def _blank(match: re.Match) -> str:
+    return " . " if _ENDS_SENTENCE.search(match.group()) else " "
+
+
+def _blank_inline(match: re.Match) -> str:
+    """_blank of a $inline$ match: it ends with $ after a non-space, so _ENDS_SENTENCE
+    holds exactly when the character before that $ is . ! or ? (a $$ closer would need an
+    escaped \\$ before it)."""
+    return " . " if match.group()[-2] in ".!?" else " "
+
+
 # Applied in order: code first (it may contain $), then display maths, then inline. Each
 # pattern runs only when one of its literal openers is in the text (a substring test is
 # ~100x cheaper than a regex scan that finds nothing: the URL pattern alone cost 14% of
-# the filter on maths traces, which have none).
+# the filter on maths traces, which have none). A match that cannot end a sentence (its
+# last character is ` or >, or the brace that closes \boxed{…}) is replaced by a plain
+# space, with no Python call per match.
 _NON_PROSE = [
-    (("```", "~~~"), re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)),  # fenced code (unclosed: to the end)
-    (("`",), re.compile(r"`[^`\n]+`")),  # inline code
-    (("[asy]",), re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S)),  # Asymptote figures (MATH solutions)
-    (("<<",), re.compile(r"<<[^<>\n]*>>")),  # GSM8K calculator annotations <<16-3-4=9>>
-    (("://", "www."), re.compile(r"(?:https?|ftp)://\S+|www\.\S+")),  # URLs
-    (("<",), re.compile(r"<\|?/?[A-Za-z_]+\|?>")),  # markup: <think>, </answer>, <|begin_of_thought|>
-    (("\\begin",), re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S)),  # environments
-    (("$$",), re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S)),  # $$ display $$
-    (("\\[",), re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S)),  # \[ display \]
-    (("\\(",), re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S)),  # \( inline \)
+    (("```", "~~~"), re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S), _blank),  # fenced code (unclosed: to the end)
+    (("`",), re.compile(r"`[^`\n]+`"), " "),  # inline code
+    (("[asy]",), re.compile(r"\[asy\].*?(?:\[/asy\]|\Z)", re.S), _blank),  # Asymptote figures (MATH solutions)
+    (("<<",), re.compile(r"<<[^<>\n]*>>"), " "),  # GSM8K calculator annotations <<16-3-4=9>>
+    (("://", "www."), re.compile(r"(?:https?|ftp)://\S+|www\.\S+"), _blank),  # URLs
+    (("<",), re.compile(r"<\|?/?[A-Za-z_]+\|?>"), " "),  # markup: <think>, </answer>, <|begin_of_thought|>
+    (("\\begin",), re.compile(r"\\begin\{([^{}]*)\}.*?(?:\\end\{\1\}|\Z)", re.S), _blank),  # environments
+    (("$$",), re.compile(r"\$\$.*?(?:\$\$|\Z)", re.S), _blank),  # $$ display $$
+    (("\\[",), re.compile(r"\\\[.*?(?:\\\]|\Z)", re.S), _blank),  # \[ display \]
+    (("\\(",), re.compile(r"\\\(.*?(?:\\\)|\Z)", re.S), _blank),  # \( inline \)
     # $inline$ by pandoc's rule, so currency ("$2 and $3") is left alone: no space
     # after the opening $, none before the closing one, and no digit right after it.
-    (("$",), re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)")),
-    (("\\boxed", "\\fbox"), re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED)),  # the answer box with its content
-    (("\\",), re.compile(r"\\[A-Za-z]+\*?|\\.")),  # any other \command (its braced text stays)
+    (("$",), re.compile(r"\$(?!\s)(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d)"), _blank_inline),
+    (("\\boxed", "\\fbox"), re.compile(r"\\(?:boxed|fbox)\s*" + _BRACED), " "),  # the answer box with its content
+    (("\\",), re.compile(r"\\[A-Za-z]+\*?|\\."), _blank),  # any other \command (its braced text stays)
 ]
 
 
-_SPACES = re.compile(r"\s+")
 # Letters and spaces of ASCII text, counted with bytes.translate (C, no regex matches):
 # the bytes to delete to keep only letters (and newlines), and only non-spaces (and newlines).
 _ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha() and c != 10)
@@ -123,70 +143,96 @@ def _ranges(cps) -> str:
 
 
 @cache
-def _non_letters() -> re.Pattern:
+def _non_letters(newlines: bool = False) -> re.Pattern:
     """Runs of what is not a letter: not `\\w` and not a combining mark (Mn, Mc, Me: the
-    vowel signs and viramas of Indic scripts, Arabic harakat), or a digit or `_`.
-    Built on first use (scanning the marks costs ~15 ms)."""
+    vowel signs and viramas of Indic scripts, Arabic harakat), or a digit or `_`; with
+    `newlines`, newlines are left out of the runs. Built on first use (scanning the
+    marks costs ~15 ms)."""
     marks = (cp for cp in range(0x300, 0x1F000) if unicodedata.category(chr(cp))[0] == "M")
-    return re.compile(r"(?:[^\w" + _ranges(marks) + r"]|[\d_])+")
+    return re.compile(r"(?:[^\w" + ("\n" if newlines else "") + _ranges(marks) + r"]|[\d_])+")
 
 
 def count_letters(text: str) -> int:
     """How many letters `text` has: str.isalpha characters (up to numeric symbols such as
     ½) and combining marks, so that every script's letters count (a Hindi, Telugu or
-    Gujarati word is mostly vowel signs). One regex pass in C, ~10x faster than
-    counting in Python, which dominated the filter."""
-    return len(text.encode().translate(None, _ASCII_NON_LETTERS)) if text.isascii() \
-        else len(_non_letters().sub("", text))
+    Gujarati word is mostly vowel signs). ASCII is counted with bytes.translate, the
+    other characters with one regex pass in C, ~10x faster than counting in Python,
+    which dominated the filter."""
+    return len(text.encode().translate(None, _ASCII_NON_LETTERS)) if text.isascii() else sum(_letters_by_line(text))
 
 
 def letters_per_line(lines: list[str]) -> list[int]:
-    """count_letters of each line (lines without newlines), in bulk: ASCII text goes
-    through one bytes.translate, ~6x faster than a regex per line."""
-    joined = "\n".join(lines)
-    if joined.isascii():
-        return [len(x) for x in joined.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
-    return [count_letters(x) for x in lines]
+    """count_letters of each line (lines without newlines), in bulk: one bytes.translate
+    (and, for non-ASCII text, one regex pass) over the lines joined, ~6x faster than a
+    regex per line."""
+    return _letters_by_line("\n".join(lines))
 
 
-def _visible_per_line(lines: list[str]) -> list[int]:
-    """Non-space characters of each line."""
-    joined = "\n".join(lines)
-    if joined.isascii():
-        return [len(x) for x in joined.encode().translate(None, _ASCII_SPACES).split(b"\n")]
-    return [len(_SPACES.sub("", x)) for x in lines]
+# The UTF-8 bytes to delete to keep only the ASCII letters (and newlines) of a text, and
+# only its non-ASCII characters (and newlines): a non-ASCII character's bytes are all >= 128.
+_ALL_BUT_ASCII_LETTERS = _ASCII_NON_LETTERS + bytes(range(128, 256))
+_ASCII_BUT_NEWLINES = bytes(c for c in range(128) if c != 10)
+
+
+def _letters_by_line(text: str) -> list[int]:
+    """letters_per_line of the lines of `text`: the ASCII letters counted with
+    bytes.translate, the non-ASCII characters alone given to the regex."""
+    if text.isascii():
+        return [len(x) for x in text.encode().translate(None, _ASCII_NON_LETTERS).split(b"\n")]
+    data = text.encode(errors="surrogatepass")
+    other = data.translate(None, _ASCII_BUT_NEWLINES).decode(errors="surrogatepass")
+    return [len(a) + len(b) for a, b in zip(data.translate(None, _ALL_BUT_ASCII_LETTERS).split(b"\n"),
+                                            _non_letters(True).sub("", other).split("\n"))]
+
+
+_SPACES_BUT_NEWLINES = re.compile(r"[^\S\n]+")
+
+
+def _visible_by_line(text: str) -> list[int]:
+    """Non-space characters of each line of `text`."""
+    if text.isascii():
+        return [len(x) for x in text.encode().translate(None, _ASCII_SPACES).split(b"\n")]
+    rest = text.encode(errors="surrogatepass").translate(None, _ASCII_SPACES).decode(errors="surrogatepass")
+    return [len(x) for x in _SPACES_BUT_NEWLINES.sub("", rest).split("\n")]
 
 
 def _drop_maths_lines(text: str) -> str:
     """Drop the lines whose letters are under half their non-space characters: formulas
     ("x^2 + 2x = 15", "= 3 * 4 = 12"), not prose."""
-    lines = text.split("\n")
-    keep = [letters * 2 >= visible for letters, visible in zip(letters_per_line(lines), _visible_per_line(lines))]
-    return "\n".join(compress(lines, keep))
-
-
-# Maths that ends a sentence ("… so $x = 3.$ Next …") leaves its full stop behind, or
-# the sentences on either side would merge.
-_ENDS_SENTENCE = re.compile(r"[.!?]\s*(?:\$\$?|\\[\])]|\\end\{[^{}]*\})?\s*\Z")
-
-
-def _blank(match: re.Match) -> str:
-    return " . " if _ENDS_SENTENCE.search(match.group()) else " "
+    keep = [letters * 2 >= visible for letters, visible in zip(_letters_by_line(text), _visible_by_line(text))]
+    return text if all(keep) else "\n".join(compress(text.split("\n"), keep))
 
 
 def strip_non_prose(text: str) -> str:
     """The prose of `text`: LaTeX maths and environments, \\boxed{…}, other \\commands,
     fenced and inline code, Asymptote, calculator annotations, URLs and maths-only
     lines removed. Letters are never added, only removed."""
-    return _drop_maths_lines(_strip_spans(text))
+    return _drop_maths_lines(_strip_spans([text])[0])
 
 
-def _strip_spans(text: str) -> str:
-    """strip_non_prose but for the maths-only lines."""
-    for openers, pattern in _NON_PROSE:
-        if any(o in text for o in openers):
-            text = pattern.sub(_blank, text)
-    return text
+def _strip_spans(texts: list[str]) -> list[str]:
+    """strip_non_prose of each text but for the maths-only lines. Which openers each text
+    has is found for a batch at once (polars' substring search), not with 16 `in` scans
+    per text in Python; for a few texts, polars' fixed cost (~0.5 ms) is more than their
+    scans. A pattern whose opener is not in the original text cannot match after the
+    earlier ones: they only put spaces and full stops in."""
+    present = None
+    if len(texts) >= 16:
+        try:
+            s = pl.Series(texts, dtype=pl.String)
+            has = {o: s.str.contains(o, literal=True) for openers, *_ in _NON_PROSE for o in openers}
+            present = [reduce(operator.or_, (has[o] for o in openers)).to_list() for openers, *_ in _NON_PROSE]
+        except UnicodeEncodeError:  # a lone surrogate is not UTF-8: polars refuses it
+            pass
+    if present is None:
+        present = [[any(o in text for o in openers) for text in texts] for openers, *_ in _NON_PROSE]
+    out = []
+    for text, flags in zip(texts, zip(*present)):
+        for (_, pattern, blank), flag in zip(_NON_PROSE, flags):
+            if flag:
+                text = pattern.sub(blank, text)
+        out.append(text)
+    return out
 
 
 # ---------------------------------------------------------------------------------
@@ -195,17 +241,24 @@ def _strip_spans(text: str) -> str:
 
 # . ! ? end a sentence when followed by a space ("3.5" and "e.g.x" stay whole);
 # 。！？ end one anywhere; a newline always does. Sentence ends become newlines, then
-# the text is split at newlines (3x faster than one regex split with both rules).
-_AFTER_STOP = re.compile(r"(?<=[.!?])\s+")
-_AFTER_CJK_STOP = re.compile(r"(?<=[。！？])")
+# the text is split at newlines (3x faster than one regex split with both rules). One
+# polars pass (Rust regex) for all the texts of a batch: 2x faster than Python's regex
+# with a lookbehind. Its \s lacks \x1c-\x1f, which Python's (str.isspace) has.
+_SENTENCE_END = r"([.!?])[\s\x1c-\x1f]+|([。！？])"
 
 
 def split_sentences(text: str) -> list[str]:
     """Non-empty, stripped sentences of `text`, in order."""
-    text = _AFTER_STOP.sub("\n", text)
-    if not text.isascii():
-        text = _AFTER_CJK_STOP.sub("\n", text)
-    return [s for s in (piece.strip() for piece in text.split("\n")) if s]
+    return _split_all([text])[0]
+
+
+def _split_all(texts: list[str]) -> list[list[str]]:
+    """split_sentences of each text."""
+    try:
+        ended = pl.Series(texts, dtype=pl.String).str.replace_all(_SENTENCE_END, "${1}${2}\n").to_list()
+    except UnicodeEncodeError:  # a lone surrogate is not UTF-8: the same pattern in Python's regex
+        ended = [re.sub(_SENTENCE_END, r"\1\2\n", text) for text in texts]
+    return [[s for s in map(str.strip, text.split("\n")) if s] for text in ended]
 
 
 # ---------------------------------------------------------------------------------
@@ -443,15 +496,14 @@ def _predict(sentences: list[str], k: int) -> list[tuple[tuple[str, float], ...]
     return out
 
 
-def _pieces(spans_stripped: str) -> list[tuple[str, int, int]]:
-    """(sentence, letters, size) of the sentences of a text's prose that have letters,
-    from the text with its non-prose spans stripped (`_strip_spans`). Per text in
+def _pieces(pieces: list[str]) -> list[tuple[str, int, int]]:
+    """(sentence, letters, size) of a text's sentences that have letters. Per text in
     Python: bytes.translate counts ASCII letters faster than polars' regex kernels."""
-    pieces = split_sentences(_drop_maths_lines(spans_stripped))
-    if "".join(pieces).isascii():
-        return [(s, n, n) for s, n in zip(pieces, letters_per_line(pieces)) if n]
+    joined = "\n".join(pieces)
+    if joined.isascii():
+        return [(s, n, n) for s, n in zip(pieces, _letters_by_line(joined)) if n]
     return [(s, n, n + (CJK_LETTER_WEIGHT - 1) * len(_CJK.findall(s)) if not s.isascii() else n)
-            for s, n in zip(pieces, letters_per_line(pieces)) if n]
+            for s, n in zip(pieces, _letters_by_line(joined)) if n]
 
 
 def classify_texts(texts: list[str]) -> list[list[Sentence]]:
@@ -462,33 +514,31 @@ def classify_texts(texts: list[str]) -> list[list[Sentence]]:
 
 def _classify(texts: list[str], english: list[bool]) -> list[list[Sentence] | None]:
     """classify_texts, but None for a text whose target is English (`english`) when its
-    prose is ASCII and every sentence is labelled en or too short to label: nothing in
-    it can be foreign (its report is all English), so no Sentence is built for it."""
-    stripped = [_strip_spans(text) for text in texts]
-    pieces = [_pieces(text) for text in stripped]
+    prose has no letter of a script other than Latin (SCRIPTS) and every sentence is
+    labelled en or too short to label: nothing in it can be foreign (its report is all
+    English: ratio 1.0, no script shares), so no Sentence is built for it."""
+    stripped = _strip_spans(texts)
+    pieces = [_pieces(sentences) for sentences in _split_all([_drop_maths_lines(text) for text in stripped])]
     flat = [p for ps in pieces for p in ps]
-    doc = [k for k, ps in enumerate(pieces) for _ in ps]
+    ends = list(accumulate(len(ps) for ps in pieces))  # sentence i is of text bisect_right(ends, i)
     long = [i for i, p in enumerate(flat) if p[2] >= MIN_CLASSIFY_LETTERS]
-    tops: list = [None] * len(flat)  # None: too short to label
-    asked = []
-    for i, evident in zip(long, _evidently_english([flat[i][0] for i in long])):
-        if evident:
-            tops[i] = _SURE_EN
-        else:
-            asked.append(i)
-    for i, top in zip(asked, _predict([flat[i][0] for i in asked], 1)):
-        tops[i] = top
-    labelled_other = {doc[i] for i in asked if tops[i][0][0] != "en"}
+    # the long sentences that are not evidently English (those are en, the short ones unlabelled)
+    asked = list(compress(long, map(operator.not_, _evidently_english([flat[i][0] for i in long]))))
+    predicted = dict(zip(asked, _predict([flat[i][0] for i in asked], 1)))
+    labelled_other = {bisect_right(ends, i) for i, top in predicted.items() if top[0][0] != "en"}
     new = tuple.__new__  # a NamedTuple's own __new__ is a Python function: slow for 100,000s
+    any_script = _script_runs()[0]
     out, start = [], 0
     for k, ps in enumerate(pieces):
         end = start + len(ps)
-        if english[k] and k not in labelled_other and stripped[k].isascii():
+        if english[k] and k not in labelled_other and (stripped[k].isascii() or not any_script.search(stripped[k])):
             out.append(None)
         else:
+            tops = [None if size < MIN_CLASSIFY_LETTERS else predicted.get(i, _SURE_EN)
+                    for i, (_, _, size) in enumerate(flat[start:end], start)]
             out.append([new(Sentence, (s, letters, size, None, 0.0, ())) if top is None
                         else new(Sentence, (s, letters, size, top[0][0], top[0][1], top))
-                        for (s, letters, size), top in zip(flat[start:end], tops[start:end])])
+                        for (s, letters, size), top in zip(flat[start:end], tops)])
         start = end
     return out
 
@@ -600,7 +650,7 @@ def language_reports(texts: list[str], langs: list[str], *, foreign_confidence: 
             for sentences, lang in zip(texts_sentences, langs)]
 
 
-_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of ASCII sentences all labelled en (or unlabelled)
+_ALL_ENGLISH = LanguageReport(1.0, None, None, None, {})  # _report of Latin-script sentences all labelled en (or none)
 
 
 def _report(sentences: list[Sentence], lang: str, foreign_confidence: float,

@@ -439,3 +439,46 @@ def test_batch_path_gives_each_rows_own_verdict():
     assert batch.reason.to_list() == [None if v.keep else v.reason for v in one_by_one]
     assert batch.scores["language_ratio"].to_list() == [v.scores.get("language_ratio") for v in one_by_one]
     assert not all(batch.keep) and any(batch.keep)
+
+
+def test_bulk_splitting_and_counting_match_the_per_text_rules():
+    # split_sentences and the letter counts run in bulk (polars' Rust regex, bytes.translate);
+    # they must equal the plain per-text definitions, Python's \s (str.isspace) included
+    from curate.filters.language import _non_letters, _visible_by_line, letters_per_line
+
+    texts = ["So x = 3.\x1cNext!\u3000Then?\u2028ok.\x85 done", "首先计算。然后检查！ Is 3.5 right?Yes.\nNext",
+             "e.g.x and 3.5 stay. whole\x0b!  \t?", "", " \n \n", "Привет. мир! नमस्ते।  ok"]
+    for text in texts:
+        ended = re.sub(r"(?<=[.!?])\s+", "\n", text)
+        ended = re.sub(r"(?<=[。！？])", "\n", ended)
+        assert split_sentences(text) == [s for s in (p.strip() for p in ended.split("\n")) if s], text
+    lines = ["x = 3, y_2 and ½ of नमस्ते", "\u00a0é\u3000ü 42 Δx", "plain ascii line", "", "日本語のテキスト"]
+    assert letters_per_line(lines) == [len(_non_letters().sub("", x)) for x in lines]
+    assert [count_letters(x) for x in lines] == [len(_non_letters().sub("", x)) for x in lines]
+    assert _visible_by_line("\n".join(lines)) == [len(re.sub(r"\s+", "", x)) for x in lines]
+
+
+def test_plain_blanks_are_what_the_sentence_end_test_gives():
+    # the patterns whose matches are replaced without the _ENDS_SENTENCE test (a plain space,
+    # or _blank_inline's last-character test) give what _blank gives, on the traces and on
+    # matches built to end like a sentence
+    from curate.filters.language import _NON_PROSE, _blank
+
+    texts = [json.loads(x)["solution"] for x in (REPO / "tests" / "data" / "math500_test.jsonl").open()][:200]
+    texts += ["So $x = 3.$ Next $y?$ and $a.\\$$ then $b!$ \\boxed{4.} \\fbox{ok. } <<3*4=12.>> `code.` <answer>",
+              "$x.\\$$ cost $2 and $3. Then $\\frac{1}{2}!$ ok"]
+    for _, pattern, blank in _NON_PROSE:
+        if blank is not _blank:
+            for text in texts:
+                for m in pattern.finditer(text):
+                    assert (blank if isinstance(blank, str) else blank(m)) == _blank(m), m.group()
+
+
+def test_a_lone_surrogate_is_handled_like_any_other_non_letter():
+    # polars refuses text that is not UTF-8: the batch steps fall back to Python for it
+    from curate.filters.language import _strip_spans
+
+    text = "hello there \ud800 my friend. what is this $x$ thing now? yes"
+    assert split_sentences(text) == ["hello there \ud800 my friend.", "what is this $x$ thing now?", "yes"]
+    assert _strip_spans([text] * 20) == _strip_spans([text]) * 20 == [text.replace("$x$", " ")] * 20
+    assert target_language_ratio(text, "en") == 1.0
