@@ -38,16 +38,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import polars as pl
-    from vllm import LLM
+    from engine import cpu_llm
 
     import curate
-    from curate.embedded import embedded_model_dir
     from curate.filters.math import Math
 
-    model = args.model or str(embedded_model_dir())
     t0 = time.time()
-    llm = LLM(model=model, dtype="float32", enforce_eager=True, compilation_config={"mode": 0}, seed=0,
-              enable_prefix_caching=True, kv_cache_memory_bytes=2 << 30, enable_chunked_prefill=False)
+    llm, model = cpu_llm(args.model)
     load_s = time.time() - t0
     common = dict(input={"path": args.input, "limit": args.problems}, model=args.model, template=args.template,
                   max_tokens=args.max_tokens, engine={"llm": llm}, progress=False, overwrite=True)

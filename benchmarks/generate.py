@@ -33,17 +33,15 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
 
-    from vllm import LLM, SamplingParams
+    from engine import cpu_llm
+    from vllm import SamplingParams
 
     from curate.backends.base import derive_seed
-    from curate.embedded import embedded_model_dir
     from curate.generate import EngineOptions, GenerateOptions, plan, run, variables
     from curate.inputs import InputSpec
 
-    model = args.model or str(embedded_model_dir())
     t0 = time.time()
-    llm = LLM(model=model, dtype="float32", enforce_eager=True, compilation_config={"mode": 0}, seed=0,
-              enable_prefix_caching=True, kv_cache_memory_bytes=2 << 30, enable_chunked_prefill=False)
+    llm, model = cpu_llm(args.model)
     load_s = time.time() - t0
     tokenizer = llm.get_tokenizer()
 
