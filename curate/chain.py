@@ -7,22 +7,25 @@ cluster): a task is given a shard's source file and row positions, reads those r
 (only the columns its filter reads), applies the filter and returns the Decision; no
 text passes through the driver on the way. (With the local executor, a filter that
 starts its own processes, math's pool, runs its tasks in the driver: `Filter.parallel`.)
-The driver writes every output, each file atomically:
+The driver writes each stage's small per-shard file; the rows themselves are read and
+written by tasks, once per shard, at the end. Every file is written atomically:
 
     OUT/.stages/source/part-NNNNN.parquet     the input as curate rows, written once, when
                                               it is not Parquet in the row layout already
-    OUT/.stages/<k>-<filter>/part-NNNNN.parquet   stage k's kept-mask: the positions
-                                              (`_pos`) of the shard's rows it keeps, with
-                                              every score column so far (not the rows)
+    OUT/.stages/<k>-<filter>/part-NNNNN.parquet   stage k's verdicts on the shard's rows
+                                              that entered it: their positions (`_pos`),
+                                              every score column so far, `_keep`, `_reason`
+                                              (not the rows)
     OUT/rejected/<k>-<filter>-part-NNNNN.parquet  dropped rows: all their columns, the
                                               scores so far, `rejected_by` and `reason`
+    OUT/kept/part-NNNNN.parquet               the last stage's survivors with their scores
 
 so a killed run resumes at the shard it stopped in, with either executor. A stateful
 filter (dedup) takes three steps: `index` tasks over every shard, `resolve` on the
-driver, then the marking tasks (filters/base.py). The last stage's survivors, read from
-the source with their scores, become OUT/kept/part-NNNNN.parquet. The texts stream shard
-by shard, a bounded number of tasks at once: no process holds all of them. Invariant,
-checked at the end: rows in = kept + rejected.
+driver, then the marking tasks (filters/base.py). The last step (`Publish`) is a task
+per shard: it reads the shard's rows once and writes its rejected/ files, then its
+kept/ file. The texts stream shard by shard, a bounded number of tasks at once: no
+process holds all of them. Invariant, checked at the end: rows in = kept + rejected.
 
 Cheap, vectorised filters go first so expensive ones see fewer rows; the order is the
 order given.
@@ -329,11 +332,13 @@ def run(p: FilterPlan) -> dict:
         (out / "rejected").mkdir(exist_ok=True)
         shards = input_shards(p)
         per_filter = _run_chain(p, shards, executor)
-        _publish_kept(out, shards, _stage_dir(out, len(p.filters) - 1, p.filters[-1]))
+        start = time.time()
+        publish(p, shards, executor)
+        published = round(time.time() - start, 2)
         funnel = compute_funnel(out, p, sum(s.rows for s in shards))
         manifest.update(funnel=funnel, counts={k: funnel[k] for k in ("rows_in", "kept", "rejected")},
                         filters_info=_filters_info(p.filters), executor=executor.describe(),
-                        timings={"per_filter": per_filter})
+                        timings={"per_filter": per_filter, "publish": published})
     shutil.rmtree(out / ".stages", ignore_errors=True)
     return manifest
 
@@ -377,10 +382,12 @@ class Stage:
         """The rows of shard i that enter this stage: `_pos` and the scores so far."""
         if self.prev is None:
             return pl.DataFrame({"_pos": np.arange(self.shards[i].rows, dtype=np.uint32)})
-        return pl.read_parquet(self.prev / self.name(i))
+        return kept_mask(pl.read_parquet(self.prev / self.name(i)))
 
     def entering(self, i: int) -> int:
-        return self.shards[i].rows if self.prev is None else pq.read_metadata(self.prev / self.name(i)).num_rows
+        if self.prev is None:
+            return self.shards[i].rows
+        return int(pl.read_parquet(self.prev / self.name(i), columns=["_keep"])["_keep"].sum())
 
     def run(self) -> None:
         if (self.dir / "DONE").exists():
@@ -389,10 +396,9 @@ class Stage:
         counts = [self.entering(i) for i in range(len(self.shards))]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()  # `_row` of each shard's first row
         self.task_rows = max(MIN_TASK_ROWS, -(-sum(counts) // (2 * self.executor.workers)))
-        if self.executor.name == "local" and (not self.f.parallel or sum(counts) < 2 * MIN_TASK_ROWS):
-            # the filter starts its own processes (Filter.parallel), or a few rows: starting worker
-            # processes would cost more than the work
-            self.executor = INLINE
+        if not self.f.parallel:  # it starts its own processes: not inside a local worker process
+            self.executor = _executor_for(self.executor, 0)
+        self.executor = _executor_for(self.executor, sum(counts))
         if self.f.stateful:
             indexes = self.index(list(range(len(self.shards))))
             self.f.resolve(indexes, self.executor)
@@ -438,24 +444,31 @@ class Stage:
                 results = []
 
     def write(self, i: int, mask: pl.DataFrame, results: list) -> None:
-        """Shard i's rejected rows, then its kept-mask (last: a mask exists only when its rejected rows do)."""
-        f, shard = self.f, self.shards[i]
+        """Shard i's verdicts: the entering rows' positions and scores so far, `_keep`, `_reason`;
+        the stage's `work` rides in the file's metadata. The rows are written by `publish`."""
+        f = self.f
         decisions = [d for d in results if d is not None]
         if decisions:
             decision = join_decisions(decisions)
         else:  # no rows entered: typed empty columns
             decision = Decision(pl.Series("keep", [], pl.Boolean), pl.Series("reason", [], pl.String),
                                 {name: pl.Series(name, [], dtype) for name, dtype in f.scores.items()})
-        marked = mask.with_columns(list(decision.scores.values()))  # every score so far, this filter's last
-        dropped = marked.filter(~decision.keep)
-        rows = read_rows(shard, None, dropped["_pos"].to_numpy())
-        rejected = rows.with_columns(dropped.drop("_pos").get_columns()).with_columns(
-            pl.lit(f.name).alias("rejected_by"), decision.reason.filter(~decision.keep).alias("reason"))
-        write_parquet_atomic(rejected, self.out / "rejected" / f"{self.k:02d}-{f.name}-{self.name(i)}")
-        mask = marked.filter(decision.keep).to_arrow()  # the shard's `work` rides in the mask's metadata
-        write_parquet_atomic(mask.replace_schema_metadata({**(mask.schema.metadata or {}),
-                                                          b"curate_work": json.dumps(decision.work).encode()}),
+        marked = mask.with_columns(list(decision.scores.values())).with_columns(  # every score so far, this
+            decision.keep.alias("_keep"), decision.reason.alias("_reason")).to_arrow()  # filter's last
+        write_parquet_atomic(marked.replace_schema_metadata({**(marked.schema.metadata or {}),
+                                                            b"curate_work": json.dumps(decision.work).encode()}),
                              self.dir / self.name(i))
+
+
+def kept_mask(verdicts: pl.DataFrame) -> pl.DataFrame:
+    """A stage file's survivors: `_pos` and their scores."""
+    return verdicts.filter(pl.col("_keep")).drop("_keep", "_reason")
+
+
+def _executor_for(executor: Executor, rows: int) -> Executor:
+    """The executor for `rows` rows of work: with the local executor, a few rows run in this
+    process (starting worker processes would cost more than the work)."""
+    return INLINE if executor.name == "local" and rows < 2 * MIN_TASK_ROWS else executor
 
 
 def join_decisions(decisions: list) -> Decision:
@@ -539,14 +552,43 @@ def release_filters() -> None:
 # -- the outputs ----------------------------------------------------------------------
 
 
-def _publish_kept(out: Path, shards: list[Shard], last: Path) -> None:
-    """kept/part-NNNNN.parquet: each shard's survivors, read from the source, with their scores."""
-    kept = out / "kept"
-    kept.mkdir(exist_ok=True)
-    for i, shard in enumerate(shards):
-        mask = pl.read_parquet(last / f"part-{i:05d}.parquet")
-        rows = read_rows(shard, None, mask["_pos"].to_numpy()).with_columns(mask.drop("_pos").get_columns())
-        write_parquet_atomic(rows, kept / f"part-{i:05d}.parquet")  # zstd, like every other output
+@dataclass
+class Publish:
+    """The task that writes shard `i`'s rows (`publish`): its source rows are read once; for
+    each stage, the rows it dropped go to rejected/<k>-<filter>-part-i (the scores so far,
+    `rejected_by`, `reason`); then the last stage's survivors go to kept/part-i — last, so
+    a shard with a kept/ file is complete and a resumed run skips it."""
+
+    out: Path
+    stages: list[tuple[str, Path]]  # (filter name, stage dir), in chain order
+
+    def __call__(self, item: tuple[int, Shard]) -> int:
+        i, shard = item
+        name = f"part-{i:05d}.parquet"
+        rows = read_rows(shard)
+        for k, (filter_name, folder) in enumerate(self.stages):
+            verdicts = pl.read_parquet(folder / name)
+            dropped = verdicts.filter(~pl.col("_keep"))
+            rejected = rows[dropped["_pos"].to_numpy()].with_columns(
+                dropped.drop("_pos", "_keep", "_reason").get_columns()).with_columns(
+                pl.lit(filter_name).alias("rejected_by"), dropped["_reason"].alias("reason"))
+            write_parquet_atomic(rejected, self.out / "rejected" / f"{k:02d}-{filter_name}-{name}")
+        survivors = kept_mask(verdicts)
+        kept = rows[survivors["_pos"].to_numpy()].with_columns(survivors.drop("_pos").get_columns())
+        write_parquet_atomic(kept, self.out / "kept" / name)  # zstd, like every other output
+        return kept.height
+
+
+def publish(p: FilterPlan, shards: list[Shard], executor: Executor) -> None:
+    """rejected/ and kept/ from the stages' verdicts: a `Publish` task per shard not yet written."""
+    out = Path(p.opts.out)
+    (out / "kept").mkdir(exist_ok=True)
+    todo = [(i, shard) for i, shard in enumerate(shards) if not (out / "kept" / f"part-{i:05d}.parquet").exists()]
+    task = Publish(out, [(f.name, _stage_dir(out, k, f)) for k, f in enumerate(p.filters)])
+    with Progress("publish", sum(s.rows for s in shards), "rows", enabled=p.opts.progress,
+                  completed=sum(s.rows for s in shards) - sum(s.rows for _, s in todo)) as bar:
+        for (_, shard), _ in zip(todo, _executor_for(executor, sum(s.rows for _, s in todo)).map(task, todo)):
+            bar.advance(shard.rows)
 
 
 def compute_funnel(out: Path, p: FilterPlan, rows_in: int) -> dict:

@@ -78,7 +78,9 @@ class LocalExecutor(Executor):
 
 
 class RayExecutor(Executor):
-    """Ray tasks (1 CPU each) on the cluster at `address` (see curate.cluster.connect).
+    """Ray tasks (1 CPU each) on the cluster at `address` (see curate.cluster.connect),
+    spread over the nodes (Ray's default packs the driver's node first and left the
+    second node idle for seconds at a stage's start; Ray Data spreads its tasks too).
     A task whose worker or node dies is retried (`max_retries`) on another node."""
 
     name = "ray"
@@ -92,7 +94,8 @@ class RayExecutor(Executor):
         self.address = address
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(workers or cpus))
-        self._task = self.ray.remote(num_cpus=self.task_cpus, max_retries=max_retries, retry_exceptions=False)(_call)
+        self._task = self.ray.remote(num_cpus=self.task_cpus, max_retries=max_retries, retry_exceptions=False,
+                                     scheduling_strategy="SPREAD")(_call)
 
     def map(self, fn: Callable, items: Iterable, *, inflight: int | None = None) -> Iterator:
         ray = self.ray

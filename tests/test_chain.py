@@ -2,6 +2,7 @@
 rejected rows with reasons, resume, and errors."""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -124,6 +125,36 @@ def test_resume_after_an_interrupt_gives_the_same_output(tmp_path, monkeypatch):
             assert pl.read_parquet(whole / sub / name).equals(pl.read_parquet(cut / sub / name))
 
 
+def test_a_run_killed_while_publishing_resumes_at_the_shard_it_stopped_in(tmp_path, monkeypatch):
+    run = make_run(tmp_path, shards=4)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(whole), filters="format,length", progress=False)))
+
+    real = chain.Publish.__call__
+    published = []
+
+    def interrupt_on_third_shard(self, item):
+        if len(published) == 2:
+            raise KeyboardInterrupt
+        published.append(item[0])
+        return real(self, item)
+
+    monkeypatch.setattr(chain.Publish, "__call__", interrupt_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):  # one worker: the tasks run in this process, where the patch is
+        chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length",
+                                                 progress=False, workers=1)))
+    assert sorted(p.name for p in (cut / "kept").glob("*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
+    monkeypatch.setattr(chain.Publish, "__call__", lambda self, item: published.append(item[0]) or real(self, item))
+    chain.run(chain.plan(chain.FilterOptions(input=str(run), out=str(cut), filters="format,length", progress=False,
+                                             workers=1)))
+    assert published == [0, 1, 2, 3]  # the two published shards were not written again
+    for sub in ("kept", "rejected"):
+        names = sorted(p.name for p in (whole / sub).glob("*.parquet"))
+        assert names == sorted(p.name for p in (cut / sub).glob("*.parquet"))
+        for name in names:
+            assert pl.read_parquet(whole / sub / name).equals(pl.read_parquet(cut / sub / name))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--filters", "format,nope"], "unknown filter 'nope'; available: format, length"),
     (["--filters", "format", "--map", "completion=output"],
@@ -187,14 +218,14 @@ def test_tasks_in_worker_processes_give_the_rows_of_filtering_in_memory(tmp_path
     for k, (a, b) in enumerate([(0, 420), (420, 430), (430, 700)]):  # 2 tasks, 1 task, 2 tasks at 2 workers
         many.slice(a, b - a).write_parquet(run / f"part-{k:05d}.parquet")
     stage_columns = {}
-    publish = chain._publish_kept
+    publish = chain.publish
 
-    def look_at_the_stages(out, shards, last):
-        for stage in sorted((out / ".stages").iterdir()):
+    def look_at_the_stages(p, shards, executor):
+        for stage in sorted((Path(p.opts.out) / ".stages").iterdir()):
             stage_columns[stage.name] = pl.read_parquet_schema(stage / "part-00000.parquet").names()
-        return publish(out, shards, last)
+        return publish(p, shards, executor)
 
-    monkeypatch.setattr(chain, "_publish_kept", look_at_the_stages)
+    monkeypatch.setattr(chain, "publish", look_at_the_stages)
     names = "length,language,readability"
     outs = {}
     for workers in (1, 2):
@@ -206,7 +237,7 @@ def test_tasks_in_worker_processes_give_the_rows_of_filtering_in_memory(tmp_path
     scores = [["_pos"]]
     for f in filters:
         scores.append(scores[-1] + list(f.scores))
-    assert stage_columns == {f"{k:02d}-{f.name}": scores[k + 1] for k, f in enumerate(filters)}
+    assert stage_columns == {f"{k:02d}-{f.name}": scores[k + 1] + ["_keep", "_reason"] for k, f in enumerate(filters)}
     assert "language_ratio" in stage_columns["02-readability"]
 
     # the reference: the whole table in memory, one filter after the other
