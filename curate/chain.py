@@ -30,6 +30,7 @@ order given.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
@@ -44,11 +45,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+import yaml
 
 from curate.errors import CurateError, load_yaml
 from curate.executor import EXECUTORS, Executor, LocalExecutor, make_executor
 from curate.filters import get_filter
-from curate.filters.base import Decision, Filter
+from curate.filters.base import Decision, Filter, ParamError
 from curate.formats import PRESETS, Layout, resolve
 from curate.options import opt
 from curate.progress import Progress
@@ -65,12 +67,22 @@ def default_chain_path():
     return resources.files("curate.filters") / "default_chain.yaml"
 
 
-def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dict]], str]:
+class Chain(list):
+    """[(filter name, params)], and where each filter and parameter is written when the chain
+    was read from a file: `where[(i, None)]` is filter i's FILE:LINE:COL, `where[(i, key)]` its
+    parameter's."""
+
+    def __init__(self, items=(), where: dict | None = None):
+        super().__init__(items)
+        self.where = where or {}
+
+
+def read_chain(path: str | None, names: str | None) -> tuple[Chain, str]:
     """[(filter name, params)] from a YAML file, a comma list, or the default chain."""
     if path and names:
         raise CurateError("pass either --chain or --filters, not both")
     if names:
-        chain = [(n.strip(), {}) for n in names.split(",") if n.strip()]
+        chain = Chain((n.strip(), {}) for n in names.split(",") if n.strip())
         if not chain:
             raise CurateError("--filters: no filter names given")
         return chain, f"--filters {names}"
@@ -78,36 +90,83 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
     shown = "the default chain" if path is None else str(path)
     if path is not None and not Path(path).is_file():
         raise CurateError(f"{path}: no such chain file")
-    doc = load_yaml(source.read_text(encoding="utf-8"), shown)
+    doc, root = load_yaml(source.read_text(encoding="utf-8"), shown, node=True)
+
+    def at(node) -> str:
+        return f"{shown}:{node.start_mark.line + 1}:{node.start_mark.column + 1}" if node is not None else shown
+
     items = doc.get("filters") if isinstance(doc, dict) else None
+    items_node = _value_node(root, "filters")
     if not isinstance(items, list) or not items:
-        raise CurateError(f"{shown}: expected a `filters:` list, "
+        raise CurateError(f"{at(items_node or root)}: expected a `filters:` list, "
                           f"e.g. `filters: [format, {{length: {{max_tokens: 32768}}}}]`")
-    chain = []
-    for i, item in enumerate(items, 1):
+    nodes = items_node.value if isinstance(items_node, yaml.SequenceNode) else []
+    chain = Chain()
+    for i, item in enumerate(items):
+        node = nodes[i] if i < len(nodes) else items_node
         if isinstance(item, str):
+            chain.where[(i, None)] = at(node)
             chain.append((item, {}))
         elif isinstance(item, dict) and len(item) == 1:
             name, params = next(iter(item.items()))
+            name_node, params_node = node.value[0] if isinstance(node, yaml.MappingNode) and node.value else \
+                (node, node)
+            chain.where[(i, None)] = at(name_node)
             if params is not None and not isinstance(params, dict):
-                raise CurateError(f"{shown}: filter {i} ({name}): parameters must be a mapping")
+                raise CurateError(f"{at(params_node)}: filter {i + 1} ({name}): parameters must be a mapping")
+            for key_node, _ in params_node.value if isinstance(params_node, yaml.MappingNode) else ():
+                chain.where[(i, key_node.value)] = at(key_node)
             # YAML 1.1 reads a bare `on:` key as true (dedup's `on` parameter)
             params = {("on" if k is True else k): v for k, v in (params or {}).items()}
             chain.append((name, params))
         else:
-            raise CurateError(f"{shown}: filter {i} must be a name or a one-key mapping name: {{params}}")
+            raise CurateError(f"{at(node)}: filter {i + 1} must be a name or a one-key mapping name: {{params}}")
     return chain, shown
 
 
+def _value_node(node, key: str):
+    """The node of `key`'s value in a mapping node (None when it has none)."""
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    return None
+
+
 def build_filters(chain: list[tuple[str, dict]]) -> list:
+    """The chain's filters, their parameters checked. A bad name or parameter is one line
+    naming the filter and the parameter, and FILE:LINE:COL when the chain came from a file."""
+    where = getattr(chain, "where", {})
     filters = []
-    for name, params in chain:
-        filter_class = get_filter(name)
+    for i, (name, params) in enumerate(chain):
         try:
+            filter_class = get_filter(name)
+            unknown = _unknown_params(filter_class, params)
+            if unknown:
+                raise ParamError(f"filter {name}: unknown parameter {unknown[0]!r} (it has "
+                                 f"{', '.join(_param_names(filter_class))})", unknown[0])
             filters.append(filter_class(**params))
-        except TypeError as e:
-            raise CurateError(f"filter {name}: bad parameter ({_type_error(e)})") from None
+        except CurateError as e:
+            spot = where.get((i, getattr(e, "key", None))) or where.get((i, None))
+            if spot is None:
+                raise
+            raise CurateError(f"{spot}: {e}") from None
+        except TypeError as e:  # a parameter the filter requires is missing
+            spot = where.get((i, None))
+            raise CurateError(f"{spot + ': ' if spot else ''}filter {name}: bad parameter ({_type_error(e)})") \
+                from None
     return filters
+
+
+def _param_names(filter_class) -> list[str] | None:
+    """The keyword parameters a filter takes (None: any)."""
+    parameters = list(inspect.signature(filter_class).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _unknown_params(filter_class, params: dict) -> list:
+    names = _param_names(filter_class)
+    return [] if names is None else [k for k in params if k not in names]
 
 
 def _type_error(e: TypeError) -> str:
