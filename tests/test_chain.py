@@ -345,7 +345,8 @@ def test_unreachable_data_for_a_filter_is_refused_before_anything_is_written(tmp
     chain_file.write_text(chain_text)
     out = tmp_path / "out"
     r = curate("filter", "--input", run, "--out", out, "--chain", chain_file, check=False)
-    assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {chain_file}:2:5: {message}"), r.stderr
+    assert r.stderr.count("\n") == 1
     assert not out.exists()
 
 
