@@ -54,7 +54,7 @@ from curate.filters.base import Decision, Filter, ParamError
 from curate.formats import PRESETS, Layout, resolve
 from curate.options import opt
 from curate.progress import Progress
-from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
+from curate.store import RunStore, Table, check_storable, collect, open_run, open_table, scan_file, write_parquet_atomic
 
 SHARD_ROWS = 5000  # a larger input file is cut into shards of this many rows
 MIN_TASK_ROWS = 256  # a shard is split into tasks this big or bigger when there are fewer shards than workers
@@ -190,23 +190,9 @@ def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = N
             df = layout.apply(df)
         except CurateError as e:  # a value the layout cannot read
             raise CurateError(f"{where}: {e}") from None
-    bad = next((name for name, dtype in df.schema.items() if not _storable(dtype)), None)
-    if bad is not None:
-        raise CurateError(f"{where}: column {bad!r}: Parquet cannot store its type, {df.schema[bad]} (an object "
-                          "without keys, {}, or an integer beyond 64 bits)")
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
         df = df.with_columns(_ids(Path(where).stem, offset))
     return df
-
-
-def _storable(dtype) -> bool:
-    """Parquet can store the type: it holds no struct without fields (JSON's `{}`) and no 128-bit integer."""
-    if dtype == pl.Int128:
-        return False
-    if isinstance(dtype, pl.Struct):
-        return bool(dtype.fields) and all(_storable(f.dtype) for f in dtype.fields)
-    inner = getattr(dtype, "inner", None)
-    return inner is None or _storable(inner)
 
 
 def _ids(stem: str, offset: int) -> pl.Expr:
@@ -342,6 +328,8 @@ def plan(opts: FilterOptions) -> FilterPlan:
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
     names = input_columns(table, opts.column_map)
+    for where, frame in table.parts():  # the rows are copied to Parquet: refused now, not half-way
+        check_storable(frame.collect_schema(), where)
     layout = resolve(names, opts.preset, opts.column_map, shown=opts.input)
     if layout.passthrough:
         _check_text_columns(table, opts.column_map, opts.input)

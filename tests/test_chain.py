@@ -190,6 +190,21 @@ def test_a_bad_filter_in_a_chain_file_names_its_line_and_column(tmp_path, entry,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value, dtype", [({}, "Struct({})"), (123456789012345678901234567890, "Int128"),
+                                          ([{"a": {}}], "List(Struct({'a': Struct({})}))")])
+def test_a_column_parquet_cannot_store_is_one_line_naming_the_file_and_column(tmp_path, value, dtype):
+    """JSON's `{}` and integers beyond 64 bits (curate.store.check_storable, shared with `curate
+    mix`): exit 2, one line naming the file and column, nothing written."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"completion": GOOD, "meta": value}) + "\n" for _ in range(2)))
+    out = tmp_path / "out"
+    r = curate("filter", "--input", rows, "--out", out, "--filters", "format", "--no-progress", check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"error: {rows}: column 'meta': Parquet cannot store its type, {dtype} (an object "
+                        "without keys, {}, or an integer beyond 64 bits)\n")
+    assert not out.exists()
+
+
 def test_a_hub_style_file_with_other_column_names(tmp_path):
     """A dataset file from elsewhere: no sample_id (made from file and row), columns mapped."""
     path = tmp_path / "train-00000-of-00001.jsonl"
