@@ -30,6 +30,7 @@ order given.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -131,29 +132,47 @@ def _value_node(node, key: str):
     return None
 
 
-def build_filters(chain: list[tuple[str, dict]]) -> list:
-    """The chain's filters, their parameters checked. A bad name or parameter is one line
-    naming the filter and the parameter, and FILE:LINE:COL when the chain came from a file."""
-    where = getattr(chain, "where", {})
-    filters = []
+def check_chain(chain: list[tuple[str, dict]]) -> list[type]:
+    """The class of each filter of the chain, checked to exist and to take the parameters
+    given; nothing is built (no model or benchmark is loaded). Faults as in `build_filters`."""
+    classes = []
     for i, (name, params) in enumerate(chain):
-        try:
+        with _placed(chain, i, name):
             filter_class = get_filter(name)
             unknown = _unknown_params(filter_class, params)
             if unknown:
                 raise ParamError(f"filter {name}: unknown parameter {unknown[0]!r} (it has "
                                  f"{', '.join(_param_names(filter_class))})", unknown[0])
+        classes.append(filter_class)
+    return classes
+
+
+def build_filters(chain: list[tuple[str, dict]]) -> list:
+    """The chain's filters, their parameters checked. A bad name or parameter is one line
+    naming the filter and the parameter, and FILE:LINE:COL when the chain came from a file."""
+    filters = []
+    for i, filter_class in enumerate(check_chain(chain)):
+        name, params = chain[i]
+        with _placed(chain, i, name):
             filters.append(filter_class(**params))
-        except CurateError as e:
-            spot = where.get((i, getattr(e, "key", None))) or where.get((i, None))
-            if spot is None:
-                raise
-            raise CurateError(f"{spot}: {e}") from None
-        except TypeError as e:  # a parameter the filter requires is missing
-            spot = where.get((i, None))
-            raise CurateError(f"{spot + ': ' if spot else ''}filter {name}: bad parameter ({_type_error(e)})") \
-                from None
     return filters
+
+
+@contextlib.contextmanager
+def _placed(chain: list[tuple[str, dict]], i: int, name: str):
+    """A fault of filter i, prefixed with where the chain file writes it: the parameter at
+    fault (a ParamError's `key`), else the filter."""
+    where = getattr(chain, "where", {})
+    try:
+        yield
+    except CurateError as e:
+        spot = where.get((i, getattr(e, "key", None))) or where.get((i, None))
+        if spot is None:
+            raise
+        raise CurateError(f"{spot}: {e}") from None
+    except TypeError as e:  # a parameter the filter requires is missing
+        spot = where.get((i, None))
+        raise CurateError(f"{spot + ': ' if spot else ''}filter {name}: bad parameter ({_type_error(e)})") from None
 
 
 def _param_names(filter_class) -> list[str] | None:
