@@ -33,6 +33,8 @@ order given.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 import pickle
@@ -47,15 +49,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+import yaml
 
 from curate.errors import CurateError, load_yaml
 from curate.executor import EXECUTORS, Executor, LocalExecutor, make_executor
 from curate.filters import get_filter
-from curate.filters.base import Decision, Filter
+from curate.filters.base import Decision, Filter, ParamError
 from curate.formats import PRESETS, Layout, resolve
 from curate.options import opt
 from curate.progress import Progress
-from curate.store import RunStore, Table, collect, open_run, open_table, scan_file, write_parquet_atomic
+from curate.store import RunStore, Table, check_storable, collect, open_run, open_table, scan_file, write_parquet_atomic
 
 SHARD_ROWS = 5000  # a larger input file is cut into shards of this many rows
 MIN_TASK_ROWS = 256  # a shard is split into tasks this big or bigger when there are fewer shards than workers
@@ -68,12 +71,22 @@ def default_chain_path():
     return resources.files("curate.filters") / "default_chain.yaml"
 
 
-def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dict]], str]:
+class Chain(list):
+    """[(filter name, params)], and where each filter and parameter is written when the chain
+    was read from a file: `where[(i, None)]` is filter i's FILE:LINE:COL, `where[(i, key)]` its
+    parameter's."""
+
+    def __init__(self, items=(), where: dict | None = None):
+        super().__init__(items)
+        self.where = where or {}
+
+
+def read_chain(path: str | None, names: str | None) -> tuple[Chain, str]:
     """[(filter name, params)] from a YAML file, a comma list, or the default chain."""
     if path and names:
         raise CurateError("pass either --chain or --filters, not both")
     if names:
-        chain = [(n.strip(), {}) for n in names.split(",") if n.strip()]
+        chain = Chain((n.strip(), {}) for n in names.split(",") if n.strip())
         if not chain:
             raise CurateError("--filters: no filter names given")
         return chain, f"--filters {names}"
@@ -81,36 +94,101 @@ def read_chain(path: str | None, names: str | None) -> tuple[list[tuple[str, dic
     shown = "the default chain" if path is None else str(path)
     if path is not None and not Path(path).is_file():
         raise CurateError(f"{path}: no such chain file")
-    doc = load_yaml(source.read_text(encoding="utf-8"), shown)
+    doc, root = load_yaml(source.read_text(encoding="utf-8"), shown, node=True)
+
+    def at(node) -> str:
+        return f"{shown}:{node.start_mark.line + 1}:{node.start_mark.column + 1}" if node is not None else shown
+
     items = doc.get("filters") if isinstance(doc, dict) else None
+    items_node = _value_node(root, "filters")
     if not isinstance(items, list) or not items:
-        raise CurateError(f"{shown}: expected a `filters:` list, "
+        raise CurateError(f"{at(items_node or root)}: expected a `filters:` list, "
                           f"e.g. `filters: [format, {{length: {{max_tokens: 32768}}}}]`")
-    chain = []
-    for i, item in enumerate(items, 1):
+    nodes = items_node.value if isinstance(items_node, yaml.SequenceNode) else []
+    chain = Chain()
+    for i, item in enumerate(items):
+        node = nodes[i] if i < len(nodes) else items_node
         if isinstance(item, str):
+            chain.where[(i, None)] = at(node)
             chain.append((item, {}))
         elif isinstance(item, dict) and len(item) == 1:
             name, params = next(iter(item.items()))
+            name_node, params_node = node.value[0] if isinstance(node, yaml.MappingNode) and node.value else \
+                (node, node)
+            chain.where[(i, None)] = at(name_node)
             if params is not None and not isinstance(params, dict):
-                raise CurateError(f"{shown}: filter {i} ({name}): parameters must be a mapping")
+                raise CurateError(f"{at(params_node)}: filter {i + 1} ({name}): parameters must be a mapping")
+            for key_node, _ in params_node.value if isinstance(params_node, yaml.MappingNode) else ():
+                chain.where[(i, key_node.value)] = at(key_node)
             # YAML 1.1 reads a bare `on:` key as true (dedup's `on` parameter)
             params = {("on" if k is True else k): v for k, v in (params or {}).items()}
             chain.append((name, params))
         else:
-            raise CurateError(f"{shown}: filter {i} must be a name or a one-key mapping name: {{params}}")
+            raise CurateError(f"{at(node)}: filter {i + 1} must be a name or a one-key mapping name: {{params}}")
     return chain, shown
 
 
+def _value_node(node, key: str):
+    """The node of `key`'s value in a mapping node (None when it has none)."""
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    return None
+
+
+def check_chain(chain: list[tuple[str, dict]]) -> list[type]:
+    """The class of each filter of the chain, checked to exist and to take the parameters
+    given; nothing is built (no model or benchmark is loaded). Faults as in `build_filters`."""
+    classes = []
+    for i, (name, params) in enumerate(chain):
+        with _placed(chain, i, name):
+            filter_class = get_filter(name)
+            unknown = _unknown_params(filter_class, params)
+            if unknown:
+                raise ParamError(f"filter {name}: unknown parameter {unknown[0]!r} (it has "
+                                 f"{', '.join(_param_names(filter_class))})", unknown[0])
+        classes.append(filter_class)
+    return classes
+
+
 def build_filters(chain: list[tuple[str, dict]]) -> list:
+    """The chain's filters, their parameters checked. A bad name or parameter is one line
+    naming the filter and the parameter, and FILE:LINE:COL when the chain came from a file."""
     filters = []
-    for name, params in chain:
-        filter_class = get_filter(name)
-        try:
+    for i, filter_class in enumerate(check_chain(chain)):
+        name, params = chain[i]
+        with _placed(chain, i, name):
             filters.append(filter_class(**params))
-        except TypeError as e:
-            raise CurateError(f"filter {name}: bad parameter ({_type_error(e)})") from None
     return filters
+
+
+@contextlib.contextmanager
+def _placed(chain: list[tuple[str, dict]], i: int, name: str):
+    """A fault of filter i, prefixed with where the chain file writes it: the parameter at
+    fault (a ParamError's `key`), else the filter."""
+    where = getattr(chain, "where", {})
+    try:
+        yield
+    except CurateError as e:
+        spot = where.get((i, getattr(e, "key", None))) or where.get((i, None))
+        if spot is None:
+            raise
+        raise CurateError(f"{spot}: {e}") from None
+    except TypeError as e:  # a parameter the filter requires is missing
+        spot = where.get((i, None))
+        raise CurateError(f"{spot + ': ' if spot else ''}filter {name}: bad parameter ({_type_error(e)})") from None
+
+
+def _param_names(filter_class) -> list[str] | None:
+    """The keyword parameters a filter takes (None: any)."""
+    parameters = list(inspect.signature(filter_class).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _unknown_params(filter_class, params: dict) -> list:
+    names = _param_names(filter_class)
+    return [] if names is None else [k for k in params if k not in names]
 
 
 def _type_error(e: TypeError) -> str:
@@ -134,23 +212,9 @@ def read_shard(part: Part, column_map: dict[str, str], layout: Layout | None = N
             df = layout.apply(df)
         except CurateError as e:  # a value the layout cannot read
             raise CurateError(f"{where}: {e}") from None
-    bad = next((name for name, dtype in df.schema.items() if not _storable(dtype)), None)
-    if bad is not None:
-        raise CurateError(f"{where}: column {bad!r}: Parquet cannot store its type, {df.schema[bad]} (an object "
-                          "without keys, {}, or an integer beyond 64 bits)")
     if "sample_id" not in df.columns:  # a dataset file from elsewhere: ids from file and row
         df = df.with_columns(_ids(Path(where).stem, offset))
     return df
-
-
-def _storable(dtype) -> bool:
-    """Parquet can store the type: it holds no struct without fields (JSON's `{}`) and no 128-bit integer."""
-    if dtype == pl.Int128:
-        return False
-    if isinstance(dtype, pl.Struct):
-        return bool(dtype.fields) and all(_storable(f.dtype) for f in dtype.fields)
-    inner = getattr(dtype, "inner", None)
-    return inner is None or _storable(inner)
 
 
 def _ids(stem: str, offset: int) -> pl.Expr:
@@ -286,6 +350,8 @@ def plan(opts: FilterOptions) -> FilterPlan:
     chain, source = read_chain(opts.chain, opts.filters)
     filters = build_filters(chain)
     names = input_columns(table, opts.column_map)
+    for where, frame in table.parts():  # the rows are copied to Parquet: refused now, not half-way
+        check_storable(frame.collect_schema(), where)
     layout = resolve(names, opts.preset, opts.column_map, shown=opts.input)
     if layout.passthrough:
         _check_text_columns(table, opts.column_map, opts.input)

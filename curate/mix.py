@@ -66,7 +66,7 @@ from curate.options import opt
 from curate.parsing import has_markup, parse_trace, think_form
 from curate.progress import Progress
 from curate.schema import with_problem_id
-from curate.store import RunStore, Table, atomic_path, open_run, open_table
+from curate.store import RunStore, Table, atomic_path, check_storable, open_run, open_table
 
 COLUMNS = ("messages", "source", "domain", "num_tokens", "problem_id", "sample_id", "origin", "run")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -259,10 +259,14 @@ def scan_keys(spec: SourceSpec, table: Table, columns: list[str] | None, no_cot:
 
 
 def _batches(table: Table, columns: list[str] | None):
-    for _, frame in table.parts():
+    """The columns a mixture reads, in batches; a type Parquet cannot store (the mixture
+    is written as Parquet) is refused here, in the key scan, before anything is written."""
+    for where, frame in table.parts():
         frame = frame.select(columns) if columns is not None else frame
         try:
-            yield from frame.collect_batches(chunk_size=KEY_CHUNK)
+            for batch in frame.collect_batches(chunk_size=KEY_CHUNK):
+                check_storable(batch.schema, where)
+                yield batch
         except CurateError:
             raise
         except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds

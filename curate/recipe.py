@@ -440,6 +440,24 @@ def check_options(source: Source, stage: Stage) -> None:
         missing = re.search(r"missing required option '(\w+)'", str(e))
         what = f"the option `{missing.group(1)}` is required" if missing else str(e)
         raise CurateError(f"{stage.where}: stage {stage.name}: {what}") from None
+    if stage.command == "filter":
+        check_chain_option(source, stage)
+
+
+def check_chain_option(source: Source, stage: Stage) -> None:
+    """A filter stage's `chain` file (or `filters` list) is read now, so a missing file, a
+    bad file, an unknown filter or parameter is refused before any stage runs (parameter
+    values are checked when the stage builds its filters: that loads models and data)."""
+    from curate.chain import check_chain, read_chain
+
+    chain, names = stage.values.get("chain"), stage.values.get("filters")
+    if chain is None and names is None:
+        return  # the shipped default chain
+    key = "chain" if chain is not None else "filters"
+    try:
+        check_chain(read_chain(chain, names)[0])
+    except CurateError as e:
+        raise CurateError(f"{source.where('stages', stage.name, key)}: stage {stage.name}: {key}: {e}") from None
 
 
 def check_value(x, value, where: str):

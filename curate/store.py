@@ -20,7 +20,9 @@ write_json, write_parquet_atomic.
 Reading: `open_table(path, split=, config=)` turns every accepted source (a curate run
 folder, a Parquet/JSONL/JSON file, a folder of Parquet, a datasets save_to_disk folder, a
 Hub dataset name) into a `Table` that scans lazily (polars), so large inputs stream.
-`is_hub_name` is the one rule for what a Hub dataset name is.
+`is_hub_name` is the one rule for what a Hub dataset name is; `check_storable` the one
+rule for what rows a stage that copies them to Parquet refuses (JSON's `{}`, integers
+beyond 64 bits).
 
 What is done is read from the shards themselves, never from the manifest, so a run
 killed at any moment (SIGKILL included) resumes exactly.
@@ -557,6 +559,27 @@ def collect(frame: pl.LazyFrame, where: str | os.PathLike) -> pl.DataFrame:
         return frame.collect()
     except Exception as e:  # noqa: BLE001 - polars and pyarrow raise many kinds
         raise CurateError(f"{where}: unreadable ({_reason(e)})") from None
+
+
+def check_storable(schema: pl.Schema, where: str | os.PathLike) -> None:
+    """Refuse, in one line naming `where` and the column, rows whose type Parquet cannot
+    store (a stage that writes them would fail half-way): a struct without fields (JSON's
+    `{}`) or a 128-bit integer (JSON's integers beyond 64 bits), at any depth."""
+    bad = next((name for name, dtype in schema.items() if not _storable(dtype)), None)
+    if bad is not None:
+        raise CurateError(f"{where}: column {bad!r}: Parquet cannot store its type, {schema[bad]} (an object "
+                          "without keys, {}, or an integer beyond 64 bits)")
+
+
+def _storable(dtype) -> bool:
+    import polars as pl
+
+    if dtype == pl.Int128:
+        return False
+    if isinstance(dtype, pl.Struct):
+        return bool(dtype.fields) and all(_storable(f.dtype) for f in dtype.fields)
+    inner = getattr(dtype, "inner", None)
+    return inner is None or _storable(inner)
 
 
 def read_run(path: str | os.PathLike) -> pl.DataFrame:

@@ -45,6 +45,18 @@ import polars as pl
 from curate.errors import CurateError
 
 
+class ParamError(CurateError):
+    """A bad parameter of a filter: the message names the filter and the parameter, `key`
+    (the chain adds where the parameter is written)."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
+    def __reduce__(self):
+        return type(self), (str(self), self.key)
+
+
 @dataclass(frozen=True)
 class Verdict:
     keep: bool
@@ -131,22 +143,22 @@ class Filter:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def param(self, key: str, value, kind: type, *, minimum=None, maximum=None, choices=None, optional=False):
-        """Check one parameter; a bad one is a CurateError naming the filter and the key."""
+        """Check one parameter; a bad one is a ParamError naming the filter and the key."""
         where = f"filter {self.name}: parameter {key}"
         if value is None:
             if optional:
                 return None
-            raise CurateError(f"{where} is required")
+            raise ParamError(f"{where} is required", key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise CurateError(f"{where} must be {kind.__name__}, got {value!r}")
+            raise ParamError(f"{where} must be {kind.__name__}, got {value!r}", key)
         if minimum is not None and value < minimum:
-            raise CurateError(f"{where} must be >= {minimum}, got {value!r}")
+            raise ParamError(f"{where} must be >= {minimum}, got {value!r}", key)
         if maximum is not None and value > maximum:
-            raise CurateError(f"{where} must be <= {maximum}, got {value!r}")
+            raise ParamError(f"{where} must be <= {maximum}, got {value!r}", key)
         if choices is not None and value not in choices:
-            raise CurateError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            raise ParamError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}", key)
         return value
 
 

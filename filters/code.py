@@ -47,7 +47,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.filters import sandbox
-from curate.filters.base import Decision, RowFilter, Verdict
+from curate.filters.base import Decision, ParamError, RowFilter, Verdict
 from curate.filters.judge import JUDGE_SCORES, VERDICT, Judge, Judged, cascade, cascade_judge
 from curate.parsing import parse_completion
 
@@ -604,7 +604,7 @@ class Code(Judged, RowFilter):
         self._judge = cascade_judge(self, mode, judge, template="judge_code_output")
         cases = self.param("judge_cases", judge_cases, int, minimum=1, optional=True)
         if cases is not None and self._judge is None:
-            raise CurateError("filter code: parameter judge_cases needs mode: cascade")
+            raise ParamError("filter code: parameter judge_cases needs mode: cascade", "judge_cases")
         self._cases = cases or JUDGE_CASES
         if self._judge is not None:
             self.judge_cases = self._cases

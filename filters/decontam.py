@@ -50,7 +50,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import Decision, RowFilter, Verdict
+from curate.filters.base import Decision, ParamError, RowFilter, Verdict
 from curate.filters.judge import Judge, Judged
 from curate.store import is_hub_name, open_table
 
@@ -411,15 +411,15 @@ class Decontam(Judged, RowFilter):
                  judge: dict | None = None):
         self.benchmarks = self.param("benchmarks", benchmarks if benchmarks is not None else ["math500"], list)
         if not self.benchmarks:
-            raise CurateError("filter decontam: parameter benchmarks must name at least one benchmark")
+            raise ParamError("filter decontam: parameter benchmarks must name at least one benchmark", "benchmarks")
         self.n = self.param("n", n, int, minimum=1)
         self.min_informative = self.param("min_informative", min_informative, int, minimum=0)
         self.method = self.param("method", method, str)
         methods = [m.strip() for m in self.method.split("+")]
         bad = [m for m in methods if m not in METHODS]
         if bad or len(set(methods)) != len(methods):
-            raise CurateError(f"filter decontam: parameter method must be one or more of {', '.join(METHODS)} "
-                              f"joined by '+' (e.g. ngram+embed+llm), got {method!r}")
+            raise ParamError(f"filter decontam: parameter method must be one or more of {', '.join(METHODS)} "
+                             f"joined by '+' (e.g. ngram+embed+llm), got {method!r}", "method")
         self._methods = [m for m in METHODS if m in methods]
         # the nearest-neighbour settings are parameters only for the methods that use them
         # (an ngram chain keeps its config fingerprint)
@@ -434,7 +434,7 @@ class Decontam(Judged, RowFilter):
             uses |= {"candidates", "ask", "judge"}
         unused = [k for k, v in given.items() if v is not None and k not in uses]
         if unused:
-            raise CurateError(f"filter decontam: parameter {unused[0]} is not used by method {self.method}")
+            raise ParamError(f"filter decontam: parameter {unused[0]} is not used by method {self.method}", unused[0])
         kinds = {"threshold": (float, 0.0, 1.0), "numbers": (float, 0.0, 1.0), "top_k": (int, 1, None),
                  "embed_model": (str, None, None), "candidates": (float, 0.0, 1.0), "ask": (int, 1, None),
                  "judge": (dict, None, None)}

@@ -61,7 +61,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import Decision, Filter
+from curate.filters.base import Decision, Filter, ParamError
 from curate.store import open_table
 
 NGRAM = 5
@@ -482,7 +482,7 @@ class Dedup(Filter):
         self.num_perm = self.param("num_perm", num_perm, int, minimum=8)
         self.bands = self.param("bands", bands, int, minimum=1, optional=True)
         if self.bands is not None and self.num_perm % self.bands:
-            raise CurateError(f"filter dedup: parameter bands must divide num_perm ({num_perm}), got {bands}")
+            raise ParamError(f"filter dedup: parameter bands must divide num_perm ({num_perm}), got {bands}", "bands")
         self.against = [str(p) for p in self.param("against", against or [], list)]
         for path in self.against:  # refused when the chain is planned, before anything is written
             try:

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from curate.errors import CurateError
+from curate.filters.base import ParamError
 
 VERDICT = re.compile(r"\[\[\s*(YES|NO)\s*\]\]", re.IGNORECASE)
 SETTINGS = {"backend", "model", "base_url", "template", "max_tokens", "sample", "seed", "concurrency",
@@ -204,13 +205,16 @@ def cascade_judge(f, mode: str, judge: dict | None, **defaults) -> Judge | None:
     judge = f.param("judge", judge, dict, optional=True)
     if mode != "cascade":
         if judge is not None:
-            raise CurateError(f"filter {f.name}: parameter judge needs mode: cascade")
+            raise ParamError(f"filter {f.name}: parameter judge needs mode: cascade", "judge")
         return None
     if judge is None:
         raise CurateError(f"filter {f.name}: mode cascade needs a judge, e.g. "
                           "judge: {backend: openai, base_url: http://127.0.0.1:8000/v1, model: NAME}")
     f.mode, f.judge = mode, judge
-    return Judge.from_spec(judge, f"filter {f.name}", **defaults)
+    try:
+        return Judge.from_spec(judge, f"filter {f.name}", **defaults)
+    except CurateError as e:  # a bad judge setting: the chain points at `judge:`
+        raise ParamError(str(e), "judge") from None
 
 
 def cascade(judge: Judge, questions: list, verdicts: list, undecided: tuple[str, ...], keys: list[str], *,

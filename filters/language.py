@@ -72,7 +72,7 @@ from typing import NamedTuple
 import polars as pl
 
 from curate.errors import CurateError
-from curate.filters.base import Decision, RowFilter, Verdict
+from curate.filters.base import Decision, ParamError, RowFilter, Verdict
 from curate.parsing import parse_completion
 
 # ---------------------------------------------------------------------------------
@@ -704,7 +704,7 @@ class Language(RowFilter):
                  max_script_ratio: float = 0.05):
         self.lang = self.param("lang", lang, str)
         if normalise_language(lang) not in known_languages():
-            raise CurateError(f"filter language: parameter lang: {lang!r} is not a language lid.176 knows")
+            raise ParamError(f"filter language: parameter lang: {lang!r} is not a language lid.176 knows", "lang")
         self.field = self.param("field", field, str, choices=("reasoning", "answer", "completion"))
         self.min_ratio = self.param("min_ratio", min_ratio, float, minimum=0.0, maximum=1.0)
         self.foreign_confidence = self.param("foreign_confidence", foreign_confidence, float,

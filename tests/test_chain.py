@@ -175,10 +175,10 @@ def test_bad_parameter_and_missing_column(tmp_path):
     run = make_run(tmp_path)
     chain_file = tmp_path / "chain.yaml"
     chain_file.write_text("filters:\n  - length: {max_tokens: -3}\n")
-    with pytest.raises(CurateError, match="filter length: parameter max_tokens must be >= 1, got -3"):
+    with pytest.raises(CurateError, match="chain.yaml:2:14: filter length: parameter max_tokens must be >= 1, got -3"):
         chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
     chain_file.write_text("filters:\n  - format: {colour: red}\n")
-    with pytest.raises(CurateError, match="filter format: bad parameter .*colour"):
+    with pytest.raises(CurateError, match="chain.yaml:2:14: filter format: unknown parameter 'colour'"):
         chain.plan(chain.FilterOptions(input=str(run), out=str(tmp_path / "o"), chain=str(chain_file)))
     chain_file.write_text("filters: [format\n")
     with pytest.raises(CurateError, match=r"chain.yaml:\d+:\d+: bad YAML"):
@@ -189,6 +189,51 @@ def test_bad_parameter_and_missing_column(tmp_path):
     with pytest.raises(CurateError, match="has no completion: looked for completion, conversations, messages"):
         chain.plan(chain.FilterOptions(input=str(tmp_path / "y.parquet"), out=str(tmp_path / "o"), filters="length"))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("entry, spot, message", [
+    ("  - math: {timeout: abc}", "3:12", "filter math: parameter timeout must be float, got 'abc'"),
+    ("  - language: {no_such_param: 1}", "3:16", "filter language: unknown parameter 'no_such_param' (it has lang,"),
+    ("  - readability: {max_ratio: -3}", "3:19", "filter readability: unknown parameter 'max_ratio'"),
+    ("  - readability:\n      max_paragraph_chars: 100\n      max_top_2gram_fraction: -3", "5:7",
+     "filter readability: parameter max_top_2gram_fraction must be >= 0.0, got -3.0"),
+    ("  - language: {lang: xx}", "3:16", "filter language: parameter lang: 'xx' is not a language lid.176 knows"),
+    ("  - dedup: {num_perm: 64, bands: 5}", "3:27", "filter dedup: parameter bands must divide num_perm (64)"),
+    ("  - math: {mode: rules, judge: {backend: openai}}", "3:25", "filter math: parameter judge needs mode: cascade"),
+    ("  - math:\n      mode: cascade\n      judge: {backend: nope}", "5:7",
+     "filter math: judge: backend must be vllm, openai or transformers, not 'nope'"),
+    ("  - math: {mode: cascade}", "3:5", "filter math: mode cascade needs a judge"),
+    ("  - nope", "3:5", "unknown filter 'nope'; available: "),
+    ("  - length: 3", "3:13", "filter 2 (length): parameters must be a mapping"),
+    ("  - [length]", "3:5", "filter 2 must be a name or a one-key mapping"),
+])
+def test_a_bad_filter_in_a_chain_file_names_its_line_and_column(tmp_path, entry, spot, message):
+    """`curate filter --chain FILE`: a bad filter or parameter is one line, FILE:LINE:COL (of
+    the parameter when one is at fault, else of the filter), exit 2, nothing written."""
+    run = make_run(tmp_path, shards=1)
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text(f"filters:\n  - format\n{entry}\n  - length\n")
+    out = tmp_path / "out"
+    r = curate("filter", "--input", run, "--out", out, "--chain", chain_file, check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: {chain_file}:{spot}: {message}") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value, dtype", [({}, "Struct({})"), (123456789012345678901234567890, "Int128"),
+                                          ([{"a": {}}], "List(Struct({'a': Struct({})}))")])
+def test_a_column_parquet_cannot_store_is_one_line_naming_the_file_and_column(tmp_path, value, dtype):
+    """JSON's `{}` and integers beyond 64 bits (curate.store.check_storable, shared with `curate
+    mix`): exit 2, one line naming the file and column, nothing written."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"completion": GOOD, "meta": value}) + "\n" for _ in range(2)))
+    out = tmp_path / "out"
+    r = curate("filter", "--input", rows, "--out", out, "--filters", "format", "--no-progress", check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"error: {rows}: column 'meta': Parquet cannot store its type, {dtype} (an object "
+                        "without keys, {}, or an integer beyond 64 bits)\n")
+    assert not out.exists()
 
 
 def test_a_hub_style_file_with_other_column_names(tmp_path):
@@ -346,7 +391,8 @@ def test_unreachable_data_for_a_filter_is_refused_before_anything_is_written(tmp
     chain_file.write_text(chain_text)
     out = tmp_path / "out"
     r = curate("filter", "--input", run, "--out", out, "--chain", chain_file, check=False)
-    assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {chain_file}:2:5: {message}"), r.stderr
+    assert r.stderr.count("\n") == 1
     assert not out.exists()
 
 

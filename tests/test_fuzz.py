@@ -721,9 +721,89 @@ def test_edited_default_chain_builds_or_is_refused_in_one_line(edits):
         try:
             chain, _ = read_chain(str(path), None)
             filters = build_filters(chain)
-        except CurateError as e:  # the file's own faults name it; a filter's parameter names the filter
-            assert one_line(e).startswith((str(path), "filter ", "unknown filter ")), str(e)
+        except CurateError as e:  # every fault names the file, line and column (of the filter or its parameter)
+            assert re.match(rf"{re.escape(str(path))}(:\d+:\d+: |: expected a `filters:` list)", one_line(e)), str(e)
             return
         for f in filters:
             getattr(f, "close", lambda: None)()
         assert len(filters) == len(chain)
+
+
+# -- hostile YAML: nested aliases (a "billion laughs") and deep nesting ------------------------
+
+
+def laughs(levels: int = 9, width: int = 9) -> str:
+    """`levels` lines, each a list of `width` aliases of the line above: a few hundred bytes
+    that expand to width**levels values (9**9: 387 million) for whoever walks them."""
+    lines = [f"x0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"x{k}: &l{k} [{', '.join([f'*l{k - 1}'] * width)}]" for k in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_AT = r":[2-9]:\d+: bad YAML: the aliases expand to more than 100,000 values"  # on one of the alias lines
+
+
+def test_a_billion_laughs_in_a_chain_file_is_refused_at_once(tmp_path):
+    from curate.chain import read_chain
+    from curate.cli import cli
+
+    path, out = tmp_path / "chain.yaml", tmp_path / "out"
+    path.write_text(laughs() + "filters:\n  - format\n  - length: {max_tokens: *l8}\n")
+    start = time.perf_counter()
+    with pytest.raises(CurateError, match=re.escape(str(path)) + BOMB_AT):
+        read_chain(str(path), None)
+    assert time.perf_counter() - start < 0.5
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"completion": "<think>\\nx\\n</think>\\n\\n\\\\boxed{1}"}\n')
+    result = CliRunner().invoke(cli, ["filter", "--input", str(problems), "--out", str(out), "--chain", str(path)])
+    assert result.exit_code == 2
+    assert re.match(re.escape(str(path)) + BOMB_AT, refused_in_one_line(result, (str(path),)))
+    assert not out.exists()
+
+
+def test_a_billion_laughs_in_a_recipe_or_a_set_value_is_refused_at_once(tmp_path):
+    from curate.cli import cli
+    from curate.errors import yaml_data
+    from curate.options import yaml_value
+    from curate.recipe import plan
+
+    path, out = tmp_path / "bomb.yaml", tmp_path / "out"
+    path.write_text("vars:\n  " + laughs().replace("\n", "\n  ").rstrip() + "\nstages:\n  mix:\n    command: mix\n"
+                    "    sources: [a=x.parquet]\n")
+    start = time.perf_counter()
+    with pytest.raises(CurateError, match=re.escape(str(path)) + BOMB_AT):
+        plan(str(path), out)
+    with pytest.raises(CurateError, match="not a YAML value .*the aliases expand to more than 100,000 values"):
+        yaml_value("[" + laughs().replace("\n", ", ").rstrip(", ") + "]")
+    with pytest.raises(yaml.YAMLError):  # the one loader every YAML curate reads goes through
+        yaml_data(laughs())
+    assert time.perf_counter() - start < 0.5
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(out), "--dry-run", "--no-progress"])
+    assert result.exit_code == 2
+    assert re.match(re.escape(str(path)) + BOMB_AT, refused_in_one_line(result, (str(path),)))
+    assert not out.exists()
+
+
+def test_ordinary_anchors_and_aliases_still_load(tmp_path):
+    from curate.chain import build_filters, read_chain
+    from curate.errors import yaml_data
+
+    assert yaml_data(laughs(levels=4))["x3"][8][8][8] == ["lol"] * 9  # 9**4 values: within the limit
+    path = tmp_path / "chain.yaml"
+    path.write_text("limits: &limits {max_tokens: 64}\nfilters:\n  - format\n  - length: *limits\n"
+                    "  - readability: {<<: {max_paragraph_chars: 500}, min_unique_word_ratio: 0.1}\n")
+    chain, _ = read_chain(str(path), None)
+    assert list(chain) == [("format", {}), ("length", {"max_tokens": 64}),
+                           ("readability", {"max_paragraph_chars": 500, "min_unique_word_ratio": 0.1})]
+    assert [f.name for f in build_filters(chain)] == ["format", "length", "readability"]
+
+
+@pytest.mark.parametrize("text", ["[" * 5000, "- " * 5000 + "x", "a:\n" + "".join(f"{' ' * k}b:\n" for k in
+                                                                                   range(1, 300))])
+def test_yaml_nested_beyond_any_config_is_one_line_not_a_recursion_error(tmp_path, text):
+    from curate.chain import read_chain
+
+    path = tmp_path / "chain.yaml"
+    path.write_text(text)
+    with pytest.raises(CurateError, match=re.escape(str(path)) + r":\d+:\d+: bad YAML: nested more than 100 levels"):
+        read_chain(str(path), None)

@@ -266,6 +266,36 @@ def test_bad_specs_are_one_line_exit_2_and_write_nothing(sources, tmp_path, spec
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
 
 
+BIG = 123456789012345678901234567890  # beyond 64 bits: JSON allows it, Parquet has no such integer
+
+
+@pytest.mark.parametrize("file, rows, column, dtype", [
+    ("empty.jsonl", [{"problem": "q", "completion": "<think>\nx\n</think>\n\ny", "problem_id": {}}] * 2,
+     "problem_id", "Struct({})"),
+    ("big.jsonl", [{"problem": "q", "completion": "<think>\nx\n</think>\n\ny", "problem_id": BIG}] * 2,
+     "problem_id", "Int128"),
+    ("turns.jsonl", [{"messages": [{"role": "user", "content": "q", "meta": {}},
+                                   {"role": "assistant", "content": "<think>\nx\n</think>\n\ny", "meta": {}}]}],
+     "messages", "List(Struct({'role': String, 'content': String, 'meta': Struct({})}))"),
+    ("array.json", [{"problem": "q", "completion": "<think>\nx\n</think>\n\ny", "domain": {}}],
+     "domain", "Struct({})"),
+])
+def test_a_column_parquet_cannot_store_is_one_line_naming_the_file_and_column(sources, tmp_path, file, rows, column,
+                                                                               dtype):
+    """JSON's `{}` and integers beyond 64 bits (as `curate filter` refuses them, curate.store.
+    check_storable): exit 2, one line naming the source, file and column; nothing written, not
+    even after a good source was read."""
+    bad = tmp_path / file
+    bad.write_text(json.dumps(rows) if file.endswith(".json") else "".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    r = curate("mix", "--out", out, "--source", f"good={sources / 'reasoning.parquet'}:5", "--source", f"bad={bad}:1",
+               "--no-progress", check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"error: bad={bad}: column {column!r}: Parquet cannot store its type, {dtype} (an object "
+                        "without keys, {}, or an integer beyond 64 bits)\n")
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
 @pytest.mark.slow
 def test_lineage_from_generate_to_mix_and_sft_trainer_reads_it(mixture_dir, tiny_model, tmp_path):
     from datasets import load_from_disk

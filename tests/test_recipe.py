@@ -152,6 +152,46 @@ def test_cli_refuses_in_one_line(tmp_path):
         f"--set samples=two: expected an integer like the recipe's 2 ({recipe_path('distill')}:23)")
 
 
+def test_a_filter_stage_chain_is_read_when_the_recipe_is_planned(tmp_path):
+    """A recipe names a chain file (or a list of filters), not filter parameters: the file is
+    read when the recipe is planned, so a missing file, bad YAML, an unknown filter or an
+    unknown parameter is refused (naming the recipe's line and the chain file's line and
+    column) before any stage runs."""
+    chain = tmp_path / "chain.yaml"
+    path = write(tmp_path / "r.yaml", RECIPE.replace("    filters: dedup", f"    chain: {chain}"))
+    prefix = f"{path}:12: stage filter: chain: {chain}"
+    assert refused(path) == f"{prefix}: no such chain file"
+    for text, fault in [("filters:\n  - format\n  - language: {no_such_param: 1}\n",
+                         ":3:16: filter language: unknown parameter 'no_such_param' (it has lang,"),
+                        ("filters:\n  - nope\n", ":2:5: unknown filter 'nope'; available: "),
+                        ("filters: [format\n", ":2:1: bad YAML: "),
+                        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+                            f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg")),
+                         ":5:36: bad YAML: the aliases expand to more than 100,000 values")]:
+        chain.write_text(text)
+        assert refused(path).startswith(prefix + fault)
+    chain.write_text("filters:\n  - format\n  - length: {max_tokens: 64}\n")
+    assert plan(str(path), tmp_path / "out").stage("filter").values["chain"] == str(chain)
+    assert refused(write(tmp_path / "r.yaml", RECIPE.replace("filters: dedup", "filters: dedup,nope"))) == (
+        f"{path}:12: stage filter: filters: unknown filter 'nope'; available: format, length, math, code, language, "
+        "readability, dedup, decontam")
+
+
+def test_a_bad_parameter_value_in_a_filter_stage_chain_names_the_chain_file(tmp_path):
+    """A parameter's value is checked when the stage builds its filters: `curate run` stops
+    there with the chain file's FILE:LINE:COL in one line, exit 2."""
+    (tmp_path / "rows.jsonl").write_text('{"completion": "<think>\\nx\\n</think>\\n\\n\\\\boxed{1}"}\n')
+    chain = write(tmp_path / "chain.yaml", "filters:\n  - format\n  - math: {timeout: abc}\n")
+    path = write(tmp_path / "r.yaml", f"stages:\n  filter:\n    command: filter\n    input: {tmp_path / 'rows.jsonl'}\n"
+                                      f"    chain: {chain}\n")
+    out = tmp_path / "out"
+    r = curate("run", path, "--out", out, "--no-progress", check=False, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"error: {chain}:3:12: filter math: parameter timeout must be float, got 'abc'\n"
+    assert not (out / "filter").exists()
+    assert json.loads((out / "recipe.json").read_text())["stages"]["filter"]["status"] == "failed"
+
+
 # -- resume, skip, re-run ------------------------------------------------------------------------
 
 
