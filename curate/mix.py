@@ -260,12 +260,13 @@ def scan_keys(spec: SourceSpec, table: Table, columns: list[str] | None, no_cot:
 
 def _batches(table: Table, columns: list[str] | None):
     """The columns a mixture reads, in batches; a type Parquet cannot store (the mixture
-    is written as Parquet) is refused here, in the key scan, before anything is written."""
+    is written as Parquet) is refused here, in the key scan, before anything is written.
+    `messages` is not checked: only its turns' `role` and `content` are copied."""
     for where, frame in table.parts():
         frame = frame.select(columns) if columns is not None else frame
         try:
             for batch in frame.collect_batches(chunk_size=KEY_CHUNK):
-                check_storable(batch.schema, where)
+                check_storable({k: v for k, v in batch.schema.items() if k != "messages"}, where)
                 yield batch
         except CurateError:
             raise

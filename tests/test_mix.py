@@ -274,9 +274,6 @@ BIG = 123456789012345678901234567890  # beyond 64 bits: JSON allows it, Parquet 
      "problem_id", "Struct({})"),
     ("big.jsonl", [{"problem": "q", "completion": "<think>\nx\n</think>\n\ny", "problem_id": BIG}] * 2,
      "problem_id", "Int128"),
-    ("turns.jsonl", [{"messages": [{"role": "user", "content": "q", "meta": {}},
-                                   {"role": "assistant", "content": "<think>\nx\n</think>\n\ny", "meta": {}}]}],
-     "messages", "List(Struct({'role': String, 'content': String, 'meta': Struct({})}))"),
     ("array.json", [{"problem": "q", "completion": "<think>\nx\n</think>\n\ny", "domain": {}}],
      "domain", "Struct({})"),
 ])
@@ -294,6 +291,18 @@ def test_a_column_parquet_cannot_store_is_one_line_naming_the_file_and_column(so
     assert r.stderr == (f"error: bad={bad}: column {column!r}: Parquet cannot store its type, {dtype} (an object "
                         "without keys, {}, or an integer beyond 64 bits)\n")
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_chat_turns_with_fields_parquet_cannot_store_are_mixed_by_their_role_and_content(sources, tmp_path):
+    """A turn's other fields are not copied (only `role` and `content`), so a `{}` among them is no fault."""
+    turns = tmp_path / "turns.jsonl"
+    turns.write_text(json.dumps({"messages": [{"role": "user", "content": "q", "meta": {}},
+                                              {"role": "assistant", "content": "<think>\nx\n</think>\n\ny",
+                                               "meta": {}}]}) + "\n")
+    out = tmp_path / "out"
+    curate("mix", "--out", out, "--source", f"chat={turns}:1", "--no-progress")
+    rows = pl.read_parquet(out / "data" / "*.parquet")["messages"].to_list()
+    assert rows == [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>\nx\n</think>\n\ny"}]]
 
 
 @pytest.mark.slow
