@@ -232,6 +232,7 @@ class Shard:
     hi: int
     column_map: dict = field(default_factory=dict)
     ids: str | None = None
+    nbytes: int = 0  # the rows' size, uncompressed (from the file's row groups): what a task on them costs
 
     @property
     def rows(self) -> int:
@@ -281,13 +282,15 @@ def input_shards(p: FilterPlan) -> list[Shard]:
         shards = []
         for f in table.files:
             try:
-                rows = pq.read_metadata(f).num_rows
+                meta = pq.read_metadata(f)
+                rows = meta.num_rows
                 names = scan_file(f).rename({s: d for d, s in column_map.items()}, strict=False).collect_schema()
             except Exception as e:  # noqa: BLE001 - pyarrow and polars raise many kinds
                 raise CurateError(f"{f}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
                     from None
             ids = None if "sample_id" in names else f.stem
-            shards += [Shard(str(f), lo, min(lo + SHARD_ROWS, rows), column_map, ids)
+            shards += [Shard(str(f), lo, min(lo + SHARD_ROWS, rows), column_map, ids,
+                             _row_bytes(meta, lo, min(lo + SHARD_ROWS, rows)))
                        for lo in range(0, max(rows, 1), SHARD_ROWS)]
         return shards
     folder = Path(p.opts.out) / ".stages" / "source"
@@ -303,7 +306,24 @@ def input_shards(p: FilterPlan) -> list[Shard]:
                     write_parquet_atomic(piece, target, "lz4")
                 i += 1
         (folder / "DONE").touch()
-    return [Shard(str(f), 0, pq.read_metadata(f).num_rows) for f in sorted(folder.glob("part-*.parquet"))]
+    shards = []
+    for f in sorted(folder.glob("part-*.parquet")):
+        meta = pq.read_metadata(f)
+        shards.append(Shard(str(f), 0, meta.num_rows, nbytes=_row_bytes(meta, 0, meta.num_rows)))
+    return shards
+
+
+def _row_bytes(meta: pq.FileMetaData, lo: int, hi: int) -> int:
+    """Uncompressed bytes of rows [lo, hi) of a Parquet file, from its row groups (a row
+    group's bytes shared evenly among its rows)."""
+    total, start = 0.0, 0
+    for k in range(meta.num_row_groups):
+        group = meta.row_group(k)
+        end = start + group.num_rows
+        if group.num_rows and end > lo and start < hi:
+            total += group.total_byte_size * (min(end, hi) - max(start, lo)) / group.num_rows
+        start = end
+    return int(total)
 
 
 # -- the run --------------------------------------------------------------------------
@@ -468,7 +488,8 @@ class Stage:
         if self.f.stateful:
             indexes = self.index(list(range(len(self.shards))))
             self.f.resolve(indexes, self.executor)
-        todo = [i for i in range(len(self.shards)) if not (self.dir / self.name(i)).exists()]
+        todo = heaviest_first([i for i in range(len(self.shards)) if not (self.dir / self.name(i)).exists()],
+                              self.shards, counts)
         with Progress(self.f.name, sum(counts), "rows", completed=sum(counts) - sum(counts[i] for i in todo),
                       enabled=self.p.opts.progress) as bar:
             task = FilterTask(self.f, self.token, "call", self.executor.task_cpus)
@@ -524,6 +545,16 @@ class Stage:
         write_parquet_atomic(marked.replace_schema_metadata({**(marked.schema.metadata or {}),
                                                             b"curate_work": json.dumps(decision.work).encode()}),
                              self.dir / self.name(i))
+
+
+def heaviest_first(todo, shards: list[Shard], counts: list[int] | None = None) -> list[int]:
+    """The shards `todo`, the costliest first (their rows' bytes; `counts`: the rows that
+    enter, of each shard's): so the last tasks of a stage are small ones and no worker
+    waits alone for a big shard at the end. The outputs do not depend on the order."""
+    def cost(i: int) -> float:
+        shard = shards[i]
+        return shard.nbytes * (counts[i] / shard.rows if counts is not None and shard.rows else 1.0)
+    return sorted(todo, key=lambda i: (-cost(i), i))
 
 
 def kept_mask(verdicts: pl.DataFrame) -> pl.DataFrame:
@@ -649,7 +680,8 @@ def publish(p: FilterPlan, shards: list[Shard], executor: Executor) -> None:
     """rejected/ and kept/ from the stages' verdicts: a `Publish` task per shard not yet written."""
     out = Path(p.opts.out)
     (out / "kept").mkdir(exist_ok=True)
-    todo = [(i, shard) for i, shard in enumerate(shards) if not (out / "kept" / f"part-{i:05d}.parquet").exists()]
+    todo = [(i, shards[i]) for i in heaviest_first(range(len(shards)), shards)
+            if not (out / "kept" / f"part-{i:05d}.parquet").exists()]
     task = Publish(out, [(f.name, _stage_dir(out, k, f)) for k, f in enumerate(p.filters)])
     with Progress("publish", sum(s.rows for s in shards), "rows", enabled=p.opts.progress,
                   completed=sum(s.rows for s in shards) - sum(s.rows for _, s in todo)) as bar:
