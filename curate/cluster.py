@@ -39,7 +39,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Itera
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    # a task keeps to the 1 CPU it asks for: polars' thread pool is sized to it, as Ray sizes
+    # OpenMP's (else every task starts a thread per core of its node)
+    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True,
+                  runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}})
     if address:
         _reachable(address)
     try:

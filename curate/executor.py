@@ -81,6 +81,7 @@ class RayExecutor(Executor):
     """Ray tasks (1 CPU each) on the cluster at `address` (see curate.cluster.connect),
     spread over the nodes (Ray's default packs the driver's node first and left the
     second node idle for seconds at a stage's start; Ray Data spreads its tasks too).
+    A task keeps to its CPU (curate.cluster.connect sizes polars' thread pool to it).
     A task whose worker or node dies is retried (`max_retries`) on another node."""
 
     name = "ray"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -65,3 +66,5 @@ def test_executors_give_the_same_results_in_order(ray_cluster):
         assert ray_exec.workers == 2 and ray_exec.describe()["nodes"] == 2
         assert list(ray_exec.map(math.factorial, items, inflight=3)) == expected
         assert expected == [math.factorial(x) for x in items]
+        # a task keeps to its 1 CPU: polars in it starts one thread, not one per core of the node
+        assert list(ray_exec.map(os.getenv, ["POLARS_MAX_THREADS"] * 4)) == ["1"] * 4
