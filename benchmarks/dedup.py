@@ -9,10 +9,11 @@ comparison with datasketch's vectorised `MinHash.bulk` + `MinHashLSH` at equal r
   scale    N documents written as Parquet shards of --shard-rows, then deduplicated with
            the texts streamed: index tasks read their shard from disk, the driver holds
            only the indexes (ids, keys, 8-bit signatures); seconds per step, peak RSS of
-           the driver and of the largest worker, recall
+           the driver and of the largest worker, recall; on each of --executors (local:
+           worker processes; ray: the 2-node local cluster, 1 CPU per node)
 
     python benchmarks/dedup.py [--only compare,scale] [--compare-docs 100000]
-        [--scale-docs 1000000] [--workers 2] [--json out.json]
+        [--scale-docs 1000000] [--executors local,ray] [--workers 2] [--json out.json]
 
 Documents are benchmarks/filter.py's near-dup documents (~260 words drawn from MATH-500
 and GSM8K sentences; 5% planted copies with 2–3 words edited). Benchmark-only
@@ -22,6 +23,7 @@ dependencies: datasketch, psutil.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -215,7 +217,12 @@ def write_shards(n: int, shard_rows: int, folder: Path, seed: int = 1) -> tuple[
     return files, truth, total
 
 
-def bench_scale(n: int, shard_rows: int, workers: int) -> dict:
+def bench_scale(n: int, shard_rows: int, workers: int, executors: list[str]) -> list[dict]:
+    """n documents written once as Parquet shards, then deduplicated on each executor:
+    `local` (worker processes) and `ray` (the 2-node local cluster of tests/raycluster.py,
+    1 CPU per node; its raylets and workers are this process's descendants, so their
+    memory is sampled too)."""
+    results = []
     with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
         t = time.perf_counter()
         # written by a child process, so this one's memory is the dedup's alone
@@ -223,21 +230,32 @@ def bench_scale(n: int, shard_rows: int, workers: int) -> dict:
             files, truth, text_bytes = pool.submit(write_shards, n, shard_rows, Path(tmp)).result()
         disk = sum(p.stat().st_size for p in files) / 2**20
         print(f"[scale] {n:,} docs in {len(files)} Parquet shards ({text_bytes / 2**20:,.0f} MiB of text, "
-              f"{disk:,.0f} MiB on disk), written in {time.perf_counter() - t:.0f} s")
-        gc.collect()
-        with PeakRss() as peak, make_executor("local", workers) as executor:
-            list(executor.map(abs, range(workers)))
-            survivor, steps = run_protocol(dedup_mod.Dedup(mode="near"), files, executor)
-        own, child = round(peak.own), round(peak.child)
-        ids = [f"d{i:09d}" for i in range(n)]
-        score = score_clusters(lambda x: survivor.get(x, x), ids, truth)
-    res = {"docs": n, "shards": len(files), "workers": workers, "text_mib": round(text_bytes / 2**20), **steps,
-           "peak_rss_driver_mib": own, "peak_rss_worker_mib": child, **score}
-    print(f"[scale] {n:,} docs, local executor {workers} workers: {steps['seconds']:.1f} s (index {steps['index_s']}, "
-          f"resolve {steps['resolve_s']}, mark {steps['mark_s']}); indexes {steps['index_mib']:,} MiB; peak RSS driver "
-          f"{own:,} MiB, worker {child:,} MiB (text {res['text_mib']:,} MiB); recall {score['recall']:.4f}, dropped "
-          f"beyond the plant {score['dropped_beyond_plant']}")
-    return res
+              f"{disk:,.0f} MiB on disk), written in {time.perf_counter() - t:.0f} s", flush=True)
+        for name in executors:
+            gc.collect()
+            with contextlib.ExitStack() as stack:
+                address = None
+                if name == "ray":
+                    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+                    from raycluster import LocalCluster
+
+                    address = stack.enter_context(LocalCluster(nodes=2, cpus=1, log_dir=Path(tmp))).address
+                peak = stack.enter_context(PeakRss())
+                executor = stack.enter_context(make_executor(name, workers, address=address))
+                list(executor.map(abs, range(2 * workers)))  # the workers started outside the clock
+                survivor, steps = run_protocol(dedup_mod.Dedup(mode="near"), files, executor)
+            own, child = round(peak.own), round(peak.child)
+            score = score_clusters(lambda x, s=survivor: s.get(x, x), (f"d{i:09d}" for i in range(n)), truth)
+            res = {"docs": n, "executor": name, "shards": len(files), "workers": workers,
+                   "text_mib": round(text_bytes / 2**20), "disk_mib": round(disk), **steps,
+                   "peak_rss_driver_mib": own, "peak_rss_worker_mib": child, **score}
+            print(f"[scale] {n:,} docs, {name} executor, {workers} workers: {steps['seconds']:.1f} s (index "
+                  f"{steps['index_s']}, resolve {steps['resolve_s']}, mark {steps['mark_s']}); indexes "
+                  f"{steps['index_mib']:,} MiB; peak RSS driver {own:,} MiB, largest other process {child:,} MiB "
+                  f"(text {res['text_mib']:,} MiB); recall {score['recall']:.4f}, dropped beyond the plant "
+                  f"{score['dropped_beyond_plant']}", flush=True)
+            results.append(res)
+    return results
 
 
 def main() -> None:
@@ -247,6 +265,7 @@ def main() -> None:
     ap.add_argument("--scale-docs", default="1000000", help="comma-separated sizes")
     ap.add_argument("--shard-rows", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--executors", default="local", help="scale: comma-separated, local and/or ray")
     ap.add_argument("--json")
     args = ap.parse_args()
     sections = args.only.split(",")
@@ -254,7 +273,8 @@ def main() -> None:
     if "compare" in sections:
         summary["compare"] = bench_compare(args.compare_docs, args.workers)
     if "scale" in sections:
-        summary["scale"] = [bench_scale(int(n), args.shard_rows, args.workers) for n in args.scale_docs.split(",")]
+        summary["scale"] = [r for n in args.scale_docs.split(",")
+                            for r in bench_scale(int(n), args.shard_rows, args.workers, args.executors.split(","))]
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
 

@@ -2,9 +2,10 @@
 
 An executor maps a pure function over items and yields the results in the items'
 order, with a bounded number in flight (inputs larger than memory stream through).
-Stages write their outputs from the driver, so the same code gives the same rows on
-either executor. On Ray, a task lost with its node is run again elsewhere (the
-functions are pure, so nothing is doubled). See docs/ARCHITECTURE.md, "Executors".
+A task's outputs are a function of its item alone (a file it writes is named by
+the item and written atomically), so the same code gives the same rows on either
+executor, and on Ray a task lost with its node is run again elsewhere with nothing
+doubled. See docs/ARCHITECTURE.md, "Executors".
 """
 
 from __future__ import annotations
