@@ -289,11 +289,12 @@ def input_shards(p: FilterPlan) -> list[Shard]:
                 raise CurateError(f"{f}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
                     from None
             ids = None if "sample_id" in names else f.stem
-            shards += [Shard(str(f), lo, min(lo + SHARD_ROWS, rows), column_map, ids,
+            # absolute: a task on another node (or a Ray worker in another directory) finds it
+            shards += [Shard(str(Path(f).absolute()), lo, min(lo + SHARD_ROWS, rows), column_map, ids,
                              _row_bytes(meta, lo, min(lo + SHARD_ROWS, rows)))
                        for lo in range(0, max(rows, 1), SHARD_ROWS)]
         return shards
-    folder = Path(p.opts.out) / ".stages" / "source"
+    folder = Path(p.opts.out).absolute() / ".stages" / "source"
     if not (folder / "DONE").exists():
         folder.mkdir(parents=True, exist_ok=True)
         i = 0
@@ -678,7 +679,7 @@ class Publish:
 
 def publish(p: FilterPlan, shards: list[Shard], executor: Executor) -> None:
     """rejected/ and kept/ from the stages' verdicts: a `Publish` task per shard not yet written."""
-    out = Path(p.opts.out)
+    out = Path(p.opts.out).absolute()  # the tasks write there, in whatever directory they run
     (out / "kept").mkdir(exist_ok=True)
     todo = [(i, shards[i]) for i in heaviest_first(range(len(shards)), shards)
             if not (out / "kept" / f"part-{i:05d}.parquet").exists()]

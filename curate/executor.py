@@ -11,6 +11,7 @@ doubled. See docs/ARCHITECTURE.md, "Executors".
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +21,11 @@ from curate.errors import CurateError
 EXECUTORS = ("local", "ray")
 
 
-def _call(fn: Callable, item):
+def _call_in(fn: Callable, item, cwd: str):
+    """`fn(item)` in the driver's working directory, when this node has it (a relative path
+    in a filter's parameters means there what it means to the driver)."""
+    if os.getcwd() != cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
     return fn(item)
 
 
@@ -82,7 +87,8 @@ class RayExecutor(Executor):
     """Ray tasks (1 CPU each) on the cluster at `address` (see curate.cluster.connect),
     spread over the nodes (Ray's default packs the driver's node first and left the
     second node idle for seconds at a stage's start; Ray Data spreads its tasks too).
-    A task keeps to its CPU (curate.cluster.connect sizes polars' thread pool to it).
+    A task keeps to its CPU (curate.cluster.connect sizes polars' thread pool to it) and
+    runs in the driver's working directory where its node has it.
     A task whose worker or node dies is retried (`max_retries`) on another node."""
 
     name = "ray"
@@ -96,8 +102,9 @@ class RayExecutor(Executor):
         self.address = address
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(workers or cpus))
+        self._cwd = os.getcwd()
         self._task = self.ray.remote(num_cpus=self.task_cpus, max_retries=max_retries, retry_exceptions=False,
-                                     scheduling_strategy="SPREAD")(_call)
+                                     scheduling_strategy="SPREAD")(_call_in)
 
     def map(self, fn: Callable, items: Iterable, *, inflight: int | None = None) -> Iterator:
         ray = self.ray
@@ -105,7 +112,7 @@ class RayExecutor(Executor):
         window: deque = deque()
         limit = inflight or 2 * self.workers
         for item in items:
-            window.append(self._task.remote(fn_ref, item))
+            window.append(self._task.remote(fn_ref, item, self._cwd))
             if len(window) >= limit:
                 yield self._get(window.popleft())
         while window:

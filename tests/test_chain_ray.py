@@ -6,6 +6,7 @@ mid-run (its tasks run again on the other node)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import polars as pl
@@ -57,9 +58,10 @@ def assert_same_outputs(a, b) -> None:
     assert funnel_a == json.loads((b / "manifest.json").read_text())["funnel"]
 
 
-def test_the_default_chain_on_ray_equals_the_local_executor(generated, ray_cluster, tmp_path):
+def test_the_default_chain_on_ray_equals_the_local_executor(generated, ray_cluster, tmp_path, monkeypatch):
     run, local, _ = generated
-    manifest = filter_run(run, tmp_path / "ray", executor="ray", ray_address=ray_cluster.address)
+    monkeypatch.chdir(tmp_path)  # input and output given relative to a directory the nodes were not started in
+    manifest = filter_run(os.path.relpath(run), "ray", executor="ray", ray_address=ray_cluster.address)
     assert manifest["executor"] == {"executor": "ray", "workers": 2, "nodes": 2, "address": ray_cluster.address}
     assert_same_outputs(local, tmp_path / "ray")
     steps = {s["filter"]: s for s in manifest["funnel"]["steps"]}

@@ -68,3 +68,12 @@ def test_executors_give_the_same_results_in_order(ray_cluster):
         assert expected == [math.factorial(x) for x in items]
         # a task keeps to its 1 CPU: polars in it starts one thread, not one per core of the node
         assert list(ray_exec.map(os.getenv, ["POLARS_MAX_THREADS"] * 4)) == ["1"] * 4
+
+
+def test_ray_tasks_run_in_the_drivers_working_directory(ray_cluster, tmp_path, monkeypatch):
+    """A relative path means in a task what it means to the driver (the nodes were started elsewhere)."""
+    from curate.executor import make_executor
+
+    monkeypatch.chdir(tmp_path)
+    with make_executor("ray", address=ray_cluster.address) as ray_exec:
+        assert list(ray_exec.map(os.path.abspath, ["a.parquet"] * 4)) == [str(tmp_path / "a.parquet")] * 4

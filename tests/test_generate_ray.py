@@ -41,9 +41,12 @@ def rows(out) -> pl.DataFrame:
 
 
 @pytest.mark.slow
-def test_two_replicas_on_two_nodes_give_the_local_rows(ray_cluster, problems, tiny_model, local_rows, tmp_path):
+def test_two_replicas_on_two_nodes_give_the_local_rows(ray_cluster, problems, tiny_model, local_rows, tmp_path,
+                                                       monkeypatch):
     out = tmp_path / "run"
-    curate("generate", "--input", problems, "--out", out, "--model", tiny_model, *ARGS,
+    # the model folder named relative to a directory the nodes were not started in
+    monkeypatch.chdir(tiny_model.parent)
+    curate("generate", "--input", problems, "--out", out, "--model", tiny_model.name, *ARGS,
            "--executor", "ray", "--ray-address", ray_cluster.address, "--replicas", "2")
     assert rows(out).equals(local_rows)
     import json

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from curate.backends.base import Backend, Request, Sample
 from curate.errors import CurateError
@@ -208,7 +209,9 @@ class RayBackend(Backend):
         return {**need, "runtime_env": {"env_vars": env}, "scheduling_strategy": "SPREAD"}
 
     def _start(self):
-        actor = self._actor_class.remote(self.inner, self.model, self.sampling, self.inner_options, self._threads)
+        # a model folder given relative to here is found by an actor whatever its node's working directory
+        model = str(Path(self.model).absolute()) if Path(self.model).exists() else self.model
+        actor = self._actor_class.remote(self.inner, model, self.sampling, self.inner_options, self._threads)
         self.started += 1
         return _Slot(actor, self.started), actor.ready.remote()
 
