@@ -274,6 +274,39 @@ def test_interrupted_resumed_then_a_different_config_refused_unless_overwrite(mi
     assert m["trl_config"]["resume_from"] is None
 
 
+def test_a_run_killed_after_its_last_checkpoint_resumes_without_training_a_step_more(mixture_dir, tiny_model,
+                                                                                     tmp_path):
+    """Killed between the last step's checkpoint and the final save: --resume gives the
+    checkpoint's weights as the model, at the same step (transformers alone would train one
+    step more: it checks for the end only after a step)."""
+    import hashlib
+
+    from transformers import TrainerCallback
+
+    class KilledBeforeTheFinalSave(TrainerCallback):
+        def on_train_end(self, args, state, control, **kw):  # checkpoint-1 is written; the model is not
+            raise KeyboardInterrupt
+
+    out = tmp_path / "sft"
+    options = {"student": str(tiny_model), "data": str(mixture_dir), "out": str(out), "batch_size": 2,
+               "save_steps": 1, "lr": 1e-3, "max_steps": 1, "logging_steps": 1, "progress": False}
+    p = sft.plan(options, echo=lambda *a: None)
+    p.callbacks.append(KilledBeforeTheFinalSave())
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(p)
+    assert (out / "checkpoint-1" / "trainer_state.json").is_file() and not (out / "model.safetensors").exists()
+
+    r = run_cli("--student", tiny_model, "--data", mixture_dir, "--out", out, "--batch-size", 2, "--save-steps", 1,
+                "--lr", "1e-3", "--max-steps", 1, "--logging-steps", 1, "--no-progress", "--resume")
+    assert r.exit_code == 0, r.output
+    m = manifest(out)
+    assert m["status"] == "complete" and m["counts"]["steps"] == 1 and m["train"]["global_step"] == 1
+    assert m["trl_config"]["resume_from"].endswith("checkpoint-1") and 0 < m["train"]["train_loss"] < 20
+    digest = [hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest() for d in (out, out / "checkpoint-1")]
+    assert digest[0] == digest[1]
+    assert sorted(x.name for x in out.glob("checkpoint-*")) == ["checkpoint-1"]
+
+
 def test_sigterm_is_an_interruption_and_resume_continues_from_the_last_whole_checkpoint(mixture_dir, tiny_model,
                                                                                        tmp_path):
     """`kill` (SIGTERM) of a running `curate train sft`: exit 130, one line on stderr and

@@ -467,7 +467,7 @@ def run(opts: GRPOOptions) -> dict:
 def train(p: GRPOPlan) -> dict:
     """Build the trainer, then in a session of the run dir (the lock; running -> complete |
     interrupted | failed): train from the last checkpoint, save the policy to OUT/model."""
-    from curate.train import last_checkpoint
+    from curate.train import last_checkpoint, train_from
 
     opts, out = p.opts, Path(p.opts.out)
     trainer = build_trainer(p)
@@ -481,7 +481,7 @@ def train(p: GRPOPlan) -> dict:
         checkpoint = last_checkpoint(out)
         t0 = time.time()
         try:
-            result = trainer.train(resume_from_checkpoint=checkpoint)
+            result = train_from(trainer, checkpoint)
         finally:  # also when interrupted: how far it got
             manifest["counts"] = {"prompts": len(p.rows), "left_out": sum(p.data_info["left_out"].values()),
                                   "steps": trainer.state.global_step}

@@ -578,13 +578,15 @@ def train(p: SFTPlan) -> int:
     """Build the trainer (its prepared rows checked), then in a session of the run
     directory (the lock; running -> complete | interrupted | failed): train from the
     checkpoint or from scratch, save the model, record the counts; then push."""
+    from curate.train import train_from
+
     trainer, chosen = build_trainer(p)
     with session(p) as manifest:
         manifest.update(options=p.cfg, data=p.data_info, student=student_path(p.cfg["student"]),
                         lint=p.report.to_dict(), trl_config={**chosen, "resume_from": p.checkpoint})
         t0 = time.time()
         try:
-            result = trainer.train(resume_from_checkpoint=p.checkpoint)
+            result = train_from(trainer, p.checkpoint)
         finally:  # also when interrupted: how far it got
             manifest["counts"] = {"rows": len(p.data), "steps": trainer.state.global_step,
                                   "tokens": trainer._total_train_tokens}
