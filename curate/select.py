@@ -41,6 +41,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -260,9 +261,11 @@ def write_selected(kept: Table, rows: pl.Series, run_label: str, path: Path) -> 
     """The kept rows at positions `rows`, in that order, with every column and `run`."""
     columns = kept.columns()
     extra = [] if "problem_id" in columns else [problem_id_expr(columns)]
-    order = pl.DataFrame({ROW: rows.cast(pl.UInt32), "_order": pl.int_range(len(rows), eager=True, dtype=pl.UInt32)})
-    selected = read_positions(kept, rows, index=ROW, extra=extra).join(order, on=ROW).sort("_order")
-    selected.drop(ROW, "_order").with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
+    picked = read_positions(kept, rows, index=ROW, extra=extra)  # in table order: ROW ascending
+    # into the order of `rows` by one gather (a join and a sort would hold two more copies of the texts)
+    take = np.searchsorted(picked[ROW].to_numpy(), rows.cast(pl.UInt32).to_numpy())
+    picked = picked.drop(ROW)[take]
+    picked.with_columns(pl.lit(run_label).alias("run")).write_parquet(path, compression="zstd")
 
 
 def read_positions(table: Table, positions, columns: list[str] | None = None, index: str = "_row",
@@ -283,7 +286,7 @@ def read_positions(table: Table, positions, columns: list[str] | None = None, in
         # a copy: filtered strings still point into the whole file's buffers, which would stay held
         picked.append(pl.from_arrow(rows.to_arrow(compat_level=pl.CompatLevel.oldest())))
         offset += collect(part.select(pl.len()), table.source).item()
-    return pl.concat(picked, how="diagonal_relaxed")
+    return pl.concat(picked, how="diagonal_relaxed", rechunk=False)
 
 
 def _select(o: SelectOptions, kept: pl.DataFrame, dropped: pl.DataFrame,
