@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "tests")]
 from filter import (  # noqa: E402 - a sibling benchmark module
     SENTENCE,
     UnionFind,
@@ -236,8 +236,7 @@ def bench_scale(n: int, shard_rows: int, workers: int, executors: list[str]) -> 
             with contextlib.ExitStack() as stack:
                 address = None
                 if name == "ray":
-                    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-                    from raycluster import LocalCluster
+                    from raycluster import LocalCluster  # tests/raycluster.py
 
                     address = stack.enter_context(LocalCluster(nodes=2, cpus=1, log_dir=Path(tmp))).address
                 peak = stack.enter_context(PeakRss())

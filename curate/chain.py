@@ -483,9 +483,7 @@ class Stage:
         counts = [self.entering(i) for i in range(len(self.shards))]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()  # `_row` of each shard's first row
         self.task_rows = max(MIN_TASK_ROWS, -(-sum(counts) // (2 * self.executor.workers)))
-        if not self.f.parallel:  # it starts its own processes: not inside a local worker process
-            self.executor = _executor_for(self.executor, 0)
-        self.executor = _executor_for(self.executor, sum(counts))
+        self.executor = _executor_for(self.executor, sum(counts), self.f.parallel)
         if self.f.stateful:
             indexes = self.index(list(range(len(self.shards))))
             self.f.resolve(indexes, self.executor)
@@ -563,10 +561,12 @@ def kept_mask(verdicts: pl.DataFrame) -> pl.DataFrame:
     return verdicts.filter(pl.col("_keep")).drop("_keep", "_reason")
 
 
-def _executor_for(executor: Executor, rows: int) -> Executor:
+def _executor_for(executor: Executor, rows: int, parallel: bool = True) -> Executor:
     """The executor for `rows` rows of work: with the local executor, a few rows run in this
-    process (starting worker processes would cost more than the work)."""
-    return INLINE if executor.name == "local" and rows < 2 * MIN_TASK_ROWS else executor
+    process (starting worker processes would cost more than the work), and so does a filter
+    that starts its own processes (`parallel` False: a pool inside a pool worker can hang)."""
+    local = executor.name == "local"
+    return INLINE if local and (not parallel or rows < 2 * MIN_TASK_ROWS) else executor
 
 
 def join_decisions(decisions: list) -> Decision:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 from curate.errors import CurateError
 
+TASK_CPUS = 1  # the CPUs a curate Ray task asks for (curate.executor.RayExecutor)
+
 
 def ray_module():
     """`ray`, or one clear line saying how to install it."""
@@ -39,10 +41,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Itera
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    # a task keeps to the 1 CPU it asks for: polars' thread pool is sized to it, as Ray sizes
-    # OpenMP's (else every task starts a thread per core of its node)
+    # a task keeps to the TASK_CPUS it asks for: polars' thread pool is sized to them, as Ray
+    # sizes OpenMP's (else every task starts a thread per core of its node)
     kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True,
-                  runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}})
+                  runtime_env={"env_vars": {"POLARS_MAX_THREADS": str(TASK_CPUS)}})
     if address:
         _reachable(address)
     try:

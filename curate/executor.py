@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+from curate.cluster import TASK_CPUS
 from curate.errors import CurateError
 
 EXECUTORS = ("local", "ray")
@@ -92,7 +93,7 @@ class RayExecutor(Executor):
     A task whose worker or node dies is retried (`max_retries`) on another node."""
 
     name = "ray"
-    task_cpus = 1
+    task_cpus = TASK_CPUS
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
         from curate.cluster import connect
